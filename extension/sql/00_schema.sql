@@ -1,0 +1,73 @@
+-- Pankha extension: schema, agents, the sensor/fan catalog and the compact
+-- readings table.  Assembled with the other numbered parts into
+-- pankha--<version>.sql by the Makefile.
+\echo Use "CREATE EXTENSION pankha" to load this file. \quit
+
+-- An identifier as agents send them: 1..64 bytes, no control characters.
+CREATE FUNCTION pankha.valid_id(id text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN octet_length(id) BETWEEN 1 AND 64 AND id !~ '[[:cntrl:]]';
+COMMENT ON FUNCTION pankha.valid_id(text) IS
+'True when an agent, sensor or fan id is 1 to 64 bytes long without control characters.';
+
+CREATE TABLE pankha.agents (
+    agent_id      text PRIMARY KEY CHECK (pankha.valid_id(agent_id)),
+    name          text NOT NULL,
+    hostname      text,
+    capabilities  jsonb NOT NULL DEFAULT '{}',
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz,
+    status        text NOT NULL DEFAULT 'offline' CHECK (status IN ('online', 'offline'))
+);
+COMMENT ON TABLE pankha.agents IS
+'Registered agents. last_seen is persisted from shared memory by the background worker; pankha.agent_liveness() has the live value.';
+
+-- The catalog: every sensor and fan an agent has ever reported, with the
+-- slot its value occupies in the compact payload of pankha.readings.  Slots
+-- are assigned once and never reused, so old frames stay decodable.
+CREATE TABLE pankha.sensors (
+    agent_id   text NOT NULL REFERENCES pankha.agents ON DELETE CASCADE,
+    sensor_id  text NOT NULL CHECK (pankha.valid_id(sensor_id)),
+    slot       smallint NOT NULL CHECK (slot >= 0),
+    kind       text,
+    label      text,
+    max_temp   real,
+    crit_temp  real,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (agent_id, sensor_id),
+    UNIQUE (agent_id, slot)
+);
+COMMENT ON TABLE pankha.sensors IS
+'Temperature sensors per agent, recorded by pankha.ingest() the first time a frame carries them.';
+
+CREATE TABLE pankha.fans (
+    agent_id       text NOT NULL REFERENCES pankha.agents ON DELETE CASCADE,
+    fan_id         text NOT NULL CHECK (pankha.valid_id(fan_id)),
+    slot           smallint NOT NULL CHECK (slot >= 0),
+    label          text,
+    min_speed      real NOT NULL DEFAULT 0 CHECK (min_speed BETWEEN 0 AND 100),
+    max_speed      real NOT NULL DEFAULT 100 CHECK (max_speed BETWEEN 0 AND 100),
+    emergency_temp real CHECK (emergency_temp BETWEEN 0 AND 250),
+    first_seen     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (agent_id, fan_id),
+    UNIQUE (agent_id, slot),
+    CHECK (min_speed <= max_speed)
+);
+COMMENT ON TABLE pankha.fans IS
+'Fans per agent with their safety limits (percent of full speed; emergency_temp in degrees Celsius).';
+
+-- One row per frame.  The values live in payload, a compact binary
+-- encoding decoded by pankha.decode_*(); the views below unnest it.
+CREATE TABLE pankha.readings (
+    agent_id    text NOT NULL,
+    ts          timestamptz NOT NULL,
+    received_at timestamptz NOT NULL,
+    seq         bigint,
+    agent_ts    timestamptz,
+    payload     bytea NOT NULL,
+    PRIMARY KEY (agent_id, ts)
+) PARTITION BY RANGE (ts);
+COMMENT ON TABLE pankha.readings IS
+'One row per data frame, partitioned by day on ts (the agent clock).  agent_ts is set only when the agent clock was more than 5 minutes ahead: ts is then the receive time.';
+COMMENT ON COLUMN pankha.readings.payload IS
+'Sensor, fan and system-health values, encoded compactly; read them through pankha.sensor_readings, pankha.fan_readings and pankha.health_readings.';

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Pankha needs to build, run and test, if any
+# are missing.  Usage: scripts/deps.sh [build|test]
+set -eu
+
+packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
+          libwebsockets-dev libcjson-dev libssl-dev zlib1g-dev python3)
+if [ "${1:-build}" = test ]; then
+    packages+=(libipc-run-perl python3-websockets node-ws chromium nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -q >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
