@@ -12,11 +12,12 @@ COMMENT ON FUNCTION pankha.ingest_batch(text, jsonb) IS
 'Store a JSON array of frames of one agent, all or nothing. Returns how many were new; an error names the frame, as in frames[2].sensors[0].id.';
 
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
-    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text)
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
 RETURNS SETOF record
 LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
 COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
-'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate and message of why it was refused; stored is false with no sqlstate for a frame already stored.';
+'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate, message and detail of why it was refused; stored is false with no sqlstate for a frame already stored.';
 
 -- Catalog: new sensors and fans get the next free slot of their agent.
 -- Called by ingest only when its cache does not know an id (or a sensor's
@@ -39,9 +40,12 @@ BEGIN
             INSERT INTO pankha.sensors AS s (agent_id, sensor_id, slot, kind, max_temp, crit_temp)
             VALUES (p_agent_id, p_ids[i], next_sensor, p_types[i], p_max_temps[i], p_crit_temps[i])
             ON CONFLICT (agent_id, sensor_id) DO UPDATE
-                SET kind = EXCLUDED.kind, max_temp = EXCLUDED.max_temp, crit_temp = EXCLUDED.crit_temp
-                WHERE (s.kind, s.max_temp, s.crit_temp)
-                      IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.max_temp, EXCLUDED.crit_temp)
+                SET kind = coalesce(EXCLUDED.kind, s.kind),
+                    max_temp = coalesce(EXCLUDED.max_temp, s.max_temp),
+                    crit_temp = coalesce(EXCLUDED.crit_temp, s.crit_temp)
+                WHERE (s.kind, s.max_temp, s.crit_temp) IS DISTINCT FROM
+                      (coalesce(EXCLUDED.kind, s.kind), coalesce(EXCLUDED.max_temp, s.max_temp),
+                       coalesce(EXCLUDED.crit_temp, s.crit_temp))
             RETURNING 's'::"char", s.sensor_id, s.slot INTO kind, id, slot;
             IF NOT FOUND THEN
                 SELECT 's'::"char", s.sensor_id, s.slot INTO kind, id, slot
@@ -215,3 +219,15 @@ CROSS JOIN LATERAL (SELECT * FROM pankha.readings r
 CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
 COMMENT ON VIEW pankha.latest IS
 'Each agent''s newest frame: temperatures and fans as JSON objects keyed by id, and the system-health values.';
+
+-- An agent's frames go with it: a re-registered agent id starts a new
+-- catalog, and old payloads must not be read through it.
+CREATE FUNCTION pankha._forget_agent_readings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER forget_readings AFTER DELETE ON pankha.agents
+    FOR EACH ROW EXECUTE FUNCTION pankha._forget_agent_readings();

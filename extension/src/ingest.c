@@ -566,30 +566,37 @@ agent_registered(const char *agent_id)
 	return true;
 }
 
-/* Copy a sensor's metadata into a cache entry. */
+/* Copy the metadata a frame carries into a cache entry; absent fields stay. */
 static void
 remember_sensor(CatalogEntry *ce, const PkSensor *s)
 {
-	snprintf(ce->sensor_kind, sizeof(ce->sensor_kind), "%.*s",
-			 s->kind ? s->kind_len : 0, s->kind ? s->kind : "");
-	ce->has_max = s->has_max;
-	ce->max_temp = (float4) s->max_temp;
-	ce->has_crit = s->has_crit;
-	ce->crit_temp = (float4) s->crit_temp;
+	if (s->kind)
+		snprintf(ce->sensor_kind, sizeof(ce->sensor_kind), "%.*s", s->kind_len, s->kind);
+	if (s->has_max)
+	{
+		ce->has_max = true;
+		ce->max_temp = (float4) s->max_temp;
+	}
+	if (s->has_crit)
+	{
+		ce->has_crit = true;
+		ce->crit_temp = (float4) s->crit_temp;
+	}
 }
 
-/* Does the cached metadata differ from what the frame says? */
+/*
+ * Does the frame carry sensor metadata the catalog does not have?  A frame
+ * that leaves out type or limits keeps what was recorded before.
+ */
 static bool
 sensor_changed(const CatalogEntry *ce, const PkSensor *s)
 {
-	int			kind_len = s->kind ? s->kind_len : 0;
-
-	if ((int) strlen(ce->sensor_kind) != kind_len ||
-		(kind_len > 0 && memcmp(ce->sensor_kind, s->kind, kind_len) != 0))
+	if (s->kind && ((int) strlen(ce->sensor_kind) != s->kind_len ||
+					memcmp(ce->sensor_kind, s->kind, s->kind_len) != 0))
 		return true;
-	if (ce->has_max != s->has_max || (s->has_max && ce->max_temp != (float4) s->max_temp))
+	if (s->has_max && (!ce->has_max || ce->max_temp != (float4) s->max_temp))
 		return true;
-	if (ce->has_crit != s->has_crit || (s->has_crit && ce->crit_temp != (float4) s->crit_temp))
+	if (s->has_crit && (!ce->has_crit || ce->crit_temp != (float4) s->crit_temp))
 		return true;
 	return false;
 }
@@ -689,16 +696,20 @@ assign_slots(const char *agent_id, PkFrame *frame)
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
+			bool		found;
 			CatalogEntry *ce;
 
 			key.kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
 			memset(key.id, 0, sizeof(key.id));
 			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
 								   key.id, sizeof(key.id));
-			ce = hash_search(catalog_cache, &key, HASH_ENTER, NULL);
+			ce = hash_search(catalog_cache, &key, HASH_ENTER, &found);
+			if (!found)
+			{
+				ce->sensor_kind[0] = '\0';
+				ce->has_max = ce->has_crit = false;
+			}
 			ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-			ce->sensor_kind[0] = '\0';
-			ce->has_max = ce->has_crit = false;
 		}
 
 		/* second pass: every id is now cached */
@@ -1038,9 +1049,10 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 		{
 			PkError		err;
 
-			pk_fail(&err, "22023", "frame", "not a JSON object",
+			prefix[strlen(prefix) - 1] = '\0';	/* the element itself */
+			pk_fail(&err, "22023", prefix, "not a JSON object",
 					"Each element of frames must be a frame object.");
-			raise_error(&err, prefix);
+			raise_error(&err, NULL);
 		}
 		jb = JsonbValueToJsonb(v);
 		prepare_frame(&pending[i], agent_id, jb, now);
@@ -1056,7 +1068,8 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 
 /*
  * pankha.ingest_many(agent_ids text[], frames jsonb[])
- *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text)
+ *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text,
+ *					  detail text)
  *
  * The bridge's form: frames of many agents in one call.  Invalid frames are
  * reported in their row (sqlstate, message) instead of raising, so one bad
@@ -1111,8 +1124,8 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
 
 		values[0] = Int32GetDatum(i + 1);
 		values[1] = BoolGetDatum(pending[i].stored);
@@ -1121,9 +1134,10 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 			pg_atomic_fetch_add_u64(&pankha_shared->frames_rejected, 1);
 			values[2] = CStringGetTextDatum(pending[i].error.sqlstate);
 			values[3] = CStringGetTextDatum(pending[i].error.message);
+			values[4] = CStringGetTextDatum(pending[i].error.detail);
 		}
 		else
-			nulls[2] = nulls[3] = true;
+			nulls[2] = nulls[3] = nulls[4] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	MemoryContextSwitchTo(oldcxt);

@@ -113,10 +113,10 @@ pk_check_number(PkError *err, const char *path, double v,
 {
 	if (!isfinite(v))
 		return pk_fail(err, "22003", path, "not a finite number",
-					   "%s must be a finite number between %g and %g.", what, lo, hi);
+					   "%s must be a finite number between %.15g and %.15g.", what, lo, hi);
 	if (v < lo || v > hi)
 		return pk_fail(err, "22003", path, "out of range",
-					   "%s must be between %g and %g; got %g.", what, lo, hi, v);
+					   "%s must be between %.15g and %.15g; got %.15g.", what, lo, hi, v);
 	return true;
 }
 
