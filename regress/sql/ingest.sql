@@ -3,10 +3,15 @@
 CREATE EXTENSION pankha;
 SET client_min_messages = warning;
 
--- A frame of the given fields, timestamped now unless they say otherwise.
+-- A frame of the given fields, timestamped now unless they say otherwise;
+-- two calls never share a millisecond (which would make them one frame).
 CREATE FUNCTION frame(extra jsonb DEFAULT '{}') RETURNS jsonb
-LANGUAGE sql VOLATILE
-RETURN jsonb_build_object('timestamp', floor(extract(epoch FROM clock_timestamp()) * 1000)) || extra;
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_sleep(0.0015);
+    RETURN jsonb_build_object('timestamp', floor(extract(epoch FROM clock_timestamp()) * 1000)) || extra;
+END
+$$;
 
 -- Sensor and fan arrays of n entries.
 CREATE FUNCTION sensors(n integer) RETURNS jsonb LANGUAGE sql
