@@ -196,6 +196,11 @@ LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_h
 COMMENT ON FUNCTION pankha.decode_health(bytea) IS
 'The system-health values of a payload; null where the frame did not carry one.';
 
+CREATE FUNCTION pankha.decode_seq(payload bytea) RETURNS bigint
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_seq';
+COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
+'The seq the agent gave the frame, or null when it gave none.';
+
 -- Views for people writing SQL.
 CREATE VIEW pankha.sensor_readings AS
 SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
@@ -221,7 +226,7 @@ COMMENT ON VIEW pankha.health_readings IS
 'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
 
 CREATE VIEW pankha.latest AS
-SELECT a.agent_id, a.name, r.ts, r.received_at, r.seq,
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
        (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
         FROM pankha.decode_temperatures(r.payload) d
         JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,
