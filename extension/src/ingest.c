@@ -262,7 +262,14 @@ static bool
 nesting_ok(const char *json_text, int len)
 {
 	int			depth = 0;
+	int			opening = 0;
 	bool		in_string = false;
+
+	/* cheap common case: too few brackets to nest too deeply at all */
+	for (int i = 0; i < len; i++)
+		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	if (opening <= PK_JSON_MAX_DEPTH)
+		return true;
 
 	for (int i = 0; i < len; i++)
 	{
