@@ -352,6 +352,10 @@ BEGIN
             USING ERRCODE = 'numeric_value_out_of_range',
                   DETAIL = 'emergency_temp is between 0 and 250 °C, or NULL for the agent setting.';
     END IF;
+    IF fan.min_speed = min_speed AND fan.max_speed = max_speed
+       AND fan.emergency_temp IS NOT DISTINCT FROM emergency_temp THEN
+        RETURN 0;
+    END IF;
     before := pankha.settings_snapshot(ARRAY[agent_id]);
     UPDATE pankha.fans f
     SET min_speed = set_fan_limits.min_speed, max_speed = set_fan_limits.max_speed,
