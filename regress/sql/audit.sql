@@ -69,3 +69,7 @@ FROM unnest(ARRAY['tokens', 'tokens_token_id_seq', 'audit_log', 'audit_log_audit
                   'commands', 'agent_groups', 'agent_group_members', 'settings', 'fan_profiles',
                   'fan_profile_assignments']) AS t(name)
 ORDER BY 1;
+
+-- Leave the database as it was found.
+SET client_min_messages = warning;
+DROP EXTENSION pankha CASCADE;

@@ -180,3 +180,7 @@ SELECT issued_by, status FROM pankha.commands WHERE command_id = :'c11';
 SELECT db_role, ui_user FROM pankha.audit_log
 WHERE event = 'command.issued' AND details ->> 'command_id' = :'c11';
 UNLISTEN *;
+
+-- Leave the database as it was found.
+SET client_min_messages = warning;
+DROP EXTENSION pankha CASCADE;

@@ -141,3 +141,7 @@ FROM generate_series(1, 1000);
 SELECT pankha.digest_equal('\x0102', '\x0102') AS same, pankha.digest_equal('\x0102', '\x0103') AS differ,
        pankha.digest_equal('\x01', '\x0102') AS shorter;
 SELECT pg_temp.err($$SELECT pankha.random_token(repeat('p', 17))$$);
+
+-- Leave the database as it was found.
+SET client_min_messages = warning;
+DROP EXTENSION pankha CASCADE;

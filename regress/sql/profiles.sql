@@ -117,3 +117,7 @@ SELECT event, agent_id,
        details -> 'new' -> 'points' AS new_points, details -> 'new' -> 'min_speed' AS new_min_speed
 FROM pankha.audit_log
 WHERE event LIKE 'profile%' OR event LIKE 'fan_limits%' ORDER BY audit_id;
+
+-- Leave the database as it was found.
+SET client_min_messages = warning;
+DROP EXTENSION pankha CASCADE;

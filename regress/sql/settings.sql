@@ -122,3 +122,7 @@ SELECT event, agent_id, ui_user,
        coalesce(details -> 'new' ->> 'group_name', details -> 'old' ->> 'group_name') AS group_name
 FROM pankha.audit_log WHERE event NOT LIKE 'command.%' AND event NOT LIKE 'agent.%'
 ORDER BY audit_id;
+
+-- Leave the database as it was found.
+SET client_min_messages = warning;
+DROP EXTENSION pankha CASCADE;
