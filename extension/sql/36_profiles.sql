@@ -386,8 +386,11 @@ GRANT EXECUTE ON FUNCTION pankha.create_profile(text, jsonb, real, real, text, t
     TO pankha_bridge;
 GRANT SELECT ON pankha.fan_profiles, pankha.fan_profile_assignments TO pankha_reader;
 
--- The bridge calls the ingest functions of 10_ingest.sql; granted here,
--- after every part that may define them, and only those that exist.
+-- The bridge calls the ingest functions of 10_ingest.sql; they are granted
+-- here, after every part that may define them, and only those that exist.
+-- The bridge has no table privileges, so they run as their owner, with the
+-- same fixed search_path as every other SECURITY DEFINER function, and
+-- only the roles granted may call them.
 DO $grants$
 DECLARE
     fn text;
@@ -396,6 +399,8 @@ BEGIN
                               'pankha.ingest_many(text[],jsonb[])']
     LOOP
         IF to_regprocedure(fn) IS NOT NULL THEN
+            EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pankha', fn);
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pankha_bridge', fn);
         END IF;
     END LOOP;
