@@ -416,3 +416,18 @@ BEGIN
     END IF;
 END
 $member$;
+
+-- Tokens, settings, commands and profile assignments refer to agents, fans
+-- and sensors, so a dump that keeps them must keep those catalog rows too
+-- (pg_dump leaves out extension tables not registered here).
+DO $dump$
+DECLARE
+    rel text;
+BEGIN
+    FOREACH rel IN ARRAY ARRAY['pankha.agents', 'pankha.sensors', 'pankha.fans'] LOOP
+        IF to_regclass(rel) IS NOT NULL THEN
+            PERFORM pg_catalog.pg_extension_config_dump(rel::regclass, '');
+        END IF;
+    END LOOP;
+END
+$dump$;

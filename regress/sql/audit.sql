@@ -24,10 +24,18 @@ INSERT INTO pankha.settings (scope_kind, key, value) VALUES ('global', 'fan_step
 DELETE FROM pankha.settings WHERE key = 'fan_step';
 -- An update that changes nothing leaves no row.
 UPDATE pankha.agent_groups SET description = description WHERE group_name = 'lab';
+-- A restore from pg_dump output (empty search_path, check_function_bodies
+-- off) reloads these tables with the log itself, so it is not audited again.
+BEGIN;
+SELECT pg_catalog.set_config('search_path', '', true) AS restore_search_path;
+SET LOCAL check_function_bodies = off;
+INSERT INTO pankha.agent_groups (group_name) VALUES ('restored');
+COMMIT;
 SELECT event, details -> 'old' ->> 'description' AS old_description,
        details -> 'new' ->> 'description' AS new_description,
        coalesce(details -> 'new' ->> 'key', details -> 'old' ->> 'key') AS key
 FROM pankha.audit_log WHERE audit_id > 4 ORDER BY audit_id;
+SELECT group_name FROM pankha.agent_groups ORDER BY 1;
 
 -- Retention: 180 days unless set, at least a day; pruning deletes older
 -- rows and says so in the log.
@@ -67,7 +75,7 @@ SELECT t.name, t.name IN (SELECT c.relname
                           WHERE e.extname = 'pankha') AS dumped
 FROM unnest(ARRAY['tokens', 'tokens_token_id_seq', 'audit_log', 'audit_log_audit_id_seq', 'audit_settings',
                   'commands', 'agent_groups', 'agent_group_members', 'settings', 'fan_profiles',
-                  'fan_profile_assignments']) AS t(name)
+                  'fan_profile_assignments', 'agents', 'sensors', 'fans']) AS t(name)
 ORDER BY 1;
 
 -- Leave the database as it was found.
