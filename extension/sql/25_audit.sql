@@ -4,7 +4,9 @@
 -- the change.  The dashboard user, when a bridge acts for one, comes from
 -- the parameter ui_user of the function called, or from the
 -- transaction-local setting pankha_audit.ui_user, which the bridge may set
--- with set_config('pankha_audit.ui_user', 'alice', true).
+-- with set_config('pankha_audit.ui_user', 'alice', true); likewise the
+-- client address from a client_addr parameter or pankha_audit.client_addr,
+-- else the address of the database connection.
 \echo Use "CREATE EXTENSION pankha" to load this file. \quit
 
 CREATE TABLE pankha.audit_log (
@@ -43,7 +45,8 @@ AS $$
 INSERT INTO pankha.audit_log (event, agent_id, application_name, ui_user, client_addr, details)
 VALUES (event, agent_id, nullif(current_setting('application_name'), ''),
         coalesce(ui_user, nullif(current_setting('pankha_audit.ui_user', true), '')),
-        coalesce(client_addr, host(inet_client_addr())),
+        coalesce(client_addr, nullif(current_setting('pankha_audit.client_addr', true), ''),
+                 host(inet_client_addr())),
         coalesce(jsonb_strip_nulls(details), '{}'))
 $$;
 REVOKE ALL ON FUNCTION pankha.audit(text, text, jsonb, text, text) FROM PUBLIC;

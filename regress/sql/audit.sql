@@ -8,12 +8,15 @@
 SET application_name = 'pankha-regress';
 SELECT pankha.register_agent('srv-1', 'Server 1') IS NOT NULL AS registered;
 BEGIN;
-SELECT set_config('pankha_audit.ui_user', 'carol', true) AS ui_user_for_this_transaction;
+SELECT set_config('pankha_audit.ui_user', 'carol', true) AS ui_user_for_this_transaction,
+       set_config('pankha_audit.client_addr', '198.51.100.23', true) AS client_for_this_transaction;
 SELECT pankha.create_group('lab');
 COMMIT;
 SELECT pankha.create_group('lab-2', NULL, 'dave');
 SELECT pankha.create_group('lab-3');
-SELECT event, agent_id, db_role, application_name, ui_user, client_addr IS NOT NULL AS has_client_addr
+SELECT event, agent_id, db_role, application_name, ui_user,
+       CASE WHEN client_addr IS NOT DISTINCT FROM host(inet_client_addr()) THEN 'this connection'
+            ELSE client_addr END AS client_addr
 FROM pankha.audit_log ORDER BY audit_id;
 RESET application_name;
 
