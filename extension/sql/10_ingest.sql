@@ -6,10 +6,28 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
 COMMENT ON FUNCTION pankha.ingest(text, jsonb) IS
 'Validate and store one data frame (the data object, or the whole {"type":"data"} message). Returns true when new, false when it was already stored; bad input raises an error naming the field.';
 
+CREATE FUNCTION pankha.ingest(agent_id text, frame text) RETURNS boolean
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
+COMMENT ON FUNCTION pankha.ingest(text, text) IS
+'pankha.ingest() for a frame given as JSON text, as it arrives on the wire; the faster form, since the text is parsed only once.';
+
 CREATE FUNCTION pankha.ingest_batch(agent_id text, frames jsonb) RETURNS integer
 LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
 COMMENT ON FUNCTION pankha.ingest_batch(text, jsonb) IS
 'Store a JSON array of frames of one agent, all or nothing. Returns how many were new; an error names the frame, as in frames[2].sensors[0].id.';
+
+CREATE FUNCTION pankha.ingest_batch(agent_id text, frames text) RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
+COMMENT ON FUNCTION pankha.ingest_batch(text, text) IS
+'pankha.ingest_batch() for a JSON array of frames given as text.';
+
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames text[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
+'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
 
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
     OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,

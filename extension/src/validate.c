@@ -51,28 +51,40 @@ static void put_u32(unsigned char *p, uint32_t v);
 static uint16_t get_u16(const unsigned char *p);
 static uint32_t get_u32(const unsigned char *p);
 static int32_t scaled(double v, double scale);
+static const char *json_type_name(const PkJsonNode *node);
 
-/* Reset a frame to hold nothing. */
+/* --------------------------------------------------------------------------
+ * Errors
+ * --------------------------------------------------------------------------
+ */
+
+/* Write a path such as sensors[3].temperature into out. */
 void
-pk_frame_init(PkFrame *frame)
+pk_format_path(PkPath path, char *out, size_t outlen)
 {
-	frame->timestamp_ms = 0;
-	frame->has_seq = false;
-	frame->seq = 0;
-	frame->nsensors = 0;
-	frame->nfans = 0;
-	frame->health.present = 0;
+	int			n = snprintf(out, outlen, "%s", path.base ? path.base : "");
+
+	if (n < 0 || (size_t) n >= outlen)
+		return;
+	if (path.index >= 0)
+		n += snprintf(out + n, outlen - n, "[%d]", path.index);
+	if (n < 0 || (size_t) n >= outlen)
+		return;
+	if (path.field)
+		snprintf(out + n, outlen - n, "%s%s", path.base ? "." : "", path.field);
 }
 
 /* Record an error; always returns false so callers can "return pk_fail()". */
 bool
-pk_fail(PkError *err, const char *sqlstate, const char *path,
+pk_fail(PkError *err, const char *sqlstate, PkPath path,
 		const char *problem, const char *detail_fmt,...)
 {
+	char		where[128];
 	va_list		ap;
 
+	pk_format_path(path, where, sizeof(where));
 	snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", sqlstate);
-	snprintf(err->message, sizeof(err->message), "%s: %s", path, problem);
+	snprintf(err->message, sizeof(err->message), "%s: %s", where, problem);
 	err->detail[0] = '\0';
 	if (detail_fmt)
 	{
@@ -83,9 +95,213 @@ pk_fail(PkError *err, const char *sqlstate, const char *path,
 	return false;
 }
 
+/* --------------------------------------------------------------------------
+ * The JSON tree
+ * --------------------------------------------------------------------------
+ */
+
+/* Start an empty document; grow is called to enlarge the node array. */
+void
+pk_json_init(PkJson *json, void *(*grow) (void *ptr, size_t size))
+{
+	memset(json, 0, sizeof(*json));
+	json->grow = grow;
+}
+
+/* The member name the next value belongs to. */
+void
+pk_json_key(PkJson *json, const char *key, int len)
+{
+	json->key = key;
+	json->key_len = len;
+}
+
+/* Append a node under the open container; -1 when it cannot be added. */
+static int
+add_node(PkJson *json, PkJsonType type)
+{
+	PkJsonNode *node;
+	int			index;
+
+	if (json->failed)
+		return -1;
+	if (json->count == json->capacity)
+	{
+		int			capacity = json->capacity ? json->capacity * 2 : 128;
+		PkJsonNode *nodes = json->grow(json->nodes, sizeof(PkJsonNode) * capacity);
+
+		if (nodes == NULL)
+		{
+			json->failed = true;
+			return -1;
+		}
+		json->nodes = nodes;
+		json->capacity = capacity;
+	}
+	index = json->count++;
+	node = &json->nodes[index];
+	memset(node, 0, sizeof(*node));
+	node->type = type;
+	node->next = node->first = node->last = -1;
+	node->key = json->key;
+	node->key_len = json->key ? json->key_len : 0;
+	json->key = NULL;
+	if (json->depth > 0)
+	{
+		PkJsonNode *parent = &json->nodes[json->stack[json->depth - 1]];
+
+		if (parent->last >= 0)
+			json->nodes[parent->last].next = index;
+		else
+			parent->first = index;
+		parent->last = index;
+		parent->count++;
+	}
+	return index;
+}
+
+/* An object or array opens. */
+void
+pk_json_begin(PkJson *json, PkJsonType type)
+{
+	int			index;
+
+	if (json->too_deep > 0 || json->depth == PK_JSON_MAX_DEPTH)
+	{
+		json->too_deep++;
+		json->failed = true;
+		return;
+	}
+	index = add_node(json, type);
+	if (index >= 0)
+		json->stack[json->depth++] = index;
+}
+
+/* The innermost object or array closes. */
+void
+pk_json_end(PkJson *json)
+{
+	if (json->too_deep > 0)
+		json->too_deep--;
+	else if (json->depth > 0)
+		json->depth--;
+}
+
+/* A string, number, boolean or null value. */
+void
+pk_json_scalar(PkJson *json, PkJsonType type, const char *str, int len, double number)
+{
+	int			index = add_node(json, type);
+
+	if (index < 0)
+		return;
+	json->nodes[index].str = str;
+	json->nodes[index].len = len;
+	json->nodes[index].number = number;
+}
+
+/* The member of an object with the given key (the last one if repeated), or -1. */
+int
+pk_json_get(const PkJson *json, int object, const char *key)
+{
+	int			found = -1;
+	int			key_len = (int) strlen(key);
+
+	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
+		if (json->nodes[i].key_len == key_len && memcmp(json->nodes[i].key, key, key_len) == 0)
+			found = i;
+	return found;
+}
+
+/* --------------------------------------------------------------------------
+ * Field readers: each checks the JSON type and fills err on a mismatch
+ * --------------------------------------------------------------------------
+ */
+
+/* The member, with JSON null treated as absent. */
+static int
+member(const PkJson *json, int object, const char *key)
+{
+	int			i = pk_json_get(json, object, key);
+
+	return (i >= 0 && json->nodes[i].type == PK_JSON_NULL) ? -1 : i;
+}
+
+/* A number member; missing is an error only when required. */
+static bool
+read_number(PkError *err, const PkJson *json, int object, const char *key,
+			PkPath path, bool required, bool *present, double *out)
+{
+	int			i = member(json, object, key);
+
+	*present = false;
+	if (i < 0)
+	{
+		if (required)
+			return pk_fail(err, "22023", path, "missing",
+						   "This field is required and must be a number.");
+		return true;
+	}
+	if (json->nodes[i].type != PK_JSON_NUMBER)
+		return pk_fail(err, "22023", path, "not a number",
+					   "Expected a JSON number, got %s.", json_type_name(&json->nodes[i]));
+	*out = json->nodes[i].number;
+	*present = true;
+	return true;
+}
+
+/* A string member; the result points into the document. */
+static bool
+read_string(PkError *err, const PkJson *json, int object, const char *key,
+			PkPath path, bool required, const char **str, int *len)
+{
+	int			i = member(json, object, key);
+
+	*str = NULL;
+	*len = 0;
+	if (i < 0)
+	{
+		if (required)
+			return pk_fail(err, "22023", path, "missing",
+						   "This field is required and must be a string.");
+		return true;
+	}
+	if (json->nodes[i].type != PK_JSON_STRING)
+		return pk_fail(err, "22023", path, "not a string",
+					   "Expected a JSON string, got %s.", json_type_name(&json->nodes[i]));
+	*str = json->nodes[i].str;
+	*len = json->nodes[i].len;
+	return true;
+}
+
+/* A container member of the wanted type, or -1 when absent. */
+static bool
+read_container(PkError *err, const PkJson *json, int object, const char *key,
+			   PkJsonType type, int *out)
+{
+	int			i = member(json, object, key);
+
+	*out = -1;
+	if (i < 0)
+		return true;
+	if (json->nodes[i].type != type)
+		return pk_fail(err, "22023", PK_PATH(key),
+					   type == PK_JSON_ARRAY ? "not an array" : "not an object",
+					   "Expected a JSON %s, got %s.",
+					   type == PK_JSON_ARRAY ? "array" : "object",
+					   json_type_name(&json->nodes[i]));
+	*out = i;
+	return true;
+}
+
+/* --------------------------------------------------------------------------
+ * The rules
+ * --------------------------------------------------------------------------
+ */
+
 /* An id is 1..64 bytes with no control characters. */
 bool
-pk_check_id(PkError *err, const char *path, const char *id, int len)
+pk_check_id(PkError *err, PkPath path, const char *id, int len)
 {
 	if (len <= 0)
 		return pk_fail(err, "22023", path, "empty",
@@ -107,9 +323,8 @@ pk_check_id(PkError *err, const char *path, const char *id, int len)
 }
 
 /* A number must be finite and within [lo, hi]. */
-bool
-pk_check_number(PkError *err, const char *path, double v,
-				double lo, double hi, const char *what)
+static bool
+check_number(PkError *err, PkPath path, double v, double lo, double hi, const char *what)
 {
 	if (!isfinite(v))
 		return pk_fail(err, "22003", path, "not a finite number",
@@ -125,175 +340,260 @@ bool
 pk_check_frame_size(PkError *err, size_t bytes)
 {
 	if (bytes > PK_MAX_FRAME_BYTES)
-		return pk_fail(err, "54000", "frame", "larger than 1 MiB",
+		return pk_fail(err, "54000", PK_PATH("frame"), "larger than 1 MiB",
 					   "A frame may be at most %d bytes; this one has %zu.",
 					   PK_MAX_FRAME_BYTES, bytes);
 	return true;
 }
 
-/* Arrays of sensors and fans have an upper bound. */
-bool
-pk_check_count(PkError *err, const char *path, int count, int max)
+/* A number member within a range; absent optional members are fine. */
+static bool
+read_ranged(PkError *err, const PkJson *json, int object, const char *key, PkPath path,
+			bool required, double lo, double hi, const char *what,
+			bool *present, double *out)
 {
-	if (count > max)
-		return pk_fail(err, "54000", path, "too many entries",
-					   "A frame may carry at most %d %s; this one has %d.",
-					   max, path, count);
-	return true;
+	if (!read_number(err, json, object, key, path, required, present, out))
+		return false;
+	return !*present || check_number(err, path, *out, lo, hi, what);
 }
 
-/* timestamp: epoch milliseconds, a non-negative number. */
-bool
-pk_set_timestamp(PkError *err, PkFrame *frame, double ms)
+/* One sensor object. */
+static bool
+read_sensor(PkError *err, const PkJson *json, int node, int i, PkSensor *s)
 {
-	/* year 10000 in epoch ms; anything later is not a clock reading */
-	if (!pk_check_number(err, "timestamp", ms, 0, 253402300800000.0,
-						 "The timestamp (epoch milliseconds)"))
-		return false;
-	frame->timestamp_ms = (int64_t) llround(ms);
-	return true;
-}
+	bool		present;
 
-/* seq: an optional non-negative integer counter. */
-bool
-pk_set_seq(PkError *err, PkFrame *frame, double seq)
-{
-	if (!pk_check_number(err, "seq", seq, 0, PK_SEQ_MAX, "seq"))
+	if (json->nodes[node].type != PK_JSON_OBJECT)
+		return pk_fail(err, "22023", PK_PATH_AT("sensors", i, NULL), "not an object",
+					   "Each entry must be a JSON object, got %s.",
+					   json_type_name(&json->nodes[node]));
+	if (!read_string(err, json, node, "id", PK_PATH_AT("sensors", i, "id"), true,
+					 &s->id, &s->id_len) ||
+		!pk_check_id(err, PK_PATH_AT("sensors", i, "id"), s->id, s->id_len) ||
+		!read_ranged(err, json, node, "temperature", PK_PATH_AT("sensors", i, "temperature"),
+					 true, PK_TEMP_MIN, PK_TEMP_MAX, "Temperatures (degrees Celsius)",
+					 &present, &s->temperature) ||
+		!read_ranged(err, json, node, "max_temp", PK_PATH_AT("sensors", i, "max_temp"),
+					 false, PK_TEMP_MIN, PK_TEMP_MAX, "max_temp (degrees Celsius)",
+					 &s->has_max, &s->max_temp) ||
+		!read_ranged(err, json, node, "crit_temp", PK_PATH_AT("sensors", i, "crit_temp"),
+					 false, PK_TEMP_MIN, PK_TEMP_MAX, "crit_temp (degrees Celsius)",
+					 &s->has_crit, &s->crit_temp) ||
+		!read_string(err, json, node, "type", PK_PATH_AT("sensors", i, "type"), false,
+					 &s->kind, &s->kind_len))
 		return false;
-	if (seq != floor(seq))
-		return pk_fail(err, "22023", "seq", "not an integer",
-					   "seq must be a whole number; got %g.", seq);
-	frame->has_seq = true;
-	frame->seq = (int64_t) seq;
-	return true;
-}
-
-/* One optional systemHealth field, range-checked by kind. */
-bool
-pk_set_health(PkError *err, PkFrame *frame, PkHealthField field, double v)
-{
-	char		path[64];
-	double		hi;
-	const char *what;
-
-	snprintf(path, sizeof(path), "systemHealth.%s", pk_health_names[field]);
-	switch (field)
-	{
-		case PK_H_CPU:
-		case PK_H_MEM:
-		case PK_H_DISK:
-			hi = 100;
-			what = "A usage percentage";
-			break;
-		case PK_H_UPTIME:
-			hi = PK_UPTIME_MAX;
-			what = "agentUptime (seconds)";
-			break;
-		case PK_H_NET_RX:
-		case PK_H_NET_TX:
-			hi = PK_NET_MAX;
-			what = "A network rate (bytes per second)";
-			break;
-		default:
-			hi = PK_LOAD_MAX;
-			what = "load1";
-			break;
-	}
-	if (!pk_check_number(err, path, v, 0, hi, what))
+	if (s->kind && s->kind_len > PK_MAX_KIND_BYTES)
+		return pk_fail(err, "22001", PK_PATH_AT("sensors", i, "type"), "longer than 32 bytes",
+					   "A sensor type must be at most %d bytes; this one has %d.",
+					   PK_MAX_KIND_BYTES, s->kind_len);
+	if (s->kind && !pk_check_id(err, PK_PATH_AT("sensors", i, "type"), s->kind, s->kind_len))
 		return false;
-	frame->health.present |= 1u << field;
-	frame->health.value[field] = v;
+	s->slot = -1;
 	return true;
 }
 
 /* A fan status must be one of the protocol's words. */
-bool
-pk_set_fan_status(PkError *err, PkFan *fan, const char *path,
-				  const char *status, int len)
+static bool
+read_fan_status(PkError *err, const PkJson *json, int node, int i, PkFan *f)
 {
-	for (int i = 0; pk_fan_statuses[i]; i++)
-	{
-		if ((int) strlen(pk_fan_statuses[i]) == len &&
-			memcmp(pk_fan_statuses[i], status, len) == 0)
+	const char *status;
+	int			len;
+
+	f->status = -1;
+	if (!read_string(err, json, node, "status", PK_PATH_AT("fans", i, "status"), false,
+					 &status, &len))
+		return false;
+	if (status == NULL)
+		return true;
+	for (int k = 0; pk_fan_statuses[k]; k++)
+		if ((int) strlen(pk_fan_statuses[k]) == len && memcmp(pk_fan_statuses[k], status, len) == 0)
 		{
-			fan->status = i;
+			f->status = k;
 			return true;
 		}
-	}
-	return pk_fail(err, "22023", path, "unknown fan status",
+	return pk_fail(err, "22023", PK_PATH_AT("fans", i, "status"), "unknown fan status",
 				   "A fan status is one of ok, warning, critical, error, failed, stalled, stopped or unknown.");
 }
 
-/* Check one sensor's values (its id was checked when it was read). */
-bool
-pk_check_sensor(PkError *err, const PkSensor *s, int index)
+/* One fan object. */
+static bool
+read_fan(PkError *err, const PkJson *json, int node, int i, PkFan *f)
 {
-	char		path[64];
+	bool		present;
 
-	snprintf(path, sizeof(path), "sensors[%d].temperature", index);
-	if (!pk_check_number(err, path, s->temperature, PK_TEMP_MIN, PK_TEMP_MAX,
-						 "Temperatures (degrees Celsius)"))
+	if (json->nodes[node].type != PK_JSON_OBJECT)
+		return pk_fail(err, "22023", PK_PATH_AT("fans", i, NULL), "not an object",
+					   "Each entry must be a JSON object, got %s.",
+					   json_type_name(&json->nodes[node]));
+	if (!read_string(err, json, node, "id", PK_PATH_AT("fans", i, "id"), true,
+					 &f->id, &f->id_len) ||
+		!pk_check_id(err, PK_PATH_AT("fans", i, "id"), f->id, f->id_len) ||
+		!read_ranged(err, json, node, "rpm", PK_PATH_AT("fans", i, "rpm"), true,
+					 0, PK_RPM_MAX, "Fan rpm", &present, &f->rpm) ||
+		!read_ranged(err, json, node, "speed", PK_PATH_AT("fans", i, "speed"), false,
+					 0, 100, "Fan speed (percent)", &f->has_speed, &f->speed) ||
+		!read_ranged(err, json, node, "targetSpeed", PK_PATH_AT("fans", i, "targetSpeed"),
+					 false, 0, 100, "Fan targetSpeed (percent)", &f->has_target, &f->target) ||
+		!read_fan_status(err, json, node, i, f))
 		return false;
-	snprintf(path, sizeof(path), "sensors[%d].max_temp", index);
-	if (s->has_max && !pk_check_number(err, path, s->max_temp, PK_TEMP_MIN,
-									   PK_TEMP_MAX, "max_temp (degrees Celsius)"))
-		return false;
-	snprintf(path, sizeof(path), "sensors[%d].crit_temp", index);
-	if (s->has_crit && !pk_check_number(err, path, s->crit_temp, PK_TEMP_MIN,
-										PK_TEMP_MAX, "crit_temp (degrees Celsius)"))
-		return false;
+	f->slot = -1;
 	return true;
 }
 
-/* Check one fan's values. */
-bool
-pk_check_fan(PkError *err, const PkFan *f, int index)
+/* systemHealth: every field optional, each with its own range. */
+static bool
+read_health(PkError *err, const PkJson *json, int node, PkHealth *health)
 {
-	char		path[64];
+	static const double hi[PK_H_NFIELDS] = {100, 100, PK_UPTIME_MAX, 100,
+	PK_NET_MAX, PK_NET_MAX, PK_LOAD_MAX};
+	static const char *const what[PK_H_NFIELDS] = {
+		"A usage percentage", "A usage percentage", "agentUptime (seconds)",
+		"A usage percentage", "A network rate (bytes per second)",
+		"A network rate (bytes per second)", "load1"
+	};
 
-	snprintf(path, sizeof(path), "fans[%d].rpm", index);
-	if (!pk_check_number(err, path, f->rpm, 0, PK_RPM_MAX, "Fan rpm"))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].speed", index);
-	if (f->has_speed && !pk_check_number(err, path, f->speed, 0, 100,
-										 "Fan speed (percent)"))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].targetSpeed", index);
-	if (f->has_target && !pk_check_number(err, path, f->target, 0, 100,
-										  "Fan targetSpeed (percent)"))
-		return false;
+	health->present = 0;
+	for (int f = 0; f < PK_H_NFIELDS; f++)
+	{
+		bool		present;
+
+		if (!read_ranged(err, json, node, pk_health_names[f],
+						 PK_PATH_AT("systemHealth", -1, pk_health_names[f]), false,
+						 0, hi[f], what[f], &present, &health->value[f]))
+			return false;
+		if (present)
+			health->present |= 1u << f;
+	}
 	return true;
 }
 
 /* Two sensors (or two fans) of one frame may not share an id. */
-bool
-pk_check_duplicates(PkError *err, const PkFrame *frame)
+static bool
+check_duplicates(PkError *err, const PkFrame *frame)
 {
-	char		path[64];
-
 	for (int i = 1; i < frame->nsensors; i++)
 		for (int j = 0; j < i; j++)
 			if (frame->sensors[i].id_len == frame->sensors[j].id_len &&
 				memcmp(frame->sensors[i].id, frame->sensors[j].id,
 					   frame->sensors[i].id_len) == 0)
-			{
-				snprintf(path, sizeof(path), "sensors[%d].id", i);
-				return pk_fail(err, "22023", path, "duplicate id",
+				return pk_fail(err, "22023", PK_PATH_AT("sensors", i, "id"), "duplicate id",
 							   "sensors[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
 							   j, frame->sensors[i].id_len, frame->sensors[i].id);
-			}
 	for (int i = 1; i < frame->nfans; i++)
 		for (int j = 0; j < i; j++)
 			if (frame->fans[i].id_len == frame->fans[j].id_len &&
-				memcmp(frame->fans[i].id, frame->fans[j].id,
-					   frame->fans[i].id_len) == 0)
-			{
-				snprintf(path, sizeof(path), "fans[%d].id", i);
-				return pk_fail(err, "22023", path, "duplicate id",
+				memcmp(frame->fans[i].id, frame->fans[j].id, frame->fans[i].id_len) == 0)
+				return pk_fail(err, "22023", PK_PATH_AT("fans", i, "id"), "duplicate id",
 							   "fans[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
 							   j, frame->fans[i].id_len, frame->fans[i].id);
-			}
 	return true;
+}
+
+/*
+ * Turn the JSON node at root into a validated frame.  root is either the
+ * data object of a data message or the whole {"type":"data","data":{}}
+ * message.  Unknown members are ignored.
+ */
+bool
+pk_frame_from_json(const PkJson *json, int root, const char *agent_id,
+				   PkFrame *frame, PkError *err)
+{
+	int			data = root;
+	int			node;
+	int			array;
+	bool		present;
+	double		number;
+	const char *str;
+	int			len;
+
+	frame->nsensors = frame->nfans = 0;
+	frame->has_seq = false;
+	frame->health.present = 0;
+
+	if (json->nodes[root].type != PK_JSON_OBJECT)
+		return pk_fail(err, "22023", PK_PATH("frame"), "not a JSON object",
+					   "A frame is the data object of a data message, or the whole message.");
+
+	node = member(json, root, "type");
+	if (node >= 0)
+	{
+		if (json->nodes[node].type != PK_JSON_STRING || json->nodes[node].len != 4 ||
+			memcmp(json->nodes[node].str, "data", 4) != 0)
+			return pk_fail(err, "22023", PK_PATH("type"), "not \"data\"",
+						   "Only messages of type \"data\" carry readings.");
+		data = member(json, root, "data");
+		if (data < 0)
+			return pk_fail(err, "22023", PK_PATH("data"), "missing",
+						   "A data message carries its readings in a \"data\" object.");
+		if (json->nodes[data].type != PK_JSON_OBJECT)
+			return pk_fail(err, "22023", PK_PATH("data"), "not an object",
+						   "Expected a JSON object, got %s.", json_type_name(&json->nodes[data]));
+	}
+
+	if (!read_string(err, json, data, "agentId", PK_PATH("agentId"), false, &str, &len))
+		return false;
+	if (str && ((int) strlen(agent_id) != len || memcmp(str, agent_id, len) != 0))
+		return pk_fail(err, "22023", PK_PATH("agentId"), "does not match the agent",
+					   "The frame names agent \"%.*s\" but was sent for agent \"%s\".",
+					   len < PK_MAX_ID_BYTES ? len : PK_MAX_ID_BYTES, str, agent_id);
+
+	/* year 10000 in epoch ms; anything later is not a clock reading */
+	if (!read_ranged(err, json, data, "timestamp", PK_PATH("timestamp"), true,
+					 0, 253402300800000.0, "The timestamp (epoch milliseconds)",
+					 &present, &number))
+		return false;
+	frame->timestamp_ms = (int64_t) llround(number);
+
+	if (!read_ranged(err, json, data, "seq", PK_PATH("seq"), false, 0, PK_SEQ_MAX, "seq",
+					 &present, &number))
+		return false;
+	if (present)
+	{
+		if (number != floor(number))
+			return pk_fail(err, "22023", PK_PATH("seq"), "not an integer",
+						   "seq must be a whole number; got %.15g.", number);
+		frame->has_seq = true;
+		frame->seq = (int64_t) number;
+	}
+
+	if (!read_container(err, json, data, "sensors", PK_JSON_ARRAY, &array))
+		return false;
+	if (array >= 0)
+	{
+		if (json->nodes[array].count > PK_MAX_SENSORS)
+			return pk_fail(err, "54000", PK_PATH("sensors"), "too many entries",
+						   "A frame may carry at most %d sensors; this one has %d.",
+						   PK_MAX_SENSORS, json->nodes[array].count);
+		for (int i = json->nodes[array].first; i >= 0; i = json->nodes[i].next)
+		{
+			if (!read_sensor(err, json, i, frame->nsensors, &frame->sensors[frame->nsensors]))
+				return false;
+			frame->nsensors++;
+		}
+	}
+
+	if (!read_container(err, json, data, "fans", PK_JSON_ARRAY, &array))
+		return false;
+	if (array >= 0)
+	{
+		if (json->nodes[array].count > PK_MAX_FANS)
+			return pk_fail(err, "54000", PK_PATH("fans"), "too many entries",
+						   "A frame may carry at most %d fans; this one has %d.",
+						   PK_MAX_FANS, json->nodes[array].count);
+		for (int i = json->nodes[array].first; i >= 0; i = json->nodes[i].next)
+		{
+			if (!read_fan(err, json, i, frame->nfans, &frame->fans[frame->nfans]))
+				return false;
+			frame->nfans++;
+		}
+	}
+
+	if (!read_container(err, json, data, "systemHealth", PK_JSON_OBJECT, &node))
+		return false;
+	if (node >= 0 && !read_health(err, json, node, &frame->health))
+		return false;
+
+	return check_duplicates(err, frame);
 }
 
 /*
@@ -307,11 +607,32 @@ pk_check_time(PkError *err, const PkFrame *frame, int64_t now_ms,
 {
 	*in_future = frame->timestamp_ms > now_ms + PK_MAX_FUTURE_MS;
 	if (frame->timestamp_ms < now_ms - retention_ms)
-		return pk_fail(err, "22008", "timestamp", "older than the retention window",
+		return pk_fail(err, "22008", PK_PATH("timestamp"), "older than the retention window",
 					   "Frames older than %lld minutes (pankha.raw_retention) are not stored; this one is %lld minutes old.",
 					   (long long) (retention_ms / 60000),
 					   (long long) ((now_ms - frame->timestamp_ms) / 60000));
 	return true;
+}
+
+/* Name of a JSON value's type, for error details. */
+static const char *
+json_type_name(const PkJsonNode *node)
+{
+	switch (node->type)
+	{
+		case PK_JSON_NULL:
+			return "null";
+		case PK_JSON_BOOL:
+			return "a boolean";
+		case PK_JSON_NUMBER:
+			return "a number";
+		case PK_JSON_STRING:
+			return "a string";
+		case PK_JSON_ARRAY:
+			return "an array";
+		default:
+			return "an object";
+	}
 }
 
 /* Bytes pk_encode_payload will write for this frame. */
