@@ -386,23 +386,23 @@ GRANT EXECUTE ON FUNCTION pankha.create_profile(text, jsonb, real, real, text, t
     TO pankha_bridge;
 GRANT SELECT ON pankha.fan_profiles, pankha.fan_profile_assignments TO pankha_reader;
 
--- The bridge calls the ingest functions of 10_ingest.sql; they are granted
--- here, after every part that may define them, and only those that exist.
--- The bridge has no table privileges, so they run as their owner, with the
--- same fixed search_path as every other SECURITY DEFINER function, and
--- only the roles granted may call them.
+-- The bridge calls the ingest functions of 10_ingest.sql (every overload
+-- of ingest, ingest_batch and ingest_many); they are granted here, after
+-- every part that may define them.  The bridge has no table privileges, so
+-- they run as their owner, with the same fixed search_path as every other
+-- SECURITY DEFINER function, and only the roles granted may call them.
 DO $grants$
 DECLARE
-    fn text;
+    fn regprocedure;
 BEGIN
-    FOREACH fn IN ARRAY ARRAY['pankha.ingest(text,jsonb)', 'pankha.ingest_batch(text,jsonb)',
-                              'pankha.ingest_many(text[],jsonb[])']
+    FOR fn IN SELECT p.oid FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'pankha'::regnamespace
+                AND p.proname IN ('ingest', 'ingest_batch', 'ingest_many')
+              ORDER BY p.oid
     LOOP
-        IF to_regprocedure(fn) IS NOT NULL THEN
-            EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pankha', fn);
-            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pankha_bridge', fn);
-        END IF;
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pankha', fn);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pankha_bridge', fn);
     END LOOP;
 END
 $grants$;
