@@ -444,6 +444,30 @@ REVOKE ALL ON FUNCTION pankha.expire_commands() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.expire_commands() IS
 'Marks expired the unfinished commands past expires_at and dead those out of attempts; returns how many.  Called by the background worker.';
 
+-- Finished commands are history; the audit log keeps their story after
+-- they are gone from here.
+CREATE FUNCTION pankha.prune_commands(keep interval DEFAULT '30 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF keep IS NULL OR keep < interval '0' THEN
+        RAISE EXCEPTION 'invalid keep "%"', keep
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keep is how long finished commands stay, a non-negative interval.';
+    END IF;
+    DELETE FROM pankha.commands c
+    WHERE c.status IN ('acked', 'failed', 'expired', 'dead') AND c.created_at < now() - keep;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.prune_commands(interval) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.prune_commands(interval) IS
+'Deletes finished (acked, failed, expired, dead) commands created more than keep ago; returns how many.  Unfinished commands are never deleted.';
+
 GRANT EXECUTE ON FUNCTION pankha.claim_commands(text[], interval, integer),
                           pankha.pending_commands(text, interval, integer),
                           pankha.ack_command(text, uuid, boolean, text),

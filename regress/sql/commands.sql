@@ -158,6 +158,14 @@ SELECT :retired AS retired, :retired_again AS retired_again;
 SELECT * FROM pg_temp.notifications(:'notify_file');
 SELECT status FROM pankha.commands WHERE command_id = :'c10';
 
+-- Pruning removes finished commands only.
+SELECT status, count(*) FROM pankha.commands GROUP BY status ORDER BY status;
+SELECT pankha.prune_commands('1 hour') AS pruned_recent;
+SELECT pankha.prune_commands('0') AS pruned;
+SELECT status, count(*) FROM pankha.commands GROUP BY status ORDER BY status;
+SELECT pg_temp.err($$SELECT pankha.prune_commands('-1 day')$$);
+SELECT pg_temp.err($$SELECT pankha.prune_commands(NULL)$$);
+
 -- The command history in the audit log.
 SELECT event, agent_id, pg_temp.labelled((details - 'expires_at' - 'parameters' - 'error')::text) AS details,
        length(details ->> 'error') AS error_length
