@@ -19,6 +19,13 @@ RETURN coalesce(nullif(current_setting(name, true), '')::interval, fallback);
 COMMENT ON FUNCTION pankha.setting_interval(text, interval) IS
 'The value of a time setting such as pankha.raw_retention as an interval, or fallback when the setting is not defined in this session.';
 
+-- Buckets are aligned on UTC midnight.
+CREATE FUNCTION pankha.bucket_origin() RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '2001-01-01 00:00:00+00'::timestamptz;
+COMMENT ON FUNCTION pankha.bucket_origin() IS
+'The origin history buckets are aligned to (a UTC midnight).';
+
 -- The system-health values a frame may carry, with their rollup slots.
 CREATE FUNCTION pankha.health_metrics(OUT slot smallint, OUT metric text)
 RETURNS SETOF record
@@ -146,19 +153,18 @@ CREATE FUNCTION pankha.ensure_rollup_partitions(from_ts timestamptz, to_ts times
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    d timestamptz;
+    d timestamp;
     n integer := 0;
 BEGIN
-    d := date_trunc('day', from_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
-    WHILE d <= to_ts LOOP
-        PERFORM pankha.ensure_time_partition('rollup_1m', 'day', d);
+    -- Stepping in UTC timestamps, so daylight-saving days are whole days.
+    FOR d IN SELECT generate_series(date_trunc('day', from_ts AT TIME ZONE 'UTC'),
+                                    to_ts AT TIME ZONE 'UTC', interval '1 day') LOOP
+        PERFORM pankha.ensure_time_partition('rollup_1m', 'day', d AT TIME ZONE 'UTC');
         n := n + 1;
-        d := d + interval '1 day';
     END LOOP;
-    d := date_trunc('month', from_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
-    WHILE d <= to_ts LOOP
-        PERFORM pankha.ensure_time_partition('rollup_1h', 'month', d);
-        d := d + interval '1 month';
+    FOR d IN SELECT generate_series(date_trunc('month', from_ts AT TIME ZONE 'UTC'),
+                                    to_ts AT TIME ZONE 'UTC', interval '1 month') LOOP
+        PERFORM pankha.ensure_time_partition('rollup_1h', 'month', d AT TIME ZONE 'UTC');
     END LOOP;
     RETURN n;
 END
@@ -267,7 +273,7 @@ BEGIN
         SELECT array_agg(x.agent_id), array_agg(x.bucket), min(x.bucket), max(x.bucket),
                coalesce(sum(x.n), 0)
         INTO agent_ids, buckets, lo, hi, frames
-        FROM (SELECT r.agent_id, date_trunc('minute', r.ts) AS bucket, count(*) AS n
+        FROM (SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
               FROM pankha.readings r
               WHERE r.received_at >= st.watermark AND r.received_at < horizon
               GROUP BY 1, 2) x;
@@ -275,7 +281,7 @@ BEGIN
             PERFORM pankha.ensure_rollup_partitions(lo, hi);
             minutes := pankha.rollup_minutes(agent_ids, buckets);
             INSERT INTO pankha.rollup_pending_hours
-            SELECT DISTINCT u.agent_id, date_trunc('hour', u.bucket)
+            SELECT DISTINCT u.agent_id, date_bin('1 hour', u.bucket, pankha.bucket_origin())
             FROM unnest(agent_ids, buckets) AS u(agent_id, bucket)
             ON CONFLICT DO NOTHING;
         END IF;

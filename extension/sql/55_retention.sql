@@ -12,20 +12,18 @@
 -- rollup_1h_YYYYMM).  Partitions named otherwise are not listed and never
 -- dropped.
 CREATE VIEW pankha.time_partitions AS
-SELECT p.relname::text AS parent, c.oid::regclass AS partition, x.range_start,
-       x.range_start + x.span AS range_end,
+SELECT p.relname::text AS parent, c.oid::regclass AS partition,
+       x.lo AT TIME ZONE 'UTC' AS range_start, (x.lo + x.span) AT TIME ZONE 'UTC' AS range_end,
        pg_catalog.pg_total_relation_size(c.oid) AS bytes
 FROM pg_catalog.pg_inherits i
 JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace AND n.nspname = 'pankha'
+CROSS JOIN LATERAL (SELECT substr(c.relname, length(p.relname) + 2) AS suffix) s
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN length(substr(c.relname, length(p.relname) + 2)) = 8
-                THEN to_timestamp(substr(c.relname, length(p.relname) + 2), 'YYYYMMDD')
-                ELSE to_timestamp(substr(c.relname, length(p.relname) + 2), 'YYYYMM') END
-               ::timestamp AT TIME ZONE 'UTC' AS range_start,
-           CASE WHEN length(substr(c.relname, length(p.relname) + 2)) = 8
-                THEN interval '1 day' ELSE interval '1 month' END AS span) x
+    SELECT CASE WHEN length(s.suffix) = 8 THEN to_date(s.suffix, 'YYYYMMDD')
+                ELSE to_date(s.suffix, 'YYYYMM') END::timestamp AS lo,
+           CASE WHEN length(s.suffix) = 8 THEN interval '1 day' ELSE interval '1 month' END AS span) x
 WHERE p.relname IN ('readings', 'rollup_1m', 'rollup_1h')
   AND c.relname ~ ('^' || p.relname || '_([0-9]{8}|[0-9]{6})$');
 COMMENT ON VIEW pankha.time_partitions IS

@@ -3,13 +3,6 @@
 -- for Grafana.
 \echo Use "CREATE EXTENSION pankha" to load this file. \quit
 
--- Buckets are aligned on UTC midnight.
-CREATE FUNCTION pankha.bucket_origin() RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN '2001-01-01 00:00:00+00'::timestamptz;
-COMMENT ON FUNCTION pankha.bucket_origin() IS
-'The origin history buckets are aligned to (a UTC midnight).';
-
 -- Which series of an agent a sensor, fan or health-metric name means.
 CREATE FUNCTION pankha.find_series(agent_id text, series text, OUT kind "char", OUT slot smallint)
 LANGUAGE plpgsql STABLE
@@ -52,7 +45,8 @@ BEGIN
     IF from_ts IS NULL OR to_ts IS NULL OR from_ts >= to_ts OR NOT isfinite(from_ts) OR NOT isfinite(to_ts) THEN
         RAISE EXCEPTION 'invalid time range'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('from (%s) must be a finite time before to (%s).', from_ts, to_ts);
+                  DETAIL = format('The range must start at a finite time before its end; it is %s to %s.',
+                                  coalesce(from_ts::text, 'NULL'), coalesce(to_ts::text, 'NULL'));
     END IF;
     IF resolution IS NULL THEN
         span := to_ts - from_ts;
