@@ -164,16 +164,36 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_stats';
 COMMENT ON FUNCTION pankha.ingest_stats() IS
 'Frames stored and refused by ingest since the server started, and agents in the liveness table.';
 
--- One pass of the background worker's maintenance.
+-- One pass of the background worker's maintenance.  Each step runs in its
+-- own subtransaction, so one that fails (and says why in the log) does not
+-- hold the others back; it is tried again on the next pass.
 CREATE FUNCTION pankha.maintain() RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    step text;
 BEGIN
-    PERFORM pankha.flush_liveness();
-    PERFORM pankha.ensure_partitions(now() - interval '1 day', now() + interval '2 days');
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness, keep partitions ahead.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, and judge alert rules.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)
