@@ -855,7 +855,7 @@ claim_cb(lws_sorted_usec_list_t *sul)
 	}
 	sbuf_puts(&ids, "}");
 	snprintf(vis, sizeof(vis), "%d seconds", srv.cfg.command_visibility_s);
-	snprintf(max, sizeof(max), "%zu", c->n * 100 > 100000 ? 100000 : c->n * 100);
+	snprintf(max, sizeof(max), "%zu", c->n * 100 > 10000 ? 10000 : c->n * 100);
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT command_id, agent_id, command_type, parameters, priority, attempts "
 					 "FROM pankha.claim_commands($1::text[], $2::interval, $3::integer)",
@@ -1145,7 +1145,8 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 int
 agent_ws_filter(struct lws *wsi, void **session)
 {
-	char		id[128], peer[64];
+	char		id[128], buf[160], peer[64];
+	const char *arg;
 	char	   *token = NULL;
 	const char *params[3];
 	PGresult   *res;
@@ -1158,7 +1159,10 @@ agent_ws_filter(struct lws *wsi, void **session)
 		return http_refuse(wsi, 503, "too many connections");
 
 	id[0] = '\0';
-	if (!lws_get_urlarg_by_name(wsi, "agent_id=", id, sizeof(id)))
+	arg = lws_get_urlarg_by_name(wsi, "agent_id=", buf, sizeof(buf));
+	if (arg)
+		snprintf(id, sizeof(id), "%s", arg);
+	else
 	{
 		n = lws_hdr_custom_length(wsi, "x-agent-id:", 11);
 		if (n <= 0 || n >= (int) sizeof(id) ||

@@ -40,6 +40,7 @@ struct db_conn
 	int			backoff_ms;		/* next reconnect delay */
 	bool		was_up;			/* has been connected before */
 	lws_sorted_usec_list_t retry;	/* reconnect timer */
+	lws_sorted_usec_list_t writable;	/* asks lws for POLLOUT from outside its callback */
 };
 
 /* Queries waiting for a connection, per lane. */
@@ -67,6 +68,7 @@ static void dc_detach(struct db_conn *dc);
 static void dc_service(struct db_conn *dc);
 static void dc_retry_cb(lws_sorted_usec_list_t *sul);
 static void lane_kick(enum db_lane lane);
+static void dc_want_write(struct db_conn *dc);
 
 /* Make a query for lane; parameters are added with db_query_param(). */
 struct db_query *
@@ -264,8 +266,8 @@ dc_flush(struct db_conn *dc)
 		return;
 	}
 	dc->want_write = (r == 1);
-	if (dc->want_write && dc->wsi)
-		lws_callback_on_writable(dc->wsi);
+	if (dc->want_write)
+		dc_want_write(dc);
 }
 
 /* Hand the head query its result and take it off the connection. */
@@ -394,6 +396,7 @@ dc_poll_connect(struct db_conn *dc)
 {
 	PostgresPollingStatusType st = PQconnectPoll(dc->pg);
 
+
 	if (PQsocket(dc->pg) != dc->sock && st != PGRES_POLLING_FAILED)
 	{
 		/* libpq moved to another socket (another host or address) */
@@ -449,8 +452,7 @@ dc_poll_connect(struct db_conn *dc)
 			dc_lost(dc, PQerrorMessage(dc->pg));
 			break;
 		case PGRES_POLLING_WRITING:
-			if (dc->wsi)
-				lws_callback_on_writable(dc->wsi);
+			dc_want_write(dc);
 			break;
 		default:
 			break;				/* reading: wait for RAW_RX_FILE */
@@ -514,7 +516,7 @@ dc_connect(struct db_conn *dc)
 		return;
 	}
 	/* a fresh connect first waits for the socket to become writable */
-	lws_callback_on_writable(dc->wsi);
+	dc_want_write(dc);
 }
 
 /*
@@ -556,6 +558,25 @@ dc_lost(struct db_conn *dc, const char *why)
 	lws_sul_schedule(db_ctx, 0, &dc->retry, dc_retry_cb,
 					 (lws_usec_t) dc->backoff_ms * LWS_US_PER_MS);
 	dc->backoff_ms = dc->backoff_ms < 5000 ? dc->backoff_ms * 2 : 5000;
+}
+
+static void
+dc_writable_cb(lws_sorted_usec_list_t *sul)
+{
+	struct db_conn *dc = lws_container_of(sul, struct db_conn, writable);
+
+	if (dc->wsi)
+		lws_callback_on_writable(dc->wsi);
+}
+
+/*
+ * Ask for a RAW_WRITEABLE_FILE callback.  lws drops a request made inside
+ * the raw file's own WRITEABLE callback, so it is made from a timer.
+ */
+static void
+dc_want_write(struct db_conn *dc)
+{
+	lws_sul_schedule(db_ctx, 0, &dc->writable, dc_writable_cb, 1);
 }
 
 static void
@@ -642,6 +663,7 @@ db_shutdown(void)
 		struct db_conn *dc = &conns[i];
 
 		lws_sul_cancel(&dc->retry);
+		lws_sul_cancel(&dc->writable);
 		dc_detach(dc);
 		if (dc->pg)
 			PQfinish(dc->pg);

@@ -26,6 +26,9 @@ struct http_req
 	size_t		body_len;
 	bool		body_too_big;
 	char		role[16];		/* dashboard role once authenticated */
+	char		user[80];		/* dashboard user once authenticated */
+	int			null_status;	/* status when the query returns NULL */
+	const char *null_message;	/* and its message */
 	int			status;			/* response */
 	const char *ctype;
 	unsigned char *resp;		/* LWS_PRE headroom, then resp_len bytes */
@@ -56,7 +59,40 @@ req_release(struct http_req *r)
 int
 http_refuse(struct lws *wsi, unsigned int status, const char *message)
 {
-	lws_return_http_status(wsi, status, message);
+	struct sbuf body = {0}, resp = {0};
+	cJSON	   *o = cJSON_CreateObject();
+	char	   *text = NULL;
+	const char *phrase;
+
+	switch (status)
+	{
+		case 401: phrase = "Unauthorized"; break;
+		case 404: phrase = "Not Found"; break;
+		case 429: phrase = "Too Many Requests"; break;
+		case 503: phrase = "Service Unavailable"; break;
+		default: phrase = "Error"; break;
+	}
+	if (o)
+	{
+		cJSON_AddStringToObject(o, "error", message);
+		text = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+	}
+	sbuf_puts(&body, text ? text : "{}");
+	free(text);
+	/* the status line and headers are written as they are: lws would say HTTP/1.0 here */
+	for (int i = 0; i < LWS_PRE; i++)
+		sbuf_append(&resp, " ", 1);
+	sbuf_printf(&resp, "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+				"content-length: %zu\r\nconnection: close\r\n%s\r\n%s",
+				status, phrase, body.len,
+				status == 401 ? "www-authenticate: Bearer\r\n" : "",
+				body.data ? body.data : "");
+	if (!resp.failed && !body.failed)
+		lws_write(wsi, (unsigned char *) resp.data + LWS_PRE, resp.len - LWS_PRE,
+				  LWS_WRITE_HTTP_HEADERS);
+	sbuf_free(&body);
+	sbuf_free(&resp);
 	return -1;
 }
 
@@ -169,7 +205,8 @@ json_result_done(struct db_query *q, PGresult *res)
 		!PQgetisnull(res, 0, 0))
 		respond_json(r, 200, PQgetvalue(res, 0, 0));
 	else if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		respond_error(r, 404, "not found");
+		respond_error(r, r->null_status ? r->null_status : 404,
+					  r->null_message ? r->null_message : "not found");
 	else
 	{
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -343,7 +380,7 @@ serve_register(struct http_req *r, cJSON *body)
 	const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "hostname"));
 	cJSON	   *caps = cJSON_GetObjectItemCaseSensitive(body, "capabilities");
 	char	   *capstext;
-	const char *params[5];
+	const char *params[6];
 
 	if (!r->token)
 	{
@@ -371,8 +408,12 @@ serve_register(struct http_req *r, cJSON *body)
 	params[2] = name ? name : id;
 	params[3] = host;
 	params[4] = capstext;
-	run_json(r, "SELECT json_build_object('agent_id', $2::text, 'token', "
-			 "pankha.enroll_agent($1, $2, $3, $4, $5::jsonb))::text", 5, params);
+	params[5] = r->peer;
+	r->null_status = 401;
+	r->null_message = "invalid enrollment key";
+	run_json(r, "SELECT json_build_object('agent_id', $2::text, 'token', t)::text"
+			 " FROM pankha.try_enroll_agent($1, $2, $3, $4, $5::jsonb, $6) AS t"
+			 " WHERE t IS NOT NULL", 6, params);
 	free(capstext);
 }
 
@@ -414,6 +455,8 @@ serve_sync(struct http_req *r, cJSON *body)
 	params[2] = r->peer;
 	params[3] = ftext;
 	params[4] = atext;
+	r->null_status = 401;
+	r->null_message = "invalid agent credentials";
 	run_json(r, "SELECT pankha.agent_sync($1, $2, $3, $4::jsonb, $5::jsonb)::text", 5, params);
 	free(ftext);
 	free(atext);
@@ -535,8 +578,9 @@ serve_dashboard(struct http_req *r, cJSON *body)
 		params[2] = ptext;
 		params[3] = prio ? prio : "normal";
 		params[4] = ttltext;
+		params[5] = r->user;
 		run_json(r, "SELECT json_build_object('command_id', "
-				 "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval))::text", 5, params);
+				 "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6))::text", 6, params);
 		free(ptext);
 		return;
 	}
@@ -566,6 +610,7 @@ ui_auth_done(struct db_query *q, PGresult *res)
 		cJSON	   *body = NULL;
 
 		snprintf(r->role, sizeof(r->role), "%s", PQgetvalue(res, 0, 0));
+		snprintf(r->user, sizeof(r->user), "%s", PQgetvalue(res, 0, 1));
 		if (r->post)
 			body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
 		if (r->post && !body)
@@ -653,7 +698,7 @@ route(struct http_req *r)
 	}
 	{
 		struct db_query *q = db_query_new(LANE_GENERAL,
-										  "SELECT role FROM pankha.authenticate_ui($1, $2)",
+										  "SELECT role, user_name FROM pankha.authenticate_ui($1, $2)",
 										  ui_auth_done, r);
 
 		if (!q || db_query_param(q, r->token, strlen(r->token)) ||

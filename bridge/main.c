@@ -335,7 +335,7 @@ drain_cb(lws_sorted_usec_list_t *sul)
 	}
 	else if (drain_stage == 1)
 	{
-		if ((agents_count() == 0 && ui_count() == 0 && db_idle()) ||
+		if ((agents_count() == 0 && ui_count() == 0 && (db_idle() || !db_ready())) ||
 			waited > 15 * LWS_US_PER_SEC)
 		{
 			drain_stage = 2;
@@ -467,6 +467,8 @@ main(int argc, char **argv)
 	info.pvo = &pvo;
 	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
 		LWS_SERVER_OPTION_VALIDATE_UTF8;
+	if (!strchr(host, ':'))
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;	/* bind exactly the IPv4 address */
 	info.timeout_secs = 30;
 	info.pt_serv_buf_size = 16384;
 	info.max_http_header_data = 4096;

@@ -366,7 +366,7 @@ handle_command(struct ui_client *c, cJSON *data)
 	ptext = params ? cJSON_PrintUnformatted(params) : strdup("{}");
 	r = calloc(1, sizeof(*r));
 	q = db_query_new(LANE_GENERAL,
-					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval)",
+					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
 	if (!ptext || !r || !q || !(r->agent_id = strdup(agent)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
@@ -375,7 +375,8 @@ handle_command(struct ui_client *c, cJSON *data)
 		db_query_param(q, ptext, strlen(ptext)) ||
 		db_query_param(q, prio ? prio->valuestring : "normal",
 					   strlen(prio ? prio->valuestring : "normal")) ||
-		db_query_param(q, ttltext, strlen(ttltext)))
+		db_query_param(q, ttltext, strlen(ttltext)) ||
+		db_query_param(q, c->user, strlen(c->user)))
 	{
 		if (q)
 			db_query_free(q);

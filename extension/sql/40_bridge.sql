@@ -189,3 +189,58 @@ SELECT agent_id,
  GROUP BY agent_id;
 COMMENT ON VIEW pankha.connection_stats IS
 'Per agent: how many connections it made (in all and in the last hour), how many are open, and how long they last on average.';
+
+-- agent_sync: the HTTP fallback for agents that cannot hold a WebSocket.
+-- One transaction: authenticate, store the frames, record the command
+-- acks, and hand back the commands waiting and the effective settings.
+-- Bad credentials return NULL (not an error) so the audit entry stays.
+CREATE FUNCTION pankha.agent_sync(agent_id text, token text, client_addr text,
+                                  frames jsonb, acks jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    results  jsonb;
+    commands jsonb;
+    ack      jsonb;
+    n        integer;
+BEGIN
+    IF pankha.authenticate_agent(agent_id, token, client_addr) IS DISTINCT FROM agent_id THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(frames) IS DISTINCT FROM 'array' OR jsonb_typeof(acks) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'frames and acks must be JSON arrays'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    n := jsonb_array_length(frames);
+    IF n > 0 THEN
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'stored', r.stored, 'sqlstate', r.sqlstate, 'error', r.message)) ORDER BY r.ord)
+          INTO results
+          FROM pankha.ingest_many(array_fill(agent_id, ARRAY[n]),
+                                  ARRAY(SELECT f FROM jsonb_array_elements(frames) WITH ORDINALITY AS e(f, i)
+                                        ORDER BY i)) r;
+    END IF;
+    FOR ack IN SELECT a FROM jsonb_array_elements(acks) AS e(a)
+    LOOP
+        IF jsonb_typeof(ack) IS DISTINCT FROM 'object' OR jsonb_typeof(ack->'command_id') IS DISTINCT FROM 'string'
+           OR jsonb_typeof(ack->'success') IS DISTINCT FROM 'boolean' THEN
+            RAISE EXCEPTION 'each ack needs a string command_id and a boolean success'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM pankha.ack_command(agent_id, (ack->>'command_id')::uuid, (ack->>'success')::boolean,
+                                   ack->>'error');
+    END LOOP;
+    SELECT coalesce(jsonb_agg(jsonb_build_object('command_id', c.command_id,
+                                                 'command_type', c.command_type,
+                                                 'parameters', c.parameters,
+                                                 'priority', c.priority)), '[]')
+      INTO commands
+      FROM pankha.pending_commands(agent_id) c;
+    RETURN jsonb_build_object('frames', coalesce(results, '[]'), 'commands', commands,
+                              'config', pankha.effective_settings(agent_id));
+END
+$$;
+COMMENT ON FUNCTION pankha.agent_sync(text, text, text, jsonb, jsonb) IS
+'The HTTP sync fallback in one call: authenticates the agent (NULL when refused, audited), stores its frames (one outcome each), records its command acks, and returns the commands waiting for it and its effective settings.';
