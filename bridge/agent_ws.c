@@ -187,6 +187,7 @@ agent_send(struct agent *a, const char *text, size_t len, bool is_command)
 		return;
 	if (a->out.bytes + len > srv.cfg.max_queued_out)
 	{
+		outq_clear(&a->out);
 		agent_close(a, LWS_CLOSE_STATUS_POLICY_VIOLATION, "not reading");
 		return;
 	}
@@ -440,7 +441,12 @@ requeue_front(struct frame **frames, int n, bool single)
 	}
 }
 
-/* Send ack to each agent of the batch that has nothing more held. */
+/*
+ * Send an ack to each agent of the batch that had frames with seq in it,
+ * once it has nothing more held (so every frame up to the acked seq is
+ * committed, whatever order batches completed in).  A re-sent frame gets
+ * the ack again.
+ */
 static void
 send_acks(struct batch *b)
 {
@@ -448,7 +454,9 @@ send_acks(struct batch *b)
 	{
 		struct agent *a = b->frames[i]->agent;
 
-		if (a->held == 1 && a->pending_ack > a->acked && a->wsi)
+		if (b->frames[i]->seq >= 0)
+			a->ack_due = true;
+		if (a->held == 1 && a->ack_due && a->pending_ack >= 0 && a->wsi)
 		{
 			char		text[96];
 			int			n = snprintf(text, sizeof(text),
@@ -457,6 +465,7 @@ send_acks(struct batch *b)
 
 			agent_send(a, text, (size_t) n, false);
 			a->acked = a->pending_ack;
+			a->ack_due = false;
 		}
 		frame_free(b->frames[i]);
 		b->frames[i] = NULL;
@@ -1293,11 +1302,8 @@ agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				free(a->rx);
 				a->rx = NULL;
 				a->rx_len = a->rx_cap = 0;
-				a->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
-				snprintf(a->close_reason, sizeof(a->close_reason), "message too big");
-				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-								 (unsigned char *) "message too big", 15);
-				return -1;
+				agent_close(a, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+				break;
 			}
 			if (!a->rx_len && lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi))
 			{
@@ -1336,14 +1342,21 @@ agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			if (!a)
 				break;
+			if (a->out.head)
+			{
+				/* what was queued before a close still goes out first */
+				if (outq_write_one(wsi, &a->out, &a->frames_out, &a->bytes_out) < 0)
+					return -1;
+				if (a->close_code && !a->out.head)
+					lws_callback_on_writable(wsi);
+				break;
+			}
 			if (a->close_code)
 			{
 				lws_close_reason(wsi, a->close_code, (unsigned char *) a->close_reason,
 								 strlen(a->close_reason));
 				return -1;
 			}
-			if (outq_write_one(wsi, &a->out, &a->frames_out, &a->bytes_out) < 0)
-				return -1;
 			break;
 
 		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -206,6 +206,7 @@ struct agent
 	int			held;			/* frames of it held un-committed */
 	int64_t		pending_ack;	/* highest seq committed but not acked */
 	int64_t		acked;			/* highest seq acked */
+	bool		ack_due;		/* frames with seq committed since the last ack */
 	lws_usec_t	last_rx;		/* for the silence timeout */
 	double		tokens;			/* rate limit bucket */
 	lws_usec_t	tokens_at;		/* last refill */

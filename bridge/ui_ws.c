@@ -559,9 +559,11 @@ ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				break;
 			if (c->rx_len + len > srv.cfg.max_message)
 			{
-				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-								 (unsigned char *) "message too big", 15);
-				return -1;
+				free(c->rx);
+				c->rx = NULL;
+				c->rx_len = 0;
+				ui_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+				break;
 			}
 			if (!c->rx_len && lws_is_final_fragment(wsi))
 			{
