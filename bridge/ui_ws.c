@@ -590,14 +590,20 @@ ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			if (!c)
 				break;
+			if (c->out.head)
+			{
+				if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
+					return -1;
+				if (c->close_code && !c->out.head)
+					lws_callback_on_writable(wsi);
+				break;
+			}
 			if (c->close_code)
 			{
 				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
 								 strlen(c->close_reason));
 				return -1;
 			}
-			if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
-				return -1;
 			break;
 		case LWS_CALLBACK_CLOSED:
 			if (!c)
