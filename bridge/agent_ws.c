@@ -173,6 +173,7 @@ agent_release(struct agent *a)
 		return;
 	outq_clear(&a->out);
 	free(a->rx);
+	free(a->group);
 	free(a->agent_id);
 	free(a);
 }
@@ -338,6 +339,8 @@ opened_done(struct db_query *q, PGresult *res)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		a->connection_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		if (!PQgetisnull(res, 0, 1))
+			a->group = strdup(PQgetvalue(res, 0, 1));
 		if (a->closed)
 			record_closed(a);
 		else
@@ -498,7 +501,7 @@ ingest_done(struct db_query *q, PGresult *res)
 				/* stored, or stored before: committed either way */
 				srv.m.frames_committed++;
 				if (PQgetvalue(res, r, 1)[0] == 't' && f->fwd)
-					ui_broadcast("agents", f->agent->agent_id, f->fwd, f->fwd_len);
+					ui_broadcast(f->agent->agent_id, f->agent->group, f->fwd, f->fwd_len);
 			}
 			else
 			{
@@ -1270,7 +1273,7 @@ agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				send_json(a, msg, false);
 
 				q = db_query_new(LANE_GENERAL,
-								 "SELECT pankha.connection_opened($1, $2, $3)",
+								 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
 								 opened_done, a);
 				if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 					db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||

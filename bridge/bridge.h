@@ -194,6 +194,7 @@ struct agent
 	struct agent *all_next;		/* list of every live connection */
 	struct agent *all_prev;
 	char	   *agent_id;
+	char	   *group;			/* its group at connect time, or NULL */
 	char		remote[64];		/* peer address */
 	struct lws *wsi;			/* NULL once the socket closed */
 	int			refs;			/* wsi + queries + frames holding it */
@@ -239,7 +240,7 @@ int			agent_ws_filter(struct lws *wsi, void **session);
 int			ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						   void *user, void *in, size_t len);
 int			ui_ws_filter(struct lws *wsi, void **session);
-void		ui_broadcast(const char *topic_kind, const char *key, const char *text, size_t len);
+void		ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len);
 void		ui_on_notify(const char *channel, const char *payload);
 void		ui_close_all(int code, const char *reason);
 int			ui_count(void);

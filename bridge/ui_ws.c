@@ -134,30 +134,40 @@ subscribed(struct ui_client *c, const char *topic)
 }
 
 /*
- * Deliver text to the clients subscribed to it: kind "agents" with the
- * agent id as key reaches "global" and "agents.<id>"; kind "alerts"
- * reaches "alerts".
+ * Deliver a message about an agent to the clients subscribed to "global",
+ * "agents.<id>" or "groups.<its group>"; with agent_id NULL it is an alert
+ * and goes to "alerts".
  */
 void
-ui_broadcast(const char *kind, const char *key, const char *text, size_t len)
+ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
 {
-	struct sbuf topic = {0};
+	struct sbuf by_agent = {0}, by_group = {0};
 
 	if (!clients)
 		return;
-	if (key)
-		sbuf_printf(&topic, "%s.%s", kind, key);
-	else
-		sbuf_puts(&topic, kind);
-	if (topic.failed)
-		return;
+	if (agent_id)
+	{
+		sbuf_printf(&by_agent, "agents.%s", agent_id);
+		if (group)
+			sbuf_printf(&by_group, "groups.%s", group);
+		if (by_agent.failed || by_group.failed)
+			goto done;
+	}
 	for (struct ui_client *c = clients; c; c = c->next)
 	{
-		if (subscribed(c, topic.data) ||
-			(strcmp(kind, "alerts") && subscribed(c, "global")))
+		bool		wants;
+
+		if (!agent_id)
+			wants = subscribed(c, "alerts");
+		else
+			wants = subscribed(c, "global") || subscribed(c, by_agent.data) ||
+				(group && subscribed(c, by_group.data));
+		if (wants)
 			ui_send(c, text, len);
 	}
-	sbuf_free(&topic);
+done:
+	sbuf_free(&by_agent);
+	sbuf_free(&by_group);
 }
 
 /* NOTIFY from the extension: status changes, command results, alerts. */
@@ -193,9 +203,13 @@ ui_on_notify(const char *channel, const char *payload)
 	if (text)
 	{
 		if (!strcmp(type, "alert"))
-			ui_broadcast("alerts", NULL, text, strlen(text));
+			ui_broadcast(NULL, NULL, text, strlen(text));
 		else if (agent)
-			ui_broadcast("agents", agent, text, strlen(text));
+		{
+			struct agent *a = agent_find(agent);
+
+			ui_broadcast(agent, a ? a->group : NULL, text, strlen(text));
+		}
 	}
 	free(text);
 	cJSON_Delete(msg);

@@ -244,3 +244,18 @@ END
 $$;
 COMMENT ON FUNCTION pankha.agent_sync(text, text, text, jsonb, jsonb) IS
 'The HTTP sync fallback in one call: authenticates the agent (NULL when refused, audited), stores its frames (one outcome each), records its command acks, and returns the commands waiting for it and its effective settings.';
+
+-- agent_group: the group an agent belongs to (NULL when none), for the
+-- dashboards' groups.<name> topics.
+CREATE FUNCTION pankha.agent_group(agent_id text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT m.group_name FROM pankha.agent_group_members m
+             WHERE m.agent_id = agent_group.agent_id);
+END
+$$;
+COMMENT ON FUNCTION pankha.agent_group(text) IS
+'The group of an agent, or NULL when it is in none.';
