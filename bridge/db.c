@@ -494,6 +494,13 @@ dc_detach(struct db_conn *dc)
 	}
 }
 
+/* Server notices and libpq's own messages go to the log, not stderr. */
+static void
+db_notice(void *arg, const char *message)
+{
+	blog("info", "db_notice", "%.*s", (int) strcspn(message, "\n"), message);
+}
+
 /* Start connecting (called at startup and by the retry timer). */
 static void
 dc_connect(struct db_conn *dc)
@@ -510,6 +517,7 @@ dc_connect(struct db_conn *dc)
 		return;
 	}
 	dc->state = DC_CONNECTING;
+	PQsetNoticeProcessor(dc->pg, db_notice, dc);
 	if (dc_adopt(dc))
 	{
 		dc_lost(dc, "cannot watch the database socket");
@@ -528,8 +536,9 @@ dc_lost(struct db_conn *dc, const char *why)
 {
 	struct db_fifo *f = &waiting[dc->lane];
 
-	if (dc->state == DC_READY || dc->was_up || dc->backoff_ms >= 1600)
-		blog("warn", "db_lost", "%s connection %d: %.*s",
+	/* one line when it goes, then one per retry only at the longest backoff */
+	if (dc->state == DC_READY || dc->backoff_ms >= 5000)
+		blog("warn", dc->state == DC_READY ? "db_lost" : "db_retry", "%s connection %d: %.*s",
 			 dc->is_listen ? "listen" : "pool", (int) (dc - conns),
 			 (int) strcspn(why ? why : "", "\n"), why ? why : "");
 	dc_detach(dc);
