@@ -49,8 +49,7 @@ struct config
 	size_t		max_queued_out; /* bytes queued to one client before it is dropped */
 	size_t		max_body;		/* largest HTTP request body (after gunzip) */
 	bool		deflate;		/* offer permessage-deflate */
-	int			deflate_server_window;	/* server_max_window_bits (8..15) */
-	int			deflate_client_window;	/* client_max_window_bits (8..15) */
+	int			deflate_window; /* window bits asked of clients (9..15) */
 	int			deflate_mem_level;	/* zlib memLevel for the deflater (1..9) */
 	int			command_visibility_s;	/* claim_commands visibility timeout */
 };
@@ -291,6 +290,7 @@ struct ws_session
 {
 	int			kind;			/* WS_AGENT or WS_UI */
 	void	   *obj;			/* struct agent * or struct ui_client * */
+	int			window;			/* permessage-deflate window bits in use */
 };
 
 #define WS_NONE 0

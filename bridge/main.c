@@ -53,8 +53,7 @@ static const struct option_doc docs[] = {
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
-	{"deflate-server-window", 1, "PANKHA_DEFLATE_SERVER_WINDOW", "15", "server_max_window_bits, 8..15"},
-	{"deflate-client-window", 1, "PANKHA_DEFLATE_CLIENT_WINDOW", "15", "client_max_window_bits, 8..15"},
+	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "10", "deflate window bits, 9..15, asked of clients that offer client_max_window_bits"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
 	{"help", 0, NULL, NULL, "show this help"},
@@ -165,10 +164,8 @@ set_option(const char *name, const char *v)
 		c->max_body = (size_t) int_opt(name, v, 1024, 1L << 30);
 	else if (!strcmp(name, "deflate"))
 		c->deflate = bool_opt(name, v);
-	else if (!strcmp(name, "deflate-server-window"))
-		c->deflate_server_window = (int) int_opt(name, v, 8, 15);
-	else if (!strcmp(name, "deflate-client-window"))
-		c->deflate_client_window = (int) int_opt(name, v, 8, 15);
+	else if (!strcmp(name, "deflate-window"))
+		c->deflate_window = (int) int_opt(name, v, 9, 15);
 	else if (!strcmp(name, "deflate-mem-level"))
 		c->deflate_mem_level = (int) int_opt(name, v, 1, 9);
 	else if (!strcmp(name, "command-visibility"))
@@ -236,6 +233,45 @@ parse_options(int argc, char **argv)
 /* ---------------------------------------------------------------- ws */
 
 /*
+ * permessage-deflate window: lws 4.1.6 answers a client's offer without
+ * client_max_window_bits, so the client compresses with a 32 KB window and
+ * every connection needs a 32 KB inflate window (~40 KB with zlib state).
+ * When the client offered the parameter (RFC 7692 7.1.2.2) we append
+ * "client_max_window_bits=N" to the extension line lws just wrote, and the
+ * connection's zlib streams use N bits (lws sizes both of a server's
+ * streams from server_max_window_bits).  Nothing is changed unless the last
+ * header line is exactly lws's permessage-deflate answer.
+ */
+static void
+deflate_answer_window(struct lws *wsi, struct ws_session *s, struct lws_process_html_args *args)
+{
+	static const char answer[] = "Sec-WebSocket-Extensions: permessage-deflate";
+	char		offer[256];
+	char	   *end, *line;
+	int			n, scanned = 0;
+
+	s->window = 15;
+	n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
+	if (n <= 0)
+		return;
+	offer[strcspn(offer, ",")] = '\0';	/* lws takes only the first offer */
+	if (!strstr(offer, "permessage-deflate") || !strstr(offer, "client_max_window_bits"))
+		return;
+	end = args->p - 2;
+	if (memcmp(end, "\r\n", 2))
+		return;
+	for (line = end; scanned < 512 && !(line[-2] == '\r' && line[-1] == '\n'); line--)
+		scanned++;
+	if (scanned >= 512 || end - line < (int) sizeof(answer) - 1 ||
+		strncasecmp(line, answer, sizeof(answer) - 1) || args->max_len < 40)
+		return;
+	n = snprintf(end, 40, "; client_max_window_bits=%d\r\n", srv.cfg.deflate_window);
+	args->p = end + n;
+	args->max_len -= n - 2;
+	s->window = srv.cfg.deflate_window;
+}
+
+/*
  * The one WebSocket protocol callback: the handshake filter picks the
  * endpoint by path, and from then on each session goes to its file.
  */
@@ -266,11 +302,18 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	}
 	if (!s || !s->obj)
 		return 0;
+	if (reason == LWS_CALLBACK_ADD_HEADERS && srv.cfg.deflate)
+	{
+		deflate_answer_window(wsi, s, in);
+		return 0;
+	}
 	if (reason == LWS_CALLBACK_ESTABLISHED && srv.cfg.deflate)
 	{
-		/* keep the per-connection deflater small; see --deflate-mem-level */
+		/* size this connection's zlib streams; see deflate_answer_window() */
 		char		v[8];
 
+		snprintf(v, sizeof(v), "%d", s->window ? s->window : 15);
+		lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", v);
 		snprintf(v, sizeof(v), "%d", srv.cfg.deflate_mem_level);
 		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", v);
 	}
