@@ -439,6 +439,12 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 {
 	bool		was_up = l->ws_up;
 
+	if (l->stopping)
+	{
+		l->ws = NULL;
+		l->ws_up = false;
+		return;
+	}
 	l->ws = NULL;
 	l->ws_up = false;
 	l->rx_len = 0;
@@ -1329,6 +1335,7 @@ pk_link_run(struct pk_agent *a)
 	while (!stop_signal && !l->stopping)
 		if (lws_service(l->ctx, 0) < 0)
 			break;
+	l->stopping = true;
 	if (stop_signal)
 		pk_log(PK_LOG_INFO, "signal %d: stopping", (int) stop_signal);
 	pk_log(PK_LOG_INFO, "wire totals: %" PRIu64 " bytes out, %" PRIu64 " bytes in",
