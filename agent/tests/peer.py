@@ -65,6 +65,7 @@ class Peer:
         self.messages = []          # (time, conn_no, parsed message)
         self.handshakes = []        # (time, path, headers dict) of every attempt
         self.conn_no = 0
+        self.acked = -1             # highest seq acked
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -101,7 +102,9 @@ class Peer:
                     self.messages.append((time.monotonic(), conn, msg))
                 t = msg.get("type")
                 if t == "data" and self.auto_ack and "seq" in msg.get("data", {}):
-                    await self._send(ws, {"type": "ack", "data": {"seq": msg["data"]["seq"]}})
+                    seq = msg["data"]["seq"]
+                    await self._send(ws, {"type": "ack", "data": {"seq": seq}})
+                    self.acked = max(self.acked, seq)
                 elif t == "ping":
                     await self._send(ws, {"type": "pong"})
         except websockets.ConnectionClosed:
@@ -140,6 +143,10 @@ class Peer:
             raise RuntimeError("no agent connected")
         self._run(self._send(ws, obj))
 
+    def send_raw(self, text):
+        ws = self.ws
+        self._run(ws.send(text))
+
     def close_agent(self, code=1011, reason="test"):
         ws = self.ws
         if ws is not None:
@@ -147,6 +154,14 @@ class Peer:
 
     def ack(self, seq):
         self.send({"type": "ack", "data": {"seq": seq}})
+
+    def data_on(self, conn):
+        with self.lock:
+            return [m["data"] for _, c, m in self.messages if c == conn and m.get("type") == "data"]
+
+    def acks_for(self, command_id):
+        return [m["data"] for _, _, m in self.of_type("command_ack")
+                if m.get("data", {}).get("command_id") == command_id]
 
     def of_type(self, t):
         with self.lock:
