@@ -1236,6 +1236,19 @@ register_done(struct http_req *r, bool ok)
 	}
 	/* Only the owner (root for the system service) may read the token. */
 	fd = open(a->token_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT && strrchr(a->token_file, '/'))
+	{
+		/* First enrollment on this host: create /etc/pankha (or the like). */
+		char	   *dir = strdup(a->token_file);
+
+		if (dir)
+		{
+			*strrchr(dir, '/') = '\0';
+			if (*dir && mkdir(dir, 0755) == 0)
+				fd = open(a->token_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+			free(dir);
+		}
+	}
 	tl = strlen(tok->valuestring);
 	if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, tok->valuestring, tl) != (ssize_t) tl ||
 		write(fd, "\n", 1) != 1 || fsync(fd) != 0)

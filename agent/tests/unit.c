@@ -1,7 +1,7 @@
 /*
  * unit.c - unit tests of the agent's parts on a simulated hwmon tree and
  * fake /proc files.  Usage: unit SECTION DIR, where SECTION is hwmon,
- * procstat, control, buffer or backoff and DIR an empty scratch directory.
+ * procstat, control, buffer, backoff or sim and DIR an empty scratch directory.
  * Prints TAP.
  */
 #include <errno.h>
@@ -742,12 +742,73 @@ test_backoff(const char *dir)
 	(void) dir;
 }
 
+/* ---------------- simulator ---------------- */
+
+static double
+cpu_temp(void)
+{
+	long		v = read_num(pathf("%s/class/hwmon/hwmon0/temp1_input", tree));
+
+	return v / 1000.0;
+}
+
+static void
+test_sim(const char *dir)
+{
+	struct pk_sim *s;
+	double		hot,
+				cooled,
+				idle;
+	long		rpm_full,
+				rpm_half;
+
+	snprintf(tree, sizeof(tree), "%s/sys", dir);
+	s = pk_sim_open(tree, 5);
+	ok(s != NULL, "the simulator creates and opens a tree");
+	if (!s)
+		return;
+	write_file(pathf("%s/sim/load", tree), "80\n");
+	for (int i = 0; i < 300; i++)
+		pk_sim_step(s, 1);
+	ok(cpu_temp() > 45 && cpu_temp() < 85, "under load with firmware fans the CPU settles warm (%.1f C)", cpu_temp());
+	ok(read_num(pathf("%s/class/hwmon/hwmon1/pwm1", tree)) > 128,
+	   "firmware speeds the CPU fan up with the temperature (pwm %ld)",
+	   read_num(pathf("%s/class/hwmon/hwmon1/pwm1", tree)));
+	/* stop the CPU fans by hand */
+	for (int f = 1; f <= 2; f++)
+	{
+		pk_write_long(pathf("%s/class/hwmon/hwmon1/pwm%d_enable", tree, f), 1);
+		pk_write_long(pathf("%s/class/hwmon/hwmon1/pwm%d", tree, f), 25);
+	}
+	for (int i = 0; i < 200; i++)
+		pk_sim_step(s, 1);
+	hot = cpu_temp();
+	rpm_half = read_num(pathf("%s/class/hwmon/hwmon1/fan1_input", tree));
+	for (int f = 1; f <= 2; f++)
+		pk_write_long(pathf("%s/class/hwmon/hwmon1/pwm%d", tree, f), 255);
+	for (int i = 0; i < 200; i++)
+		pk_sim_step(s, 1);
+	cooled = cpu_temp();
+	rpm_full = read_num(pathf("%s/class/hwmon/hwmon1/fan1_input", tree));
+	ok(hot > cooled + 15, "a fan command cools the CPU: %.1f C at 10 %% pwm, %.1f C at 100 %%", hot, cooled);
+	ok(rpm_full > 1700 && rpm_full < 1900 && rpm_half > 100 && rpm_half < 250,
+	   "rpm follows pwm (%ld rpm at 10 %%, %ld at 100 %%)", rpm_half, rpm_full);
+	write_file(pathf("%s/sim/load", tree), "0\n");
+	for (int i = 0; i < 200; i++)
+		pk_sim_step(s, 1);
+	idle = cpu_temp();
+	ok(idle < cooled - 5, "temperatures follow the load (%.1f C idle)", idle);
+	ok(read_num(pathf("%s/class/hwmon/hwmon1/fan3_input", tree)) > 0 &&
+	   read_num(pathf("%s/class/hwmon/hwmon3/temp2_input", tree)) > 25000, "other chips are animated too");
+	pk_sim_free(s);
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc != 3)
 	{
-		fprintf(stderr, "usage: %s hwmon|procstat|control|buffer|backoff DIR\n", argv[0]);
+		fprintf(stderr, "usage: %s hwmon|procstat|control|buffer|backoff|sim DIR\n", argv[0]);
 		return 2;
 	}
 	if (strcmp(argv[1], "hwmon") == 0)
@@ -760,6 +821,8 @@ main(int argc, char **argv)
 		test_buffer(argv[2]);
 	else if (strcmp(argv[1], "backoff") == 0)
 		test_backoff(argv[2]);
+	else if (strcmp(argv[1], "sim") == 0)
+		test_sim(argv[2]);
 	else
 	{
 		fprintf(stderr, "unknown section %s\n", argv[1]);
