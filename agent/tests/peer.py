@@ -66,6 +66,7 @@ class Peer:
         self.handshakes = []        # (time, path, headers dict) of every attempt
         self.conn_no = 0
         self.acked = -1             # highest seq acked
+        self.sizes = []             # payload length of each entry in messages
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -100,6 +101,7 @@ class Peer:
                     msg = {"type": "<invalid json>", "raw": raw}
                 with self.lock:
                     self.messages.append((time.monotonic(), conn, msg))
+                    self.sizes.append(len(raw))
                 t = msg.get("type")
                 if t == "data" and self.auto_ack and "seq" in msg.get("data", {}):
                     seq = msg["data"]["seq"]
