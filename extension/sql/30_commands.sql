@@ -200,6 +200,9 @@ BEGIN
     IF command_type NOT IN ('update_settings', 'apply_profile', 'restore_auto') THEN
         RETURN;
     END IF;
+    -- One superseder per agent at a time: two would otherwise lock the same
+    -- rows in different orders.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha.supersede'), hashtext(agent_id));
     FOR old IN
         UPDATE pankha.commands c
         SET status = 'expired', status_reason = format('superseded by %s', by_command)
