@@ -289,6 +289,7 @@ DECLARE
     c pankha.commands;
     delivered integer := 0;
     skipped integer;
+    sent_time timestamptz;
 BEGIN
     IF visibility IS NULL OR visibility <= interval '0' OR visibility > interval '1 day' THEN
         RAISE EXCEPTION 'invalid visibility "%"', visibility
@@ -300,6 +301,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'max_commands is between 1 and 10000.';
     END IF;
+    -- Deadlines and expiry are judged by the clock, not by the start of the
+    -- caller's transaction, which may be older than the call.
+    --
     -- Each round locks at most as many rows as are still wanted.  Rows that
     -- turn out expired or dead are retired and the round repeats, so they
     -- never take the place of a deliverable command.
@@ -308,7 +312,7 @@ BEGIN
         FOR c IN
             SELECT * FROM pankha.commands q
             WHERE q.agent_id = ANY (agent_ids)
-              AND (q.status = 'queued' OR (q.status = 'sent' AND q.redeliver_at <= now()))
+              AND (q.status = 'queued' OR (q.status = 'sent' AND q.redeliver_at <= clock_timestamp()))
             ORDER BY q.priority_rank, q.created_at, q.command_id
             LIMIT max_commands - delivered
             FOR UPDATE SKIP LOCKED
@@ -327,9 +331,10 @@ BEGIN
                                                 jsonb_build_object('attempts', c.attempts));
                 skipped := skipped + 1;
             ELSE
+                sent_time := clock_timestamp();
                 UPDATE pankha.commands q
-                SET status = 'sent', attempts = q.attempts + 1, sent_at = now(),
-                    redeliver_at = now() + visibility
+                SET status = 'sent', attempts = q.attempts + 1, sent_at = sent_time,
+                    redeliver_at = sent_time + visibility
                 WHERE q.command_id = c.command_id;
                 delivered := delivered + 1;
                 command_id := c.command_id;
