@@ -313,7 +313,7 @@ main(int argc, char **argv)
 						   "WHERE inhparent = 'pankha.readings'::regclass");
 
 	/* (b): the same rows, already compact, through COPY */
-	res = PQexec(conn, "COPY (SELECT agent_id, ts, received_at, seq, agent_ts, payload "
+	res = PQexec(conn, "COPY (SELECT agent_id, ts, received_at, agent_ts, payload "
 				 "FROM pankha.readings) TO STDOUT");
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 		die("copy out", res);
@@ -336,7 +336,7 @@ main(int argc, char **argv)
 	exec_ok("TRUNCATE pankha.readings");
 
 	t0 = now_s();
-	res = PQexec(conn, "COPY pankha.readings (agent_id, ts, received_at, seq, agent_ts, payload) FROM STDIN");
+	res = PQexec(conn, "COPY pankha.readings (agent_id, ts, received_at, agent_ts, payload) FROM STDIN");
 	if (PQresultStatus(res) != PGRES_COPY_IN)
 		die("copy in", res);
 	PQclear(res);

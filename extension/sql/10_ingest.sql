@@ -164,16 +164,36 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_stats';
 COMMENT ON FUNCTION pankha.ingest_stats() IS
 'Frames stored and refused by ingest since the server started, and agents in the liveness table.';
 
--- One pass of the background worker's maintenance.
+-- One pass of the background worker's maintenance.  Each step runs in its
+-- own subtransaction, so one that fails (and says why in the log) does not
+-- hold the others back; it is tried again on the next pass.
 CREATE FUNCTION pankha.maintain() RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    step text;
 BEGIN
-    PERFORM pankha.flush_liveness();
-    PERFORM pankha.ensure_partitions(now() - interval '1 day', now() + interval '2 days');
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness, keep partitions ahead.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, and judge alert rules.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)
@@ -195,6 +215,11 @@ CREATE FUNCTION pankha.decode_health(payload bytea, OUT cpu_usage real, OUT memo
 LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_health';
 COMMENT ON FUNCTION pankha.decode_health(bytea) IS
 'The system-health values of a payload; null where the frame did not carry one.';
+
+CREATE FUNCTION pankha.decode_seq(payload bytea) RETURNS bigint
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_seq';
+COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
+'The seq the agent gave the frame, or null when it gave none.';
 
 -- Views for people writing SQL.
 CREATE VIEW pankha.sensor_readings AS
@@ -221,7 +246,7 @@ COMMENT ON VIEW pankha.health_readings IS
 'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
 
 CREATE VIEW pankha.latest AS
-SELECT a.agent_id, a.name, r.ts, r.received_at, r.seq,
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
        (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
         FROM pankha.decode_temperatures(r.payload) d
         JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,

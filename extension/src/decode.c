@@ -19,6 +19,7 @@
 PG_FUNCTION_INFO_V1(pankha_decode_temperatures);
 PG_FUNCTION_INFO_V1(pankha_decode_fans);
 PG_FUNCTION_INFO_V1(pankha_decode_health);
+PG_FUNCTION_INFO_V1(pankha_decode_seq);
 
 /* Decode a payload argument or raise a data-corruption error. */
 static void
@@ -119,4 +120,16 @@ pankha_decode_health(PG_FUNCTION_ARGS)
 			values[f] = Float4GetDatum((float4) v);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* pankha.decode_seq(payload) → the frame's seq, or null when it had none. */
+Datum
+pankha_decode_seq(PG_FUNCTION_ARGS)
+{
+	PkDecoded	d;
+
+	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
+	if (!d.has_seq)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(d.seq);
 }

@@ -72,6 +72,10 @@ typedef struct AgentEntry
 {
 	char		agent_id[PK_MAX_ID_BYTES + 1];
 	bool		registered;
+	/* the previous frame's sensors then fans, in order: agents repeat them */
+	int			nlast_sensors;
+	int			nlast_fans;
+	CatalogEntry **last;		/* PK_MAX_SENSORS + PK_MAX_FANS entries, or NULL */
 } AgentEntry;
 
 /* One frame of a batch on its way to the table. */
@@ -80,8 +84,6 @@ typedef struct PendingFrame
 	const char *agent_id;
 	TimestampTz ts;
 	TimestampTz agent_ts;		/* 0 unless the clock was in the future */
-	bool		has_seq;
-	int64		seq;
 	bytea	   *payload;
 	bool		stored;
 	bool		rejected;
@@ -97,13 +99,14 @@ static bool cache_touched_in_xact = false;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
 
+static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
 static void ensure_caches(void);
 static void ingest_xact_callback(XactEvent event, void *arg);
 static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
-static bool agent_registered(const char *agent_id);
-static void assign_slots(const char *agent_id, PkFrame *frame);
+static AgentEntry *agent_registered(const char *agent_id);
+static void assign_slots(AgentEntry *agent, PkFrame *frame);
 static void ensure_partition(TimestampTz ts);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
 static void raise_error(const PkError *err, const char *prefix);
@@ -259,7 +262,14 @@ static bool
 nesting_ok(const char *json_text, int len)
 {
 	int			depth = 0;
+	int			opening = 0;
 	bool		in_string = false;
+
+	/* cheap common case: too few brackets to nest too deeply at all */
+	for (int i = 0; i < len; i++)
+		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	if (opening <= PK_JSON_MAX_DEPTH)
+		return true;
 
 	for (int i = 0; i < len; i++)
 	{
@@ -335,7 +345,13 @@ datum_json_text(Datum value, Oid type, int *len)
 		json_text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 	}
 	else
-		json_text = TextDatumGetCString(value);
+	{
+		text	   *t = DatumGetTextPP(value);
+
+		/* the lexer is bounded by the length: no copy, no terminator needed */
+		*len = VARSIZE_ANY_EXHDR(t);
+		return VARDATA_ANY(t);
+	}
 	*len = strlen(json_text);
 	return json_text;
 }
@@ -345,8 +361,8 @@ datum_json_text(Datum value, Oid type, int *len)
  * --------------------------------------------------------------------------
  */
 
-/* Is agent_id registered?  Cached once known. */
-static bool
+/* The cache entry of a registered agent, or NULL when it is not registered. */
+static AgentEntry *
 agent_registered(const char *agent_id)
 {
 	AgentEntry *entry;
@@ -357,7 +373,7 @@ agent_registered(const char *agent_id)
 
 	entry = hash_search(agent_cache, agent_id, HASH_FIND, NULL);
 	if (entry)
-		return entry->registered;
+		return entry;
 
 	args[0] = CStringGetTextDatum(agent_id);
 	ret = SPI_execute_with_args(
@@ -372,7 +388,7 @@ agent_registered(const char *agent_id)
 		elog(ERROR, "could not read the pankha catalog: %s", SPI_result_code_string(ret));
 
 	if (SPI_processed == 0)
-		return false;			/* not cached: it may be registered any moment */
+		return NULL;			/* not cached: it may be registered any moment */
 
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -412,7 +428,46 @@ agent_registered(const char *agent_id)
 
 	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
 	entry->registered = true;
+	entry->nlast_sensors = entry->nlast_fans = 0;
+	entry->last = NULL;
 	cache_touched_in_xact = true;
+	return entry;
+}
+
+/* Does the cached entry name this id? */
+static inline bool
+entry_is(const CatalogEntry *ce, char kind, const char *id, int len)
+{
+	return ce->key.kind == kind && memcmp(ce->key.id, id, len) == 0 && ce->key.id[len] == '\0';
+}
+
+/*
+ * The fast path: when a frame carries the same sensors and fans in the same
+ * order as the agent's previous one, with no new metadata, take their
+ * slots from it without any hash lookup.
+ */
+static bool
+same_as_last(AgentEntry *agent, PkFrame *frame)
+{
+	if (agent->last == NULL || agent->nlast_sensors != frame->nsensors ||
+		agent->nlast_fans != frame->nfans)
+		return false;
+	for (int i = 0; i < frame->nsensors; i++)
+	{
+		CatalogEntry *ce = agent->last[i];
+		PkSensor   *s = &frame->sensors[i];
+
+		if (!entry_is(ce, 's', s->id, s->id_len) || sensor_changed(ce, s))
+			return false;
+	}
+	for (int i = 0; i < frame->nfans; i++)
+		if (!entry_is(agent->last[frame->nsensors + i], 'f', frame->fans[i].id,
+					  frame->fans[i].id_len))
+			return false;
+	for (int i = 0; i < frame->nsensors; i++)
+		frame->sensors[i].slot = agent->last[i]->slot;
+	for (int i = 0; i < frame->nfans; i++)
+		frame->fans[i].slot = agent->last[frame->nsensors + i]->slot;
 	return true;
 }
 
@@ -456,8 +511,9 @@ sensor_changed(const CatalogEntry *ce, const PkSensor *s)
  * changed sensor limits) in the catalog through pankha._catalog_add().
  */
 static void
-assign_slots(const char *agent_id, PkFrame *frame)
+assign_slots(AgentEntry *agent, PkFrame *frame)
 {
+	const char *agent_id = agent->agent_id;
 	Datum	   *kinds = NULL;
 	Datum	   *ids = NULL;
 	Datum	   *types = NULL;
@@ -469,6 +525,9 @@ assign_slots(const char *agent_id, PkFrame *frame)
 	int			nmissing = 0;
 	int			total = frame->nsensors + frame->nfans;
 	CatalogKey	key;
+
+	if (same_as_last(agent, frame))
+		return;
 
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
@@ -585,6 +644,25 @@ assign_slots(const char *agent_id, PkFrame *frame)
 				f->slot = ce->slot;
 		}
 	}
+
+	/* remember this frame's order for the next one */
+	if (agent->last == NULL)
+		agent->last = MemoryContextAlloc(cache_context,
+										 sizeof(CatalogEntry *) * (PK_MAX_SENSORS + PK_MAX_FANS));
+	for (int i = 0; i < total; i++)
+	{
+		bool		is_sensor = i < frame->nsensors;
+
+		key.kind = is_sensor ? 's' : 'f';
+		memset(key.id, 0, sizeof(key.id));
+		memcpy(key.id, is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id,
+			   is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len);
+		agent->last[i] = hash_search(catalog_cache, &key, HASH_FIND, NULL);
+		if (agent->last[i] == NULL)
+			elog(ERROR, "pankha catalog cache lost \"%s\"", key.id);
+	}
+	agent->nlast_sensors = frame->nsensors;
+	agent->nlast_fans = frame->nfans;
 }
 
 /* The UTC day number of a timestamp, the unit of partitioning. */
@@ -632,6 +710,7 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 			  TimestampTz now, MemoryContext payload_cxt)
 {
 	PkFrame    *frame = palloc(sizeof(PkFrame));
+	AgentEntry *agent;
 	bool		in_future;
 	int64		now_ms = (now + UNIX_EPOCH_USECS) / 1000;
 	size_t		size;
@@ -646,7 +725,8 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		pfree(frame);
 		return;
 	}
-	if (!agent_registered(agent_id))
+	agent = agent_registered(agent_id);
+	if (agent == NULL)
 	{
 		pk_fail(&pf->error, "42704", PK_PATH("agent_id"), "not registered",
 				"Agent \"%s\" is not registered; register it with pankha.register_agent().",
@@ -656,7 +736,7 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		return;
 	}
 
-	assign_slots(agent_id, frame);
+	assign_slots(agent, frame);
 
 	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
 	if (in_future)
@@ -664,8 +744,6 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		pf->agent_ts = pf->ts;
 		pf->ts = now;
 	}
-	pf->has_seq = frame->has_seq;
-	pf->seq = frame->seq;
 
 	size = pk_payload_size(frame);
 	pf->payload = MemoryContextAlloc(payload_cxt, VARHDRSZ + size);
@@ -718,8 +796,6 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
 	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
 	Datum	   *tss = palloc(sizeof(Datum) * n);
-	Datum	   *seqs = palloc(sizeof(Datum) * n);
-	bool	   *seq_nulls = palloc(sizeof(bool) * n);
 	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
 	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
 	Datum	   *payloads = palloc(sizeof(Datum) * n);
@@ -727,7 +803,7 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	int			nrows = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Datum		args[6];
+	Datum		args[5];
 	int			ret;
 	bool		fallback_needed = false;
 
@@ -748,8 +824,6 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		ensure_partition(pf->ts);
 		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
 		tss[nrows] = TimestampTzGetDatum(pf->ts);
-		seqs[nrows] = Int64GetDatum(pf->seq);
-		seq_nulls[nrows] = !pf->has_seq;
 		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
 		agent_ts_nulls[nrows] = pf->agent_ts == 0;
 		payloads[nrows] = PointerGetDatum(pf->payload);
@@ -758,17 +832,17 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[6] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
-		INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
+		Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+		TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
 		SPIPlanPtr	plan;
 
 		plan = SPI_prepare(
 			"INSERT INTO pankha.readings AS r "
-			"(agent_id, ts, received_at, seq, agent_ts, payload) "
-			"SELECT u.agent_id, u.ts, $3, u.seq, u.agent_ts, u.payload "
-			"FROM unnest($1, $2, $4, $5, $6) AS u(agent_id, ts, seq, agent_ts, payload) "
+			"(agent_id, ts, received_at, agent_ts, payload) "
+			"SELECT u.agent_id, u.ts, $3, u.agent_ts, u.payload "
+			"FROM unnest($1, $2, $4, $5) AS u(agent_id, ts, agent_ts, payload) "
 			"ON CONFLICT DO NOTHING RETURNING r.agent_id, r.ts",
-			6, argtypes);
+			5, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the pankha insert: %s",
 				 SPI_result_code_string(SPI_result));
@@ -781,12 +855,10 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	args[1] = PointerGetDatum(construct_array(tss, nrows, TIMESTAMPTZOID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = TimestampTzGetDatum(now);
-	args[3] = PointerGetDatum(construct_md_array(seqs, seq_nulls, 1, dims, lbs, INT8OID, 8,
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_md_array(agent_tss, agent_ts_nulls, 1, dims, lbs,
+	args[3] = PointerGetDatum(construct_md_array(agent_tss, agent_ts_nulls, 1, dims, lbs,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
-	args[5] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
 
 	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)

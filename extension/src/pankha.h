@@ -21,6 +21,11 @@ extern int	pankha_max_agents;
 extern int	pankha_naptime;			/* seconds */
 extern int	pankha_liveness_flush;	/* seconds */
 extern bool pankha_worker_enabled;
+extern int	pankha_rollup_1m_retention; /* minutes */
+extern int	pankha_rollup_1h_retention; /* minutes */
+extern int	pankha_rollup_hour_delay;	/* seconds */
+extern int	pankha_offline_after;	/* seconds, 0 = automatic */
+extern char *pankha_archive_directory;
 
 /* One agent's liveness, kept in shared memory instead of an UPDATE per frame. */
 typedef struct PankhaLiveness

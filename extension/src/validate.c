@@ -10,12 +10,13 @@
  * Payload layout (all integers little-endian):
  *
  *	u8	format (1)
- *	u8	health presence bits (PkHealthField)
+ *	u8	health presence bits (PkHealthField); bit 7: a seq follows
  *	u16 number of sensor slots S
  *	u8	number of fan slots F
+ *	[seq as an unsigned LEB128 varint, when bit 7 is set]
  *	S x i16		temperature in 1/100 degC, INT16_MIN when the slot is absent
- *	F x { i32 rpm (-1 absent), i16 speed in 1/100 % (-1 absent),
- *		  i16 target in 1/100 % (-1 absent), u8 status (255 absent) }
+ *	F x { u24 rpm (0xffffff absent), u16 speed in 1/100 % (0xffff absent),
+ *		  u16 target in 1/100 % (0xffff absent), u8 status (255 absent) }
  *	health, for each present bit in order: cpu, mem, disk as u16 1/100 %;
  *	uptime as u32 seconds; net rx, net tx, load1 as IEEE float32.
  *
@@ -30,7 +31,9 @@
 
 #define PK_FORMAT_V1		1
 #define PK_HEADER_BYTES		5
-#define PK_FAN_BYTES		9
+#define PK_FAN_BYTES		8
+#define PK_HAS_SEQ			0x80
+#define PK_RPM_ABSENT		0xffffff
 #define PK_TEMP_ABSENT		INT16_MIN
 
 const char *const pk_health_names[PK_H_NFIELDS] = {
@@ -47,8 +50,10 @@ const char *const pk_fan_statuses[] = {
 static const int health_bytes[PK_H_NFIELDS] = {2, 2, 4, 2, 4, 4, 4};
 
 static void put_u16(unsigned char *p, uint16_t v);
+static void put_u24(unsigned char *p, uint32_t v);
 static void put_u32(unsigned char *p, uint32_t v);
 static uint16_t get_u16(const unsigned char *p);
+static uint32_t get_u24(const unsigned char *p);
 static uint32_t get_u32(const unsigned char *p);
 static int32_t scaled(double v, double scale);
 static const char *json_type_name(const PkJsonNode *node);
@@ -650,6 +655,13 @@ pk_payload_size(const PkFrame *frame)
 		if (frame->fans[i].slot + 1 > nfan_slots)
 			nfan_slots = frame->fans[i].slot + 1;
 	size += (size_t) nsensor_slots * 2 + (size_t) nfan_slots * PK_FAN_BYTES;
+	if (frame->has_seq)
+		for (uint64_t v = (uint64_t) frame->seq;; v >>= 7)
+		{
+			size++;
+			if (v < 0x80)
+				break;
+		}
 	for (int f = 0; f < PK_H_NFIELDS; f++)
 		if (frame->health.present & (1u << f))
 			size += health_bytes[f];
@@ -686,10 +698,21 @@ pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t outlen)
 	}
 
 	out[0] = PK_FORMAT_V1;
-	out[1] = (unsigned char) frame->health.present;
+	out[1] = (unsigned char) frame->health.present | (frame->has_seq ? PK_HAS_SEQ : 0);
 	put_u16(out + 2, (uint16_t) nsensor_slots);
 	out[4] = (unsigned char) nfan_slots;
 	p = out + PK_HEADER_BYTES;
+	if (frame->has_seq)
+	{
+		uint64_t	v = (uint64_t) frame->seq;
+
+		while (v >= 0x80)
+		{
+			*p++ = (unsigned char) (v & 0x7f) | 0x80;
+			v >>= 7;
+		}
+		*p++ = (unsigned char) v;
+	}
 
 	for (int s = 0; s < nsensor_slots; s++)
 		put_u16(p + 2 * s, (uint16_t) PK_TEMP_ABSENT);
@@ -700,20 +723,20 @@ pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t outlen)
 
 	for (int s = 0; s < nfan_slots; s++)
 	{
-		put_u32(p + s * PK_FAN_BYTES, (uint32_t) -1);
-		put_u16(p + s * PK_FAN_BYTES + 4, (uint16_t) -1);
-		put_u16(p + s * PK_FAN_BYTES + 6, (uint16_t) -1);
-		p[s * PK_FAN_BYTES + 8] = 255;
+		put_u24(p + s * PK_FAN_BYTES, PK_RPM_ABSENT);
+		put_u16(p + s * PK_FAN_BYTES + 3, (uint16_t) -1);
+		put_u16(p + s * PK_FAN_BYTES + 5, (uint16_t) -1);
+		p[s * PK_FAN_BYTES + 7] = 255;
 	}
 	for (int i = 0; i < frame->nfans; i++)
 	{
 		const PkFan *f = &frame->fans[i];
 		unsigned char *q = p + f->slot * PK_FAN_BYTES;
 
-		put_u32(q, (uint32_t) scaled(f->rpm, 1));
-		put_u16(q + 4, f->has_speed ? (uint16_t) scaled(f->speed, 100) : (uint16_t) -1);
-		put_u16(q + 6, f->has_target ? (uint16_t) scaled(f->target, 100) : (uint16_t) -1);
-		q[8] = f->status >= 0 ? (unsigned char) f->status : 255;
+		put_u24(q, (uint32_t) scaled(f->rpm, 1));
+		put_u16(q + 3, f->has_speed ? (uint16_t) scaled(f->speed, 100) : (uint16_t) -1);
+		put_u16(q + 5, f->has_target ? (uint16_t) scaled(f->target, 100) : (uint16_t) -1);
+		q[7] = f->status >= 0 ? (unsigned char) f->status : 255;
 	}
 	p += nfan_slots * PK_FAN_BYTES;
 
@@ -740,18 +763,35 @@ pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t outlen)
 	return size;
 }
 
-/* Parse a payload's header and health; false when it is malformed. */
+/* Parse a payload's header, seq and health; false when it is malformed. */
 bool
 pk_decode_payload(const unsigned char *buf, size_t len, PkDecoded *out)
 {
 	size_t		need;
+	size_t		seq_bytes = 0;
 	const unsigned char *p;
 
-	if (len < PK_HEADER_BYTES || buf[0] != PK_FORMAT_V1 || (buf[1] & 0x80))
+	if (len < PK_HEADER_BYTES || buf[0] != PK_FORMAT_V1)
 		return false;
 	out->nsensor_slots = get_u16(buf + 2);
 	out->nfan_slots = buf[4];
-	need = PK_HEADER_BYTES + (size_t) out->nsensor_slots * 2 +
+	out->has_seq = (buf[1] & PK_HAS_SEQ) != 0;
+	out->seq = 0;
+	if (out->has_seq)
+	{
+		uint64_t	v = 0;
+
+		for (;;)
+		{
+			if (PK_HEADER_BYTES + seq_bytes >= len || seq_bytes == 9)
+				return false;
+			v |= (uint64_t) (buf[PK_HEADER_BYTES + seq_bytes] & 0x7f) << (7 * seq_bytes);
+			if (!(buf[PK_HEADER_BYTES + seq_bytes++] & 0x80))
+				break;
+		}
+		out->seq = (int64_t) v;
+	}
+	need = PK_HEADER_BYTES + seq_bytes + (size_t) out->nsensor_slots * 2 +
 		(size_t) out->nfan_slots * PK_FAN_BYTES;
 	for (int f = 0; f < PK_H_NFIELDS; f++)
 		if (buf[1] & (1u << f))
@@ -759,10 +799,10 @@ pk_decode_payload(const unsigned char *buf, size_t len, PkDecoded *out)
 	if (need != len)
 		return false;
 
-	out->sensor_base = buf + PK_HEADER_BYTES;
+	out->sensor_base = buf + PK_HEADER_BYTES + seq_bytes;
 	out->fan_base = out->sensor_base + 2 * out->nsensor_slots;
 	p = out->fan_base + PK_FAN_BYTES * out->nfan_slots;
-	out->health.present = buf[1];
+	out->health.present = buf[1] & ~PK_HAS_SEQ;
 	for (int f = 0; f < PK_H_NFIELDS; f++)
 	{
 		if (!(buf[1] & (1u << f)))
@@ -812,17 +852,17 @@ pk_decoded_fan(const PkDecoded *d, int slot, double *rpm,
 	if (slot < 0 || slot >= d->nfan_slots)
 		return false;
 	q = d->fan_base + slot * PK_FAN_BYTES;
-	raw_rpm = get_u32(q);
-	if (raw_rpm == (uint32_t) -1)
+	raw_rpm = get_u24(q);
+	if (raw_rpm == PK_RPM_ABSENT)
 		return false;
 	*rpm = raw_rpm;
-	raw = get_u16(q + 4);
+	raw = get_u16(q + 3);
 	*has_speed = raw != (uint16_t) -1;
 	*speed = raw / 100.0;
-	raw = get_u16(q + 6);
+	raw = get_u16(q + 5);
 	*has_target = raw != (uint16_t) -1;
 	*target = raw / 100.0;
-	*status = q[8] == 255 ? -1 : q[8];
+	*status = q[7] == 255 ? -1 : q[7];
 	return true;
 }
 
@@ -831,6 +871,14 @@ put_u16(unsigned char *p, uint16_t v)
 {
 	p[0] = v & 0xff;
 	p[1] = v >> 8;
+}
+
+static void
+put_u24(unsigned char *p, uint32_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
 }
 
 static void
@@ -846,6 +894,12 @@ static uint16_t
 get_u16(const unsigned char *p)
 {
 	return (uint16_t) (p[0] | (p[1] << 8));
+}
+
+static uint32_t
+get_u24(const unsigned char *p)
+{
+	return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16);
 }
 
 static uint32_t

@@ -205,6 +205,8 @@ extern size_t pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t
 
 typedef struct PkDecoded
 {
+	bool		has_seq;
+	int64_t		seq;
 	int			nsensor_slots;
 	int			nfan_slots;
 	const unsigned char *sensor_base;

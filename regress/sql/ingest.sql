@@ -69,6 +69,15 @@ SELECT pankha.ingest('linux-agent-id', '{"type":"ping"}');
 SELECT pankha.ingest('linux-agent-id', '{"type":"data"}');
 SELECT pankha.ingest('linux-agent-id', '{"type":"data","data":[1]}');
 SELECT pankha.ingest('linux-agent-id', jsonb_build_object('timestamp', 1, 'padding', repeat('x', 1048576)));
+-- frames as JSON text, the wire form: parsed once, with the same rules
+SELECT pankha.ingest('linux-agent-id', '{"timestamp": 1');
+SELECT pankha.ingest('linux-agent-id', '{"timestamp": NaN}');
+SELECT pankha.ingest('linux-agent-id', '{"sensors": ' || repeat('[', 100) || repeat(']', 100) || '}');
+SELECT pankha.ingest('linux-agent-id', (frame('{"sensors":[{"id":"a\u00e9","temperature":41}]}')::text)
+    || replace(' ', ' ', '')) AS escapes_ok;
+SELECT pankha.ingest('linux-agent-id', rtrim(frame()::text, '}') || ', "extra": ' ||
+    repeat('[', 60) || repeat(']', 60) || '}') AS nested_60_ok;
+SELECT sensor_id FROM pankha.sensors WHERE sensor_id LIKE 'a%' AND agent_id = 'linux-agent-id';
 SELECT pankha.ingest('linux-agent-id', frame(jsonb_build_object('padding', repeat('x', 1000000)))) AS under_1mib;
 -- the agent
 SELECT pankha.ingest('no-such-agent', frame());
@@ -173,6 +182,12 @@ SELECT * FROM pankha.ingest_many(
           frame()]);
 SELECT * FROM pankha.ingest_many(ARRAY['agent-2'], ARRAY[]::jsonb[]);
 SELECT * FROM pankha.ingest_many(ARRAY[]::text[], ARRAY[]::jsonb[]);
+-- text frames: a broken one is reported, the rest are stored
+SELECT ord, stored, sqlstate, message FROM pankha.ingest_many(
+    ARRAY['linux-agent-id', 'linux-agent-id', 'linux-agent-id'],
+    ARRAY[(frame() || '{"seq": 31}')::text, '{"timestamp":', '[' || repeat('[', 70) || repeat(']', 70) || ']']);
+SELECT pankha.ingest_batch('agent-2', '[' || (frame() || jsonb_build_object('timestamp', floor(extract(epoch FROM now()) * 1000) - 45000))::text || ']') AS text_batch;
+SELECT pankha.ingest_batch('agent-2', '[{"timestamp": 1}');
 -- the same frame twice in one call: stored once
 SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['agent-2', 'agent-2'],
     ARRAY[(SELECT frame() || '{"timestamp": 1}'::jsonb || jsonb_build_object('timestamp', floor(extract(epoch FROM now()) * 1000) - 50000)),
