@@ -78,6 +78,12 @@ typedef struct AgentEntry
 	CatalogEntry **last;		/* PK_MAX_SENSORS + PK_MAX_FANS entries, or NULL */
 } AgentEntry;
 
+typedef struct StatusEntry
+{
+	char		word[PK_MAX_STATUS_BYTES + 1];
+	int			code;
+} StatusEntry;
+
 /* One frame of a batch on its way to the table. */
 typedef struct PendingFrame
 {
@@ -94,6 +100,8 @@ static MemoryContext cache_context = NULL;
 static HTAB *catalog_cache = NULL;
 static HTAB *agent_cache = NULL;
 static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition */
+static HTAB *status_cache = NULL;	/* fan status word -> code */
+static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
 static bool cache_touched_in_xact = false;
 static bool callbacks_registered = false;
@@ -125,6 +133,8 @@ reset_caches(void)
 	catalog_cache = NULL;
 	agent_cache = NULL;
 	partition_cache = NULL;
+	status_cache = NULL;
+	memset(status_names, 0, sizeof(status_names));
 }
 
 /* Make sure the caches exist and are not stale. */
@@ -144,7 +154,7 @@ ensure_caches(void)
 		callbacks_registered = true;
 	}
 
-	generation = pg_atomic_read_u64(&pankha_shared->catalog_generation);
+	generation = pankha_shared ? pg_atomic_read_u64(&pankha_shared->catalog_generation) : 0;
 	if (generation != cache_generation)
 	{
 		reset_caches();
@@ -167,6 +177,10 @@ ensure_caches(void)
 	ctl.entrysize = sizeof(int64);
 	partition_cache = hash_create("pankha partition cache", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = PK_MAX_STATUS_BYTES + 1;
+	ctl.entrysize = sizeof(StatusEntry);
+	status_cache = hash_create("pankha fan status cache", 32, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
 /* Facts learnt in an aborted transaction may be false: forget them. */
@@ -665,6 +679,90 @@ assign_slots(AgentEntry *agent, PkFrame *frame)
 	agent->nlast_fans = frame->nfans;
 }
 
+/*
+ * Give each fan status word its code in pankha.fan_statuses, adding words
+ * never seen before through pankha._fan_status_code().
+ */
+static bool
+assign_status_codes(PkFrame *frame, PkError *err)
+{
+	for (int i = 0; i < frame->nfans; i++)
+	{
+		PkFan	   *f = &frame->fans[i];
+		char		word[PK_MAX_STATUS_BYTES + 1];
+		StatusEntry *entry;
+		bool		found;
+
+		if (f->status_word == NULL)
+			continue;
+		memcpy(word, f->status_word, f->status_len);
+		word[f->status_len] = '\0';
+		entry = hash_search(status_cache, word, HASH_ENTER, &found);
+		if (!found)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+			Datum		args[1];
+			bool		isnull;
+			int			ret;
+
+			/* drop the half-made entry if the lookup below fails */
+			cache_touched_in_xact = true;
+			args[0] = CStringGetTextDatum(word);
+			ret = SPI_execute_with_args("SELECT pankha._fan_status_code($1)",
+										1, argtypes, args, NULL, false, 1);
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not look up fan status \"%s\"", word);
+			entry->code = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+			if (isnull)
+			{
+				hash_search(status_cache, word, HASH_REMOVE, NULL);
+				return pk_fail(err, "54000", PK_PATH_AT("fans", i, "status"),
+							   "too many distinct fan statuses",
+							   "At most %d distinct fan status words are kept; \"%s\" would be one more.",
+							   PK_MAX_STATUS_CODE + 1, word);
+			}
+		}
+		f->status = entry->code;
+	}
+	return true;
+}
+
+/*
+ * The word of a fan status code, for decoding; NULL for an unknown code.
+ * The dictionary only grows, so names are cached once read.
+ */
+const char *
+pankha_fan_status_name(int code)
+{
+	if (code < 0 || code > PK_MAX_STATUS_CODE)
+		return NULL;
+	ensure_caches();
+	if (status_names[code] == NULL)
+	{
+		int			ret;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute("SELECT code, status FROM pankha.fan_statuses", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read pankha.fan_statuses: %s", SPI_result_code_string(ret));
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			int			c = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[r],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *word = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+
+			if (c >= 0 && c <= PK_MAX_STATUS_CODE && status_names[c] == NULL)
+				status_names[c] = MemoryContextStrdup(cache_context, word);
+		}
+		SPI_finish();
+		cache_touched_in_xact = true;
+	}
+	return status_names[code];
+}
+
 /* The UTC day number of a timestamp, the unit of partitioning. */
 static int64
 day_of(TimestampTz ts)
@@ -736,6 +834,12 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		return;
 	}
 
+	if (!assign_status_codes(frame, &pf->error))
+	{
+		pf->rejected = true;
+		pfree(frame);
+		return;
+	}
 	assign_slots(agent, frame);
 
 	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;

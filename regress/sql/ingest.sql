@@ -126,7 +126,20 @@ SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":100000,"
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"speed":100.5}]}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"speed":-0.1}]}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"targetSpeed":101}]}'));
-SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"spinning"}]}'));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"spinning"}]}')) AS new_status_word;
+SELECT status FROM pankha.fan_readings WHERE agent_id = 'linux-agent-id' AND fan_id = 'f1' ORDER BY ts DESC LIMIT 1;
+SELECT code, status FROM pankha.fan_statuses WHERE status = 'spinning';
+SELECT pankha.ingest('linux-agent-id', frame(jsonb_build_object('fans', jsonb_build_array(jsonb_build_object('id', 'f1', 'rpm', 900, 'status', repeat('s', 33))))));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"bad\tword"}]}'));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":7}]}'));
+-- the dictionary has room for 255 words; then frames with new words are refused, alone
+BEGIN;
+SELECT count(pankha._fan_status_code('w' || i)) FROM generate_series(1, 300) i;
+SELECT count(*) AS words FROM pankha.fan_statuses;
+SELECT * FROM pankha.ingest_many(ARRAY['linux-agent-id', 'linux-agent-id'],
+    ARRAY[frame('{"fans":[{"id":"f1","rpm":900,"status":"one-too-many"}]}'),
+          frame('{"fans":[{"id":"f1","rpm":900,"status":"ok"}]}')]);
+ROLLBACK;
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900},{"id":"f1","rpm":901}]}'));
 SELECT pankha.ingest('agent-2', frame(jsonb_build_object('fans', fans(64)))) AS fans_64_ok;
 SELECT pankha.ingest('agent-2', frame(jsonb_build_object('fans', fans(65))));
@@ -195,8 +208,8 @@ SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['agent-2', 'agent-2']
 
 -- Liveness is kept in shared memory and persisted on demand (by the worker).
 SELECT agent_id, frames > 0 AS has_frames, last_seen <= now() AS sane
-FROM pankha.agent_liveness() ORDER BY agent_id;
-SELECT pankha.flush_liveness() AS persisted;
+FROM pankha.agent_liveness() WHERE agent_id IN ('agent-2', 'linux-agent-id') ORDER BY agent_id;
+SELECT pankha.flush_liveness() >= 2 AS persisted;
 SELECT agent_id, last_seen IS NOT NULL AS seen FROM pankha.agents ORDER BY agent_id;
 SELECT pankha.flush_liveness() AS nothing_new;
 SELECT frames_stored > 0 AS stored, frames_rejected > 0 AS rejected, agents_tracked >= 2 AS tracked
@@ -206,7 +219,7 @@ FROM pankha.ingest_stats();
 SELECT pankha.ensure_partition('2030-01-02 03:04:05+00')::text;
 SELECT pankha.ensure_partition('2030-01-02 23:59:59+00')::text;
 SELECT pankha.ensure_partitions('2030-02-01 00:00+00', '2030-02-03 12:00+00') AS days;
-SELECT relname FROM pg_class WHERE relname LIKE 'readings_2030%' ORDER BY 1;
+SELECT relname FROM pg_class WHERE relname LIKE 'readings_2030%' AND relkind = 'r' ORDER BY 1;
 
 -- Payload decoding refuses what ingest did not write.
 SELECT * FROM pankha.decode_temperatures('\x02');
