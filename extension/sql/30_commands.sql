@@ -143,6 +143,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('%s was given.', coalesce(jsonb_typeof(parameters), 'NULL'));
     END IF;
+    IF octet_length(parameters::text) > 65536 THEN
+        RAISE EXCEPTION 'parameters are too large'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('Command parameters may take 65536 bytes as JSON text; these take %s.',
+                                  octet_length(parameters::text));
+    END IF;
     CASE command_type
     WHEN 'set_fan_speed' THEN
         PERFORM pankha.check_keys('parameters', parameters, '{fan_id,speed}');
