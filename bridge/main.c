@@ -490,11 +490,11 @@ main(int argc, char **argv)
 	};
 	protocols[1] = (struct lws_protocols)
 	{
-		"pankha", ws_callback, sizeof(struct ws_session), 4096, 0, NULL, 0
+		"pankha", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
 	};
 	protocols[2] = (struct lws_protocols)
 	{
-		"pankha-ui", ws_callback, sizeof(struct ws_session), 4096, 0, NULL, 0
+		"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
 	};
 	protocols[3] = db_protocol;
 	protocols[4] = (struct lws_protocols)
