@@ -6,10 +6,28 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
 COMMENT ON FUNCTION pankha.ingest(text, jsonb) IS
 'Validate and store one data frame (the data object, or the whole {"type":"data"} message). Returns true when new, false when it was already stored; bad input raises an error naming the field.';
 
+CREATE FUNCTION pankha.ingest(agent_id text, frame text) RETURNS boolean
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
+COMMENT ON FUNCTION pankha.ingest(text, text) IS
+'pankha.ingest() for a frame given as JSON text, as it arrives on the wire; the faster form, since the text is parsed only once.';
+
 CREATE FUNCTION pankha.ingest_batch(agent_id text, frames jsonb) RETURNS integer
 LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
 COMMENT ON FUNCTION pankha.ingest_batch(text, jsonb) IS
 'Store a JSON array of frames of one agent, all or nothing. Returns how many were new; an error names the frame, as in frames[2].sensors[0].id.';
+
+CREATE FUNCTION pankha.ingest_batch(agent_id text, frames text) RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
+COMMENT ON FUNCTION pankha.ingest_batch(text, text) IS
+'pankha.ingest_batch() for a JSON array of frames given as text.';
+
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames text[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
+'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
 
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
     OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
@@ -83,6 +101,45 @@ $$;
 COMMENT ON FUNCTION pankha._catalog_add(text, "char"[], text[], text[], real[], real[]) IS
 'Internal: record sensors (kind s) and fans (kind f) of an agent and return their payload slots.';
 
+-- Fan status words, stored in payloads as one-byte codes.  The protocol
+-- does not close the list, so new words are added as agents send them.
+CREATE TABLE pankha.fan_statuses (
+    code   smallint PRIMARY KEY CHECK (code BETWEEN 0 AND 254),
+    status text NOT NULL UNIQUE CHECK (pankha.valid_id(status) AND octet_length(status) <= 32)
+);
+INSERT INTO pankha.fan_statuses (code, status)
+SELECT ord - 1, word
+FROM unnest(ARRAY['ok', 'warning', 'critical', 'error', 'failed', 'stalled', 'stopped',
+                  'unknown', 'auto', 'manual', 'failsafe', 'emergency']) WITH ORDINALITY AS w(word, ord);
+SELECT pg_catalog.pg_extension_config_dump('pankha.fan_statuses', 'WHERE code > 11');
+COMMENT ON TABLE pankha.fan_statuses IS
+'The fan status words agents have sent, with the one-byte code payloads store them as. Codes never change meaning.';
+
+CREATE FUNCTION pankha._fan_status_code(p_status text) RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    result smallint;
+BEGIN
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pankha fan statuses'));
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    SELECT coalesce(max(code) + 1, 0) INTO result FROM pankha.fan_statuses;
+    IF result > 254 THEN
+        RETURN NULL;            -- full: the caller refuses the frame
+    END IF;
+    INSERT INTO pankha.fan_statuses (code, status) VALUES (result, p_status);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION pankha._fan_status_code(text) IS
+'Internal: the code of a fan status word, added to pankha.fan_statuses when new; null when all 255 codes are taken.';
+
 -- Deleting catalog rows (or agents) makes every backend drop its ingest cache.
 CREATE FUNCTION pankha._catalog_changed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pankha_catalog_changed';
@@ -146,16 +203,36 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_stats';
 COMMENT ON FUNCTION pankha.ingest_stats() IS
 'Frames stored and refused by ingest since the server started, and agents in the liveness table.';
 
--- One pass of the background worker's maintenance.
+-- One pass of the background worker's maintenance.  Each step runs in its
+-- own subtransaction, so one that fails (and says why in the log) does not
+-- hold the others back; it is tried again on the next pass.
 CREATE FUNCTION pankha.maintain() RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    step text;
 BEGIN
-    PERFORM pankha.flush_liveness();
-    PERFORM pankha.ensure_partitions(now() - interval '1 day', now() + interval '2 days');
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness, keep partitions ahead.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, and judge alert rules.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)
@@ -177,6 +254,11 @@ CREATE FUNCTION pankha.decode_health(payload bytea, OUT cpu_usage real, OUT memo
 LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_health';
 COMMENT ON FUNCTION pankha.decode_health(bytea) IS
 'The system-health values of a payload; null where the frame did not carry one.';
+
+CREATE FUNCTION pankha.decode_seq(payload bytea) RETURNS bigint
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_seq';
+COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
+'The seq the agent gave the frame, or null when it gave none.';
 
 -- Views for people writing SQL.
 CREATE VIEW pankha.sensor_readings AS
@@ -203,7 +285,7 @@ COMMENT ON VIEW pankha.health_readings IS
 'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
 
 CREATE VIEW pankha.latest AS
-SELECT a.agent_id, a.name, r.ts, r.received_at, r.seq,
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
        (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
         FROM pankha.decode_temperatures(r.payload) d
         JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,

@@ -29,6 +29,11 @@ int			pankha_max_agents = 65536;
 int			pankha_naptime = 10;
 int			pankha_liveness_flush = 10;
 bool		pankha_worker_enabled = true;
+int			pankha_rollup_1m_retention = 90 * 24 * 60;
+int			pankha_rollup_1h_retention = 730 * 24 * 60;
+int			pankha_rollup_hour_delay = 60;
+int			pankha_offline_after = 0;
+char	   *pankha_archive_directory = NULL;
 
 PankhaShared *pankha_shared = NULL;
 HTAB	   *pankha_liveness = NULL;
@@ -120,6 +125,62 @@ pankha_define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pankha.rollup_1m_retention",
+							"How long 1-minute rollups are kept.",
+							"Day partitions of pankha.rollup_1m older than this (and than "
+							"pankha.raw_retention) are dropped by the worker. Range: 1 day to 10 years.",
+							&pankha_rollup_1m_retention,
+							90 * 24 * 60,
+							24 * 60, 10 * 366 * 24 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pankha.rollup_1h_retention",
+							"How long 1-hour rollups are kept.",
+							"Month partitions of pankha.rollup_1h older than this are dropped "
+							"by the worker. Range: 1 day to 20 years.",
+							&pankha_rollup_1h_retention,
+							730 * 24 * 60,
+							24 * 60, 20 * 366 * 24 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pankha.rollup_hour_delay",
+							"How long changed hours wait before their 1-hour rollup is recomputed.",
+							"Hours touched by new frames are recomputed from the 1-minute rollups "
+							"at most this often, so a busy hour is not re-aggregated on every pass. "
+							"Range: 0 (every pass) to 1 hour.",
+							&pankha_rollup_hour_delay,
+							60,
+							0, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pankha.offline_after",
+							"How long an agent may stay silent before it is marked offline.",
+							"0 means three of the agent's update intervals, at least 15 seconds. "
+							"Range: 0 to 1 day.",
+							&pankha_offline_after,
+							0,
+							0, 24 * 60 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pankha.archive_directory",
+							   "Directory partitions are archived to before they are dropped.",
+							   "Empty (the default) drops without archiving. Otherwise each partition "
+							   "is first written there as gzip-compressed CSV by the server, and "
+							   "is dropped only when that succeeded.",
+							   &pankha_archive_directory,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pankha");
 }

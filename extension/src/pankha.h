@@ -21,6 +21,11 @@ extern int	pankha_max_agents;
 extern int	pankha_naptime;			/* seconds */
 extern int	pankha_liveness_flush;	/* seconds */
 extern bool pankha_worker_enabled;
+extern int	pankha_rollup_1m_retention; /* minutes */
+extern int	pankha_rollup_1h_retention; /* minutes */
+extern int	pankha_rollup_hour_delay;	/* seconds */
+extern int	pankha_offline_after;	/* seconds, 0 = automatic */
+extern char *pankha_archive_directory;
 
 /* One agent's liveness, kept in shared memory instead of an UPDATE per frame. */
 typedef struct PankhaLiveness
@@ -52,6 +57,9 @@ extern void pankha_require_preload(void);
 extern Size pankha_liveness_shmem_size(void);
 extern bool pankha_note_frame(const char *agent_id, TimestampTz frame_ts,
 							  TimestampTz now);
+
+/* ingest.c */
+extern const char *pankha_fan_status_name(int code);
 
 /* worker.c */
 extern void pankha_register_worker(void);
