@@ -44,6 +44,8 @@ char	   *pk_read_text(const char *path, size_t max, size_t *len_out);
 int			pk_read_long(const char *path, long *value);
 int			pk_write_long(const char *path, long value);
 int			pk_write_text_atomic(const char *path, const char *text);
+long		pk_round(double v);
+long		pk_ceil(double v);
 
 /* ---- hwmon discovery (hwmon.c) ---- */
 

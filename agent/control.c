@@ -16,7 +16,7 @@
  * back is written again at the next tick and counted.
  */
 #include <errno.h>
-#include <math.h>
+#include <math.h>			/* isfinite, fabs: compiler built-ins */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,7 +319,7 @@ static int
 drive_fan(struct pk_agent *a, struct pk_fan *f, double want, const char *status,
 		  char *err, size_t errlen)
 {
-	long		pwm = lround(want * 255.0 / 100.0);
+	long		pwm = pk_round(want * 255.0 / 100.0);
 	long		enable = -1;
 	bool		was_driving = f->written_pwm >= 0;
 	bool		overridden = false;

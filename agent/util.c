@@ -194,6 +194,25 @@ pk_write_long(const char *path, long value)
 	return 0;
 }
 
+/*
+ * Rounding without libm: the agent keeps its mapped libraries (and so its
+ * resident memory) to what libwebsockets needs anyway.
+ */
+long
+pk_round(double v)
+{
+	return v >= 0 ? (long) (v + 0.5) : -(long) (-v + 0.5);
+}
+
+/* The smallest integer not below v. */
+long
+pk_ceil(double v)
+{
+	long		c = (long) v;
+
+	return (double) c < v ? c + 1 : c;
+}
+
 /* Replace a file's contents atomically (write a sibling, then rename). */
 int
 pk_write_text_atomic(const char *path, const char *text)
