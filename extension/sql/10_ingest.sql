@@ -1,0 +1,276 @@
+-- Ingest: pankha.ingest() and its batch forms, the catalog helper, day
+-- partitions, payload decoding, liveness, and the views people query.
+
+CREATE FUNCTION pankha.ingest(agent_id text, frame jsonb) RETURNS boolean
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
+COMMENT ON FUNCTION pankha.ingest(text, jsonb) IS
+'Validate and store one data frame (the data object, or the whole {"type":"data"} message). Returns true when new, false when it was already stored; bad input raises an error naming the field.';
+
+CREATE FUNCTION pankha.ingest(agent_id text, frame text) RETURNS boolean
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
+COMMENT ON FUNCTION pankha.ingest(text, text) IS
+'pankha.ingest() for a frame given as JSON text, as it arrives on the wire; the faster form, since the text is parsed only once.';
+
+CREATE FUNCTION pankha.ingest_batch(agent_id text, frames jsonb) RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
+COMMENT ON FUNCTION pankha.ingest_batch(text, jsonb) IS
+'Store a JSON array of frames of one agent, all or nothing. Returns how many were new; an error names the frame, as in frames[2].sensors[0].id.';
+
+CREATE FUNCTION pankha.ingest_batch(agent_id text, frames text) RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
+COMMENT ON FUNCTION pankha.ingest_batch(text, text) IS
+'pankha.ingest_batch() for a JSON array of frames given as text.';
+
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames text[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
+'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
+
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
+'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate, message and detail of why it was refused; stored is false with no sqlstate for a frame already stored.';
+
+-- Catalog: new sensors and fans get the next free slot of their agent.
+-- Called by ingest only when its cache does not know an id (or a sensor's
+-- limits changed), so it is off the per-frame path.
+CREATE FUNCTION pankha._catalog_add(p_agent_id text, p_kinds "char"[], p_ids text[],
+    p_types text[], p_max_temps real[], p_crit_temps real[])
+RETURNS TABLE (kind "char", id text, slot smallint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    next_sensor smallint;
+    next_fan smallint;
+    i integer;
+BEGIN
+    -- One catalog writer per agent at a time, so slots are never handed out twice.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha catalog'), hashtext(p_agent_id));
+    SELECT coalesce(max(s.slot) + 1, 0) INTO next_sensor FROM pankha.sensors s WHERE s.agent_id = p_agent_id;
+    SELECT coalesce(max(f.slot) + 1, 0) INTO next_fan FROM pankha.fans f WHERE f.agent_id = p_agent_id;
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        IF p_kinds[i] = 's' THEN
+            INSERT INTO pankha.sensors AS s (agent_id, sensor_id, slot, kind, max_temp, crit_temp)
+            VALUES (p_agent_id, p_ids[i], next_sensor, p_types[i], p_max_temps[i], p_crit_temps[i])
+            ON CONFLICT (agent_id, sensor_id) DO UPDATE
+                SET kind = coalesce(EXCLUDED.kind, s.kind),
+                    max_temp = coalesce(EXCLUDED.max_temp, s.max_temp),
+                    crit_temp = coalesce(EXCLUDED.crit_temp, s.crit_temp)
+                WHERE (s.kind, s.max_temp, s.crit_temp) IS DISTINCT FROM
+                      (coalesce(EXCLUDED.kind, s.kind), coalesce(EXCLUDED.max_temp, s.max_temp),
+                       coalesce(EXCLUDED.crit_temp, s.crit_temp))
+            RETURNING 's'::"char", s.sensor_id, s.slot INTO kind, id, slot;
+            IF NOT FOUND THEN
+                SELECT 's'::"char", s.sensor_id, s.slot INTO kind, id, slot
+                FROM pankha.sensors s WHERE s.agent_id = p_agent_id AND s.sensor_id = p_ids[i];
+            END IF;
+            IF slot = next_sensor THEN
+                IF slot >= 32767 THEN
+                    RAISE EXCEPTION 'agent "%" has too many sensors', p_agent_id
+                        USING ERRCODE = 'program_limit_exceeded',
+                              DETAIL = 'An agent may report at most 32767 distinct sensor ids over its lifetime.';
+                END IF;
+                next_sensor := next_sensor + 1;
+            END IF;
+        ELSE
+            INSERT INTO pankha.fans AS f (agent_id, fan_id, slot)
+            VALUES (p_agent_id, p_ids[i], next_fan)
+            ON CONFLICT (agent_id, fan_id) DO NOTHING
+            RETURNING 'f'::"char", f.fan_id, f.slot INTO kind, id, slot;
+            IF FOUND THEN
+                IF slot > 254 THEN
+                    RAISE EXCEPTION 'agent "%" has too many fans', p_agent_id
+                        USING ERRCODE = 'program_limit_exceeded',
+                              DETAIL = 'An agent may report at most 255 distinct fan ids over its lifetime.';
+                END IF;
+                next_fan := next_fan + 1;
+            ELSE
+                SELECT 'f'::"char", f.fan_id, f.slot INTO kind, id, slot
+                FROM pankha.fans f WHERE f.agent_id = p_agent_id AND f.fan_id = p_ids[i];
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha._catalog_add(text, "char"[], text[], text[], real[], real[]) IS
+'Internal: record sensors (kind s) and fans (kind f) of an agent and return their payload slots.';
+
+-- Deleting catalog rows (or agents) makes every backend drop its ingest cache.
+CREATE FUNCTION pankha._catalog_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'pankha_catalog_changed';
+CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE ON pankha.agents
+    FOR EACH STATEMENT EXECUTE FUNCTION pankha._catalog_changed();
+CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent_id, sensor_id
+    ON pankha.sensors FOR EACH STATEMENT EXECUTE FUNCTION pankha._catalog_changed();
+CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent_id, fan_id
+    ON pankha.fans FOR EACH STATEMENT EXECUTE FUNCTION pankha._catalog_changed();
+
+-- Day partitions of pankha.readings, named readings_YYYYMMDD (UTC days).
+CREATE FUNCTION pankha.ensure_partition(ts timestamptz) RETURNS regclass
+LANGUAGE plpgsql AS $$
+DECLARE
+    day date := (ts AT TIME ZONE 'UTC')::date;
+    name text := 'readings_' || to_char(day, 'YYYYMMDD');
+    rel regclass := to_regclass(format('pankha.%I', name));
+BEGIN
+    IF rel IS NOT NULL THEN
+        RETURN rel;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
+    rel := to_regclass(format('pankha.%I', name));
+    IF rel IS NULL THEN
+        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
+                       name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
+        rel := to_regclass(format('pankha.%I', name));
+    END IF;
+    RETURN rel;
+END
+$$;
+COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
+'Create the day partition of pankha.readings that holds ts, unless it exists; returns it.';
+
+CREATE FUNCTION pankha.ensure_partitions(from_ts timestamptz, to_ts timestamptz) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT count(pankha.ensure_partition(d))::integer
+    FROM generate_series(date_trunc('day', from_ts AT TIME ZONE 'UTC'),
+                         to_ts AT TIME ZONE 'UTC', interval '1 day') AS g(d0),
+         LATERAL (SELECT g.d0 AT TIME ZONE 'UTC') AS x(d)
+$$;
+COMMENT ON FUNCTION pankha.ensure_partitions(timestamptz, timestamptz) IS
+'Make sure every day partition between the two times exists; returns how many days were checked.';
+
+-- Liveness in shared memory, and its persistence.
+CREATE FUNCTION pankha.agent_liveness(OUT agent_id text, OUT last_seen timestamptz,
+    OUT last_frame timestamptz, OUT frames bigint)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_agent_liveness';
+COMMENT ON FUNCTION pankha.agent_liveness() IS
+'When each agent last sent a frame (server time and frame time), and frames since server start, from shared memory.';
+
+CREATE FUNCTION pankha.flush_liveness() RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_flush_liveness';
+COMMENT ON FUNCTION pankha.flush_liveness() IS
+'Persist changed last_seen times from shared memory into pankha.agents; returns the agents updated. The worker calls it.';
+
+CREATE FUNCTION pankha.ingest_stats(OUT frames_stored bigint, OUT frames_rejected bigint,
+    OUT agents_tracked bigint)
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_stats';
+COMMENT ON FUNCTION pankha.ingest_stats() IS
+'Frames stored and refused by ingest since the server started, and agents in the liveness table.';
+
+-- One pass of the background worker's maintenance.  Each step runs in its
+-- own subtransaction, so one that fails (and says why in the log) does not
+-- hold the others back; it is tried again on the next pass.
+CREATE FUNCTION pankha.maintain() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    step text;
+BEGIN
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.maintain() IS
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, and judge alert rules.';
+
+-- Payload decoding.
+CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 32 AS 'MODULE_PATHNAME', 'pankha_decode_temperatures';
+COMMENT ON FUNCTION pankha.decode_temperatures(bytea) IS
+'The temperature (degrees Celsius, 0.01 resolution) in each sensor slot a payload carries.';
+
+CREATE FUNCTION pankha.decode_fans(payload bytea, OUT slot smallint, OUT rpm integer,
+    OUT speed real, OUT target_speed real, OUT status text)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 8 AS 'MODULE_PATHNAME', 'pankha_decode_fans';
+COMMENT ON FUNCTION pankha.decode_fans(bytea) IS
+'The values in each fan slot a payload carries (speeds in percent, 0.01 resolution).';
+
+CREATE FUNCTION pankha.decode_health(payload bytea, OUT cpu_usage real, OUT memory_usage real,
+    OUT agent_uptime bigint, OUT disk_usage real, OUT net_rx_bytes_per_sec double precision,
+    OUT net_tx_bytes_per_sec double precision, OUT load1 real)
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_health';
+COMMENT ON FUNCTION pankha.decode_health(bytea) IS
+'The system-health values of a payload; null where the frame did not carry one.';
+
+CREATE FUNCTION pankha.decode_seq(payload bytea) RETURNS bigint
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_seq';
+COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
+'The seq the agent gave the frame, or null when it gave none.';
+
+-- Views for people writing SQL.
+CREATE VIEW pankha.sensor_readings AS
+SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
+FROM pankha.readings r
+CROSS JOIN LATERAL pankha.decode_temperatures(r.payload) d
+JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot;
+COMMENT ON VIEW pankha.sensor_readings IS
+'One row per temperature reading: agent, frame time, sensor id, degrees Celsius. Filter on agent_id and ts.';
+
+CREATE VIEW pankha.fan_readings AS
+SELECT r.agent_id, r.ts, f.fan_id, d.rpm, d.speed, d.target_speed, d.status
+FROM pankha.readings r
+CROSS JOIN LATERAL pankha.decode_fans(r.payload) d
+JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot;
+COMMENT ON VIEW pankha.fan_readings IS
+'One row per fan reading: rpm, speed and target speed (percent) and status. Filter on agent_id and ts.';
+
+CREATE VIEW pankha.health_readings AS
+SELECT r.agent_id, r.ts, h.*
+FROM pankha.readings r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+COMMENT ON VIEW pankha.health_readings IS
+'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
+
+CREATE VIEW pankha.latest AS
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
+       (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
+        FROM pankha.decode_temperatures(r.payload) d
+        JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,
+       (SELECT jsonb_object_agg(f.fan_id, jsonb_strip_nulls(jsonb_build_object(
+                   'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed, 'status', d.status)))
+        FROM pankha.decode_fans(r.payload) d
+        JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot) AS fans,
+       h.cpu_usage, h.memory_usage, h.agent_uptime, h.disk_usage,
+       h.net_rx_bytes_per_sec, h.net_tx_bytes_per_sec, h.load1
+FROM pankha.agents a
+CROSS JOIN LATERAL (SELECT * FROM pankha.readings r
+                    WHERE r.agent_id = a.agent_id ORDER BY r.ts DESC LIMIT 1) r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+COMMENT ON VIEW pankha.latest IS
+'Each agent''s newest frame: temperatures and fans as JSON objects keyed by id, and the system-health values.';
+
+-- An agent's frames go with it: a re-registered agent id starts a new
+-- catalog, and old payloads must not be read through it.
+CREATE FUNCTION pankha._forget_agent_readings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER forget_readings AFTER DELETE ON pankha.agents
+    FOR EACH ROW EXECUTE FUNCTION pankha._forget_agent_readings();

@@ -1,0 +1,109 @@
+-- Pankha extension: retention tiers and archive-before-drop.
+--
+-- Raw frames, 1-minute and 1-hour rollups each have their own retention
+-- (pankha.raw_retention, pankha.rollup_1m_retention, pankha.rollup_1h_retention);
+-- whole partitions past it are dropped, never deleted row by row.  When
+-- pankha.archive_directory is set, a partition is first written there as
+-- gzip-compressed CSV, and dropped only if that succeeded.
+\echo Use "CREATE EXTENSION pankha" to load this file. \quit
+
+-- The time partitions of the pankha tables, with the range each covers,
+-- derived from their names (readings_YYYYMMDD, rollup_1m_YYYYMMDD,
+-- rollup_1h_YYYYMM).  Partitions named otherwise are not listed and never
+-- dropped.
+CREATE VIEW pankha.time_partitions AS
+SELECT p.relname::text AS parent, c.oid::regclass AS partition,
+       x.lo AT TIME ZONE 'UTC' AS range_start, (x.lo + x.span) AT TIME ZONE 'UTC' AS range_end,
+       pg_catalog.pg_total_relation_size(c.oid) AS bytes
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace AND n.nspname = 'pankha'
+CROSS JOIN LATERAL (SELECT substr(c.relname, length(p.relname) + 2) AS suffix) s
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN length(s.suffix) = 8 THEN to_date(s.suffix, 'YYYYMMDD')
+                ELSE to_date(s.suffix, 'YYYYMM') END::timestamp AS lo,
+           CASE WHEN length(s.suffix) = 8 THEN interval '1 day' ELSE interval '1 month' END AS span) x
+WHERE p.relname IN ('readings', 'rollup_1m', 'rollup_1h')
+  AND c.relname ~ ('^' || p.relname || '_([0-9]{8}|[0-9]{6})$');
+COMMENT ON VIEW pankha.time_partitions IS
+'The time partitions of pankha.readings (days), pankha.rollup_1m (days) and pankha.rollup_1h (months): the range each covers and its size on disk.';
+
+-- How long each tier is kept.  A 1-minute rollup lives at least as long as
+-- the raw frames, since late frames are folded into it.
+CREATE FUNCTION pankha.retention(parent text) RETURNS interval
+LANGUAGE sql STABLE
+RETURN CASE parent
+    WHEN 'readings' THEN pankha.setting_interval('pankha.raw_retention', '7 days')
+    WHEN 'rollup_1m' THEN greatest(pankha.setting_interval('pankha.rollup_1m_retention', '90 days'),
+                                   pankha.setting_interval('pankha.raw_retention', '7 days'))
+    WHEN 'rollup_1h' THEN pankha.setting_interval('pankha.rollup_1h_retention', '730 days')
+END;
+COMMENT ON FUNCTION pankha.retention(text) IS
+'How long the partitions of readings, rollup_1m or rollup_1h are kept, from the pankha.*_retention settings.';
+
+-- Write one partition to the archive directory as gzip-compressed CSV.
+-- The file appears under its final name only when complete.
+CREATE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
+    target text;
+    quoted text;
+BEGIN
+    IF directory IS NULL OR directory !~ '^/' THEN
+        RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is "%s".', directory);
+    END IF;
+    target := rtrim(directory, '/') || '/' || name || '.csv.gz';
+    -- Single-quote the path for the shell: ' becomes '"'"'.
+    quoted := '''' || replace(target, '''', '''"''"''') || '''';
+    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', part,
+                   format('gzip -c > %s.part && mv -f %s.part %s', quoted, quoted, quoted));
+    RETURN target;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.archive_partition(regclass, text) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
+'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; returns the file name.  Raises an error when it could not.';
+
+-- Drop the partitions past their retention, archiving each first when
+-- pankha.archive_directory is set.  A partition that cannot be archived or
+-- locked is kept, with a warning, and tried again on the next pass.
+CREATE FUNCTION pankha.drop_expired_partitions(OUT partition text, OUT archived_to text)
+RETURNS SETOF record
+LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+    directory text := coalesce(current_setting('pankha.archive_directory', true), '');
+    old_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    -- Never stall ingest behind a drop's lock: give up and retry next pass.
+    PERFORM set_config('lock_timeout', '2s', true);
+    FOR p IN
+        SELECT t.partition, t.parent FROM pankha.time_partitions t
+        WHERE t.range_end <= now() - pankha.retention(t.parent)
+        ORDER BY t.range_start
+    LOOP
+        BEGIN
+            archived_to := NULL;
+            IF directory <> '' THEN
+                archived_to := pankha.archive_partition(p.partition, directory);
+            END IF;
+            partition := p.partition::text;
+            EXECUTE format('DROP TABLE %s', p.partition);
+            RAISE LOG 'pankha: dropped partition % past its retention%', partition,
+                coalesce(' (archived to ' || archived_to || ')', '');
+            RETURN NEXT;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha: partition % was not dropped: %', p.partition, SQLERRM
+                USING DETAIL = 'It is kept and tried again on the next pass.';
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', old_lock_timeout, true);
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.drop_expired_partitions() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
+'Drop the time partitions past their retention (archived first when pankha.archive_directory is set); returns what was dropped and where it was archived.  The worker calls it.';

@@ -1,0 +1,1146 @@
+/*-------------------------------------------------------------------------
+ *
+ * ingest.c
+ *	  pankha.ingest() and its batch forms: jsonb frames in, compact rows out.
+ *
+ * A frame is walked once: each field is read from the jsonb container and
+ * handed to the plain-C rules in validate.c, which fill a PkError on the
+ * first problem.  Valid frames get their sensors and fans mapped to
+ * catalog slots (cached per backend), are encoded into one bytea payload,
+ * and are inserted together with one saved plan over unnest() with
+ * ON CONFLICT DO NOTHING, so a re-sent frame is stored once.
+ *
+ * The per-backend caches (catalog slots, partitions known to exist) only
+ * ever hold committed facts or facts of the current transaction; when a
+ * transaction or subtransaction that added to them aborts, they are
+ * dropped, and when another backend deletes catalog rows the shared
+ * catalog_generation counter tells us to drop them too.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pankha.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "validate.h"
+
+PG_FUNCTION_INFO_V1(pankha_ingest);
+PG_FUNCTION_INFO_V1(pankha_ingest_batch);
+PG_FUNCTION_INFO_V1(pankha_ingest_many);
+
+#define MS_PER_DAY	(86400 * INT64CONST(1000))
+/* Unix epoch in PostgreSQL's timestamp origin (2000-01-01), microseconds. */
+#define UNIX_EPOCH_USECS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/* Cache key: one sensor or fan of one agent. */
+typedef struct CatalogKey
+{
+	char		agent_id[PK_MAX_ID_BYTES + 1];
+	char		kind;			/* 's' sensor, 'f' fan */
+	char		id[PK_MAX_ID_BYTES + 1];
+} CatalogKey;
+
+typedef struct CatalogEntry
+{
+	CatalogKey	key;
+	int			slot;
+	/* sensor metadata as last recorded, to notice changes */
+	char		sensor_kind[PK_MAX_KIND_BYTES + 1];
+	bool		has_max;
+	float4		max_temp;
+	bool		has_crit;
+	float4		crit_temp;
+} CatalogEntry;
+
+typedef struct AgentEntry
+{
+	char		agent_id[PK_MAX_ID_BYTES + 1];
+	bool		registered;
+	/* the previous frame's sensors then fans, in order: agents repeat them */
+	int			nlast_sensors;
+	int			nlast_fans;
+	CatalogEntry **last;		/* PK_MAX_SENSORS + PK_MAX_FANS entries, or NULL */
+} AgentEntry;
+
+/* One frame of a batch on its way to the table. */
+typedef struct PendingFrame
+{
+	const char *agent_id;
+	TimestampTz ts;
+	TimestampTz agent_ts;		/* 0 unless the clock was in the future */
+	bytea	   *payload;
+	bool		stored;
+	bool		rejected;
+	PkError		error;
+} PendingFrame;
+
+static MemoryContext cache_context = NULL;
+static HTAB *catalog_cache = NULL;
+static HTAB *agent_cache = NULL;
+static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition */
+static uint64 cache_generation = 0;
+static bool cache_touched_in_xact = false;
+static bool callbacks_registered = false;
+static SPIPlanPtr insert_plan = NULL;
+
+static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
+static void reset_caches(void);
+static void ensure_caches(void);
+static void ingest_xact_callback(XactEvent event, void *arg);
+static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
+static AgentEntry *agent_registered(const char *agent_id);
+static void assign_slots(AgentEntry *agent, PkFrame *frame);
+static void ensure_partition(TimestampTz ts);
+static void store_frames(PendingFrame *frames, int n, TimestampTz now);
+static void raise_error(const PkError *err, const char *prefix);
+
+/* --------------------------------------------------------------------------
+ * Cache management
+ * --------------------------------------------------------------------------
+ */
+
+/* Drop every cached fact; they are reloaded on demand. */
+static void
+reset_caches(void)
+{
+	if (cache_context)
+		MemoryContextReset(cache_context);
+	catalog_cache = NULL;
+	agent_cache = NULL;
+	partition_cache = NULL;
+}
+
+/* Make sure the caches exist and are not stale. */
+static void
+ensure_caches(void)
+{
+	HASHCTL		ctl;
+	uint64		generation;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(ingest_xact_callback, NULL);
+		RegisterSubXactCallback(ingest_subxact_callback, NULL);
+		cache_context = AllocSetContextCreate(TopMemoryContext,
+											  "pankha ingest cache",
+											  ALLOCSET_DEFAULT_SIZES);
+		callbacks_registered = true;
+	}
+
+	generation = pg_atomic_read_u64(&pankha_shared->catalog_generation);
+	if (generation != cache_generation)
+	{
+		reset_caches();
+		cache_generation = generation;
+	}
+	if (catalog_cache)
+		return;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.hcxt = cache_context;
+	ctl.keysize = sizeof(CatalogKey);
+	ctl.entrysize = sizeof(CatalogEntry);
+	catalog_cache = hash_create("pankha catalog cache", 1024, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = PK_MAX_ID_BYTES + 1;
+	ctl.entrysize = sizeof(AgentEntry);
+	agent_cache = hash_create("pankha agent cache", 256, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64);
+	partition_cache = hash_create("pankha partition cache", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Facts learnt in an aborted transaction may be false: forget them. */
+static void
+ingest_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		if (cache_touched_in_xact)
+			reset_caches();
+		cache_touched_in_xact = false;
+	}
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+		cache_touched_in_xact = false;
+}
+
+/* The same for an aborted savepoint (a bridge retrying one frame). */
+static void
+ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && cache_touched_in_xact)
+		reset_caches();
+}
+
+/* --------------------------------------------------------------------------
+ * Parsing: PostgreSQL's JSON parser feeds the plain-C tree of validate.c
+ * --------------------------------------------------------------------------
+ */
+
+/* Node storage for PkJson, from the current memory context. */
+static void *
+grow_nodes(void *ptr, size_t size)
+{
+	return ptr ? repalloc(ptr, size) : palloc(size);
+}
+
+static void
+on_object_start(void *state)
+{
+	pk_json_begin((PkJson *) state, PK_JSON_OBJECT);
+}
+
+static void
+on_array_start(void *state)
+{
+	pk_json_begin((PkJson *) state, PK_JSON_ARRAY);
+}
+
+static void
+on_end(void *state)
+{
+	pk_json_end((PkJson *) state);
+}
+
+static void
+on_field(void *state, char *fname, bool isnull)
+{
+	pk_json_key((PkJson *) state, fname, strlen(fname));
+}
+
+static void
+on_scalar(void *state, char *token, JsonTokenType type)
+{
+	PkJson	   *json = (PkJson *) state;
+
+	switch (type)
+	{
+		case JSON_TOKEN_STRING:
+			pk_json_scalar(json, PK_JSON_STRING, token, strlen(token), 0);
+			break;
+		case JSON_TOKEN_NUMBER:
+			/* the lexer checked the syntax; huge values become inf */
+			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, strtod(token, NULL));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			pk_json_scalar(json, PK_JSON_BOOL, NULL, 0, type == JSON_TOKEN_TRUE);
+			break;
+		default:
+			pk_json_scalar(json, PK_JSON_NULL, NULL, 0, 0);
+			break;
+	}
+}
+
+/*
+ * How deeply brackets nest, outside strings.  The parser recurses per
+ * level and would raise a stack-depth error, which must not take a whole
+ * batch down, so too deep a document is refused before parsing.
+ */
+static bool
+nesting_ok(const char *json_text, int len)
+{
+	int			depth = 0;
+	int			opening = 0;
+	bool		in_string = false;
+
+	/* cheap common case: too few brackets to nest too deeply at all */
+	for (int i = 0; i < len; i++)
+		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	if (opening <= PK_JSON_MAX_DEPTH)
+		return true;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = json_text[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > PK_JSON_MAX_DEPTH)
+				return false;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return true;
+}
+
+/* Parse JSON text into json; false with err when it is not JSON. */
+static bool
+parse_text(char *json_text, int len, PkJson *json, PkError *err)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	JsonParseErrorType result;
+
+	pk_json_init(json, grow_nodes);
+	if (!pk_check_frame_size(err, len))
+		return false;
+	if (!nesting_ok(json_text, len))
+		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
+					   "A frame may nest objects and arrays at most %d levels deep.",
+					   PK_JSON_MAX_DEPTH);
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = json;
+	sem.object_start = on_object_start;
+	sem.object_end = on_end;
+	sem.array_start = on_array_start;
+	sem.array_end = on_end;
+	sem.object_field_start = on_field;
+	sem.scalar = on_scalar;
+
+	lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
+	result = pg_parse_json(lex, &sem);
+	if (result != JSON_SUCCESS)
+		return pk_fail(err, "22P02", PK_PATH("frame"), "not valid JSON",
+					   "%s", json_errdetail(result, lex));
+	if (json->failed || json->count == 0)
+		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
+					   "A frame may nest objects and arrays at most %d levels deep.",
+					   PK_JSON_MAX_DEPTH);
+	return true;
+}
+
+/* The JSON text of a text or jsonb datum. */
+static char *
+datum_json_text(Datum value, Oid type, int *len)
+{
+	char	   *json_text;
+
+	if (type == JSONBOID)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(value);
+
+		json_text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(value);
+
+		/* the lexer is bounded by the length: no copy, no terminator needed */
+		*len = VARSIZE_ANY_EXHDR(t);
+		return VARDATA_ANY(t);
+	}
+	*len = strlen(json_text);
+	return json_text;
+}
+
+/* --------------------------------------------------------------------------
+ * Catalog and partitions
+ * --------------------------------------------------------------------------
+ */
+
+/* The cache entry of a registered agent, or NULL when it is not registered. */
+static AgentEntry *
+agent_registered(const char *agent_id)
+{
+	AgentEntry *entry;
+	bool		found;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			ret;
+
+	entry = hash_search(agent_cache, agent_id, HASH_FIND, NULL);
+	if (entry)
+		return entry;
+
+	args[0] = CStringGetTextDatum(agent_id);
+	ret = SPI_execute_with_args(
+		"SELECT 's'::\"char\", sensor_id, slot, kind, max_temp, crit_temp "
+		"FROM pankha.sensors WHERE agent_id = $1 "
+		"UNION ALL SELECT 'f', fan_id, slot, NULL, NULL, NULL "
+		"FROM pankha.fans WHERE agent_id = $1 "
+		"UNION ALL SELECT 'a', agent_id, 0, NULL, NULL, NULL "
+		"FROM pankha.agents WHERE agent_id = $1",
+		1, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the pankha catalog: %s", SPI_result_code_string(ret));
+
+	if (SPI_processed == 0)
+		return NULL;			/* not cached: it may be registered any moment */
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char		kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+		CatalogKey	key;
+		CatalogEntry *ce;
+		char	   *id;
+
+		if (kind == 'a')
+			continue;
+		memset(&key, 0, sizeof(key));
+		strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
+		key.kind = kind;
+		id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		strlcpy(key.id, id, sizeof(key.id));
+		ce = hash_search(catalog_cache, &key, HASH_ENTER, NULL);
+		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
+		ce->sensor_kind[0] = '\0';
+		if (kind == 's')
+		{
+			Datum		d = SPI_getbinval(tup, desc, 4, &isnull);
+
+			if (!isnull)
+				text_to_cstring_buffer(DatumGetTextPP(d), ce->sensor_kind,
+									   sizeof(ce->sensor_kind));
+			d = SPI_getbinval(tup, desc, 5, &ce->has_max);
+			ce->has_max = !ce->has_max;
+			ce->max_temp = ce->has_max ? DatumGetFloat4(d) : 0;
+			d = SPI_getbinval(tup, desc, 6, &ce->has_crit);
+			ce->has_crit = !ce->has_crit;
+			ce->crit_temp = ce->has_crit ? DatumGetFloat4(d) : 0;
+		}
+	}
+
+	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
+	entry->registered = true;
+	entry->nlast_sensors = entry->nlast_fans = 0;
+	entry->last = NULL;
+	cache_touched_in_xact = true;
+	return entry;
+}
+
+/* Does the cached entry name this id? */
+static inline bool
+entry_is(const CatalogEntry *ce, char kind, const char *id, int len)
+{
+	return ce->key.kind == kind && memcmp(ce->key.id, id, len) == 0 && ce->key.id[len] == '\0';
+}
+
+/*
+ * The fast path: when a frame carries the same sensors and fans in the same
+ * order as the agent's previous one, with no new metadata, take their
+ * slots from it without any hash lookup.
+ */
+static bool
+same_as_last(AgentEntry *agent, PkFrame *frame)
+{
+	if (agent->last == NULL || agent->nlast_sensors != frame->nsensors ||
+		agent->nlast_fans != frame->nfans)
+		return false;
+	for (int i = 0; i < frame->nsensors; i++)
+	{
+		CatalogEntry *ce = agent->last[i];
+		PkSensor   *s = &frame->sensors[i];
+
+		if (!entry_is(ce, 's', s->id, s->id_len) || sensor_changed(ce, s))
+			return false;
+	}
+	for (int i = 0; i < frame->nfans; i++)
+		if (!entry_is(agent->last[frame->nsensors + i], 'f', frame->fans[i].id,
+					  frame->fans[i].id_len))
+			return false;
+	for (int i = 0; i < frame->nsensors; i++)
+		frame->sensors[i].slot = agent->last[i]->slot;
+	for (int i = 0; i < frame->nfans; i++)
+		frame->fans[i].slot = agent->last[frame->nsensors + i]->slot;
+	return true;
+}
+
+/* Copy the metadata a frame carries into a cache entry; absent fields stay. */
+static void
+remember_sensor(CatalogEntry *ce, const PkSensor *s)
+{
+	if (s->kind)
+		snprintf(ce->sensor_kind, sizeof(ce->sensor_kind), "%.*s", s->kind_len, s->kind);
+	if (s->has_max)
+	{
+		ce->has_max = true;
+		ce->max_temp = (float4) s->max_temp;
+	}
+	if (s->has_crit)
+	{
+		ce->has_crit = true;
+		ce->crit_temp = (float4) s->crit_temp;
+	}
+}
+
+/*
+ * Does the frame carry sensor metadata the catalog does not have?  A frame
+ * that leaves out type or limits keeps what was recorded before.
+ */
+static bool
+sensor_changed(const CatalogEntry *ce, const PkSensor *s)
+{
+	if (s->kind && ((int) strlen(ce->sensor_kind) != s->kind_len ||
+					memcmp(ce->sensor_kind, s->kind, s->kind_len) != 0))
+		return true;
+	if (s->has_max && (!ce->has_max || ce->max_temp != (float4) s->max_temp))
+		return true;
+	if (s->has_crit && (!ce->has_crit || ce->crit_temp != (float4) s->crit_temp))
+		return true;
+	return false;
+}
+
+/*
+ * Give every sensor and fan of the frame its slot, recording new ones (and
+ * changed sensor limits) in the catalog through pankha._catalog_add().
+ */
+static void
+assign_slots(AgentEntry *agent, PkFrame *frame)
+{
+	const char *agent_id = agent->agent_id;
+	Datum	   *kinds = NULL;
+	Datum	   *ids = NULL;
+	Datum	   *types = NULL;
+	Datum	   *maxes = NULL;
+	Datum	   *crits = NULL;
+	bool	   *type_nulls = NULL;
+	bool	   *max_nulls = NULL;
+	bool	   *crit_nulls = NULL;
+	int			nmissing = 0;
+	int			total = frame->nsensors + frame->nfans;
+	CatalogKey	key;
+
+	if (same_as_last(agent, frame))
+		return;
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
+
+	for (int i = 0; i < total; i++)
+	{
+		bool		is_sensor = i < frame->nsensors;
+		PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
+		PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
+		CatalogEntry *ce;
+
+		key.kind = is_sensor ? 's' : 'f';
+		memset(key.id, 0, sizeof(key.id));
+		memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
+		ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
+		if (ce && !(is_sensor && sensor_changed(ce, s)))
+		{
+			if (is_sensor)
+				s->slot = ce->slot;
+			else
+				f->slot = ce->slot;
+			continue;
+		}
+
+		if (kinds == NULL)
+		{
+			kinds = palloc(sizeof(Datum) * total);
+			ids = palloc(sizeof(Datum) * total);
+			types = palloc(sizeof(Datum) * total);
+			maxes = palloc(sizeof(Datum) * total);
+			crits = palloc(sizeof(Datum) * total);
+			type_nulls = palloc(sizeof(bool) * total);
+			max_nulls = palloc(sizeof(bool) * total);
+			crit_nulls = palloc(sizeof(bool) * total);
+		}
+		kinds[nmissing] = CharGetDatum(key.kind);
+		ids[nmissing] = PointerGetDatum(cstring_to_text(key.id));
+		type_nulls[nmissing] = !(s && s->kind);
+		types[nmissing] = type_nulls[nmissing] ? (Datum) 0 :
+			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
+		max_nulls[nmissing] = !(s && s->has_max);
+		maxes[nmissing] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
+		crit_nulls[nmissing] = !(s && s->has_crit);
+		crits[nmissing] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
+		nmissing++;
+	}
+
+	if (nmissing > 0)
+	{
+		Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+		Datum		args[6];
+		int			dims[1] = {nmissing};
+		int			lbs[1] = {1};
+		int			ret;
+
+		args[0] = CStringGetTextDatum(agent_id);
+		args[1] = PointerGetDatum(construct_array(kinds, nmissing, CHAROID, 1, true, TYPALIGN_CHAR));
+		args[2] = PointerGetDatum(construct_array(ids, nmissing, TEXTOID, -1, false, TYPALIGN_INT));
+		args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
+													 TEXTOID, -1, false, TYPALIGN_INT));
+		args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
+													 FLOAT4OID, 4, true, TYPALIGN_INT));
+		args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
+													 FLOAT4OID, 4, true, TYPALIGN_INT));
+		ret = SPI_execute_with_args(
+			"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
+			6, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
+		cache_touched_in_xact = true;
+
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			bool		found;
+			CatalogEntry *ce;
+
+			key.kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+			memset(key.id, 0, sizeof(key.id));
+			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
+								   key.id, sizeof(key.id));
+			ce = hash_search(catalog_cache, &key, HASH_ENTER, &found);
+			if (!found)
+			{
+				ce->sensor_kind[0] = '\0';
+				ce->has_max = ce->has_crit = false;
+			}
+			ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+
+		/* second pass: every id is now cached */
+		for (int i = 0; i < total; i++)
+		{
+			bool		is_sensor = i < frame->nsensors;
+			PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
+			PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
+			CatalogEntry *ce;
+
+			key.kind = is_sensor ? 's' : 'f';
+			memset(key.id, 0, sizeof(key.id));
+			memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
+			ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
+			if (ce == NULL)
+				elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
+			if (is_sensor)
+			{
+				s->slot = ce->slot;
+				remember_sensor(ce, s);
+			}
+			else
+				f->slot = ce->slot;
+		}
+	}
+
+	/* remember this frame's order for the next one */
+	if (agent->last == NULL)
+		agent->last = MemoryContextAlloc(cache_context,
+										 sizeof(CatalogEntry *) * (PK_MAX_SENSORS + PK_MAX_FANS));
+	for (int i = 0; i < total; i++)
+	{
+		bool		is_sensor = i < frame->nsensors;
+
+		key.kind = is_sensor ? 's' : 'f';
+		memset(key.id, 0, sizeof(key.id));
+		memcpy(key.id, is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id,
+			   is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len);
+		agent->last[i] = hash_search(catalog_cache, &key, HASH_FIND, NULL);
+		if (agent->last[i] == NULL)
+			elog(ERROR, "pankha catalog cache lost \"%s\"", key.id);
+	}
+	agent->nlast_sensors = frame->nsensors;
+	agent->nlast_fans = frame->nfans;
+}
+
+/* The UTC day number of a timestamp, the unit of partitioning. */
+static int64
+day_of(TimestampTz ts)
+{
+	int64		usecs = ts + UNIX_EPOCH_USECS;
+
+	return usecs >= 0 ? usecs / USECS_PER_DAY : -((-usecs + USECS_PER_DAY - 1) / USECS_PER_DAY);
+}
+
+/* Create the day's partition of pankha.readings unless it is known to exist. */
+static void
+ensure_partition(TimestampTz ts)
+{
+	int64		day = day_of(ts);
+	bool		found;
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		args[1];
+	int			ret;
+
+	hash_search(partition_cache, &day, HASH_FIND, &found);
+	if (found)
+		return;
+	args[0] = TimestampTzGetDatum(ts);
+	ret = SPI_execute_with_args("SELECT pankha.ensure_partition($1)",
+								1, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not create a partition: %s", SPI_result_code_string(ret));
+	hash_search(partition_cache, &day, HASH_ENTER, NULL);
+	cache_touched_in_xact = true;
+}
+
+/* --------------------------------------------------------------------------
+ * Storing
+ * --------------------------------------------------------------------------
+ */
+
+/*
+ * Validate the frame at node root of json and, when valid, encode it into
+ * pf->payload, allocated in payload_cxt.
+ */
+static void
+prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int root,
+			  TimestampTz now, MemoryContext payload_cxt)
+{
+	PkFrame    *frame = palloc(sizeof(PkFrame));
+	AgentEntry *agent;
+	bool		in_future;
+	int64		now_ms = (now + UNIX_EPOCH_USECS) / 1000;
+	size_t		size;
+
+	pf->agent_id = agent_id;
+	if (!pk_check_id(&pf->error, PK_PATH("agent_id"), agent_id, strlen(agent_id)) ||
+		!pk_frame_from_json(json, root, agent_id, frame, &pf->error) ||
+		!pk_check_time(&pf->error, frame, now_ms,
+					   (int64) pankha_raw_retention * 60 * 1000, &in_future))
+	{
+		pf->rejected = true;
+		pfree(frame);
+		return;
+	}
+	agent = agent_registered(agent_id);
+	if (agent == NULL)
+	{
+		pk_fail(&pf->error, "42704", PK_PATH("agent_id"), "not registered",
+				"Agent \"%s\" is not registered; register it with pankha.register_agent().",
+				agent_id);
+		pf->rejected = true;
+		pfree(frame);
+		return;
+	}
+
+	assign_slots(agent, frame);
+
+	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
+	if (in_future)
+	{
+		pf->agent_ts = pf->ts;
+		pf->ts = now;
+	}
+
+	size = pk_payload_size(frame);
+	pf->payload = MemoryContextAlloc(payload_cxt, VARHDRSZ + size);
+	SET_VARSIZE(pf->payload, VARHDRSZ + size);
+	if (pk_encode_payload(frame, (unsigned char *) VARDATA(pf->payload), size) != size)
+		elog(ERROR, "could not encode a frame of agent \"%s\"", agent_id);
+	pfree(frame);
+}
+
+/* Parse and prepare one frame given as JSON text, in a scratch context. */
+static void
+prepare_text_frame(PendingFrame *pf, const char *agent_id, char *json_text, int len,
+				   TimestampTz now, MemoryContext scratch, MemoryContext payload_cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(scratch);
+	PkJson		json;
+
+	memset(pf, 0, sizeof(*pf));
+	if (!parse_text(json_text, len, &json, &pf->error))
+	{
+		pf->agent_id = agent_id;
+		pf->rejected = true;
+	}
+	else
+		prepare_frame(pf, agent_id, &json, 0, now, payload_cxt);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(scratch);
+}
+
+/* Compare two pending frames by (agent, ts), for duplicate detection. */
+static int
+pending_cmp(const void *a, const void *b)
+{
+	const PendingFrame *x = *(PendingFrame *const *) a;
+	const PendingFrame *y = *(PendingFrame *const *) b;
+	int			c = strcmp(x->agent_id, y->agent_id);
+
+	if (c != 0)
+		return c;
+	return x->ts < y->ts ? -1 : (x->ts > y->ts ? 1 : 0);
+}
+
+/*
+ * Insert the valid frames of a batch with one statement; mark which were
+ * new (stored) and which were already there.  Liveness is noted once.
+ */
+static void
+store_frames(PendingFrame *frames, int n, TimestampTz now)
+{
+	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
+	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
+	Datum	   *tss = palloc(sizeof(Datum) * n);
+	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
+	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
+	Datum	   *payloads = palloc(sizeof(Datum) * n);
+	int			nvalid = 0;
+	int			nrows = 0;
+	int			dims[1];
+	int			lbs[1] = {1};
+	Datum		args[5];
+	int			ret;
+	bool		fallback_needed = false;
+
+	for (int i = 0; i < n; i++)
+		if (!frames[i].rejected)
+			valid[nvalid++] = &frames[i];
+	if (nvalid == 0)
+		return;
+
+	/* A key repeated within the batch is stored once, at its first place. */
+	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
+	for (int i = 0; i < nvalid; i++)
+	{
+		PendingFrame *pf = valid[i];
+
+		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
+			continue;
+		ensure_partition(pf->ts);
+		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
+		tss[nrows] = TimestampTzGetDatum(pf->ts);
+		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
+		agent_ts_nulls[nrows] = pf->agent_ts == 0;
+		payloads[nrows] = PointerGetDatum(pf->payload);
+		nrows++;
+	}
+
+	if (insert_plan == NULL)
+	{
+		Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+		TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(
+			"INSERT INTO pankha.readings AS r "
+			"(agent_id, ts, received_at, agent_ts, payload) "
+			"SELECT u.agent_id, u.ts, $3, u.agent_ts, u.payload "
+			"FROM unnest($1, $2, $4, $5) AS u(agent_id, ts, agent_ts, payload) "
+			"ON CONFLICT DO NOTHING RETURNING r.agent_id, r.ts",
+			5, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the pankha insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+
+	dims[0] = nrows;
+	args[0] = PointerGetDatum(construct_array(agent_ids, nrows, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(tss, nrows, TIMESTAMPTZOID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = TimestampTzGetDatum(now);
+	args[3] = PointerGetDatum(construct_md_array(agent_tss, agent_ts_nulls, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
+
+	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store frames: %s", SPI_result_code_string(ret));
+
+	/* Mark the rows that were new, by key. */
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		PendingFrame probe;
+		PendingFrame *probe_ptr = &probe;
+		PendingFrame **hit;
+
+		probe.agent_id = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		probe.ts = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		hit = bsearch(&probe_ptr, valid, nvalid, sizeof(PendingFrame *), pending_cmp);
+		/* step back to the first of equal keys: that one was inserted */
+		while (hit && hit > valid && pending_cmp(hit - 1, hit) == 0)
+			hit--;
+		if (hit)
+			(*hit)->stored = true;
+	}
+
+	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, SPI_processed);
+
+	/* Liveness: every valid frame, new or re-sent, shows the agent is alive. */
+	LWLockAcquire(pankha_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nvalid; i++)
+		if (!pankha_note_frame(valid[i]->agent_id, valid[i]->ts, now))
+			fallback_needed = true;
+	LWLockRelease(pankha_shared->lock);
+
+	if (fallback_needed)
+	{
+		Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZOID};
+		Datum		fargs[2];
+
+		ereport(DEBUG1,
+				(errmsg("pankha liveness table is full; writing last_seen directly"),
+				 errhint("Raise pankha.max_agents.")));
+		fargs[0] = args[0];
+		fargs[1] = TimestampTzGetDatum(now);
+		SPI_execute_with_args("UPDATE pankha.agents SET last_seen = $2 "
+							  "WHERE agent_id = ANY ($1)",
+							  2, argtypes, fargs, NULL, false, 0);
+	}
+}
+
+/* ereport a PkError, optionally prefixing its field path. */
+static void
+raise_error(const PkError *err, const char *prefix)
+{
+	pg_atomic_fetch_add_u64(&pankha_shared->frames_rejected, 1);
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE(err->sqlstate[0], err->sqlstate[1], err->sqlstate[2],
+								   err->sqlstate[3], err->sqlstate[4])),
+			 errmsg("%s%s", prefix ? prefix : "", err->message),
+			 err->detail[0] ? errdetail("%s", err->detail) : 0));
+}
+
+/* Common entry: checks, caches and SPI. */
+static void
+ingest_begin(void)
+{
+	pankha_require_preload();
+	ensure_caches();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/* --------------------------------------------------------------------------
+ * SQL-callable functions
+ * --------------------------------------------------------------------------
+ */
+
+/* A scratch context for one frame's parse tree, reset after each frame. */
+static MemoryContext
+frame_scratch(void)
+{
+	return AllocSetContextCreate(CurrentMemoryContext, "pankha frame",
+								 ALLOCSET_DEFAULT_SIZES);
+}
+
+/*
+ * pankha.ingest(agent_id text, frame jsonb|text) RETURNS boolean
+ *
+ * Stores one frame; true when it was new, false when it was already stored.
+ * Bad input raises an error naming the field.
+ */
+Datum
+pankha_ingest(PG_FUNCTION_ARGS)
+{
+	char	   *agent_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	PendingFrame pf;
+	char	   *json_text;
+	int			len;
+
+	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
+	ingest_begin();
+	prepare_text_frame(&pf, agent_id, json_text, len, now, frame_scratch(), cxt);
+	if (pf.rejected)
+		raise_error(&pf.error, NULL);
+	store_frames(&pf, 1, now);
+	SPI_finish();
+	PG_RETURN_BOOL(pf.stored);
+}
+
+/*
+ * pankha.ingest_batch(agent_id text, frames jsonb|text) RETURNS integer
+ *
+ * Stores a JSON array of frames of one agent, all or nothing; returns how
+ * many were new.  An error names the frame: frames[2].sensors[0].id.
+ */
+Datum
+pankha_ingest_batch(PG_FUNCTION_ARGS)
+{
+	char	   *agent_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	PendingFrame *pending;
+	PkJson		json;
+	PkError		err;
+	char	   *json_text;
+	int			len;
+	int			n;
+	int			i;
+	int			stored = 0;
+
+	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
+	pk_json_init(&json, grow_nodes);
+	if (!nesting_ok(json_text, len))
+	{
+		pk_fail(&err, "54000", PK_PATH("frames"), "nested too deeply",
+				"Frames may nest objects and arrays at most %d levels deep.",
+				PK_JSON_MAX_DEPTH - 1);
+		raise_error(&err, NULL);
+	}
+	{
+		JsonLexContext *lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
+		JsonSemAction sem;
+		JsonParseErrorType result;
+
+		memset(&sem, 0, sizeof(sem));
+		sem.semstate = &json;
+		sem.object_start = on_object_start;
+		sem.object_end = on_end;
+		sem.array_start = on_array_start;
+		sem.array_end = on_end;
+		sem.object_field_start = on_field;
+		sem.scalar = on_scalar;
+		result = pg_parse_json(lex, &sem);
+		if (result != JSON_SUCCESS)
+		{
+			pk_fail(&err, "22P02", PK_PATH("frames"), "not valid JSON",
+					"%s", json_errdetail(result, lex));
+			raise_error(&err, NULL);
+		}
+	}
+	if (json.failed || json.count == 0 || json.nodes[0].type != PK_JSON_ARRAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("frames: not an array"),
+				 errdetail("pankha.ingest_batch() takes a JSON array of frames.")));
+
+	n = json.nodes[0].count;
+	ingest_begin();
+	pending = MemoryContextAllocZero(cxt, sizeof(PendingFrame) * Max(n, 1));
+	i = 0;
+	for (int node = json.nodes[0].first; node >= 0; node = json.nodes[node].next, i++)
+	{
+		char		prefix[32];
+
+		if (json.nodes[node].type != PK_JSON_OBJECT)
+		{
+			snprintf(prefix, sizeof(prefix), "frames[%d]", i);
+			pk_fail(&err, "22023", PK_PATH(prefix), "not a JSON object",
+					"Each element of frames must be a frame object.");
+			raise_error(&err, NULL);
+		}
+		snprintf(prefix, sizeof(prefix), "frames[%d].", i);
+		prepare_frame(&pending[i], agent_id, &json, node, now, cxt);
+		if (pending[i].rejected)
+			raise_error(&pending[i].error, prefix);
+	}
+	store_frames(pending, n, now);
+	for (i = 0; i < n; i++)
+		stored += pending[i].stored;
+	SPI_finish();
+	PG_RETURN_INT32(stored);
+}
+
+/*
+ * pankha.ingest_many(agent_ids text[], frames text[]|jsonb[])
+ *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text,
+ *					  detail text)
+ *
+ * The bridge's form: frames of many agents in one call.  Invalid frames are
+ * reported in their row instead of raising, so one bad frame does not take
+ * the batch with it.  stored is false with no sqlstate for a frame that
+ * was already stored.
+ */
+Datum
+pankha_ingest_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ArrayType  *ids_array = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *frames_array = PG_GETARG_ARRAYTYPE_P(1);
+	Oid			elemtype = ARR_ELEMTYPE(frames_array);
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext scratch;
+	Datum	   *ids;
+	bool	   *id_nulls;
+	Datum	   *frames;
+	bool	   *frame_nulls;
+	int			nids;
+	int			n;
+	PendingFrame *pending;
+	MemoryContext oldcxt;
+
+	deconstruct_array(ids_array, TEXTOID, -1, false, TYPALIGN_INT, &ids, &id_nulls, &nids);
+	deconstruct_array(frames_array, elemtype, -1, false, TYPALIGN_INT,
+					  &frames, &frame_nulls, &n);
+	if (nids != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("agent_ids and frames must have the same length"),
+				 errdetail("agent_ids has %d elements and frames has %d.", nids, n)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	/* outside SPI's memory context: the results are read after SPI_finish */
+	pending = palloc0(sizeof(PendingFrame) * Max(n, 1));
+	scratch = frame_scratch();
+	ingest_begin();
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *agent_id;
+		char	   *json_text;
+		int			len;
+
+		if (id_nulls[i] || frame_nulls[i])
+		{
+			pending[i].rejected = true;
+			pk_fail(&pending[i].error, "22004", PK_PATH(id_nulls[i] ? "agent_id" : "frame"),
+					"null", "Neither an agent id nor a frame may be null.");
+			continue;
+		}
+		agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(ids[i]));
+		oldcxt = MemoryContextSwitchTo(scratch);
+		json_text = datum_json_text(frames[i], elemtype, &len);
+		MemoryContextSwitchTo(oldcxt);
+		prepare_text_frame(&pending[i], agent_id, json_text, len, now, scratch, cxt);
+	}
+	store_frames(pending, n, now);
+	SPI_finish();
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = BoolGetDatum(pending[i].stored);
+		if (pending[i].rejected)
+		{
+			pg_atomic_fetch_add_u64(&pankha_shared->frames_rejected, 1);
+			values[2] = CStringGetTextDatum(pending[i].error.sqlstate);
+			values[3] = CStringGetTextDatum(pending[i].error.message);
+			values[4] = CStringGetTextDatum(pending[i].error.detail);
+		}
+		else
+			nulls[2] = nulls[3] = nulls[4] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	return (Datum) 0;
+}
