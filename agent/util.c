@@ -40,6 +40,8 @@ pk_log_level_parse(const char *name)
 {
 	if (strcasecmp(name, "warn") == 0)
 		return PK_LOG_WARN;
+	if (strcasecmp(name, "trace") == 0)
+		return PK_LOG_DEBUG;	/* the server's finest level */
 	for (int i = 0; i < 4; i++)
 		if (strcasecmp(name, level_names[i]) == 0)
 			return i;
