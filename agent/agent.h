@@ -44,6 +44,8 @@ char	   *pk_read_text(const char *path, size_t max, size_t *len_out);
 int			pk_read_long(const char *path, long *value);
 int			pk_write_long(const char *path, long value);
 int			pk_write_text_atomic(const char *path, const char *text);
+long		pk_round(double v);
+long		pk_ceil(double v);
 
 /* ---- hwmon discovery (hwmon.c) ---- */
 
@@ -111,6 +113,7 @@ struct pk_fan_limit
 	char		id[PK_ID_MAX + 1];
 	double		min_speed;		/* percent */
 	double		max_speed;		/* percent */
+	double		emergency_temp; /* this fan to 100 % at/above, 0 = none */
 };
 
 /* Everything discovered under <sysfs>/class/hwmon. */
@@ -263,6 +266,7 @@ struct pk_agent
 	struct pk_recent_cmd recent[PK_RECENT_CMDS];	/* ring of executed ids */
 	int			recent_next;	/* slot to overwrite next */
 	bool		emergency;		/* a sensor is at/above its limit */
+	double		hottest;		/* highest valid temperature at the last tick */
 	bool		emergency_stop; /* emergency_stop latched by command */
 	bool		failsafe;		/* the server is lost beyond the grace */
 	int64_t		started_ms;		/* monotonic start time */
@@ -276,6 +280,7 @@ void		pk_settings_defaults(struct pk_settings *s);
 int			pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen);
 double		pk_fan_min(struct pk_agent *a, const char *fan_id);
 double		pk_fan_max(struct pk_agent *a, const char *fan_id);
+double		pk_fan_emergency(struct pk_agent *a, const char *fan_id);
 int			pk_set_fan_limit(struct pk_agent *a, const char *fan_id, double min_speed,
 							 double max_speed, char *err, size_t errlen);
 void		pk_control_tick(struct pk_agent *a, bool server_lost);

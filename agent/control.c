@@ -4,7 +4,8 @@
  * Fans are hardware, so every value the agent writes goes through one
  * function, drive_fan(), after these rules, in this order:
  *   1. any sensor at/above emergency_temp (or its own crit) -> 100 %, as
- *      does a latched emergency_stop; this ignores max_speed and even
+ *      does a latched emergency_stop, and for one fan any sensor at/above
+ *      that fan's own emergency_temp; this ignores max_speed and even
  *      enable_fan_control;
  *   2. a fan left to firmware (auto) is not written;
  *   3. the wanted speed comes from set_fan_speed or the fan's profile;
@@ -16,7 +17,7 @@
  * back is written again at the next tick and counted.
  */
 #include <errno.h>
-#include <math.h>
+#include <math.h>			/* isfinite, fabs: compiler built-ins */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,9 +127,11 @@ parse_fan_limits(const cJSON *fans, struct pk_fan_limit **out, int *nout, char *
 	{
 		char		e[200];
 		double		lo = 0,
-					hi = 100;
+					hi = 100,
+					emerg = 0;
 		bool		has_lo,
-					has_hi;
+					has_hi,
+					has_emerg;
 
 		if (!f->string || !f->string[0] || strlen(f->string) > PK_ID_MAX)
 		{
@@ -141,7 +144,8 @@ parse_fan_limits(const cJSON *fans, struct pk_fan_limit **out, int *nout, char *
 			goto fail;
 		}
 		if (opt_number(f, "min_speed", 0, 100, &lo, &has_lo, e, sizeof(e)) != 0 ||
-			opt_number(f, "max_speed", 0, 100, &hi, &has_hi, e, sizeof(e)) != 0)
+			opt_number(f, "max_speed", 0, 100, &hi, &has_hi, e, sizeof(e)) != 0 ||
+			opt_number(f, "emergency_temp", 20, 250, &emerg, &has_emerg, e, sizeof(e)) != 0)
 		{
 			snprintf(err, errlen, "fans.%s.%s", f->string, e);
 			goto fail;
@@ -154,6 +158,7 @@ parse_fan_limits(const cJSON *fans, struct pk_fan_limit **out, int *nout, char *
 		snprintf((*out)[n].id, sizeof((*out)[n].id), "%s", f->string);
 		(*out)[n].min_speed = lo;
 		(*out)[n].max_speed = hi;
+		(*out)[n].emergency_temp = has_emerg ? emerg : 0;
 		n++;
 	}
 	*nout = n;
@@ -238,6 +243,9 @@ pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen
 		char		e[64];
 
 		pk_set_fan_limit(a, limits[i].id, limits[i].min_speed, limits[i].max_speed, e, sizeof(e));
+		for (int j = 0; j < a->nlimits; j++)
+			if (strcmp(a->limits[j].id, limits[i].id) == 0)
+				a->limits[j].emergency_temp = limits[i].emergency_temp;
 	}
 	free(limits);
 	control_apply(a, NULL, 0);
@@ -262,6 +270,16 @@ pk_fan_max(struct pk_agent *a, const char *fan_id)
 		if (strcmp(a->limits[i].id, fan_id) == 0)
 			return a->limits[i].max_speed;
 	return 100;
+}
+
+/* The fan's own emergency temperature (0 when it has none). */
+double
+pk_fan_emergency(struct pk_agent *a, const char *fan_id)
+{
+	for (int i = 0; i < a->nlimits; i++)
+		if (strcmp(a->limits[i].id, fan_id) == 0)
+			return a->limits[i].emergency_temp;
+	return 0;
 }
 
 /* Record safety limits for a fan (it need not exist yet). */
@@ -294,6 +312,7 @@ pk_set_fan_limit(struct pk_agent *a, const char *fan_id, double min_speed, doubl
 	snprintf(a->limits[a->nlimits].id, sizeof(a->limits[a->nlimits].id), "%s", fan_id);
 	a->limits[a->nlimits].min_speed = min_speed;
 	a->limits[a->nlimits].max_speed = max_speed;
+	a->limits[a->nlimits].emergency_temp = 0;
 	a->nlimits++;
 	return 0;
 }
@@ -319,7 +338,7 @@ static int
 drive_fan(struct pk_agent *a, struct pk_fan *f, double want, const char *status,
 		  char *err, size_t errlen)
 {
-	long		pwm = lround(want * 255.0 / 100.0);
+	long		pwm = pk_round(want * 255.0 / 100.0);
 	long		enable = -1;
 	bool		was_driving = f->written_pwm >= 0;
 	bool		overridden = false;
@@ -448,7 +467,8 @@ control_apply(struct pk_agent *a, char *err, size_t errlen)
 	{
 		struct pk_fan *f = &a->hw.fans[i];
 		double		lo = pk_fan_min(a, f->id),
-					hi = pk_fan_max(a, f->id);
+					hi = pk_fan_max(a, f->id),
+					own = pk_fan_emergency(a, f->id);
 		double		want;
 		const char *status = "ok";
 
@@ -457,9 +477,10 @@ control_apply(struct pk_agent *a, char *err, size_t errlen)
 			f->status = "ok";	/* read-only fan */
 			continue;
 		}
-		if (a->emergency || a->emergency_stop)
+		if (a->emergency || a->emergency_stop || (own > 0 && a->hottest >= own))
 		{
-			if (drive_fan(a, f, 100, a->emergency ? "emergency" : "emergency_stop", err, errlen) != 0)
+			if (drive_fan(a, f, 100, a->emergency_stop && !a->emergency ? "emergency_stop" : "emergency",
+						  err, errlen) != 0)
 				rc = -1;
 			continue;
 		}
@@ -502,10 +523,13 @@ pk_control_tick(struct pk_agent *a, bool server_lost)
 		pk_hw_scan(&a->hw);
 	pk_hw_read(&a->hw);
 	a->emergency = false;
+	a->hottest = -1000;
 	for (int i = 0; i < a->hw.nsensors; i++)
 	{
 		struct pk_sensor *s = &a->hw.sensors[i];
 
+		if (s->valid && s->temp > a->hottest)
+			a->hottest = s->temp;
 		if (s->valid && (s->temp >= a->settings.emergency_temp ||
 						 (s->has_crit && s->crit_temp > 0 && s->temp >= s->crit_temp)))
 		{

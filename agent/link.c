@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,8 +156,10 @@ usec(double seconds)
 double
 pk_backoff_delay(int attempt, double min_s, double max_s, double unit_random)
 {
-	double		cap = min_s * pow(2, attempt < 30 ? attempt : 30);
+	double		cap = min_s;
 
+	for (int i = 0; i < attempt && cap < max_s; i++)
+		cap *= 2;
 	if (cap > max_s)
 		cap = max_s;
 	if (cap < min_s)
@@ -652,7 +653,7 @@ apply_config(struct pk_link *l, const cJSON *data)
 		int64_t		due = now + (int64_t) (a->settings.update_interval * 1000);
 
 		/* Resize the buffer to keep the same span of time. */
-		pk_buffer_set_limits(&a->buf, (size_t) ceil(a->buffer_seconds / a->settings.update_interval),
+		pk_buffer_set_limits(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
 							 a->buffer_max_bytes);
 		if (due < l->next_tick_ms)
 		{
@@ -826,7 +827,7 @@ on_sim(lws_sorted_usec_list_t *sul)
 static double
 round1(double v)
 {
-	return round(v * 10) / 10;
+	return (double) pk_round(v * 10) / 10;
 }
 
 /* Build the data object of one frame from the current readings. */
@@ -865,7 +866,7 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 	for (int i = 0; ok && i < a->hw.nfans; i++)
 	{
 		struct pk_fan *f = &a->hw.fans[i];
-		double		speed = f->pwm >= 0 ? round(f->pwm * 100.0 / 255.0) : 0;
+		double		speed = f->pwm >= 0 ? (double) pk_round(f->pwm * 100.0 / 255.0) : 0;
 		const char *status = f->status;
 		cJSON	   *o;
 
@@ -886,8 +887,8 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 			(p->mem_usage < 0 || cJSON_AddNumberToObject(health, "memoryUsage", round1(p->mem_usage))) &&
 			cJSON_AddNumberToObject(health, "agentUptime", (double) ((pk_mono_ms() - a->started_ms) / 1000)) &&
 			(p->disk_usage < 0 || cJSON_AddNumberToObject(health, "diskUsage", round1(p->disk_usage))) &&
-			(p->rx_rate < 0 || cJSON_AddNumberToObject(health, "netRxBytesPerSec", round(p->rx_rate))) &&
-			(p->tx_rate < 0 || cJSON_AddNumberToObject(health, "netTxBytesPerSec", round(p->tx_rate))) &&
+			(p->rx_rate < 0 || cJSON_AddNumberToObject(health, "netRxBytesPerSec", (double) pk_round(p->rx_rate))) &&
+			(p->tx_rate < 0 || cJSON_AddNumberToObject(health, "netTxBytesPerSec", (double) pk_round(p->tx_rate))) &&
 			(p->load1 < 0 || cJSON_AddNumberToObject(health, "load1", p->load1));
 	}
 	if (ok)

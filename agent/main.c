@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
+#include <math.h>			/* isfinite: a compiler built-in */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -553,7 +553,7 @@ main(int argc, char **argv)
 	if (pk_hw_init(&a->hw, a->sysfs_root) != 0 || pk_hw_scan(&a->hw) != 0)
 		return 1;
 	pk_proc_init(&a->proc, a->proc_root, a->disk_path);
-	if (pk_buffer_init(&a->buf, (size_t) ceil(a->buffer_seconds / a->settings.update_interval),
+	if (pk_buffer_init(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
 					   a->buffer_max_bytes, a->buffer_file) != 0)
 		return 1;
 	if (pk_link_create(a) != 0)

@@ -16,7 +16,6 @@
  * a value, and only when the value changes.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,7 +284,7 @@ pk_sim_create(const char *dir, unsigned seed)
 		char		name[32];
 
 		snprintf(name, sizeof(name), "temp%d_input", ss->index);
-		rc |= write_attr(d, name, "%ld\n", lround((40 + ss->offset) * 1000));
+		rc |= write_attr(d, name, "%ld\n", pk_round((40 + ss->offset) * 1000));
 		if (ss->label)
 		{
 			snprintf(name, sizeof(name), "temp%d_label", ss->index);
@@ -294,12 +293,12 @@ pk_sim_create(const char *dir, unsigned seed)
 		if (ss->max > 0)
 		{
 			snprintf(name, sizeof(name), "temp%d_max", ss->index);
-			rc |= write_attr(d, name, "%ld\n", lround(ss->max * 1000));
+			rc |= write_attr(d, name, "%ld\n", pk_round(ss->max * 1000));
 		}
 		if (ss->crit > 0)
 		{
 			snprintf(name, sizeof(name), "temp%d_crit", ss->index);
-			rc |= write_attr(d, name, "%ld\n", lround(ss->crit * 1000));
+			rc |= write_attr(d, name, "%ld\n", pk_round(ss->crit * 1000));
 		}
 	}
 	for (int i = 0; i < s->nfans && rc == 0; i++)
@@ -309,7 +308,7 @@ pk_sim_create(const char *dir, unsigned seed)
 		char		name[32];
 
 		snprintf(name, sizeof(name), "fan%d_input", f->index);
-		rc |= write_attr(d, name, "%ld\n", lround(f->max_rpm / 2));
+		rc |= write_attr(d, name, "%ld\n", pk_round(f->max_rpm / 2));
 		snprintf(name, sizeof(name), "pwm%d", f->index);
 		rc |= write_attr(d, name, "128\n");
 		snprintf(name, sizeof(name), "pwm%d_enable", f->index);
@@ -348,6 +347,26 @@ pk_sim_open(const char *dir, unsigned seed)
 	return s;
 }
 
+static double
+clamp(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/*
+ * A smooth periodic wave in [-1, 1] with period 1 (Bhaskara's sine
+ * approximation, close enough for a simulated load and free of libm).
+ */
+static double
+wave(double phase)
+{
+	double		x = (phase - (double) (long) phase) * 2;	/* 0..2 half-periods */
+	double		sign = x < 1 ? 1 : -1;
+	double		p = (x < 1 ? x : x - 1) * 180;	/* degrees in 0..180 */
+
+	return sign * 4 * p * (180 - p) / (40500 - p * (180 - p));
+}
+
 /* Load in 0..1: the sim/load file when present, else a slow wave. */
 static double
 load_now(struct pk_sim *s)
@@ -356,7 +375,7 @@ load_now(struct pk_sim *s)
 
 	if (pk_read_long(s->load_path, &pct) == 0)
 		return (pct < 0 ? 0 : pct > 100 ? 100 : pct) / 100.0;
-	return fmin(1, fmax(0, 0.35 + 0.25 * sin(2 * M_PI * s->t / 300) + 0.05 * noise(s)));
+	return clamp(0.35 + 0.25 * wave(s->t / 300) + 0.05 * noise(s), 0, 1);
 }
 
 /* Mean pwm (0..1) of the fans cooling a zone; board fans also help nvme. */
@@ -412,13 +431,13 @@ pk_sim_step(struct pk_sim *s, double dt)
 			double		tz = s->zone_temp[f->zone];
 
 			pwm = enable == 0 ? 255 :
-				lround(255 * fmin(1, fmax(0.3, 0.3 + 0.7 * (tz - 40) / 35)));
+				pk_round(255 * clamp(0.3 + 0.7 * (tz - 40) / 35, 0.3, 1));
 			if (pwm != f->pwm && path)
 				write_attr(d, name, "%ld\n", pwm);
 		}
 		free(path);
 		f->pwm = pwm < 0 ? 0 : pwm > 255 ? 255 : pwm;
-		rpm = f->pwm == 0 ? 0 : lround(f->max_rpm * f->pwm / 255.0 * (1 + 0.01 * noise(s)));
+		rpm = f->pwm == 0 ? 0 : pk_round(f->max_rpm * f->pwm / 255.0 * (1 + 0.01 * noise(s)));
 		if (labs(rpm - f->written_rpm) > 0)
 		{
 			snprintf(name, sizeof(name), "fan%d_input", f->index);
@@ -432,13 +451,14 @@ pk_sim_step(struct pk_sim *s, double dt)
 		double		power = zones[z].idle_power + load * zones[z].load_power;
 		double		eq = AMBIENT + power / (zones[z].k0 + zone_airflow(s, (enum zone) z) * zones[z].k1);
 
-		s->zone_temp[z] += (eq - s->zone_temp[z]) * (1 - exp(-dt / zones[z].tau));
+		/* First-order lag, integrated implicitly (stable for any dt). */
+		s->zone_temp[z] += (eq - s->zone_temp[z]) * dt / (zones[z].tau + dt);
 	}
 	for (int i = 0; i < s->nsensors; i++)
 	{
 		struct sim_sensor *ss = &s->sensors[i];
 		double		v = s->zone_temp[ss->zone] + ss->offset + 0.3 * noise(s);
-		long		md = lround(round(v / ss->resolution) * ss->resolution * 1000);
+		long		md = pk_round(pk_round(v / ss->resolution) * ss->resolution * 1000);
 
 		if (md != ss->written)
 		{

@@ -40,6 +40,8 @@ pk_log_level_parse(const char *name)
 {
 	if (strcasecmp(name, "warn") == 0)
 		return PK_LOG_WARN;
+	if (strcasecmp(name, "trace") == 0)
+		return PK_LOG_DEBUG;	/* the server's finest level */
 	for (int i = 0; i < 4; i++)
 		if (strcasecmp(name, level_names[i]) == 0)
 			return i;
@@ -192,6 +194,25 @@ pk_write_long(const char *path, long value)
 	if (close(fd) != 0 || w != n)
 		return -1;
 	return 0;
+}
+
+/*
+ * Rounding without libm: the agent keeps its mapped libraries (and so its
+ * resident memory) to what libwebsockets needs anyway.
+ */
+long
+pk_round(double v)
+{
+	return v >= 0 ? (long) (v + 0.5) : -(long) (-v + 0.5);
+}
+
+/* The smallest integer not below v. */
+long
+pk_ceil(double v)
+{
+	long		c = (long) v;
+
+	return (double) c < v ? c + 1 : c;
 }
 
 /* Replace a file's contents atomically (write a sibling, then rename). */

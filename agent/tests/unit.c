@@ -464,6 +464,21 @@ test_control(const char *dir)
 	pk_control_tick(&agent, false);
 	ok(!agent.emergency, "emergency ends when temperatures drop");
 
+	/* a fan's own emergency temperature (pankha.fans.emergency_temp) */
+	settings = cJSON_Parse("{\"fans\":{\"nct6798_fan4\":{\"emergency_temp\":60}}}");
+	ok(pk_settings_apply(&agent, settings, err, sizeof(err)) == 0, "per-fan emergency_temp from config");
+	cJSON_Delete(settings);
+	set_temp("hwmon3", 1, 62);
+	pk_control_tick(&agent, false);
+	ok(!agent.emergency && fan_pwm("nct6798_fan4") == 255 && fan_enable("nct6798_fan5") == 2,
+	   "a sensor at a fan's own emergency_temp sends that fan (only) to 100 %%");
+	set_temp("hwmon3", 1, 40);
+	pk_control_tick(&agent, false);
+	ok(fan_enable("nct6798_fan4") == 2, "below it the fan goes back to firmware");
+	settings = cJSON_Parse("{\"fans\":{\"nct6798_fan4\":{\"emergency_temp\":null}}}");
+	pk_settings_apply(&agent, settings, err, sizeof(err));
+	cJSON_Delete(settings);
+
 	/* failsafe */
 	pk_control_tick(&agent, true);
 	ok(agent.failsafe && fan_pwm("nct6798_fan1") == pct(70) && fan_enable("nct6798_fan3") == 2,
@@ -566,6 +581,9 @@ test_control(const char *dir)
 				  "{\"settings\":{\"update_interval\":2,\"failsafe_speed\":60,\"unknown\":1}}}")) &&
 	   agent.settings.update_interval == 2 && agent.settings.failsafe_speed == 60,
 	   "update_settings applies, ignoring unknown fields");
+	ok(ack_ok(cmd("{\"command_id\":\"s1b\",\"command_type\":\"update_settings\",\"parameters\":"
+				  "{\"settings\":{\"log_level\":\"trace\"}}}")), "log_level trace (the server's finest) is accepted");
+	pk_log_level = PK_LOG_ERROR;
 	ok(ack_err(cmd("{\"command_id\":\"s2\",\"command_type\":\"update_settings\",\"parameters\":"
 				   "{\"settings\":{\"log_level\":\"loud\"}}}"), "log_level"), "a bad log_level is refused");
 	ok(ack_err(cmd("{\"command_id\":\"s3\",\"command_type\":\"update_settings\",\"parameters\":"
@@ -672,8 +690,9 @@ test_buffer(const char *dir)
 		pk_buffer_push(&b, b.next_seq, frame_json(b.next_seq));
 	pk_buffer_ack(&b, first + 3);
 	pk_buffer_close(&b);
-	ok(stat(file, &st) == 0 && (st.st_mode & 0777) == 0600, "the buffer file is private (mode %o)",
-	   st.st_mode & 0777);
+	memset(&st, 0, sizeof(st));
+	stat(file, &st);
+	ok((st.st_mode & 0777) == 0600, "the buffer file is private (mode %o)", st.st_mode & 0777);
 	pk_buffer_init(&b, 1000, 0, file);
 	ok(b.count == 6 && pk_buffer_at(&b, 0)->seq == first + 4 && pk_buffer_at(&b, 5)->seq == first + 9,
 	   "a restarted agent loads its unacknowledged frames (%zu)", b.count);
