@@ -152,24 +152,8 @@ CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent
 
 -- Day partitions of pankha.readings, named readings_YYYYMMDD (UTC days).
 CREATE FUNCTION pankha.ensure_partition(ts timestamptz) RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-    day date := (ts AT TIME ZONE 'UTC')::date;
-    name text := 'readings_' || to_char(day, 'YYYYMMDD');
-    rel regclass := to_regclass(format('pankha.%I', name));
-BEGIN
-    IF rel IS NOT NULL THEN
-        RETURN rel;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    rel := to_regclass(format('pankha.%I', name));
-    IF rel IS NULL THEN
-        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
-                       name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-        rel := to_regclass(format('pankha.%I', name));
-    END IF;
-    RETURN rel;
-END
+LANGUAGE sql AS $$
+    SELECT pankha.ensure_time_partition('readings', 'day', ts)
 $$;
 COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
 'Create the day partition of pankha.readings that holds ts, unless it exists; returns it.';
