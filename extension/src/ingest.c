@@ -309,20 +309,21 @@ nesting_ok(const char *json_text, int len)
 	return true;
 }
 
-/* Parse JSON text into json; false with err when it is not JSON. */
+/*
+ * Parse JSON text into json; false with err (naming the input "what") when
+ * it is not JSON or nests too deeply.
+ */
 static bool
-parse_text(char *json_text, int len, PkJson *json, PkError *err)
+parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *what)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
 
 	pk_json_init(json, grow_nodes);
-	if (!pk_check_frame_size(err, len))
-		return false;
 	if (!nesting_ok(json_text, len))
-		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
-					   "A frame may nest objects and arrays at most %d levels deep.",
+		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
+					   "Objects and arrays may nest at most %d levels deep.",
 					   PK_JSON_MAX_DEPTH);
 
 	memset(&sem, 0, sizeof(sem));
@@ -337,13 +338,21 @@ parse_text(char *json_text, int len, PkJson *json, PkError *err)
 	lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
 	result = pg_parse_json(lex, &sem);
 	if (result != JSON_SUCCESS)
-		return pk_fail(err, "22P02", PK_PATH("frame"), "not valid JSON",
+		return pk_fail(err, "22P02", PK_PATH(what), "not valid JSON",
 					   "%s", json_errdetail(result, lex));
 	if (json->failed || json->count == 0)
-		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
-					   "A frame may nest objects and arrays at most %d levels deep.",
+		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
+					   "Objects and arrays may nest at most %d levels deep.",
 					   PK_JSON_MAX_DEPTH);
 	return true;
+}
+
+/* Parse one frame's JSON text, refusing frames over 1 MiB first. */
+static bool
+parse_text(char *json_text, int len, PkJson *json, PkError *err)
+{
+	return pk_check_frame_size(err, len) &&
+		parse_json(json_text, len, json, err, "frame");
 }
 
 /* The JSON text of a text or jsonb datum. */
@@ -520,160 +529,149 @@ sensor_changed(const CatalogEntry *ce, const PkSensor *s)
 	return false;
 }
 
+/* Look up the cache entry of the frame's i-th id (sensors first, then fans). */
+static CatalogEntry *
+find_entry(CatalogKey *key, const PkFrame *frame, int i)
+{
+	bool		is_sensor = i < frame->nsensors;
+	const char *id = is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id;
+	int			len = is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len;
+
+	key->kind = is_sensor ? 's' : 'f';
+	memset(key->id, 0, sizeof(key->id));
+	memcpy(key->id, id, len);
+	return hash_search(catalog_cache, key, HASH_FIND, NULL);
+}
+
+/*
+ * Record the frame's sensors and fans the cache does not know (or whose
+ * sensor limits changed) through pankha._catalog_add(), and cache the slots
+ * it returns.
+ */
+static void
+add_to_catalog(const char *agent_id, PkFrame *frame, CatalogKey *key, bool *missing)
+{
+	int			total = frame->nsensors + frame->nfans;
+	Datum	   *kinds = palloc(sizeof(Datum) * total);
+	Datum	   *ids = palloc(sizeof(Datum) * total);
+	Datum	   *types = palloc(sizeof(Datum) * total);
+	Datum	   *maxes = palloc(sizeof(Datum) * total);
+	Datum	   *crits = palloc(sizeof(Datum) * total);
+	bool	   *type_nulls = palloc(sizeof(bool) * total);
+	bool	   *max_nulls = palloc(sizeof(bool) * total);
+	bool	   *crit_nulls = palloc(sizeof(bool) * total);
+	int			n = 0;
+	Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+	Datum		args[6];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			ret;
+
+	for (int i = 0; i < total; i++)
+	{
+		PkSensor   *s = i < frame->nsensors ? &frame->sensors[i] : NULL;
+
+		if (!missing[i])
+			continue;
+		kinds[n] = CharGetDatum(s ? 's' : 'f');
+		ids[n] = PointerGetDatum(s ? cstring_to_text_with_len(s->id, s->id_len) :
+								 cstring_to_text_with_len(frame->fans[i - frame->nsensors].id,
+														  frame->fans[i - frame->nsensors].id_len));
+		type_nulls[n] = !(s && s->kind);
+		types[n] = type_nulls[n] ? (Datum) 0 :
+			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
+		max_nulls[n] = !(s && s->has_max);
+		maxes[n] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
+		crit_nulls[n] = !(s && s->has_crit);
+		crits[n] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
+		n++;
+	}
+
+	dims[0] = n;
+	args[0] = CStringGetTextDatum(agent_id);
+	args[1] = PointerGetDatum(construct_array(kinds, n, CHAROID, 1, true, TYPALIGN_CHAR));
+	args[2] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	ret = SPI_execute_with_args(
+		"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
+		6, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
+	cache_touched_in_xact = true;
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		found;
+		CatalogEntry *ce;
+
+		key->kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+		memset(key->id, 0, sizeof(key->id));
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
+							   key->id, sizeof(key->id));
+		ce = hash_search(catalog_cache, key, HASH_ENTER, &found);
+		if (!found)
+		{
+			ce->sensor_kind[0] = '\0';
+			ce->has_max = ce->has_crit = false;
+		}
+		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+}
+
 /*
  * Give every sensor and fan of the frame its slot, recording new ones (and
- * changed sensor limits) in the catalog through pankha._catalog_add().
+ * changed sensor limits) in the catalog, and remember the frame's order for
+ * the fast path of the agent's next frame.
  */
 static void
 assign_slots(AgentEntry *agent, PkFrame *frame)
 {
-	const char *agent_id = agent->agent_id;
-	Datum	   *kinds = NULL;
-	Datum	   *ids = NULL;
-	Datum	   *types = NULL;
-	Datum	   *maxes = NULL;
-	Datum	   *crits = NULL;
-	bool	   *type_nulls = NULL;
-	bool	   *max_nulls = NULL;
-	bool	   *crit_nulls = NULL;
-	int			nmissing = 0;
 	int			total = frame->nsensors + frame->nfans;
+	bool		missing[PK_MAX_SENSORS + PK_MAX_FANS];
+	bool		any_missing = false;
 	CatalogKey	key;
 
 	if (same_as_last(agent, frame))
 		return;
 
 	memset(&key, 0, sizeof(key));
-	strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
-
+	strlcpy(key.agent_id, agent->agent_id, sizeof(key.agent_id));
 	for (int i = 0; i < total; i++)
 	{
-		bool		is_sensor = i < frame->nsensors;
-		PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
-		PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
-		CatalogEntry *ce;
+		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		key.kind = is_sensor ? 's' : 'f';
-		memset(key.id, 0, sizeof(key.id));
-		memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
-		ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-		if (ce && !(is_sensor && sensor_changed(ce, s)))
-		{
-			if (is_sensor)
-				s->slot = ce->slot;
-			else
-				f->slot = ce->slot;
-			continue;
-		}
-
-		if (kinds == NULL)
-		{
-			kinds = palloc(sizeof(Datum) * total);
-			ids = palloc(sizeof(Datum) * total);
-			types = palloc(sizeof(Datum) * total);
-			maxes = palloc(sizeof(Datum) * total);
-			crits = palloc(sizeof(Datum) * total);
-			type_nulls = palloc(sizeof(bool) * total);
-			max_nulls = palloc(sizeof(bool) * total);
-			crit_nulls = palloc(sizeof(bool) * total);
-		}
-		kinds[nmissing] = CharGetDatum(key.kind);
-		ids[nmissing] = PointerGetDatum(cstring_to_text(key.id));
-		type_nulls[nmissing] = !(s && s->kind);
-		types[nmissing] = type_nulls[nmissing] ? (Datum) 0 :
-			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
-		max_nulls[nmissing] = !(s && s->has_max);
-		maxes[nmissing] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
-		crit_nulls[nmissing] = !(s && s->has_crit);
-		crits[nmissing] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
-		nmissing++;
+		missing[i] = ce == NULL || (i < frame->nsensors && sensor_changed(ce, &frame->sensors[i]));
+		any_missing |= missing[i];
 	}
+	if (any_missing)
+		add_to_catalog(agent->agent_id, frame, &key, missing);
 
-	if (nmissing > 0)
-	{
-		Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		FLOAT4ARRAYOID, FLOAT4ARRAYOID};
-		Datum		args[6];
-		int			dims[1] = {nmissing};
-		int			lbs[1] = {1};
-		int			ret;
-
-		args[0] = CStringGetTextDatum(agent_id);
-		args[1] = PointerGetDatum(construct_array(kinds, nmissing, CHAROID, 1, true, TYPALIGN_CHAR));
-		args[2] = PointerGetDatum(construct_array(ids, nmissing, TEXTOID, -1, false, TYPALIGN_INT));
-		args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
-													 TEXTOID, -1, false, TYPALIGN_INT));
-		args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
-													 FLOAT4OID, 4, true, TYPALIGN_INT));
-		args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
-													 FLOAT4OID, 4, true, TYPALIGN_INT));
-		ret = SPI_execute_with_args(
-			"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
-			6, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
-		cache_touched_in_xact = true;
-
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			bool		found;
-			CatalogEntry *ce;
-
-			key.kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
-			memset(key.id, 0, sizeof(key.id));
-			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
-								   key.id, sizeof(key.id));
-			ce = hash_search(catalog_cache, &key, HASH_ENTER, &found);
-			if (!found)
-			{
-				ce->sensor_kind[0] = '\0';
-				ce->has_max = ce->has_crit = false;
-			}
-			ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-		}
-
-		/* second pass: every id is now cached */
-		for (int i = 0; i < total; i++)
-		{
-			bool		is_sensor = i < frame->nsensors;
-			PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
-			PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
-			CatalogEntry *ce;
-
-			key.kind = is_sensor ? 's' : 'f';
-			memset(key.id, 0, sizeof(key.id));
-			memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
-			ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-			if (ce == NULL)
-				elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
-			if (is_sensor)
-			{
-				s->slot = ce->slot;
-				remember_sensor(ce, s);
-			}
-			else
-				f->slot = ce->slot;
-		}
-	}
-
-	/* remember this frame's order for the next one */
 	if (agent->last == NULL)
 		agent->last = MemoryContextAlloc(cache_context,
 										 sizeof(CatalogEntry *) * (PK_MAX_SENSORS + PK_MAX_FANS));
 	for (int i = 0; i < total; i++)
 	{
-		bool		is_sensor = i < frame->nsensors;
+		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		key.kind = is_sensor ? 's' : 'f';
-		memset(key.id, 0, sizeof(key.id));
-		memcpy(key.id, is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id,
-			   is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len);
-		agent->last[i] = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-		if (agent->last[i] == NULL)
-			elog(ERROR, "pankha catalog cache lost \"%s\"", key.id);
+		if (ce == NULL)
+			elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
+		if (i < frame->nsensors)
+		{
+			frame->sensors[i].slot = ce->slot;
+			remember_sensor(ce, &frame->sensors[i]);
+		}
+		else
+			frame->fans[i - frame->nsensors].slot = ce->slot;
+		agent->last[i] = ce;
 	}
 	agent->nlast_sensors = frame->nsensors;
 	agent->nlast_fans = frame->nfans;
@@ -1097,36 +1095,9 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 	int			stored = 0;
 
 	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
-	pk_json_init(&json, grow_nodes);
-	if (!nesting_ok(json_text, len))
-	{
-		pk_fail(&err, "54000", PK_PATH("frames"), "nested too deeply",
-				"Frames may nest objects and arrays at most %d levels deep.",
-				PK_JSON_MAX_DEPTH - 1);
+	if (!parse_json(json_text, len, &json, &err, "frames"))
 		raise_error(&err, NULL);
-	}
-	{
-		JsonLexContext *lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
-		JsonSemAction sem;
-		JsonParseErrorType result;
-
-		memset(&sem, 0, sizeof(sem));
-		sem.semstate = &json;
-		sem.object_start = on_object_start;
-		sem.object_end = on_end;
-		sem.array_start = on_array_start;
-		sem.array_end = on_end;
-		sem.object_field_start = on_field;
-		sem.scalar = on_scalar;
-		result = pg_parse_json(lex, &sem);
-		if (result != JSON_SUCCESS)
-		{
-			pk_fail(&err, "22P02", PK_PATH("frames"), "not valid JSON",
-					"%s", json_errdetail(result, lex));
-			raise_error(&err, NULL);
-		}
-	}
-	if (json.failed || json.count == 0 || json.nodes[0].type != PK_JSON_ARRAY)
+	if (json.nodes[0].type != PK_JSON_ARRAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("frames: not an array"),
