@@ -106,6 +106,7 @@ static uint64 cache_generation = 0;
 static bool cache_touched_in_xact = false;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_one_plan = NULL;
 
 static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
@@ -117,6 +118,10 @@ static AgentEntry *agent_registered(const char *agent_id);
 static void assign_slots(AgentEntry *agent, PkFrame *frame);
 static void ensure_partition(TimestampTz ts);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
+static uint64 insert_one(PendingFrame *pf, TimestampTz now);
+static uint64 insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+						  Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
+						  TimestampTz now);
 static void raise_error(const PkError *err, const char *prefix);
 
 /* --------------------------------------------------------------------------
@@ -888,49 +893,16 @@ pending_cmp(const void *a, const void *b)
 	return x->ts < y->ts ? -1 : (x->ts > y->ts ? 1 : 0);
 }
 
-/*
- * Insert the valid frames of a batch with one statement; mark which were
- * new (stored) and which were already there.  Liveness is noted once.
- */
-static void
-store_frames(PendingFrame *frames, int n, TimestampTz now)
+/* Insert several rows with one statement over unnest(); returns how many were new. */
+static uint64
+insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+			Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
+			TimestampTz now)
 {
-	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
-	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
-	Datum	   *tss = palloc(sizeof(Datum) * n);
-	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
-	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
-	Datum	   *payloads = palloc(sizeof(Datum) * n);
-	int			nvalid = 0;
-	int			nrows = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		args[5];
 	int			ret;
-	bool		fallback_needed = false;
-
-	for (int i = 0; i < n; i++)
-		if (!frames[i].rejected)
-			valid[nvalid++] = &frames[i];
-	if (nvalid == 0)
-		return;
-
-	/* A key repeated within the batch is stored once, at its first place. */
-	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
-	for (int i = 0; i < nvalid; i++)
-	{
-		PendingFrame *pf = valid[i];
-
-		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
-			continue;
-		ensure_partition(pf->ts);
-		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
-		tss[nrows] = TimestampTzGetDatum(pf->ts);
-		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
-		agent_ts_nulls[nrows] = pf->agent_ts == 0;
-		payloads[nrows] = PointerGetDatum(pf->payload);
-		nrows++;
-	}
 
 	if (insert_plan == NULL)
 	{
@@ -985,7 +957,93 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 			(*hit)->stored = true;
 	}
 
-	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, SPI_processed);
+	return SPI_processed;
+}
+
+/* Insert one row (the single-frame path, with a simpler plan); true when new. */
+static uint64
+insert_one(PendingFrame *pf, TimestampTz now)
+{
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	if (insert_one_plan == NULL)
+	{
+		Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, BYTEAOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO pankha.readings "
+						   "(agent_id, ts, received_at, agent_ts, payload) "
+						   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+						   5, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the pankha insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_one_plan = plan;
+	}
+	args[0] = CStringGetTextDatum(pf->agent_id);
+	args[1] = TimestampTzGetDatum(pf->ts);
+	args[2] = TimestampTzGetDatum(now);
+	args[3] = TimestampTzGetDatum(pf->agent_ts);
+	nulls[3] = pf->agent_ts == 0 ? 'n' : ' ';
+	args[4] = PointerGetDatum(pf->payload);
+	ret = SPI_execute_plan(insert_one_plan, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not store a frame: %s", SPI_result_code_string(ret));
+	pf->stored = SPI_processed == 1;
+	return SPI_processed;
+}
+
+/*
+ * Insert the valid frames of a batch with one statement; mark which were
+ * new (stored) and which were already there.  Liveness is noted once.
+ */
+static void
+store_frames(PendingFrame *frames, int n, TimestampTz now)
+{
+	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
+	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
+	Datum	   *tss = palloc(sizeof(Datum) * n);
+	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
+	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
+	Datum	   *payloads = palloc(sizeof(Datum) * n);
+	int			nvalid = 0;
+	int			nrows = 0;
+	uint64		stored;
+	bool		fallback_needed = false;
+
+	for (int i = 0; i < n; i++)
+		if (!frames[i].rejected)
+			valid[nvalid++] = &frames[i];
+	if (nvalid == 0)
+		return;
+
+	/* A key repeated within the batch is stored once, at its first place. */
+	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
+	for (int i = 0; i < nvalid; i++)
+	{
+		PendingFrame *pf = valid[i];
+
+		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
+			continue;
+		ensure_partition(pf->ts);
+		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
+		tss[nrows] = TimestampTzGetDatum(pf->ts);
+		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
+		agent_ts_nulls[nrows] = pf->agent_ts == 0;
+		payloads[nrows] = PointerGetDatum(pf->payload);
+		nrows++;
+	}
+
+	if (nrows == 1)
+		stored = insert_one(valid[0], now);
+	else
+		stored = insert_many(valid, nvalid, agent_ids, tss, agent_tss, agent_ts_nulls,
+							 payloads, nrows, now);
+	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, stored);
 
 	/* Liveness: every valid frame, new or re-sent, shows the agent is alive. */
 	LWLockAcquire(pankha_shared->lock, LW_EXCLUSIVE);
@@ -1002,7 +1060,8 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		ereport(DEBUG1,
 				(errmsg("pankha liveness table is full; writing last_seen directly"),
 				 errhint("Raise pankha.max_agents.")));
-		fargs[0] = args[0];
+		fargs[0] = PointerGetDatum(construct_array(agent_ids, nrows, TEXTOID, -1, false,
+												   TYPALIGN_INT));
 		fargs[1] = TimestampTzGetDatum(now);
 		SPI_execute_with_args("UPDATE pankha.agents SET last_seen = $2 "
 							  "WHERE agent_id = ANY ($1)",
