@@ -205,11 +205,16 @@ int
 pk_json_get(const PkJson *json, int object, const char *key)
 {
 	int			found = -1;
-	int			key_len = (int) strlen(key);
 
+	/* strncmp stops at the end of key, so no strlen(key) is needed */
 	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
-		if (json->nodes[i].key_len == key_len && memcmp(json->nodes[i].key, key, key_len) == 0)
+	{
+		const PkJsonNode *node = &json->nodes[i];
+
+		if (node->key && strncmp(node->key, key, node->key_len) == 0 &&
+			key[node->key_len] == '\0')
 			found = i;
+	}
 	return found;
 }
 
