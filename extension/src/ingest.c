@@ -1,20 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * ingest.c
- *	  pankha.ingest() and its batch forms: jsonb frames in, compact rows out.
+ *	  pankha.ingest() and its batch forms: JSON frames in, compact rows out.
  *
- * A frame is walked once: each field is read from the jsonb container and
- * handed to the plain-C rules in validate.c, which fill a PkError on the
- * first problem.  Valid frames get their sensors and fans mapped to
- * catalog slots (cached per backend), are encoded into one bytea payload,
- * and are inserted together with one saved plan over unnest() with
- * ON CONFLICT DO NOTHING, so a re-sent frame is stored once.
+ * A frame's JSON text (jsonb arguments are printed back to text) is parsed
+ * once by PostgreSQL's own JSON parser into the plain-C tree of validate.c,
+ * whose rules check it and fill a PkError on the first problem.  Valid
+ * frames get their sensors, fans and fan status words mapped to catalog
+ * codes (cached per backend, with a fast path for an agent that repeats
+ * its previous frame's layout), are encoded into one bytea payload, and are
+ * inserted with a saved plan and ON CONFLICT DO NOTHING, so a re-sent
+ * frame is stored once.
  *
- * The per-backend caches (catalog slots, partitions known to exist) only
- * ever hold committed facts or facts of the current transaction; when a
- * transaction or subtransaction that added to them aborts, they are
- * dropped, and when another backend deletes catalog rows the shared
- * catalog_generation counter tells us to drop them too.
+ * The per-backend caches (catalog slots, status codes, partitions known to
+ * exist) only ever hold committed facts or facts of the current
+ * transaction; when a transaction or subtransaction that added to them
+ * aborts, they are dropped, and when another backend deletes catalog rows
+ * the shared catalog_generation counter tells us to drop them too.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,11 +30,11 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -43,7 +45,6 @@ PG_FUNCTION_INFO_V1(pankha_ingest);
 PG_FUNCTION_INFO_V1(pankha_ingest_batch);
 PG_FUNCTION_INFO_V1(pankha_ingest_many);
 
-#define MS_PER_DAY	(86400 * INT64CONST(1000))
 /* Unix epoch in PostgreSQL's timestamp origin (2000-01-01), microseconds. */
 #define UNIX_EPOCH_USECS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
@@ -71,7 +72,6 @@ typedef struct CatalogEntry
 typedef struct AgentEntry
 {
 	char		agent_id[PK_MAX_ID_BYTES + 1];
-	bool		registered;
 	/* the previous frame's sensors then fans, in order: agents repeat them */
 	int			nlast_sensors;
 	int			nlast_fans;
@@ -455,7 +455,6 @@ agent_registered(const char *agent_id)
 	}
 
 	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
-	entry->registered = true;
 	entry->nlast_sensors = entry->nlast_fans = 0;
 	entry->last = NULL;
 	cache_touched_in_xact = true;
