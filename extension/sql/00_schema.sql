@@ -59,15 +59,15 @@ COMMENT ON TABLE pankha.fans IS
 -- One row per frame.  The values live in payload, a compact binary
 -- encoding decoded by pankha.decode_*(); the views below unnest it.
 CREATE TABLE pankha.readings (
-    agent_id    text NOT NULL,
+    -- fixed-width columns first, so no padding is needed between them
     ts          timestamptz NOT NULL,
     received_at timestamptz NOT NULL,
-    seq         bigint,
-    agent_ts    timestamptz,
+    agent_id    text NOT NULL,
     payload     bytea NOT NULL,
-    PRIMARY KEY (agent_id, ts)
+    agent_ts    timestamptz,
+    PRIMARY KEY (agent_id, ts) WITH (fillfactor = 100)
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE pankha.readings IS
 'One row per data frame, partitioned by day on ts (the agent clock).  agent_ts is set only when the agent clock was more than 5 minutes ahead: ts is then the receive time.';
 COMMENT ON COLUMN pankha.readings.payload IS
-'Sensor, fan and system-health values, encoded compactly; read them through pankha.sensor_readings, pankha.fan_readings and pankha.health_readings.';
+'The frame''s seq, sensor, fan and system-health values, encoded compactly; read them through pankha.sensor_readings, pankha.fan_readings and pankha.health_readings.';

@@ -6,17 +6,36 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
 COMMENT ON FUNCTION pankha.ingest(text, jsonb) IS
 'Validate and store one data frame (the data object, or the whole {"type":"data"} message). Returns true when new, false when it was already stored; bad input raises an error naming the field.';
 
+CREATE FUNCTION pankha.ingest(agent_id text, frame text) RETURNS boolean
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest';
+COMMENT ON FUNCTION pankha.ingest(text, text) IS
+'pankha.ingest() for a frame given as JSON text, as it arrives on the wire; the faster form, since the text is parsed only once.';
+
 CREATE FUNCTION pankha.ingest_batch(agent_id text, frames jsonb) RETURNS integer
 LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
 COMMENT ON FUNCTION pankha.ingest_batch(text, jsonb) IS
 'Store a JSON array of frames of one agent, all or nothing. Returns how many were new; an error names the frame, as in frames[2].sensors[0].id.';
 
+CREATE FUNCTION pankha.ingest_batch(agent_id text, frames text) RETURNS integer
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_batch';
+COMMENT ON FUNCTION pankha.ingest_batch(text, text) IS
+'pankha.ingest_batch() for a JSON array of frames given as text.';
+
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames text[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
+'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
+
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
-    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text)
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
 RETURNS SETOF record
 LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
 COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
-'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate and message of why it was refused; stored is false with no sqlstate for a frame already stored.';
+'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate, message and detail of why it was refused; stored is false with no sqlstate for a frame already stored.';
 
 -- Catalog: new sensors and fans get the next free slot of their agent.
 -- Called by ingest only when its cache does not know an id (or a sensor's
@@ -39,9 +58,12 @@ BEGIN
             INSERT INTO pankha.sensors AS s (agent_id, sensor_id, slot, kind, max_temp, crit_temp)
             VALUES (p_agent_id, p_ids[i], next_sensor, p_types[i], p_max_temps[i], p_crit_temps[i])
             ON CONFLICT (agent_id, sensor_id) DO UPDATE
-                SET kind = EXCLUDED.kind, max_temp = EXCLUDED.max_temp, crit_temp = EXCLUDED.crit_temp
-                WHERE (s.kind, s.max_temp, s.crit_temp)
-                      IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.max_temp, EXCLUDED.crit_temp)
+                SET kind = coalesce(EXCLUDED.kind, s.kind),
+                    max_temp = coalesce(EXCLUDED.max_temp, s.max_temp),
+                    crit_temp = coalesce(EXCLUDED.crit_temp, s.crit_temp)
+                WHERE (s.kind, s.max_temp, s.crit_temp) IS DISTINCT FROM
+                      (coalesce(EXCLUDED.kind, s.kind), coalesce(EXCLUDED.max_temp, s.max_temp),
+                       coalesce(EXCLUDED.crit_temp, s.crit_temp))
             RETURNING 's'::"char", s.sensor_id, s.slot INTO kind, id, slot;
             IF NOT FOUND THEN
                 SELECT 's'::"char", s.sensor_id, s.slot INTO kind, id, slot
@@ -78,6 +100,45 @@ END
 $$;
 COMMENT ON FUNCTION pankha._catalog_add(text, "char"[], text[], text[], real[], real[]) IS
 'Internal: record sensors (kind s) and fans (kind f) of an agent and return their payload slots.';
+
+-- Fan status words, stored in payloads as one-byte codes.  The protocol
+-- does not close the list, so new words are added as agents send them.
+CREATE TABLE pankha.fan_statuses (
+    code   smallint PRIMARY KEY CHECK (code BETWEEN 0 AND 254),
+    status text NOT NULL UNIQUE CHECK (pankha.valid_id(status) AND octet_length(status) <= 32)
+);
+INSERT INTO pankha.fan_statuses (code, status)
+SELECT ord - 1, word
+FROM unnest(ARRAY['ok', 'warning', 'critical', 'error', 'failed', 'stalled', 'stopped',
+                  'unknown', 'auto', 'manual', 'failsafe', 'emergency']) WITH ORDINALITY AS w(word, ord);
+SELECT pg_catalog.pg_extension_config_dump('pankha.fan_statuses', 'WHERE code > 11');
+COMMENT ON TABLE pankha.fan_statuses IS
+'The fan status words agents have sent, with the one-byte code payloads store them as. Codes never change meaning.';
+
+CREATE FUNCTION pankha._fan_status_code(p_status text) RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    result smallint;
+BEGIN
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pankha fan statuses'));
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    SELECT coalesce(max(code) + 1, 0) INTO result FROM pankha.fan_statuses;
+    IF result > 254 THEN
+        RETURN NULL;            -- full: the caller refuses the frame
+    END IF;
+    INSERT INTO pankha.fan_statuses (code, status) VALUES (result, p_status);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION pankha._fan_status_code(text) IS
+'Internal: the code of a fan status word, added to pankha.fan_statuses when new; null when all 255 codes are taken.';
 
 -- Deleting catalog rows (or agents) makes every backend drop its ingest cache.
 CREATE FUNCTION pankha._catalog_changed() RETURNS trigger
@@ -194,6 +255,11 @@ LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_h
 COMMENT ON FUNCTION pankha.decode_health(bytea) IS
 'The system-health values of a payload; null where the frame did not carry one.';
 
+CREATE FUNCTION pankha.decode_seq(payload bytea) RETURNS bigint
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_decode_seq';
+COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
+'The seq the agent gave the frame, or null when it gave none.';
+
 -- Views for people writing SQL.
 CREATE VIEW pankha.sensor_readings AS
 SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
@@ -219,7 +285,7 @@ COMMENT ON VIEW pankha.health_readings IS
 'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
 
 CREATE VIEW pankha.latest AS
-SELECT a.agent_id, a.name, r.ts, r.received_at, r.seq,
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
        (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
         FROM pankha.decode_temperatures(r.payload) d
         JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,
@@ -235,3 +301,15 @@ CROSS JOIN LATERAL (SELECT * FROM pankha.readings r
 CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
 COMMENT ON VIEW pankha.latest IS
 'Each agent''s newest frame: temperatures and fans as JSON objects keyed by id, and the system-health values.';
+
+-- An agent's frames go with it: a re-registered agent id starts a new
+-- catalog, and old payloads must not be read through it.
+CREATE FUNCTION pankha._forget_agent_readings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER forget_readings AFTER DELETE ON pankha.agents
+    FOR EACH ROW EXECUTE FUNCTION pankha._forget_agent_readings();

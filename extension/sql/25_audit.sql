@@ -4,7 +4,9 @@
 -- the change.  The dashboard user, when a bridge acts for one, comes from
 -- the parameter ui_user of the function called, or from the
 -- transaction-local setting pankha_audit.ui_user, which the bridge may set
--- with set_config('pankha_audit.ui_user', 'alice', true).
+-- with set_config('pankha_audit.ui_user', 'alice', true); likewise the
+-- client address from a client_addr parameter or pankha_audit.client_addr,
+-- else the address of the database connection.
 \echo Use "CREATE EXTENSION pankha" to load this file. \quit
 
 CREATE TABLE pankha.audit_log (
@@ -43,7 +45,8 @@ AS $$
 INSERT INTO pankha.audit_log (event, agent_id, application_name, ui_user, client_addr, details)
 VALUES (event, agent_id, nullif(current_setting('application_name'), ''),
         coalesce(ui_user, nullif(current_setting('pankha_audit.ui_user', true), '')),
-        coalesce(client_addr, host(inet_client_addr())),
+        coalesce(client_addr, nullif(current_setting('pankha_audit.client_addr', true), ''),
+                 host(inet_client_addr())),
         coalesce(jsonb_strip_nulls(details), '{}'))
 $$;
 REVOKE ALL ON FUNCTION pankha.audit(text, text, jsonb, text, text) FROM PUBLIC;
@@ -71,26 +74,38 @@ COMMENT ON FUNCTION pankha.set_ui_user(text) IS
 
 -- Row trigger for configuration tables: one audit row per change, with the
 -- row before and after, so direct table writes are audited too.
+--
+-- A restore from pg_dump loads these tables (they are configuration tables)
+-- while the extension's triggers exist; auditing that would take audit_id
+-- values the restored log itself needs.  A restore session is recognised by
+-- what pg_dump's output always sets: an empty search_path (shown as '' or
+-- "") with check_function_bodies off.  That is why this function has no SET
+-- search_path of its own (it must see the session's) and qualifies every
+-- name instead; it is not SECURITY DEFINER, so only roles that may both
+-- write the table and call pankha.audit() can change these tables at all.
 CREATE FUNCTION pankha.audit_change() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+LANGUAGE plpgsql
 AS $$
 DECLARE
-    before jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
-    after jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    before jsonb := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN pg_catalog.to_jsonb(OLD) END;
+    after jsonb := CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pg_catalog.to_jsonb(NEW) END;
 BEGIN
-    IF TG_OP = 'UPDATE' AND before = after THEN
+    IF pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.=) ANY (ARRAY['', '""'])
+       AND pg_catalog.current_setting('check_function_bodies') OPERATOR(pg_catalog.=) 'off' THEN
         RETURN NULL;
     END IF;
-    PERFORM pankha.audit(TG_ARGV[0] || '.' || lower(TG_OP),
-                         coalesce(after, before) ->> 'agent_id',
-                         jsonb_build_object('old', before, 'new', after));
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND before OPERATOR(pg_catalog.=) after THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pankha.audit(TG_ARGV[0] OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.lower(TG_OP),
+                         coalesce(after, before) OPERATOR(pg_catalog.->>) 'agent_id',
+                         pg_catalog.jsonb_build_object('old', before, 'new', after));
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION pankha.audit_change() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.audit_change() IS
-'Trigger: audits an insert, update or delete on a configuration table as <argument>.<operation>.';
+'Trigger: audits an insert, update or delete on a configuration table as <argument>.<operation> (except while pg_dump output is being restored).';
 
 CREATE FUNCTION pankha.audit_retention() RETURNS interval
 LANGUAGE sql STABLE

@@ -19,6 +19,7 @@
 PG_FUNCTION_INFO_V1(pankha_decode_temperatures);
 PG_FUNCTION_INFO_V1(pankha_decode_fans);
 PG_FUNCTION_INFO_V1(pankha_decode_health);
+PG_FUNCTION_INFO_V1(pankha_decode_seq);
 
 /* Decode a payload argument or raise a data-corruption error. */
 static void
@@ -84,8 +85,12 @@ pankha_decode_fans(PG_FUNCTION_ARGS)
 		nulls[2] = !has_speed;
 		values[3] = Float4GetDatum((float4) target);
 		nulls[3] = !has_target;
-		nulls[4] = status < 0;
-		values[4] = status < 0 ? (Datum) 0 : CStringGetTextDatum(pk_fan_statuses[status]);
+		{
+			const char *word = status < 0 ? NULL : pankha_fan_status_name(status);
+
+			nulls[4] = word == NULL;
+			values[4] = word ? CStringGetTextDatum(word) : (Datum) 0;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -119,4 +124,16 @@ pankha_decode_health(PG_FUNCTION_ARGS)
 			values[f] = Float4GetDatum((float4) v);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* pankha.decode_seq(payload) → the frame's seq, or null when it had none. */
+Datum
+pankha_decode_seq(PG_FUNCTION_ARGS)
+{
+	PkDecoded	d;
+
+	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
+	if (!d.has_seq)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(d.seq);
 }

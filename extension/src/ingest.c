@@ -31,6 +31,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -70,7 +72,17 @@ typedef struct AgentEntry
 {
 	char		agent_id[PK_MAX_ID_BYTES + 1];
 	bool		registered;
+	/* the previous frame's sensors then fans, in order: agents repeat them */
+	int			nlast_sensors;
+	int			nlast_fans;
+	CatalogEntry **last;		/* PK_MAX_SENSORS + PK_MAX_FANS entries, or NULL */
 } AgentEntry;
+
+typedef struct StatusEntry
+{
+	char		word[PK_MAX_STATUS_BYTES + 1];
+	int			code;
+} StatusEntry;
 
 /* One frame of a batch on its way to the table. */
 typedef struct PendingFrame
@@ -78,8 +90,6 @@ typedef struct PendingFrame
 	const char *agent_id;
 	TimestampTz ts;
 	TimestampTz agent_ts;		/* 0 unless the clock was in the future */
-	bool		has_seq;
-	int64		seq;
 	bytea	   *payload;
 	bool		stored;
 	bool		rejected;
@@ -90,22 +100,22 @@ static MemoryContext cache_context = NULL;
 static HTAB *catalog_cache = NULL;
 static HTAB *agent_cache = NULL;
 static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition */
+static HTAB *status_cache = NULL;	/* fan status word -> code */
+static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
 static bool cache_touched_in_xact = false;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
 
+static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
 static void ensure_caches(void);
 static void ingest_xact_callback(XactEvent event, void *arg);
 static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
-static bool parse_frame(Jsonb *jb, const char *agent_id, PkFrame *frame, PkError *err);
-static bool agent_registered(const char *agent_id);
-static void assign_slots(const char *agent_id, PkFrame *frame);
+static AgentEntry *agent_registered(const char *agent_id);
+static void assign_slots(AgentEntry *agent, PkFrame *frame);
 static void ensure_partition(TimestampTz ts);
-static void prepare_frame(PendingFrame *pf, const char *agent_id, Jsonb *jb,
-						  TimestampTz now);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
 static void raise_error(const PkError *err, const char *prefix);
 
@@ -123,6 +133,8 @@ reset_caches(void)
 	catalog_cache = NULL;
 	agent_cache = NULL;
 	partition_cache = NULL;
+	status_cache = NULL;
+	memset(status_names, 0, sizeof(status_names));
 }
 
 /* Make sure the caches exist and are not stale. */
@@ -142,7 +154,7 @@ ensure_caches(void)
 		callbacks_registered = true;
 	}
 
-	generation = pg_atomic_read_u64(&pankha_shared->catalog_generation);
+	generation = pankha_shared ? pg_atomic_read_u64(&pankha_shared->catalog_generation) : 0;
 	if (generation != cache_generation)
 	{
 		reset_caches();
@@ -165,6 +177,10 @@ ensure_caches(void)
 	ctl.entrysize = sizeof(int64);
 	partition_cache = hash_create("pankha partition cache", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = PK_MAX_STATUS_BYTES + 1;
+	ctl.entrysize = sizeof(StatusEntry);
+	status_cache = hash_create("pankha fan status cache", 32, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
 /* Facts learnt in an aborted transaction may be false: forget them. */
@@ -192,302 +208,166 @@ ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /* --------------------------------------------------------------------------
- * Reading a frame out of jsonb
+ * Parsing: PostgreSQL's JSON parser feeds the plain-C tree of validate.c
  * --------------------------------------------------------------------------
  */
 
-/* Name of a jsonb value's type, for error details. */
-static const char *
-json_type_name(const JsonbValue *v)
+/* Node storage for PkJson, from the current memory context. */
+static void *
+grow_nodes(void *ptr, size_t size)
 {
-	switch (v->type)
+	return ptr ? repalloc(ptr, size) : palloc(size);
+}
+
+static void
+on_object_start(void *state)
+{
+	pk_json_begin((PkJson *) state, PK_JSON_OBJECT);
+}
+
+static void
+on_array_start(void *state)
+{
+	pk_json_begin((PkJson *) state, PK_JSON_ARRAY);
+}
+
+static void
+on_end(void *state)
+{
+	pk_json_end((PkJson *) state);
+}
+
+static void
+on_field(void *state, char *fname, bool isnull)
+{
+	pk_json_key((PkJson *) state, fname, strlen(fname));
+}
+
+static void
+on_scalar(void *state, char *token, JsonTokenType type)
+{
+	PkJson	   *json = (PkJson *) state;
+
+	switch (type)
 	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		case JSON_TOKEN_STRING:
+			pk_json_scalar(json, PK_JSON_STRING, token, strlen(token), 0);
+			break;
+		case JSON_TOKEN_NUMBER:
+			/* the lexer checked the syntax; huge values become inf */
+			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, strtod(token, NULL));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			pk_json_scalar(json, PK_JSON_BOOL, NULL, 0, type == JSON_TOKEN_TRUE);
+			break;
 		default:
-			return "an array";
+			pk_json_scalar(json, PK_JSON_NULL, NULL, 0, 0);
+			break;
 	}
-}
-
-/* Look up key in an object container; JSON null counts as absent. */
-static bool
-get_key(JsonbContainer *obj, const char *key, JsonbValue *out)
-{
-	if (getKeyJsonValueFromContainer(obj, key, strlen(key), out) == NULL)
-		return false;
-	return out->type != jbvNull;
-}
-
-/* Read a number field; missing is an error only when required. */
-static bool
-read_number(PkError *err, JsonbContainer *obj, const char *key,
-			const char *path, bool required, bool *present, double *out)
-{
-	JsonbValue	v;
-
-	*present = false;
-	if (!get_key(obj, key, &v))
-	{
-		if (required)
-			return pk_fail(err, "22023", path, "missing",
-						   "This field is required and must be a number.");
-		return true;
-	}
-	if (v.type != jbvNumeric)
-		return pk_fail(err, "22023", path, "not a number",
-					   "Expected a JSON number, got %s.", json_type_name(&v));
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											  NumericGetDatum(v.val.numeric)));
-	*present = true;
-	return true;
-}
-
-/* Read a string field; the returned pointer points into the jsonb. */
-static bool
-read_string(PkError *err, JsonbContainer *obj, const char *key,
-			const char *path, bool required, const char **str, int *len)
-{
-	JsonbValue	v;
-
-	*str = NULL;
-	*len = 0;
-	if (!get_key(obj, key, &v))
-	{
-		if (required)
-			return pk_fail(err, "22023", path, "missing",
-						   "This field is required and must be a string.");
-		return true;
-	}
-	if (v.type != jbvString)
-		return pk_fail(err, "22023", path, "not a string",
-					   "Expected a JSON string, got %s.", json_type_name(&v));
-	*str = v.val.string.val;
-	*len = v.val.string.len;
-	return true;
-}
-
-/* Read an optional array field into its container. */
-static bool
-read_array(PkError *err, JsonbContainer *obj, const char *key,
-		   JsonbContainer **array)
-{
-	JsonbValue	v;
-
-	*array = NULL;
-	if (!get_key(obj, key, &v))
-		return true;
-	if (v.type != jbvBinary || !JsonContainerIsArray(v.val.binary.data))
-		return pk_fail(err, "22023", key, "not an array",
-					   "Expected a JSON array, got %s.", json_type_name(&v));
-	*array = v.val.binary.data;
-	return true;
-}
-
-/* Element i of an array, which must be an object. */
-static bool
-array_object(PkError *err, JsonbContainer *array, int i, const char *path,
-			 JsonbContainer **obj)
-{
-	JsonbValue *v = getIthJsonbValueFromContainer(array, i);
-
-	if (v == NULL || v->type != jbvBinary || JsonContainerIsArray(v->val.binary.data))
-		return pk_fail(err, "22023", path, "not an object",
-					   "Each entry must be a JSON object, got %s.",
-					   v ? json_type_name(v) : "nothing");
-	*obj = v->val.binary.data;
-	return true;
-}
-
-/* Walk one sensor object into frame->sensors[i]. */
-static bool
-parse_sensor(PkError *err, JsonbContainer *obj, int i, PkSensor *s)
-{
-	char		path[64];
-	bool		present;
-
-	snprintf(path, sizeof(path), "sensors[%d].id", i);
-	if (!read_string(err, obj, "id", path, true, &s->id, &s->id_len) ||
-		!pk_check_id(err, path, s->id, s->id_len))
-		return false;
-	snprintf(path, sizeof(path), "sensors[%d].temperature", i);
-	if (!read_number(err, obj, "temperature", path, true, &present, &s->temperature))
-		return false;
-	snprintf(path, sizeof(path), "sensors[%d].max_temp", i);
-	if (!read_number(err, obj, "max_temp", path, false, &s->has_max, &s->max_temp))
-		return false;
-	snprintf(path, sizeof(path), "sensors[%d].crit_temp", i);
-	if (!read_number(err, obj, "crit_temp", path, false, &s->has_crit, &s->crit_temp))
-		return false;
-	snprintf(path, sizeof(path), "sensors[%d].type", i);
-	if (!read_string(err, obj, "type", path, false, &s->kind, &s->kind_len))
-		return false;
-	if (s->kind && s->kind_len > PK_MAX_KIND_BYTES)
-		return pk_fail(err, "22001", path, "longer than 32 bytes",
-					   "A sensor type must be at most %d bytes; this one has %d.",
-					   PK_MAX_KIND_BYTES, s->kind_len);
-	if (s->kind && !pk_check_id(err, path, s->kind, s->kind_len))
-		return false;
-	s->slot = -1;
-	return pk_check_sensor(err, s, i);
-}
-
-/* Walk one fan object into frame->fans[i]. */
-static bool
-parse_fan(PkError *err, JsonbContainer *obj, int i, PkFan *f)
-{
-	char		path[64];
-	bool		present;
-	const char *status;
-	int			status_len;
-
-	snprintf(path, sizeof(path), "fans[%d].id", i);
-	if (!read_string(err, obj, "id", path, true, &f->id, &f->id_len) ||
-		!pk_check_id(err, path, f->id, f->id_len))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].rpm", i);
-	if (!read_number(err, obj, "rpm", path, true, &present, &f->rpm))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].speed", i);
-	if (!read_number(err, obj, "speed", path, false, &f->has_speed, &f->speed))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].targetSpeed", i);
-	if (!read_number(err, obj, "targetSpeed", path, false, &f->has_target, &f->target))
-		return false;
-	snprintf(path, sizeof(path), "fans[%d].status", i);
-	if (!read_string(err, obj, "status", path, false, &status, &status_len))
-		return false;
-	f->status = -1;
-	if (status && !pk_set_fan_status(err, f, path, status, status_len))
-		return false;
-	f->slot = -1;
-	return pk_check_fan(err, f, i);
 }
 
 /*
- * Turn a jsonb frame (the data object, or the whole {"type":"data"}
- * message) into a validated PkFrame.
+ * How deeply brackets nest, outside strings.  The parser recurses per
+ * level and would raise a stack-depth error, which must not take a whole
+ * batch down, so too deep a document is refused before parsing.
  */
 static bool
-parse_frame(Jsonb *jb, const char *agent_id, PkFrame *frame, PkError *err)
+nesting_ok(const char *json_text, int len)
 {
-	JsonbContainer *data = &jb->root;
-	JsonbContainer *array;
-	JsonbValue	v;
-	double		number;
-	bool		present;
-	const char *str;
-	int			len;
+	int			depth = 0;
+	int			opening = 0;
+	bool		in_string = false;
 
-	pk_frame_init(frame);
-	if (!pk_check_frame_size(err, VARSIZE(jb)))
-		return false;
-	if (JB_ROOT_IS_SCALAR(jb) || JB_ROOT_IS_ARRAY(jb))
-		return pk_fail(err, "22023", "frame", "not a JSON object",
-					   "A frame is the data object of a data message, or the whole message.");
+	/* cheap common case: too few brackets to nest too deeply at all */
+	for (int i = 0; i < len; i++)
+		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	if (opening <= PK_JSON_MAX_DEPTH)
+		return true;
 
-	/* The whole message: {"type":"data","data":{...}} */
-	if (get_key(data, "type", &v))
+	for (int i = 0; i < len; i++)
 	{
-		if (v.type != jbvString || v.val.string.len != 4 ||
-			memcmp(v.val.string.val, "data", 4) != 0)
-			return pk_fail(err, "22023", "type", "not \"data\"",
-						   "Only messages of type \"data\" carry readings.");
-		if (!get_key(data, "data", &v))
-			return pk_fail(err, "22023", "data", "missing",
-						   "A data message carries its readings in a \"data\" object.");
-		if (v.type != jbvBinary || JsonContainerIsArray(v.val.binary.data))
-			return pk_fail(err, "22023", "data", "not an object",
-						   "Expected a JSON object, got %s.", json_type_name(&v));
-		data = v.val.binary.data;
-	}
+		char		c = json_text[i];
 
-	if (!read_string(err, data, "agentId", "agentId", false, &str, &len))
-		return false;
-	if (str && ((int) strlen(agent_id) != len || memcmp(str, agent_id, len) != 0))
-		return pk_fail(err, "22023", "agentId", "does not match the agent",
-					   "The frame names agent \"%.*s\" but was sent for agent \"%s\".",
-					   Min(len, PK_MAX_ID_BYTES), str, agent_id);
-
-	if (!read_number(err, data, "timestamp", "timestamp", true, &present, &number) ||
-		!pk_set_timestamp(err, frame, number))
-		return false;
-	if (!read_number(err, data, "seq", "seq", false, &present, &number))
-		return false;
-	if (present && !pk_set_seq(err, frame, number))
-		return false;
-
-	if (!read_array(err, data, "sensors", &array))
-		return false;
-	if (array)
-	{
-		int			n = JsonContainerSize(array);
-
-		if (!pk_check_count(err, "sensors", n, PK_MAX_SENSORS))
-			return false;
-		for (int i = 0; i < n; i++)
+		if (in_string)
 		{
-			JsonbContainer *obj;
-			char		path[32];
-
-			snprintf(path, sizeof(path), "sensors[%d]", i);
-			if (!array_object(err, array, i, path, &obj) ||
-				!parse_sensor(err, obj, i, &frame->sensors[i]))
-				return false;
-			frame->nsensors++;
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
 		}
-	}
-
-	if (!read_array(err, data, "fans", &array))
-		return false;
-	if (array)
-	{
-		int			n = JsonContainerSize(array);
-
-		if (!pk_check_count(err, "fans", n, PK_MAX_FANS))
-			return false;
-		for (int i = 0; i < n; i++)
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
 		{
-			JsonbContainer *obj;
-			char		path[32];
-
-			snprintf(path, sizeof(path), "fans[%d]", i);
-			if (!array_object(err, array, i, path, &obj) ||
-				!parse_fan(err, obj, i, &frame->fans[i]))
-				return false;
-			frame->nfans++;
-		}
-	}
-
-	if (get_key(data, "systemHealth", &v))
-	{
-		JsonbContainer *health;
-
-		if (v.type != jbvBinary || JsonContainerIsArray(v.val.binary.data))
-			return pk_fail(err, "22023", "systemHealth", "not an object",
-						   "Expected a JSON object, got %s.", json_type_name(&v));
-		health = v.val.binary.data;
-		for (int f = 0; f < PK_H_NFIELDS; f++)
-		{
-			char		path[64];
-
-			snprintf(path, sizeof(path), "systemHealth.%s", pk_health_names[f]);
-			if (!read_number(err, health, pk_health_names[f], path, false,
-							 &present, &number))
-				return false;
-			if (present && !pk_set_health(err, frame, (PkHealthField) f, number))
+			if (++depth > PK_JSON_MAX_DEPTH)
 				return false;
 		}
+		else if (c == '}' || c == ']')
+			depth--;
 	}
+	return true;
+}
 
-	return pk_check_duplicates(err, frame);
+/* Parse JSON text into json; false with err when it is not JSON. */
+static bool
+parse_text(char *json_text, int len, PkJson *json, PkError *err)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	JsonParseErrorType result;
+
+	pk_json_init(json, grow_nodes);
+	if (!pk_check_frame_size(err, len))
+		return false;
+	if (!nesting_ok(json_text, len))
+		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
+					   "A frame may nest objects and arrays at most %d levels deep.",
+					   PK_JSON_MAX_DEPTH);
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = json;
+	sem.object_start = on_object_start;
+	sem.object_end = on_end;
+	sem.array_start = on_array_start;
+	sem.array_end = on_end;
+	sem.object_field_start = on_field;
+	sem.scalar = on_scalar;
+
+	lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
+	result = pg_parse_json(lex, &sem);
+	if (result != JSON_SUCCESS)
+		return pk_fail(err, "22P02", PK_PATH("frame"), "not valid JSON",
+					   "%s", json_errdetail(result, lex));
+	if (json->failed || json->count == 0)
+		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
+					   "A frame may nest objects and arrays at most %d levels deep.",
+					   PK_JSON_MAX_DEPTH);
+	return true;
+}
+
+/* The JSON text of a text or jsonb datum. */
+static char *
+datum_json_text(Datum value, Oid type, int *len)
+{
+	char	   *json_text;
+
+	if (type == JSONBOID)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(value);
+
+		json_text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(value);
+
+		/* the lexer is bounded by the length: no copy, no terminator needed */
+		*len = VARSIZE_ANY_EXHDR(t);
+		return VARDATA_ANY(t);
+	}
+	*len = strlen(json_text);
+	return json_text;
 }
 
 /* --------------------------------------------------------------------------
@@ -495,8 +375,8 @@ parse_frame(Jsonb *jb, const char *agent_id, PkFrame *frame, PkError *err)
  * --------------------------------------------------------------------------
  */
 
-/* Is agent_id registered?  Cached once known. */
-static bool
+/* The cache entry of a registered agent, or NULL when it is not registered. */
+static AgentEntry *
 agent_registered(const char *agent_id)
 {
 	AgentEntry *entry;
@@ -507,7 +387,7 @@ agent_registered(const char *agent_id)
 
 	entry = hash_search(agent_cache, agent_id, HASH_FIND, NULL);
 	if (entry)
-		return entry->registered;
+		return entry;
 
 	args[0] = CStringGetTextDatum(agent_id);
 	ret = SPI_execute_with_args(
@@ -522,7 +402,7 @@ agent_registered(const char *agent_id)
 		elog(ERROR, "could not read the pankha catalog: %s", SPI_result_code_string(ret));
 
 	if (SPI_processed == 0)
-		return false;			/* not cached: it may be registered any moment */
+		return NULL;			/* not cached: it may be registered any moment */
 
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -562,34 +442,80 @@ agent_registered(const char *agent_id)
 
 	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
 	entry->registered = true;
+	entry->nlast_sensors = entry->nlast_fans = 0;
+	entry->last = NULL;
 	cache_touched_in_xact = true;
+	return entry;
+}
+
+/* Does the cached entry name this id? */
+static inline bool
+entry_is(const CatalogEntry *ce, char kind, const char *id, int len)
+{
+	return ce->key.kind == kind && memcmp(ce->key.id, id, len) == 0 && ce->key.id[len] == '\0';
+}
+
+/*
+ * The fast path: when a frame carries the same sensors and fans in the same
+ * order as the agent's previous one, with no new metadata, take their
+ * slots from it without any hash lookup.
+ */
+static bool
+same_as_last(AgentEntry *agent, PkFrame *frame)
+{
+	if (agent->last == NULL || agent->nlast_sensors != frame->nsensors ||
+		agent->nlast_fans != frame->nfans)
+		return false;
+	for (int i = 0; i < frame->nsensors; i++)
+	{
+		CatalogEntry *ce = agent->last[i];
+		PkSensor   *s = &frame->sensors[i];
+
+		if (!entry_is(ce, 's', s->id, s->id_len) || sensor_changed(ce, s))
+			return false;
+	}
+	for (int i = 0; i < frame->nfans; i++)
+		if (!entry_is(agent->last[frame->nsensors + i], 'f', frame->fans[i].id,
+					  frame->fans[i].id_len))
+			return false;
+	for (int i = 0; i < frame->nsensors; i++)
+		frame->sensors[i].slot = agent->last[i]->slot;
+	for (int i = 0; i < frame->nfans; i++)
+		frame->fans[i].slot = agent->last[frame->nsensors + i]->slot;
 	return true;
 }
 
-/* Copy a sensor's metadata into a cache entry. */
+/* Copy the metadata a frame carries into a cache entry; absent fields stay. */
 static void
 remember_sensor(CatalogEntry *ce, const PkSensor *s)
 {
-	snprintf(ce->sensor_kind, sizeof(ce->sensor_kind), "%.*s",
-			 s->kind ? s->kind_len : 0, s->kind ? s->kind : "");
-	ce->has_max = s->has_max;
-	ce->max_temp = (float4) s->max_temp;
-	ce->has_crit = s->has_crit;
-	ce->crit_temp = (float4) s->crit_temp;
+	if (s->kind)
+		snprintf(ce->sensor_kind, sizeof(ce->sensor_kind), "%.*s", s->kind_len, s->kind);
+	if (s->has_max)
+	{
+		ce->has_max = true;
+		ce->max_temp = (float4) s->max_temp;
+	}
+	if (s->has_crit)
+	{
+		ce->has_crit = true;
+		ce->crit_temp = (float4) s->crit_temp;
+	}
 }
 
-/* Does the cached metadata differ from what the frame says? */
+/*
+ * Does the frame carry sensor metadata the catalog does not have?  A frame
+ * that leaves out type or limits keeps what was recorded before.
+ */
 static bool
 sensor_changed(const CatalogEntry *ce, const PkSensor *s)
 {
-	int			kind_len = s->kind ? s->kind_len : 0;
-
-	if ((int) strlen(ce->sensor_kind) != kind_len ||
-		(kind_len > 0 && memcmp(ce->sensor_kind, s->kind, kind_len) != 0))
+	if (s->kind && ((int) strlen(ce->sensor_kind) != s->kind_len ||
+					memcmp(ce->sensor_kind, s->kind, s->kind_len) != 0))
 		return true;
-	if (ce->has_max != s->has_max || (s->has_max && ce->max_temp != (float4) s->max_temp))
+	if (s->has_max && (!ce->has_max || ce->max_temp != (float4) s->max_temp))
 		return true;
-	if (ce->has_crit != s->has_crit || (s->has_crit && ce->crit_temp != (float4) s->crit_temp))
+	if (s->has_crit && (!ce->has_crit || ce->crit_temp != (float4) s->crit_temp))
 		return true;
 	return false;
 }
@@ -599,8 +525,9 @@ sensor_changed(const CatalogEntry *ce, const PkSensor *s)
  * changed sensor limits) in the catalog through pankha._catalog_add().
  */
 static void
-assign_slots(const char *agent_id, PkFrame *frame)
+assign_slots(AgentEntry *agent, PkFrame *frame)
 {
+	const char *agent_id = agent->agent_id;
 	Datum	   *kinds = NULL;
 	Datum	   *ids = NULL;
 	Datum	   *types = NULL;
@@ -612,6 +539,9 @@ assign_slots(const char *agent_id, PkFrame *frame)
 	int			nmissing = 0;
 	int			total = frame->nsensors + frame->nfans;
 	CatalogKey	key;
+
+	if (same_as_last(agent, frame))
+		return;
 
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
@@ -689,16 +619,20 @@ assign_slots(const char *agent_id, PkFrame *frame)
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
+			bool		found;
 			CatalogEntry *ce;
 
 			key.kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
 			memset(key.id, 0, sizeof(key.id));
 			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
 								   key.id, sizeof(key.id));
-			ce = hash_search(catalog_cache, &key, HASH_ENTER, NULL);
+			ce = hash_search(catalog_cache, &key, HASH_ENTER, &found);
+			if (!found)
+			{
+				ce->sensor_kind[0] = '\0';
+				ce->has_max = ce->has_crit = false;
+			}
 			ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-			ce->sensor_kind[0] = '\0';
-			ce->has_max = ce->has_crit = false;
 		}
 
 		/* second pass: every id is now cached */
@@ -724,6 +658,109 @@ assign_slots(const char *agent_id, PkFrame *frame)
 				f->slot = ce->slot;
 		}
 	}
+
+	/* remember this frame's order for the next one */
+	if (agent->last == NULL)
+		agent->last = MemoryContextAlloc(cache_context,
+										 sizeof(CatalogEntry *) * (PK_MAX_SENSORS + PK_MAX_FANS));
+	for (int i = 0; i < total; i++)
+	{
+		bool		is_sensor = i < frame->nsensors;
+
+		key.kind = is_sensor ? 's' : 'f';
+		memset(key.id, 0, sizeof(key.id));
+		memcpy(key.id, is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id,
+			   is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len);
+		agent->last[i] = hash_search(catalog_cache, &key, HASH_FIND, NULL);
+		if (agent->last[i] == NULL)
+			elog(ERROR, "pankha catalog cache lost \"%s\"", key.id);
+	}
+	agent->nlast_sensors = frame->nsensors;
+	agent->nlast_fans = frame->nfans;
+}
+
+/*
+ * Give each fan status word its code in pankha.fan_statuses, adding words
+ * never seen before through pankha._fan_status_code().
+ */
+static bool
+assign_status_codes(PkFrame *frame, PkError *err)
+{
+	for (int i = 0; i < frame->nfans; i++)
+	{
+		PkFan	   *f = &frame->fans[i];
+		char		word[PK_MAX_STATUS_BYTES + 1];
+		StatusEntry *entry;
+		bool		found;
+
+		if (f->status_word == NULL)
+			continue;
+		memcpy(word, f->status_word, f->status_len);
+		word[f->status_len] = '\0';
+		entry = hash_search(status_cache, word, HASH_ENTER, &found);
+		if (!found)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+			Datum		args[1];
+			bool		isnull;
+			int			ret;
+
+			/* drop the half-made entry if the lookup below fails */
+			cache_touched_in_xact = true;
+			args[0] = CStringGetTextDatum(word);
+			ret = SPI_execute_with_args("SELECT pankha._fan_status_code($1)",
+										1, argtypes, args, NULL, false, 1);
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not look up fan status \"%s\"", word);
+			entry->code = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+			if (isnull)
+			{
+				hash_search(status_cache, word, HASH_REMOVE, NULL);
+				return pk_fail(err, "54000", PK_PATH_AT("fans", i, "status"),
+							   "too many distinct fan statuses",
+							   "At most %d distinct fan status words are kept; \"%s\" would be one more.",
+							   PK_MAX_STATUS_CODE + 1, word);
+			}
+		}
+		f->status = entry->code;
+	}
+	return true;
+}
+
+/*
+ * The word of a fan status code, for decoding; NULL for an unknown code.
+ * The dictionary only grows, so names are cached once read.
+ */
+const char *
+pankha_fan_status_name(int code)
+{
+	if (code < 0 || code > PK_MAX_STATUS_CODE)
+		return NULL;
+	ensure_caches();
+	if (status_names[code] == NULL)
+	{
+		int			ret;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute("SELECT code, status FROM pankha.fan_statuses", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read pankha.fan_statuses: %s", SPI_result_code_string(ret));
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			int			c = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[r],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *word = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+
+			if (c >= 0 && c <= PK_MAX_STATUS_CODE && status_names[c] == NULL)
+				status_names[c] = MemoryContextStrdup(cache_context, word);
+		}
+		SPI_finish();
+		cache_touched_in_xact = true;
+	}
+	return status_names[code];
 }
 
 /* The UTC day number of a timestamp, the unit of partitioning. */
@@ -762,20 +799,23 @@ ensure_partition(TimestampTz ts)
  * --------------------------------------------------------------------------
  */
 
-/* Validate one frame and, when valid, encode it into pf->payload. */
+/*
+ * Validate the frame at node root of json and, when valid, encode it into
+ * pf->payload, allocated in payload_cxt.
+ */
 static void
-prepare_frame(PendingFrame *pf, const char *agent_id, Jsonb *jb, TimestampTz now)
+prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int root,
+			  TimestampTz now, MemoryContext payload_cxt)
 {
 	PkFrame    *frame = palloc(sizeof(PkFrame));
+	AgentEntry *agent;
 	bool		in_future;
 	int64		now_ms = (now + UNIX_EPOCH_USECS) / 1000;
 	size_t		size;
 
-	memset(pf, 0, sizeof(*pf));
 	pf->agent_id = agent_id;
-
-	if (!pk_check_id(&pf->error, "agent_id", agent_id, strlen(agent_id)) ||
-		!parse_frame(jb, agent_id, frame, &pf->error) ||
+	if (!pk_check_id(&pf->error, PK_PATH("agent_id"), agent_id, strlen(agent_id)) ||
+		!pk_frame_from_json(json, root, agent_id, frame, &pf->error) ||
 		!pk_check_time(&pf->error, frame, now_ms,
 					   (int64) pankha_raw_retention * 60 * 1000, &in_future))
 	{
@@ -783,9 +823,10 @@ prepare_frame(PendingFrame *pf, const char *agent_id, Jsonb *jb, TimestampTz now
 		pfree(frame);
 		return;
 	}
-	if (!agent_registered(agent_id))
+	agent = agent_registered(agent_id);
+	if (agent == NULL)
 	{
-		pk_fail(&pf->error, "42704", "agent_id", "not registered",
+		pk_fail(&pf->error, "42704", PK_PATH("agent_id"), "not registered",
 				"Agent \"%s\" is not registered; register it with pankha.register_agent().",
 				agent_id);
 		pf->rejected = true;
@@ -793,7 +834,13 @@ prepare_frame(PendingFrame *pf, const char *agent_id, Jsonb *jb, TimestampTz now
 		return;
 	}
 
-	assign_slots(agent_id, frame);
+	if (!assign_status_codes(frame, &pf->error))
+	{
+		pf->rejected = true;
+		pfree(frame);
+		return;
+	}
+	assign_slots(agent, frame);
 
 	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
 	if (in_future)
@@ -801,15 +848,33 @@ prepare_frame(PendingFrame *pf, const char *agent_id, Jsonb *jb, TimestampTz now
 		pf->agent_ts = pf->ts;
 		pf->ts = now;
 	}
-	pf->has_seq = frame->has_seq;
-	pf->seq = frame->seq;
 
 	size = pk_payload_size(frame);
-	pf->payload = palloc(VARHDRSZ + size);
+	pf->payload = MemoryContextAlloc(payload_cxt, VARHDRSZ + size);
 	SET_VARSIZE(pf->payload, VARHDRSZ + size);
 	if (pk_encode_payload(frame, (unsigned char *) VARDATA(pf->payload), size) != size)
 		elog(ERROR, "could not encode a frame of agent \"%s\"", agent_id);
 	pfree(frame);
+}
+
+/* Parse and prepare one frame given as JSON text, in a scratch context. */
+static void
+prepare_text_frame(PendingFrame *pf, const char *agent_id, char *json_text, int len,
+				   TimestampTz now, MemoryContext scratch, MemoryContext payload_cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(scratch);
+	PkJson		json;
+
+	memset(pf, 0, sizeof(*pf));
+	if (!parse_text(json_text, len, &json, &pf->error))
+	{
+		pf->agent_id = agent_id;
+		pf->rejected = true;
+	}
+	else
+		prepare_frame(pf, agent_id, &json, 0, now, payload_cxt);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(scratch);
 }
 
 /* Compare two pending frames by (agent, ts), for duplicate detection. */
@@ -835,8 +900,6 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
 	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
 	Datum	   *tss = palloc(sizeof(Datum) * n);
-	Datum	   *seqs = palloc(sizeof(Datum) * n);
-	bool	   *seq_nulls = palloc(sizeof(bool) * n);
 	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
 	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
 	Datum	   *payloads = palloc(sizeof(Datum) * n);
@@ -844,7 +907,7 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	int			nrows = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Datum		args[6];
+	Datum		args[5];
 	int			ret;
 	bool		fallback_needed = false;
 
@@ -865,8 +928,6 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		ensure_partition(pf->ts);
 		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
 		tss[nrows] = TimestampTzGetDatum(pf->ts);
-		seqs[nrows] = Int64GetDatum(pf->seq);
-		seq_nulls[nrows] = !pf->has_seq;
 		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
 		agent_ts_nulls[nrows] = pf->agent_ts == 0;
 		payloads[nrows] = PointerGetDatum(pf->payload);
@@ -875,17 +936,17 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[6] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
-		INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
+		Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+		TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
 		SPIPlanPtr	plan;
 
 		plan = SPI_prepare(
 			"INSERT INTO pankha.readings AS r "
-			"(agent_id, ts, received_at, seq, agent_ts, payload) "
-			"SELECT u.agent_id, u.ts, $3, u.seq, u.agent_ts, u.payload "
-			"FROM unnest($1, $2, $4, $5, $6) AS u(agent_id, ts, seq, agent_ts, payload) "
+			"(agent_id, ts, received_at, agent_ts, payload) "
+			"SELECT u.agent_id, u.ts, $3, u.agent_ts, u.payload "
+			"FROM unnest($1, $2, $4, $5) AS u(agent_id, ts, agent_ts, payload) "
 			"ON CONFLICT DO NOTHING RETURNING r.agent_id, r.ts",
-			6, argtypes);
+			5, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the pankha insert: %s",
 				 SPI_result_code_string(SPI_result));
@@ -898,12 +959,10 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	args[1] = PointerGetDatum(construct_array(tss, nrows, TIMESTAMPTZOID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = TimestampTzGetDatum(now);
-	args[3] = PointerGetDatum(construct_md_array(seqs, seq_nulls, 1, dims, lbs, INT8OID, 8,
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_md_array(agent_tss, agent_ts_nulls, 1, dims, lbs,
+	args[3] = PointerGetDatum(construct_md_array(agent_tss, agent_ts_nulls, 1, dims, lbs,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
-	args[5] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
 
 	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
@@ -980,8 +1039,16 @@ ingest_begin(void)
  * --------------------------------------------------------------------------
  */
 
+/* A scratch context for one frame's parse tree, reset after each frame. */
+static MemoryContext
+frame_scratch(void)
+{
+	return AllocSetContextCreate(CurrentMemoryContext, "pankha frame",
+								 ALLOCSET_DEFAULT_SIZES);
+}
+
 /*
- * pankha.ingest(agent_id text, frame jsonb) RETURNS boolean
+ * pankha.ingest(agent_id text, frame jsonb|text) RETURNS boolean
  *
  * Stores one frame; true when it was new, false when it was already stored.
  * Bad input raises an error naming the field.
@@ -990,12 +1057,16 @@ Datum
 pankha_ingest(PG_FUNCTION_ARGS)
 {
 	char	   *agent_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *jb = PG_GETARG_JSONB_P(1);
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
 	PendingFrame pf;
+	char	   *json_text;
+	int			len;
 
+	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
 	ingest_begin();
-	prepare_frame(&pf, agent_id, jb, now);
+	prepare_text_frame(&pf, agent_id, json_text, len, now, frame_scratch(), cxt);
 	if (pf.rejected)
 		raise_error(&pf.error, NULL);
 	store_frames(&pf, 1, now);
@@ -1004,7 +1075,7 @@ pankha_ingest(PG_FUNCTION_ARGS)
 }
 
 /*
- * pankha.ingest_batch(agent_id text, frames jsonb) RETURNS integer
+ * pankha.ingest_batch(agent_id text, frames jsonb|text) RETURNS integer
  *
  * Stores a JSON array of frames of one agent, all or nothing; returns how
  * many were new.  An error names the frame: frames[2].sensors[0].id.
@@ -1013,55 +1084,90 @@ Datum
 pankha_ingest_batch(PG_FUNCTION_ARGS)
 {
 	char	   *agent_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *frames = PG_GETARG_JSONB_P(1);
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 1);
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
 	PendingFrame *pending;
+	PkJson		json;
+	PkError		err;
+	char	   *json_text;
+	int			len;
 	int			n;
+	int			i;
 	int			stored = 0;
 
-	if (!JB_ROOT_IS_ARRAY(frames) || JB_ROOT_IS_SCALAR(frames))
+	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
+	pk_json_init(&json, grow_nodes);
+	if (!nesting_ok(json_text, len))
+	{
+		pk_fail(&err, "54000", PK_PATH("frames"), "nested too deeply",
+				"Frames may nest objects and arrays at most %d levels deep.",
+				PK_JSON_MAX_DEPTH - 1);
+		raise_error(&err, NULL);
+	}
+	{
+		JsonLexContext *lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
+		JsonSemAction sem;
+		JsonParseErrorType result;
+
+		memset(&sem, 0, sizeof(sem));
+		sem.semstate = &json;
+		sem.object_start = on_object_start;
+		sem.object_end = on_end;
+		sem.array_start = on_array_start;
+		sem.array_end = on_end;
+		sem.object_field_start = on_field;
+		sem.scalar = on_scalar;
+		result = pg_parse_json(lex, &sem);
+		if (result != JSON_SUCCESS)
+		{
+			pk_fail(&err, "22P02", PK_PATH("frames"), "not valid JSON",
+					"%s", json_errdetail(result, lex));
+			raise_error(&err, NULL);
+		}
+	}
+	if (json.failed || json.count == 0 || json.nodes[0].type != PK_JSON_ARRAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("frames: not an array"),
 				 errdetail("pankha.ingest_batch() takes a JSON array of frames.")));
-	n = JB_ROOT_COUNT(frames);
+
+	n = json.nodes[0].count;
 	ingest_begin();
-	pending = palloc(sizeof(PendingFrame) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	pending = MemoryContextAllocZero(cxt, sizeof(PendingFrame) * Max(n, 1));
+	i = 0;
+	for (int node = json.nodes[0].first; node >= 0; node = json.nodes[node].next, i++)
 	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&frames->root, i);
 		char		prefix[32];
-		Jsonb	   *jb;
 
-		snprintf(prefix, sizeof(prefix), "frames[%d].", i);
-		if (v->type != jbvBinary || JsonContainerIsArray(v->val.binary.data))
+		if (json.nodes[node].type != PK_JSON_OBJECT)
 		{
-			PkError		err;
-
-			pk_fail(&err, "22023", "frame", "not a JSON object",
+			snprintf(prefix, sizeof(prefix), "frames[%d]", i);
+			pk_fail(&err, "22023", PK_PATH(prefix), "not a JSON object",
 					"Each element of frames must be a frame object.");
-			raise_error(&err, prefix);
+			raise_error(&err, NULL);
 		}
-		jb = JsonbValueToJsonb(v);
-		prepare_frame(&pending[i], agent_id, jb, now);
+		snprintf(prefix, sizeof(prefix), "frames[%d].", i);
+		prepare_frame(&pending[i], agent_id, &json, node, now, cxt);
 		if (pending[i].rejected)
 			raise_error(&pending[i].error, prefix);
 	}
 	store_frames(pending, n, now);
-	for (int i = 0; i < n; i++)
+	for (i = 0; i < n; i++)
 		stored += pending[i].stored;
 	SPI_finish();
 	PG_RETURN_INT32(stored);
 }
 
 /*
- * pankha.ingest_many(agent_ids text[], frames jsonb[])
- *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text)
+ * pankha.ingest_many(agent_ids text[], frames text[]|jsonb[])
+ *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text,
+ *					  detail text)
  *
  * The bridge's form: frames of many agents in one call.  Invalid frames are
- * reported in their row (sqlstate, message) instead of raising, so one bad
- * frame does not take the batch with it.  stored is false with no sqlstate
- * for a frame that was already stored.
+ * reported in their row instead of raising, so one bad frame does not take
+ * the batch with it.  stored is false with no sqlstate for a frame that
+ * was already stored.
  */
 Datum
 pankha_ingest_many(PG_FUNCTION_ARGS)
@@ -1069,7 +1175,10 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ArrayType  *ids_array = PG_GETARG_ARRAYTYPE_P(0);
 	ArrayType  *frames_array = PG_GETARG_ARRAYTYPE_P(1);
+	Oid			elemtype = ARR_ELEMTYPE(frames_array);
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext scratch;
 	Datum	   *ids;
 	bool	   *id_nulls;
 	Datum	   *frames;
@@ -1080,7 +1189,7 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 
 	deconstruct_array(ids_array, TEXTOID, -1, false, TYPALIGN_INT, &ids, &id_nulls, &nids);
-	deconstruct_array(frames_array, JSONBOID, -1, false, TYPALIGN_INT,
+	deconstruct_array(frames_array, elemtype, -1, false, TYPALIGN_INT,
 					  &frames, &frame_nulls, &n);
 	if (nids != n)
 		ereport(ERROR,
@@ -1089,21 +1198,29 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 				 errdetail("agent_ids has %d elements and frames has %d.", nids, n)));
 
 	InitMaterializedSRF(fcinfo, 0);
+	/* outside SPI's memory context: the results are read after SPI_finish */
+	pending = palloc0(sizeof(PendingFrame) * Max(n, 1));
+	scratch = frame_scratch();
 	ingest_begin();
 
-	pending = palloc(sizeof(PendingFrame) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
+		char	   *agent_id;
+		char	   *json_text;
+		int			len;
+
 		if (id_nulls[i] || frame_nulls[i])
 		{
-			memset(&pending[i], 0, sizeof(PendingFrame));
 			pending[i].rejected = true;
-			pk_fail(&pending[i].error, "22004", id_nulls[i] ? "agent_id" : "frame",
+			pk_fail(&pending[i].error, "22004", PK_PATH(id_nulls[i] ? "agent_id" : "frame"),
 					"null", "Neither an agent id nor a frame may be null.");
 			continue;
 		}
-		prepare_frame(&pending[i], TextDatumGetCString(ids[i]),
-					  DatumGetJsonbP(frames[i]), now);
+		agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(ids[i]));
+		oldcxt = MemoryContextSwitchTo(scratch);
+		json_text = datum_json_text(frames[i], elemtype, &len);
+		MemoryContextSwitchTo(oldcxt);
+		prepare_text_frame(&pending[i], agent_id, json_text, len, now, scratch, cxt);
 	}
 	store_frames(pending, n, now);
 	SPI_finish();
@@ -1111,8 +1228,8 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
 
 		values[0] = Int32GetDatum(i + 1);
 		values[1] = BoolGetDatum(pending[i].stored);
@@ -1121,9 +1238,10 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 			pg_atomic_fetch_add_u64(&pankha_shared->frames_rejected, 1);
 			values[2] = CStringGetTextDatum(pending[i].error.sqlstate);
 			values[3] = CStringGetTextDatum(pending[i].error.message);
+			values[4] = CStringGetTextDatum(pending[i].error.detail);
 		}
 		else
-			nulls[2] = nulls[3] = true;
+			nulls[2] = nulls[3] = nulls[4] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	MemoryContextSwitchTo(oldcxt);

@@ -22,6 +22,8 @@
 #define PK_MAX_FANS			64
 #define PK_MAX_ID_BYTES		64
 #define PK_MAX_KIND_BYTES	32
+#define PK_MAX_STATUS_BYTES	32
+#define PK_MAX_STATUS_CODE	254
 #define PK_MAX_FRAME_BYTES	(1024 * 1024)
 #define PK_MAX_FUTURE_MS	(5 * 60 * 1000)
 #define PK_MAX_SLOTS		32767
@@ -35,6 +37,12 @@
 #define PK_LOAD_MAX			100000.0
 #define PK_SEQ_MAX			9007199254740991.0	/* 2^53 - 1, exact in JSON */
 
+#if defined(__GNUC__)
+#define PK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PK_PRINTF(f, a)
+#endif
+
 /* What went wrong, phrased for the person who sent the frame. */
 typedef struct PkError
 {
@@ -42,6 +50,20 @@ typedef struct PkError
 	char		message[256];	/* "<field path>: <problem>" */
 	char		detail[320];	/* what is allowed, as a sentence */
 } PkError;
+
+/*
+ * A field path such as sensors[3].temperature, kept in parts and only
+ * formatted when an error is reported (formatting is costly per field).
+ */
+typedef struct PkPath
+{
+	const char *base;			/* "sensors", "systemHealth", "timestamp" */
+	int			index;			/* array index, or -1 */
+	const char *field;			/* field within the element, or NULL */
+} PkPath;
+
+#define PK_PATH(base)				((PkPath) {(base), -1, NULL})
+#define PK_PATH_AT(base, i, field)	((PkPath) {(base), (i), (field)})
 
 /* Bits of PkHealth.present, in payload order. */
 typedef enum PkHealthField
@@ -79,7 +101,9 @@ typedef struct PkFan
 	double		speed;
 	bool		has_target;
 	double		target;
-	int			status;			/* index into pk_fan_statuses, or -1 */
+	const char *status_word;	/* "status" in the frame, or NULL */
+	int			status_len;
+	int			status;			/* its code in pankha.fan_statuses, or -1; set by the caller */
 	int			slot;
 } PkFan;
 
@@ -101,35 +125,77 @@ typedef struct PkFrame
 	PkFan		fans[PK_MAX_FANS];
 } PkFrame;
 
+/*
+ * A parsed JSON document: a flat array of nodes linked by index, built by
+ * feeding parser events (pk_json_begin/key/scalar/end) from any JSON
+ * parser.  Strings point into memory the caller keeps alive.
+ */
+typedef enum PkJsonType
+{
+	PK_JSON_NULL,
+	PK_JSON_BOOL,
+	PK_JSON_NUMBER,
+	PK_JSON_STRING,
+	PK_JSON_ARRAY,
+	PK_JSON_OBJECT
+} PkJsonType;
+
+typedef struct PkJsonNode
+{
+	PkJsonType	type;
+	int			next;			/* next sibling, or -1 */
+	int			first;			/* first child of a container, or -1 */
+	int			last;			/* last child of a container, or -1 */
+	int			count;			/* children of a container */
+	const char *key;			/* member name inside an object, else NULL */
+	int			key_len;
+	const char *str;			/* string value */
+	int			len;
+	double		number;			/* number value; booleans as 0/1 */
+} PkJsonNode;
+
+#define PK_JSON_MAX_DEPTH	64
+
+typedef struct PkJson
+{
+	PkJsonNode *nodes;
+	int			count;
+	int			capacity;
+	int			stack[PK_JSON_MAX_DEPTH];	/* open containers */
+	int			depth;
+	int			too_deep;		/* levels opened beyond the limit */
+	const char *key;			/* member name waiting for its value */
+	int			key_len;
+	bool		failed;			/* out of memory or nested too deeply */
+	void	   *(*grow) (void *ptr, size_t size);	/* realloc-like */
+} PkJson;
+
 /* Names the wire uses for each health field, indexed by PkHealthField. */
 extern const char *const pk_health_names[PK_H_NFIELDS];
 
-/* The fan status words the protocol knows, NULL-terminated. */
-extern const char *const pk_fan_statuses[];
 
-extern void pk_frame_init(PkFrame *frame);
-#if defined(__GNUC__)
-#define PK_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define PK_PRINTF(f, a)
-#endif
-
-extern bool pk_fail(PkError *err, const char *sqlstate, const char *path,
+extern bool pk_fail(PkError *err, const char *sqlstate, PkPath path,
 					const char *problem, const char *detail_fmt,...) PK_PRINTF(5, 6);
+extern void pk_format_path(PkPath path, char *out, size_t outlen);
 
-extern bool pk_check_id(PkError *err, const char *path, const char *id, int len);
-extern bool pk_check_number(PkError *err, const char *path, double v,
-							double lo, double hi, const char *what);
+/* Building a PkJson from parser events. */
+extern void pk_json_init(PkJson *json, void *(*grow) (void *ptr, size_t size));
+extern void pk_json_key(PkJson *json, const char *key, int len);
+extern void pk_json_begin(PkJson *json, PkJsonType type);
+extern void pk_json_end(PkJson *json);
+extern void pk_json_scalar(PkJson *json, PkJsonType type, const char *str, int len,
+						   double number);
+extern int	pk_json_get(const PkJson *json, int object, const char *key);
+
+/*
+ * The rules: turn the JSON node at root (the data object of a data
+ * message, or the whole message) into a validated frame for agent_id.
+ */
+extern bool pk_frame_from_json(const PkJson *json, int root, const char *agent_id,
+							   PkFrame *frame, PkError *err);
+
+extern bool pk_check_id(PkError *err, PkPath path, const char *id, int len);
 extern bool pk_check_frame_size(PkError *err, size_t bytes);
-extern bool pk_check_count(PkError *err, const char *path, int count, int max);
-extern bool pk_set_timestamp(PkError *err, PkFrame *frame, double ms);
-extern bool pk_set_seq(PkError *err, PkFrame *frame, double seq);
-extern bool pk_set_health(PkError *err, PkFrame *frame, PkHealthField field, double v);
-extern bool pk_set_fan_status(PkError *err, PkFan *fan, const char *path,
-							  const char *status, int len);
-extern bool pk_check_sensor(PkError *err, const PkSensor *s, int index);
-extern bool pk_check_fan(PkError *err, const PkFan *f, int index);
-extern bool pk_check_duplicates(PkError *err, const PkFrame *frame);
 
 /* Time rules: returns false (with err) for a frame older than retention. */
 extern bool pk_check_time(PkError *err, const PkFrame *frame, int64_t now_ms,
@@ -141,6 +207,8 @@ extern size_t pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t
 
 typedef struct PkDecoded
 {
+	bool		has_seq;
+	int64_t		seq;
 	int			nsensor_slots;
 	int			nfan_slots;
 	const unsigned char *sensor_base;

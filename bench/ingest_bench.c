@@ -1,0 +1,387 @@
+/*
+ * ingest_bench.c
+ *	  Frames per second into one PostgreSQL server, three ways, in one run:
+ *
+ *	  (a) pankha.ingest() on a seed-style frame of 25 sensors and 5 fans,
+ *		  one call per frame (pipelined) and in batches (pankha.ingest_many);
+ *	  (b) COPY of the very same frames already in compact row form;
+ *	  (c) a naive PL/pgSQL function that inserts one row per reading.
+ *
+ *	  It prints the ratios (a)/(b) and (a)/(c) and the bytes on disk per
+ *	  stored reading, indexes included.  Run it through bench/ingest-bench.
+ *
+ *	  usage: ingest_bench CONNINFO [FRAMES] [AGENTS] [BATCH]
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SENSORS 25
+#define FANS 5
+#define READINGS_PER_FRAME (SENSORS + FANS)
+#define TXN_FRAMES 1000
+
+static PGconn *conn;
+
+static void
+die(const char *what, PGresult *res)
+{
+	fprintf(stderr, "%s: %s\n", what, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	exit(1);
+}
+
+static void
+exec_ok(const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		die(sql, res);
+	PQclear(res);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long long
+query_ll(const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+	long long	v;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		die(sql, res);
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+/* The JSON text of frame i: agent i % agents, 3 s apart per agent. */
+static char *
+make_frame(long i, int agents, long long base_ms, char *agent_out, size_t agent_len)
+{
+	char	   *buf = malloc(8192);
+	size_t		off = 0;
+	long long	ts = base_ms + (i / agents) * 3000;
+
+	if (buf == NULL)
+	{
+		fprintf(stderr, "out of memory\n");
+		exit(1);
+	}
+	snprintf(agent_out, agent_len, "bench-%04ld", i % agents);
+	off += snprintf(buf + off, 8192 - off,
+					"{\"agentId\":\"%s\",\"timestamp\":%lld,\"seq\":%ld,\"sensors\":[",
+					agent_out, ts, i / agents);
+	for (int s = 0; s < SENSORS; s++)
+		off += snprintf(buf + off, 8192 - off,
+						"%s{\"id\":\"temp_%02d\",\"temperature\":%.1f,\"type\":\"cpu\",\"max_temp\":85,\"crit_temp\":95}",
+						s ? "," : "", s, 35.0 + (s * 7 + i) % 400 / 10.0);
+	off += snprintf(buf + off, 8192 - off, "],\"fans\":[");
+	for (int f = 0; f < FANS; f++)
+		off += snprintf(buf + off, 8192 - off,
+						"%s{\"id\":\"fan_%d\",\"speed\":%d,\"rpm\":%ld,\"targetSpeed\":%d,\"status\":\"ok\"}",
+						f ? "," : "", f, 40 + f * 10, 900 + (i * 13 + f * 100) % 1500, 40 + f * 10);
+	snprintf(buf + off, 8192 - off,
+			 "],\"systemHealth\":{\"cpuUsage\":%.1f,\"memoryUsage\":45.2,\"agentUptime\":%ld}}",
+			 (i % 1000) / 10.0, 3600 + i);
+	return buf;
+}
+
+/* Send frames [from, to) one call each, pipelined, committing every TXN_FRAMES. */
+static void
+run_single(const char *stmt, char **frames, char (*agents)[32], long from, long to)
+{
+	for (long t = from; t < to; t += TXN_FRAMES)
+	{
+		long		end = t + TXN_FRAMES < to ? t + TXN_FRAMES : to;
+		PGresult   *res;
+
+		if (!PQenterPipelineMode(conn))
+			die("pipeline", NULL);
+		PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+		for (long i = t; i < end; i++)
+		{
+			const char *params[2] = {agents[i], frames[i]};
+
+			if (!PQsendQueryPrepared(conn, stmt, 2, params, NULL, NULL, 0))
+				die("send", NULL);
+		}
+		PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+		PQpipelineSync(conn);
+		for (;;)
+		{
+			res = PQgetResult(conn);
+			if (res == NULL)
+				continue;
+			if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+			{
+				PQclear(res);
+				break;
+			}
+			if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+				die("pipelined call", res);
+			PQclear(res);
+		}
+		/* the last NULL after the sync leaves the connection idle */
+		while (!PQexitPipelineMode(conn))
+		{
+			res = PQgetResult(conn);
+			if (res)
+			{
+				if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+					die("pipelined call", res);
+				PQclear(res);
+			}
+		}
+	}
+}
+
+/* A Postgres array literal of the given strings (JSON needs quoting). */
+static char *
+array_literal(char **items, long n)
+{
+	size_t		cap = 64;
+	size_t		len = 0;
+	char	   *out;
+
+	for (long i = 0; i < n; i++)
+		cap += strlen(items[i]) * 2 + 4;
+	out = malloc(cap);
+	if (out == NULL)
+		exit(1);
+	out[len++] = '{';
+	for (long i = 0; i < n; i++)
+	{
+		if (i)
+			out[len++] = ',';
+		out[len++] = '"';
+		for (const char *p = items[i]; *p; p++)
+		{
+			if (*p == '"' || *p == '\\')
+				out[len++] = '\\';
+			out[len++] = *p;
+		}
+		out[len++] = '"';
+	}
+	out[len++] = '}';
+	out[len] = '\0';
+	return out;
+}
+
+/* Frames [from, to) through pankha.ingest_many in calls of batch frames. */
+static void
+run_batches(char **frames, char (*agents)[32], long from, long to, int batch)
+{
+	char	  **agent_ptrs = malloc(sizeof(char *) * batch);
+
+	for (long t = from; t < to; t += batch)
+	{
+		long		n = t + batch < to ? batch : to - t;
+		char	   *a;
+		char	   *f;
+		const char *params[2];
+		PGresult   *res;
+
+		for (long i = 0; i < n; i++)
+			agent_ptrs[i] = agents[t + i];
+		a = array_literal(agent_ptrs, n);
+		f = array_literal(frames + t, n);
+		params[0] = a;
+		params[1] = f;
+		res = PQexecPrepared(conn, "many", 2, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			die("ingest_many", res);
+		for (int r = 0; r < PQntuples(res); r++)
+			if (!PQgetisnull(res, r, 2))
+				die(PQgetvalue(res, r, 3), NULL);
+		PQclear(res);
+		free(a);
+		free(f);
+	}
+	free(agent_ptrs);
+}
+
+int
+main(int argc, char **argv)
+{
+	long		nframes = argc > 2 ? atol(argv[2]) : 100000;
+	int			nagents = argc > 3 ? atoi(argv[3]) : 100;
+	int			batch = argc > 4 ? atoi(argv[4]) : 500;
+	char	  **frames;
+	char		(*agents)[32];
+	long long	base_ms;
+	double		t0,
+				single_s,
+				batch_s,
+				copy_s,
+				naive_s;
+	long		half;
+	long long	table_bytes,
+				naive_bytes,
+				stored;
+	PGresult   *res;
+	char	   *copy_data = NULL;
+	size_t		copy_len = 0;
+	size_t		copy_cap = 0;
+	char	   *row;
+	int			rowlen;
+	long		naive_frames;
+
+	if (argc < 2)
+	{
+		fprintf(stderr, "usage: %s CONNINFO [FRAMES] [AGENTS] [BATCH]\n", argv[0]);
+		return 2;
+	}
+	conn = PQconnectdb(argv[1]);
+	if (PQstatus(conn) != CONNECTION_OK)
+		die("connect", NULL);
+	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+
+	base_ms = query_ll("SELECT (extract(epoch FROM now() - interval '3 days') * 1000)::bigint");
+	frames = malloc(sizeof(char *) * nframes);
+	agents = malloc(sizeof(*agents) * nframes);
+	if (!frames || !agents)
+		die("malloc", NULL);
+	for (long i = 0; i < nframes; i++)
+		frames[i] = make_frame(i, nagents, base_ms, agents[i], sizeof(agents[i]));
+
+	{
+		char		sql[256];
+
+		snprintf(sql, sizeof(sql),
+				 "SELECT count(pankha.register_agent(format('bench-%%s', lpad(i::text, 4, '0')), 'bench')) "
+				 "FROM generate_series(0, %d) i", nagents - 1);
+		exec_ok(sql);
+	}
+	exec_ok("CREATE TABLE naive_readings (agent_id text NOT NULL, ts timestamptz NOT NULL, "
+			"kind text NOT NULL, id text NOT NULL, value double precision, "
+			"PRIMARY KEY (agent_id, ts, kind, id))");
+	exec_ok("CREATE FUNCTION naive_ingest(p_agent text, p_frame jsonb) RETURNS void "
+			"LANGUAGE plpgsql AS $$ DECLARE s jsonb; ts timestamptz := "
+			"to_timestamp((p_frame->>'timestamp')::double precision / 1000); BEGIN "
+			"FOR s IN SELECT * FROM jsonb_array_elements(p_frame->'sensors') LOOP "
+			"INSERT INTO naive_readings VALUES (p_agent, ts, 'temp', s->>'id', (s->>'temperature')::float8) "
+			"ON CONFLICT DO NOTHING; END LOOP; "
+			"FOR s IN SELECT * FROM jsonb_array_elements(p_frame->'fans') LOOP "
+			"INSERT INTO naive_readings VALUES (p_agent, ts, 'rpm', s->>'id', (s->>'rpm')::float8) "
+			"ON CONFLICT DO NOTHING; END LOOP; END $$");
+
+	res = PQprepare(conn, "single", "SELECT pankha.ingest($1, $2::text)", 2, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		die("prepare", res);
+	PQclear(res);
+	res = PQprepare(conn, "many", "SELECT * FROM pankha.ingest_many($1::text[], $2::text[])", 2, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		die("prepare", res);
+	PQclear(res);
+	res = PQprepare(conn, "naive", "SELECT naive_ingest($1, $2::jsonb)", 2, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		die("prepare", res);
+	PQclear(res);
+
+	/* warm up: partitions and catalog exist before anything is timed */
+	exec_ok("SELECT pankha.ensure_partitions(now() - interval '4 days', now() + interval '1 day')");
+	run_single("single", frames, agents, 0, nagents);
+	exec_ok("DELETE FROM pankha.readings");
+
+	half = nframes / 2;
+	t0 = now_s();
+	run_single("single", frames, agents, 0, half);
+	single_s = now_s() - t0;
+
+	t0 = now_s();
+	run_batches(frames, agents, half, nframes, batch);
+	batch_s = now_s() - t0;
+
+	stored = query_ll("SELECT count(*) FROM pankha.readings");
+	if (stored != nframes)
+	{
+		fprintf(stderr, "stored %lld frames of %ld sent\n", stored, nframes);
+		return 1;
+	}
+	exec_ok("VACUUM ANALYZE pankha.readings");
+	table_bytes = query_ll("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+						   "WHERE inhparent = 'pankha.readings'::regclass");
+
+	/* (b): the same rows, already compact, through COPY */
+	res = PQexec(conn, "COPY (SELECT agent_id, ts, received_at, agent_ts, payload "
+				 "FROM pankha.readings) TO STDOUT");
+	if (PQresultStatus(res) != PGRES_COPY_OUT)
+		die("copy out", res);
+	PQclear(res);
+	while ((rowlen = PQgetCopyData(conn, &row, 0)) > 0)
+	{
+		if (copy_len + rowlen > copy_cap)
+		{
+			copy_cap = (copy_cap + rowlen) * 2;
+			copy_data = realloc(copy_data, copy_cap);
+			if (!copy_data)
+				die("realloc", NULL);
+		}
+		memcpy(copy_data + copy_len, row, rowlen);
+		copy_len += rowlen;
+		PQfreemem(row);
+	}
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	exec_ok("TRUNCATE pankha.readings");
+
+	t0 = now_s();
+	res = PQexec(conn, "COPY pankha.readings (agent_id, ts, received_at, agent_ts, payload) FROM STDIN");
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+		die("copy in", res);
+	PQclear(res);
+	for (size_t off = 0; off < copy_len; off += 65536)
+		PQputCopyData(conn, copy_data + off, (int) (copy_len - off < 65536 ? copy_len - off : 65536));
+	PQputCopyEnd(conn, NULL);
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		die("copy", res);
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	copy_s = now_s() - t0;
+
+	/* (c): naive, on a tenth of the frames (it is slow) */
+	naive_frames = nframes / 10;
+	t0 = now_s();
+	run_single("naive", frames, agents, 0, naive_frames);
+	naive_s = now_s() - t0;
+	exec_ok("VACUUM ANALYZE naive_readings");
+	naive_bytes = query_ll("SELECT pg_total_relation_size('naive_readings')");
+
+	{
+		double		single_fps = half / single_s;
+		double		batch_fps = (nframes - half) / batch_s;
+		double		copy_fps = nframes / copy_s;
+		double		naive_fps = naive_frames / naive_s;
+		double		per_reading = (double) table_bytes / ((double) nframes * READINGS_PER_FRAME);
+
+		printf("frames: %ld (%d agents, %d sensors + %d fans + 3 health values each)\n",
+			   nframes, nagents, SENSORS, FANS);
+		printf("(a) pankha.ingest, one call per frame:   %10.0f frames/s\n", single_fps);
+		printf("(a) pankha.ingest_many, %4d per call:     %10.0f frames/s\n", batch, batch_fps);
+		printf("(b) COPY of the compact rows:            %10.0f frames/s\n", copy_fps);
+		printf("(c) naive PL/pgSQL, row per reading:     %10.0f frames/s\n", naive_fps);
+		printf("ratio (a)/(b): single %.2f, batch %.2f   (target >= 0.5)\n",
+			   single_fps / copy_fps, batch_fps / copy_fps);
+		printf("ratio (a)/(c): single %.1f, batch %.1f   (target >= 10)\n",
+			   single_fps / naive_fps, batch_fps / naive_fps);
+		printf("bytes on disk per reading (heap + indexes, %d readings a frame): %.2f   (target <= 8)\n",
+			   READINGS_PER_FRAME, per_reading);
+		printf("bytes on disk per frame: %.1f; naive table: %.1f bytes per reading\n",
+			   (double) table_bytes / nframes,
+			   (double) naive_bytes / ((double) naive_frames * READINGS_PER_FRAME));
+	}
+	PQfinish(conn);
+	return 0;
+}

@@ -1,0 +1,601 @@
+/*
+ * main.c - pankha-bridge: options, the lws context, signals and shutdown.
+ *
+ * One event loop serves agents (/ws/agent), dashboards (/ws/ui), the HTTP
+ * API and the database connections.  SIGTERM stops new connections,
+ * commits and acknowledges what is held, closes sockets with 1001 and
+ * exits 0.  SIGHUP reopens the log file.
+ */
+#include "bridge.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+struct server srv;
+
+
+/* One command-line option with its environment variable and default. */
+struct option_doc
+{
+	const char *name;
+	int			has_arg;
+	const char *env;
+	const char *deflt;
+	const char *help;
+};
+
+static const struct option_doc docs[] = {
+	{"db", 1, "PANKHA_DB", "dbname=pankha", "libpq connection string"},
+	{"listen", 1, "PANKHA_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on"},
+	{"dashboard", 1, "PANKHA_DASHBOARD", "", "directory served at / (empty: none)"},
+	{"tls-cert", 1, "PANKHA_TLS_CERT", "", "PEM certificate: serve wss/https"},
+	{"tls-key", 1, "PANKHA_TLS_KEY", "", "PEM private key for --tls-cert"},
+	{"bridge-id", 1, "PANKHA_BRIDGE_ID", "HOSTNAME:PORT", "name of this bridge in pankha.connections"},
+	{"log-file", 1, "PANKHA_LOG_FILE", "", "append logs here (empty: stderr); SIGHUP reopens"},
+	{"log-json", 0, "PANKHA_LOG_JSON", "off", "log one JSON object per line"},
+	{"verbose", 1, "PANKHA_VERBOSE", "1", "0 warnings only, 1 events, 2 debug"},
+	{"db-pool", 1, "PANKHA_DB_POOL", "3", "database connections besides LISTEN (>= 2)"},
+	{"batch-window-ms", 1, "PANKHA_BATCH_WINDOW_MS", "5", "how long frames wait to share an ingest call"},
+	{"batch-max", 1, "PANKHA_BATCH_MAX", "500", "most frames in one ingest call"},
+	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once"},
+	{"max-held-frames", 1, "PANKHA_MAX_HELD_FRAMES", "50000", "frames held un-committed before all reading pauses"},
+	{"agent-held-frames", 1, "PANKHA_AGENT_HELD_FRAMES", "200", "frames of one agent held before its reading pauses"},
+	{"silence-timeout", 1, "PANKHA_SILENCE_TIMEOUT", "60", "seconds of silence before an agent is closed (0: never)"},
+	{"max-message", 1, "PANKHA_MAX_MESSAGE", "65536", "largest message in bytes (close 1009 above)"},
+	{"rate-limit", 1, "PANKHA_RATE_LIMIT", "100", "messages per minute per agent (0: unlimited)"},
+	{"connect-limit-agent", 1, "PANKHA_CONNECT_LIMIT_AGENT", "30", "handshakes per minute per agent id (0: unlimited)"},
+	{"connect-limit-ip", 1, "PANKHA_CONNECT_LIMIT_IP", "0", "handshakes per minute per address (0: unlimited)"},
+	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "WebSocket connections at most"},
+	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
+	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
+	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
+	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "12", "deflate window bits, 9..15, asked of clients that offer client_max_window_bits"},
+	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
+	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
+	{"help", 0, NULL, NULL, "show this help"},
+	{"version", 0, NULL, NULL, "show the version"},
+};
+#define NDOCS (sizeof(docs) / sizeof(docs[0]))
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "Usage: pankha-bridge [OPTION]...\n"
+			"Bridges Pankha agents and dashboards (WebSocket, HTTP) to PostgreSQL.\n\n");
+	for (size_t i = 0; i < NDOCS; i++)
+	{
+		char		flag[64];
+
+		snprintf(flag, sizeof(flag), "--%s%s", docs[i].name, docs[i].has_arg ? "=VALUE" : "");
+		fprintf(out, "  %-32s %s", flag, docs[i].help);
+		if (docs[i].deflt)
+			fprintf(out, " (default: %s%s%s)", docs[i].deflt[0] ? "" : "\"",
+					docs[i].deflt, docs[i].deflt[0] ? "" : "\"");
+		if (docs[i].env)
+			fprintf(out, " [env %s]", docs[i].env);
+		fprintf(out, "\n");
+	}
+}
+
+/* Parse an integer option within [lo, hi]; exits with a message if not. */
+static long
+int_opt(const char *name, const char *v, long lo, long hi)
+{
+	char	   *end;
+	long		n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+	{
+		fprintf(stderr, "pankha-bridge: --%s: \"%s\" is not an integer between %ld and %ld\n",
+				name, v, lo, hi);
+		exit(2);
+	}
+	return n;
+}
+
+static bool
+bool_opt(const char *name, const char *v)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+		return true;
+	if (!strcmp(v, "off") || !strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+		return false;
+	fprintf(stderr, "pankha-bridge: --%s: \"%s\" is not on or off\n", name, v);
+	exit(2);
+}
+
+/* Apply one option value (from the environment or the command line). */
+static void
+set_option(const char *name, const char *v)
+{
+	struct config *c = &srv.cfg;
+
+	if (!strcmp(name, "db"))
+		c->db = v;
+	else if (!strcmp(name, "listen"))
+		c->listen = v;
+	else if (!strcmp(name, "dashboard"))
+		c->dashboard = v[0] ? v : NULL;
+	else if (!strcmp(name, "tls-cert"))
+		c->tls_cert = v[0] ? v : NULL;
+	else if (!strcmp(name, "tls-key"))
+		c->tls_key = v[0] ? v : NULL;
+	else if (!strcmp(name, "bridge-id"))
+		c->bridge_id = v[0] ? v : NULL;
+	else if (!strcmp(name, "log-file"))
+		c->log_file = v[0] ? v : NULL;
+	else if (!strcmp(name, "log-json"))
+		c->log_json = v ? bool_opt(name, v) : true;
+	else if (!strcmp(name, "verbose"))
+		c->verbose = (int) int_opt(name, v, 0, 2);
+	else if (!strcmp(name, "db-pool"))
+		c->db_pool = (int) int_opt(name, v, 2, 64);
+	else if (!strcmp(name, "batch-window-ms"))
+		c->batch_window_ms = (int) int_opt(name, v, 0, 1000);
+	else if (!strcmp(name, "batch-max"))
+		c->batch_max = (int) int_opt(name, v, 1, 10000);
+	else if (!strcmp(name, "pipeline-depth"))
+		c->pipeline_depth = (int) int_opt(name, v, 1, 64);
+	else if (!strcmp(name, "max-held-frames"))
+		c->max_held_frames = (int) int_opt(name, v, 10, 10000000);
+	else if (!strcmp(name, "agent-held-frames"))
+		c->agent_held_frames = (int) int_opt(name, v, 2, 1000000);
+	else if (!strcmp(name, "silence-timeout"))
+		c->silence_timeout_s = (int) int_opt(name, v, 0, 86400);
+	else if (!strcmp(name, "max-message"))
+		c->max_message = (size_t) int_opt(name, v, 256, 64 * 1024 * 1024);
+	else if (!strcmp(name, "rate-limit"))
+		c->rate_per_minute = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "connect-limit-agent"))
+		c->connects_per_minute_agent = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "connect-limit-ip"))
+		c->connects_per_minute_ip = (int) int_opt(name, v, 0, 10000000);
+	else if (!strcmp(name, "max-connections"))
+		c->max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "max-queued-out"))
+		c->max_queued_out = (size_t) int_opt(name, v, 1024, 1L << 30);
+	else if (!strcmp(name, "max-body"))
+		c->max_body = (size_t) int_opt(name, v, 1024, 1L << 30);
+	else if (!strcmp(name, "deflate"))
+		c->deflate = bool_opt(name, v);
+	else if (!strcmp(name, "deflate-window"))
+		c->deflate_window = (int) int_opt(name, v, 9, 15);
+	else if (!strcmp(name, "deflate-mem-level"))
+		c->deflate_mem_level = (int) int_opt(name, v, 1, 9);
+	else if (!strcmp(name, "command-visibility"))
+		c->command_visibility_s = (int) int_opt(name, v, 1, 3600);
+}
+
+/* Defaults, then the environment, then the command line. */
+static void
+parse_options(int argc, char **argv)
+{
+	struct option longopts[NDOCS + 1];
+	int			ch, idx;
+
+	for (size_t i = 0; i < NDOCS; i++)
+	{
+		if (docs[i].deflt && strcmp(docs[i].name, "bridge-id") &&
+			strcmp(docs[i].name, "log-json"))
+			set_option(docs[i].name, docs[i].deflt);
+		if (docs[i].env && getenv(docs[i].env))
+			set_option(docs[i].name, getenv(docs[i].env));
+		longopts[i].name = docs[i].name;
+		longopts[i].has_arg = docs[i].has_arg ? required_argument : no_argument;
+		longopts[i].flag = NULL;
+		longopts[i].val = 0;
+	}
+	memset(&longopts[NDOCS], 0, sizeof(longopts[0]));
+	if (!getenv("PANKHA_LOG_JSON"))
+		srv.cfg.log_json = false;
+
+	while ((ch = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
+	{
+		if (ch == 'h' || (ch == 0 && !strcmp(longopts[idx].name, "help")))
+		{
+			usage(stdout);
+			exit(0);
+		}
+		if (ch == 'V' || (ch == 0 && !strcmp(longopts[idx].name, "version")))
+		{
+			printf("pankha-bridge %s (libwebsockets %s, libpq %d)\n", BRIDGE_VERSION,
+				   lws_get_library_version(), PQlibVersion());
+			exit(0);
+		}
+		if (ch != 0)
+		{
+			usage(stderr);
+			exit(2);
+		}
+		if (!strcmp(longopts[idx].name, "log-json"))
+			srv.cfg.log_json = true;
+		else
+			set_option(longopts[idx].name, optarg);
+	}
+	if (optind < argc)
+	{
+		fprintf(stderr, "pankha-bridge: unexpected argument \"%s\"\n", argv[optind]);
+		exit(2);
+	}
+	if (!srv.cfg.tls_cert != !srv.cfg.tls_key)
+	{
+		fprintf(stderr, "pankha-bridge: --tls-cert and --tls-key go together\n");
+		exit(2);
+	}
+}
+
+/* ---------------------------------------------------------------- ws */
+
+/*
+ * permessage-deflate window: lws 4.1.6 answers a client's offer without
+ * client_max_window_bits, so the client compresses with a 32 KB window and
+ * every connection needs a 32 KB inflate window (~40 KB with zlib state).
+ * When the client offered the parameter (RFC 7692 7.1.2.2) we append
+ * "client_max_window_bits=N" to the extension line lws just wrote, and the
+ * connection's zlib streams use N bits (lws sizes both of a server's
+ * streams from server_max_window_bits).  Nothing is changed unless the last
+ * header line is exactly lws's permessage-deflate answer.
+ */
+static void
+deflate_answer_window(struct lws *wsi, struct ws_session *s, struct lws_process_html_args *args)
+{
+	static const char answer[] = "Sec-WebSocket-Extensions: permessage-deflate";
+	char		offer[256];
+	char	   *end, *line;
+	int			n, scanned = 0;
+
+	s->window = 15;
+	n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
+	if (n <= 0)
+		return;
+	offer[strcspn(offer, ",")] = '\0';	/* lws takes only the first offer */
+	if (!strstr(offer, "permessage-deflate") || !strstr(offer, "client_max_window_bits"))
+		return;
+	end = args->p - 2;
+	if (memcmp(end, "\r\n", 2))
+		return;
+	for (line = end; scanned < 512 && !(line[-2] == '\r' && line[-1] == '\n'); line--)
+		scanned++;
+	if (scanned >= 512 || end - line < (int) sizeof(answer) - 1 ||
+		strncasecmp(line, answer, sizeof(answer) - 1) || args->max_len < 40)
+		return;
+	n = snprintf(end, 40, "; client_max_window_bits=%d\r\n", srv.cfg.deflate_window);
+	args->p = end + n;
+	args->max_len -= n - 2;
+	s->window = srv.cfg.deflate_window;
+}
+
+/*
+ * The one WebSocket protocol callback: the handshake filter picks the
+ * endpoint by path, and from then on each session goes to its file.
+ */
+static int
+ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			void *in, size_t len)
+{
+	struct ws_session *s = user;
+
+	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+	{
+		char		path[64];
+		int			n = lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI);
+
+		if (n <= 0)
+			return http_refuse(wsi, 404, "not found");
+		if (!strcmp(path, "/ws/agent"))
+		{
+			s->kind = WS_AGENT;
+			return agent_ws_filter(wsi, &s->obj);
+		}
+		if (!strcmp(path, "/ws/ui"))
+		{
+			s->kind = WS_UI;
+			return ui_ws_filter(wsi, &s->obj);
+		}
+		return http_refuse(wsi, 404, "no WebSocket endpoint here");
+	}
+	if (!s || !s->obj)
+		return 0;
+	if (reason == LWS_CALLBACK_ADD_HEADERS && srv.cfg.deflate)
+	{
+		deflate_answer_window(wsi, s, in);
+		return 0;
+	}
+	if (reason == LWS_CALLBACK_ESTABLISHED && srv.cfg.deflate)
+	{
+		/* size this connection's zlib streams; see deflate_answer_window() */
+		char		v[8];
+
+		snprintf(v, sizeof(v), "%d", s->window ? s->window : 15);
+		lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", v);
+		snprintf(v, sizeof(v), "%d", srv.cfg.deflate_mem_level);
+		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", v);
+		/*
+		 * What the bridge sends (acks, pongs) is small: its deflater is
+		 * freed after each message instead of holding a window per
+		 * connection (lws keys this on the "client" flag; dropping context
+		 * on one's own sending side needs no negotiation).
+		 */
+		lws_set_extension_option(wsi, "permessage-deflate", "client_no_context_takeover", NULL);
+	}
+	if (s->kind == WS_AGENT)
+	{
+		if (reason == LWS_CALLBACK_WSI_DESTROY)
+		{
+			/* refused after the filter accepted: never established */
+			struct agent *a = s->obj;
+
+			s->obj = NULL;
+			if (!a->wsi && !a->closed)
+				agent_release(a);
+			return 0;
+		}
+		return agent_ws_callback(wsi, reason, user, in, len);
+	}
+	if (s->kind == WS_UI)
+		return ui_ws_callback(wsi, reason, user, in, len);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		srv.got_hup = 1;
+	else
+		srv.got_term = 1;
+	if (srv.context)
+		lws_cancel_service(srv.context);
+}
+
+static lws_sorted_usec_list_t drain_sul;
+static lws_usec_t drain_started;
+static int	drain_stage;
+
+/*
+ * Shutdown, step by step: commit what is held and send its acks, close the
+ * sockets with 1001, let the disconnects be recorded, then stop.
+ */
+static void
+drain_cb(lws_sorted_usec_list_t *sul)
+{
+	lws_usec_t	waited = now_us() - drain_started;
+
+	if (drain_stage == 0)
+	{
+		agents_flush();
+		if ((ingest_held() == 0 && db_lane_load(LANE_INGEST) == 0) ||
+			waited > 10 * LWS_US_PER_SEC)
+		{
+			if (ingest_held())
+				blog("error", "shutdown", "%zu frames not committed (database down?)",
+					 ingest_held());
+			drain_stage = 1;
+			agents_close_all(LWS_CLOSE_STATUS_GOINGAWAY, "bridge shutting down");
+			ui_close_all(LWS_CLOSE_STATUS_GOINGAWAY, "bridge shutting down");
+		}
+	}
+	else if (drain_stage == 1)
+	{
+		if ((agents_count() == 0 && ui_count() == 0 && (db_idle() || !db_ready())) ||
+			waited > 15 * LWS_US_PER_SEC)
+		{
+			drain_stage = 2;
+			srv.stop_loop = true;
+			lws_cancel_service(srv.context);
+			return;
+		}
+	}
+	lws_sul_schedule(srv.context, 0, &drain_sul, drain_cb, 20 * LWS_US_PER_MS);
+}
+
+/* Called in the loop after lws_cancel_service(): act on signals. */
+static int
+system_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+				void *in, size_t len)
+{
+	if (reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+		return 0;
+	if (srv.got_hup)
+	{
+		srv.got_hup = 0;
+		log_reopen();
+		blog("info", "sighup", "log reopened");
+	}
+	if (srv.got_term && !srv.draining)
+	{
+		srv.draining = true;
+		drain_started = now_us();
+		blog("info", "shutdown", "draining %d agents, %zu frames held",
+			 agents_count(), ingest_held());
+		lws_sul_schedule(srv.context, 0, &drain_sul, drain_cb, 1);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000};
+static const double latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+0.1, 0.25, 0.5, 1, 2.5, 5};
+
+static void
+init_histogram(struct histogram *h, const char *name, const char *help,
+			   const double *bounds, int n)
+{
+	h->name = name;
+	h->help = help;
+	h->nbounds = n;
+	memcpy(h->bounds, bounds, sizeof(double) * n);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct lws_protocols protocols[5];
+	static struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", ""};
+	static struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "pankha", ""};
+	static struct lws_extension exts[2];
+	static struct lws_http_mount mount_api, mount_static;
+	struct lws_context_creation_info info;
+	char		host[128];
+	const char *colon;
+	int			port;
+
+	parse_options(argc, argv);
+	log_reopen();
+	lws_set_log_level(srv.cfg.verbose >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
+
+	colon = strrchr(srv.cfg.listen, ':');
+	if (!colon || colon == srv.cfg.listen || (size_t) (colon - srv.cfg.listen) >= sizeof(host))
+	{
+		fprintf(stderr, "pankha-bridge: --listen: \"%s\" is not HOST:PORT\n", srv.cfg.listen);
+		return 2;
+	}
+	memcpy(host, srv.cfg.listen, colon - srv.cfg.listen);
+	host[colon - srv.cfg.listen] = '\0';
+	port = (int) int_opt("listen", colon + 1, 1, 65535);
+	if (srv.cfg.bridge_id)
+		snprintf(srv.bridge_id, sizeof(srv.bridge_id), "%s", srv.cfg.bridge_id);
+	else
+	{
+		char		hn[64];
+
+		if (gethostname(hn, sizeof(hn)))
+			snprintf(hn, sizeof(hn), "bridge");
+		hn[sizeof(hn) - 1] = '\0';
+		snprintf(srv.bridge_id, sizeof(srv.bridge_id), "%s:%d", hn, port);
+	}
+
+	init_histogram(&srv.m.batch_size, "pankha_bridge_ingest_batch_frames",
+				   "Frames per ingest call.", batch_bounds, 11);
+	init_histogram(&srv.m.commit_seconds, "pankha_bridge_ingest_commit_seconds",
+				   "Time from sending an ingest call to its result.", latency_bounds, 13);
+	init_histogram(&srv.m.command_seconds, "pankha_bridge_command_delivery_seconds",
+				   "Time from a command being claimed to it being written to the agent.",
+				   latency_bounds, 13);
+	srv.started = now_us();
+
+	protocols[0] = (struct lws_protocols)
+	{
+		"http", http_callback, 64, 0, 0, NULL, 0
+	};
+	protocols[1] = (struct lws_protocols)
+	{
+		"pankha", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
+	};
+	protocols[2] = (struct lws_protocols)
+	{
+		"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
+	};
+	protocols[3] = db_protocol;
+	protocols[4] = (struct lws_protocols)
+	{
+		"pankha-system", system_callback, 0, 0, 0, NULL, 0
+	};
+	/* the list must end with a zeroed entry: use a bigger static array */
+	{
+		static struct lws_protocols list[6];
+
+		memcpy(list, protocols, sizeof(protocols));
+		memset(&list[5], 0, sizeof(list[5]));
+		srv.ws_protocols = list;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.port = port;
+	info.iface = host;
+	info.protocols = srv.ws_protocols;
+	info.pvo = &pvo;
+	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+		LWS_SERVER_OPTION_VALIDATE_UTF8;
+	if (!strchr(host, ':'))
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;	/* bind exactly the IPv4 address */
+	info.timeout_secs = 30;
+	info.pt_serv_buf_size = 16384;
+	info.max_http_header_data = 4096;
+	info.max_http_header_pool = 256;
+	info.vhost_name = "pankha";
+
+	/* the API and probes go to the http protocol; static files at / */
+	memset(&mount_api, 0, sizeof(mount_api));
+	mount_api.mountpoint = "/api";
+	mount_api.mountpoint_len = 4;
+	mount_api.origin = "http";
+	mount_api.origin_protocol = LWSMPRO_CALLBACK;
+	if (srv.cfg.dashboard)
+	{
+		memset(&mount_static, 0, sizeof(mount_static));
+		mount_static.mountpoint = "/";
+		mount_static.mountpoint_len = 1;
+		mount_static.origin = srv.cfg.dashboard;
+		mount_static.def = "index.html";
+		mount_static.origin_protocol = LWSMPRO_FILE;
+		mount_api.mount_next = &mount_static;
+	}
+	info.mounts = &mount_api;
+
+	if (srv.cfg.deflate)
+	{
+		exts[0].name = "permessage-deflate";
+		exts[0].callback = lws_extension_callback_pm_deflate;
+		exts[0].client_offer = "permessage-deflate; client_max_window_bits";
+		memset(&exts[1], 0, sizeof(exts[1]));
+		info.extensions = exts;
+	}
+	if (srv.cfg.tls_cert)
+	{
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = srv.cfg.tls_cert;
+		info.ssl_private_key_filepath = srv.cfg.tls_key;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_signal);
+
+	srv.context = lws_create_context(&info);
+	if (!srv.context)
+	{
+		blog("error", "startup", "cannot create the server on %s", srv.cfg.listen);
+		return 1;
+	}
+	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
+	if (!srv.vhost || db_init(srv.context, srv.vhost))
+	{
+		blog("error", "startup", "cannot start");
+		lws_context_destroy(srv.context);
+		return 1;
+	}
+	blog("warn", "startup", "pankha-bridge %s listening on %s as %s", BRIDGE_VERSION,
+		 srv.cfg.listen, srv.bridge_id);
+	{
+		/* close what a previous run under this id left open */
+		struct db_query *q = db_query_new(LANE_GENERAL,
+										  "SELECT pankha.bridge_started($1)", NULL, NULL);
+
+		if (q && !db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)))
+			db_submit(q);
+		else if (q)
+			db_query_free(q);
+	}
+
+	while (!srv.stop_loop)
+		if (lws_service(srv.context, 0) < 0)
+			break;
+
+	blog("warn", "shutdown", "stopped: %llu frames committed",
+		 (unsigned long long) srv.m.frames_committed);
+	db_shutdown();
+	lws_context_destroy(srv.context);
+	return 0;
+}

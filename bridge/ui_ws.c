@@ -1,0 +1,721 @@
+/*
+ * ui_ws.c - the dashboard endpoint, /ws/ui.
+ *
+ * A dashboard user's token (Authorization header, ?token= or a subprotocol
+ * entry for browsers) is checked with pankha.authenticate_ui at the
+ * handshake.  Clients subscribe to topics and receive the data frames,
+ * agent status changes, command results and alerts of those topics only.
+ * Operators and admins may send commands.  A client that does not read
+ * what it is sent is dropped rather than allowed to grow the bridge.
+ */
+#include "bridge.h"
+
+#include <string.h>
+
+#define UI_MAX_TOPICS 256
+
+/* One dashboard connection. */
+struct ui_client
+{
+	struct ui_client *next;
+	struct ui_client *prev;
+	struct lws *wsi;			/* NULL once closed */
+	int			refs;			/* wsi + queries */
+	char		user[64];
+	char		role[16];		/* viewer, operator or admin */
+	char	  **topics;
+	int			ntopics;
+	struct outq out;
+	int			close_code;
+	char		close_reason[64];
+	unsigned char *rx;			/* message being reassembled */
+	size_t		rx_len;
+	uint64_t	frames_out, bytes_out;
+};
+
+static struct ui_client *clients;
+static int	nclients;
+
+int
+ui_count(void)
+{
+	return nclients;
+}
+
+bool
+ui_any(void)
+{
+	return clients != NULL;
+}
+
+static void
+ui_release(struct ui_client *c)
+{
+	if (--c->refs > 0)
+		return;
+	for (int i = 0; i < c->ntopics; i++)
+		free(c->topics[i]);
+	free(c->topics);
+	outq_clear(&c->out);
+	free(c->rx);
+	free(c);
+}
+
+static void
+ui_close(struct ui_client *c, int code, const char *reason)
+{
+	if (!c->wsi || c->close_code)
+		return;
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	lws_callback_on_writable(c->wsi);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+void
+ui_close_all(int code, const char *reason)
+{
+	for (struct ui_client *c = clients; c; c = c->next)
+		ui_close(c, code, reason);
+}
+
+/* Queue a message; a client that has too much unread is dropped. */
+static void
+ui_send(struct ui_client *c, const char *text, size_t len)
+{
+	if (!c->wsi || c->close_code)
+		return;
+	if (c->out.bytes + len > srv.cfg.max_queued_out)
+	{
+		srv.m.ui_dropped_slow++;
+		blog("warn", "ui_dropped", "dashboard %s does not read; dropped", c->user);
+		outq_clear(&c->out);
+		ui_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+		return;
+	}
+	if (outq_push(&c->out, text, len, false))
+	{
+		ui_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		return;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+static void
+ui_send_json(struct ui_client *c, cJSON *msg)
+{
+	char	   *text = msg ? cJSON_PrintUnformatted(msg) : NULL;
+
+	cJSON_Delete(msg);
+	if (text)
+		ui_send(c, text, strlen(text));
+	free(text);
+}
+
+static void
+ui_error(struct ui_client *c, const char *code, const char *message)
+{
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+
+	cJSON_AddStringToObject(msg, "type", "error");
+	cJSON_AddStringToObject(data, "code", code);
+	cJSON_AddStringToObject(data, "message", message);
+	ui_send_json(c, msg);
+}
+
+static bool
+subscribed(struct ui_client *c, const char *topic)
+{
+	for (int i = 0; i < c->ntopics; i++)
+		if (!strcmp(c->topics[i], topic))
+			return true;
+	return false;
+}
+
+/*
+ * Deliver a message about an agent to the clients subscribed to "global",
+ * "agents.<id>" or "groups.<its group>"; with agent_id NULL it is an alert
+ * and goes to "alerts".
+ */
+void
+ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
+{
+	struct sbuf by_agent = {0}, by_group = {0};
+
+	if (!clients)
+		return;
+	if (agent_id)
+	{
+		sbuf_printf(&by_agent, "agents.%s", agent_id);
+		if (group)
+			sbuf_printf(&by_group, "groups.%s", group);
+		if (by_agent.failed || by_group.failed)
+			goto done;
+	}
+	for (struct ui_client *c = clients; c; c = c->next)
+	{
+		bool		wants;
+
+		if (!agent_id)
+			wants = subscribed(c, "alerts");
+		else
+			wants = subscribed(c, "global") || subscribed(c, by_agent.data) ||
+				(group && subscribed(c, by_group.data));
+		if (wants)
+			ui_send(c, text, len);
+	}
+done:
+	sbuf_free(&by_agent);
+	sbuf_free(&by_group);
+}
+
+/* NOTIFY from the extension: status changes, command results, alerts. */
+void
+ui_on_notify(const char *channel, const char *payload)
+{
+	const char *type = NULL;
+	cJSON	   *p, *msg;
+	char	   *text;
+	const char *agent;
+
+	if (!clients)
+		return;
+	if (!strcmp(channel, "pankha_agent_status"))
+		type = "agent_status";
+	else if (!strcmp(channel, "pankha_command_result"))
+		type = "command_result";
+	else if (!strcmp(channel, "pankha_alert"))
+		type = "alert";
+	else
+		return;
+	p = cJSON_Parse(payload);
+	if (!p)
+	{
+		blog("warn", "notify", "%s payload is not JSON", channel);
+		return;
+	}
+	msg = cJSON_CreateObject();
+	cJSON_AddStringToObject(msg, "type", type);
+	agent = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id"));
+	cJSON_AddItemToObject(msg, "data", p);
+	text = cJSON_PrintUnformatted(msg);
+	if (text)
+	{
+		if (!strcmp(type, "alert"))
+			ui_broadcast(NULL, NULL, text, strlen(text));
+		else if (agent)
+		{
+			struct agent *a = agent_find(agent);
+
+			ui_broadcast(agent, a ? a->group : NULL, text, strlen(text));
+		}
+	}
+	free(text);
+	cJSON_Delete(msg);
+}
+
+/* A topic the bridge knows how to fill. */
+static bool
+valid_topic(const char *t)
+{
+	size_t		n = strlen(t);
+
+	if (!strcmp(t, "global") || !strcmp(t, "alerts"))
+		return true;
+	if (!strncmp(t, "agents.", 7) && n > 7 && n <= 7 + 64)
+		return true;
+	if (!strncmp(t, "groups.", 7) && n > 7 && n <= 7 + 64)
+		return true;
+	return false;
+}
+
+static void
+handle_subscribe(struct ui_client *c, cJSON *data, bool subscribe)
+{
+	cJSON	   *topics = cJSON_GetObjectItemCaseSensitive(data, "topics");
+	cJSON	   *t, *reply, *list;
+
+	if (!cJSON_IsArray(topics))
+	{
+		ui_error(c, "invalid_message", "data.topics: missing or not an array");
+		return;
+	}
+	cJSON_ArrayForEach(t, topics)
+	{
+		if (!cJSON_IsString(t) || !valid_topic(t->valuestring))
+		{
+			ui_error(c, "invalid_topic",
+					 "topics are \"global\", \"alerts\", \"agents.<id>\" or \"groups.<name>\"");
+			return;
+		}
+	}
+	cJSON_ArrayForEach(t, topics)
+	{
+		if (subscribe && !subscribed(c, t->valuestring))
+		{
+			char	  **n;
+
+			if (c->ntopics >= UI_MAX_TOPICS)
+			{
+				ui_error(c, "too_many_topics", "at most 256 topics per connection");
+				break;
+			}
+			n = realloc(c->topics, (c->ntopics + 1) * sizeof(*n));
+			if (!n)
+				break;
+			c->topics = n;
+			if (!(c->topics[c->ntopics] = strdup(t->valuestring)))
+				break;
+			c->ntopics++;
+		}
+		else if (!subscribe)
+		{
+			for (int i = 0; i < c->ntopics; i++)
+				if (!strcmp(c->topics[i], t->valuestring))
+				{
+					free(c->topics[i]);
+					c->topics[i] = c->topics[--c->ntopics];
+					break;
+				}
+		}
+	}
+	reply = cJSON_CreateObject();
+	cJSON_AddStringToObject(reply, "type", subscribe ? "subscribed" : "unsubscribed");
+	list = cJSON_AddArrayToObject(cJSON_AddObjectToObject(reply, "data"), "topics");
+	for (int i = 0; i < c->ntopics; i++)
+		cJSON_AddItemToArray(list, cJSON_CreateString(c->topics[i]));
+	ui_send_json(c, reply);
+}
+
+/* What a command query needs to answer its client. */
+struct ui_request
+{
+	struct ui_client *client;
+	char	   *request_id;		/* echoed back, may be NULL */
+	char	   *agent_id;
+};
+
+static void
+command_done(struct db_query *q, PGresult *res)
+{
+	struct ui_request *r = q->arg;
+	struct ui_client *c = r->client;
+
+	if (c->wsi)
+	{
+		cJSON	   *msg = cJSON_CreateObject();
+		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			cJSON_AddStringToObject(msg, "type", "command_sent");
+			cJSON_AddStringToObject(data, "command_id", PQgetvalue(res, 0, 0));
+		}
+		else
+		{
+			const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			cJSON_AddStringToObject(msg, "type", "error");
+			cJSON_AddStringToObject(data, "code", "command_refused");
+			cJSON_AddStringToObject(data, "message", m ? m : "command not queued");
+		}
+		cJSON_AddStringToObject(data, "agent_id", r->agent_id);
+		if (r->request_id)
+			cJSON_AddStringToObject(data, "request_id", r->request_id);
+		ui_send_json(c, msg);
+	}
+	free(r->request_id);
+	free(r->agent_id);
+	free(r);
+	ui_release(c);
+}
+
+/* {"type":"command","data":{"agent_id","command_type","parameters","priority","ttl_seconds"}} */
+static void
+handle_command(struct ui_client *c, cJSON *data)
+{
+	const char *agent = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "agent_id"));
+	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "command_type"));
+	cJSON	   *params = cJSON_GetObjectItemCaseSensitive(data, "parameters");
+	cJSON	   *prio = cJSON_GetObjectItemCaseSensitive(data, "priority");
+	cJSON	   *ttl = cJSON_GetObjectItemCaseSensitive(data, "ttl_seconds");
+	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct ui_request *r;
+	struct db_query *q;
+	char	   *ptext;
+	char		ttltext[32];
+
+	if (!strcmp(c->role, "viewer"))
+	{
+		ui_error(c, "forbidden", "viewers may not send commands");
+		return;
+	}
+	if (!agent)
+	{
+		ui_error(c, "invalid_message", "data.agent_id: missing or not a string");
+		return;
+	}
+	if (!type)
+	{
+		ui_error(c, "invalid_message", "data.command_type: missing or not a string");
+		return;
+	}
+	if (params && !cJSON_IsObject(params))
+	{
+		ui_error(c, "invalid_message", "data.parameters: not an object");
+		return;
+	}
+	if (prio && !cJSON_IsString(prio))
+	{
+		ui_error(c, "invalid_message", "data.priority: not a string");
+		return;
+	}
+	if (ttl && (!cJSON_IsNumber(ttl) || ttl->valuedouble <= 0 || ttl->valuedouble > 86400 * 30))
+	{
+		ui_error(c, "invalid_message", "data.ttl_seconds: not a number between 0 and 2592000");
+		return;
+	}
+	snprintf(ttltext, sizeof(ttltext), "%d seconds", ttl ? (int) ttl->valuedouble : 300);
+	ptext = params ? cJSON_PrintUnformatted(params) : strdup("{}");
+	r = calloc(1, sizeof(*r));
+	q = db_query_new(LANE_GENERAL,
+					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
+					 command_done, r);
+	if (!ptext || !r || !q || !(r->agent_id = strdup(agent)) ||
+		(rid && !(r->request_id = strdup(rid))) ||
+		db_query_param(q, agent, strlen(agent)) ||
+		db_query_param(q, type, strlen(type)) ||
+		db_query_param(q, ptext, strlen(ptext)) ||
+		db_query_param(q, prio ? prio->valuestring : "normal",
+					   strlen(prio ? prio->valuestring : "normal")) ||
+		db_query_param(q, ttltext, strlen(ttltext)) ||
+		db_query_param(q, c->user, strlen(c->user)))
+	{
+		if (q)
+			db_query_free(q);
+		if (r)
+		{
+			free(r->agent_id);
+			free(r->request_id);
+		}
+		free(r);
+		free(ptext);
+		ui_error(c, "internal_error", "out of memory");
+		return;
+	}
+	free(ptext);
+	r->client = c;
+	c->refs++;
+	db_submit(q);
+}
+
+static void
+setting_done(struct db_query *q, PGresult *res)
+{
+	struct ui_request *r = q->arg;
+	struct ui_client *c = r->client;
+
+	if (c->wsi)
+	{
+		cJSON	   *msg = cJSON_CreateObject();
+		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			cJSON_AddStringToObject(msg, "type", "setting_changed");
+			cJSON_AddNumberToObject(data, "agents_updated", atoi(PQgetvalue(res, 0, 0)));
+		}
+		else
+		{
+			const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			cJSON_AddStringToObject(msg, "type", "error");
+			cJSON_AddStringToObject(data, "code", "setting_refused");
+			cJSON_AddStringToObject(data, "message", m ? m : "setting not changed");
+		}
+		if (r->request_id)
+			cJSON_AddStringToObject(data, "request_id", r->request_id);
+		ui_send_json(c, msg);
+	}
+	free(r->request_id);
+	free(r->agent_id);
+	free(r);
+	ui_release(c);
+}
+
+/* {"type":"set_setting","data":{"scope":"global|group:<name>|agent:<id>","key":...,"value":...}} */
+static void
+handle_setting(struct ui_client *c, cJSON *data)
+{
+	const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "scope"));
+	const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "key"));
+	cJSON	   *value = cJSON_GetObjectItemCaseSensitive(data, "value");
+	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct ui_request *r;
+	struct db_query *q;
+	char	   *vtext;
+
+	if (!strcmp(c->role, "viewer"))
+	{
+		ui_error(c, "forbidden", "viewers may not change settings");
+		return;
+	}
+	if (!scope || !key || !value)
+	{
+		ui_error(c, "invalid_message", "data.scope, data.key and data.value are required");
+		return;
+	}
+	vtext = cJSON_PrintUnformatted(value);
+	r = calloc(1, sizeof(*r));
+	q = db_query_new(LANE_GENERAL, "SELECT pankha.set_setting($1, $2, $3::jsonb, $4)", setting_done, r);
+	if (!vtext || !r || !q || (rid && !(r->request_id = strdup(rid))) ||
+		db_query_param(q, scope, strlen(scope)) || db_query_param(q, key, strlen(key)) ||
+		db_query_param(q, vtext, strlen(vtext)) || db_query_param(q, c->user, strlen(c->user)))
+	{
+		if (q)
+			db_query_free(q);
+		if (r)
+			free(r->request_id);
+		free(r);
+		free(vtext);
+		ui_error(c, "internal_error", "out of memory");
+		return;
+	}
+	free(vtext);
+	r->client = c;
+	c->refs++;
+	db_submit(q);
+}
+
+static void
+ui_message(struct ui_client *c, const char *text, size_t len)
+{
+	cJSON	   *root = cJSON_ParseWithLength(text, len);
+	const char *t;
+	cJSON	   *data;
+
+	if (!root || !cJSON_IsObject(root))
+	{
+		ui_error(c, "malformed_json", root ? "message is not a JSON object" :
+				 "message is not valid JSON");
+		cJSON_Delete(root);
+		return;
+	}
+	t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "type"));
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	if (!t)
+		ui_error(c, "invalid_message", "type: missing or not a string");
+	else if (!strcmp(t, "subscribe") || !strcmp(t, "unsubscribe"))
+		handle_subscribe(c, data, !strcmp(t, "subscribe"));
+	else if (!strcmp(t, "ping"))
+		ui_send(c, "{\"type\":\"pong\"}", 15);
+	else if (!strcmp(t, "command") || !strcmp(t, "set_setting"))
+	{
+		if (!cJSON_IsObject(data))
+			ui_error(c, "invalid_message", "data: missing or not an object");
+		else if (!strcmp(t, "command"))
+			handle_command(c, data);
+		else
+			handle_setting(c, data);
+	}
+	else
+	{
+		struct sbuf m = {0};
+
+		sbuf_printf(&m, "unknown message type \"%.64s\"", t);
+		ui_error(c, "unknown_type", m.failed ? "unknown message type" : m.data);
+		sbuf_free(&m);
+	}
+	cJSON_Delete(root);
+}
+
+/* The token of a browser: a subprotocol entry other than "pankha-ui". */
+static char *
+subprotocol_token(struct lws *wsi)
+{
+	int			n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+	char	   *buf, *save = NULL, *tok, *found = NULL;
+
+	if (n <= 0)
+		return NULL;
+	buf = malloc((size_t) n + 1);
+	if (!buf)
+		return NULL;
+	if (lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_PROTOCOL) < 0)
+	{
+		free(buf);
+		return NULL;
+	}
+	for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+		if (strcmp(tok, "pankha-ui") && strcmp(tok, "pankha"))
+		{
+			found = strdup(!strncmp(tok, "bearer.", 7) ? tok + 7 : tok);
+			break;
+		}
+	free(buf);
+	return found;
+}
+
+/* Decide on an upgrade to /ws/ui (see agent_ws_filter). */
+int
+ui_ws_filter(struct lws *wsi, void **session)
+{
+	char	   *token = NULL;
+	char		peer[64];
+	const char *params[2];
+	PGresult   *res;
+	struct ui_client *c;
+
+	if (srv.draining)
+		return http_refuse(wsi, 503, "shutting down");
+	if (agents_count() + ui_count() >= srv.cfg.max_connections)
+		return http_refuse(wsi, 503, "too many connections");
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
+		return http_refuse(wsi, 429, "too many connection attempts");
+	if (http_header_token(wsi, &token) < 0)
+		return http_refuse(wsi, 500, "out of memory");
+	if (!token)
+	{
+		int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+		char	   *buf = len > 0 ? malloc((size_t) len + 1) : NULL;
+		const char *v;
+
+		if (buf && (v = lws_get_urlarg_by_name(wsi, "token=", buf, len + 1)) != NULL)
+			token = strdup(v);
+		free(buf);
+	}
+	if (!token)
+		token = subprotocol_token(wsi);
+	if (!token)
+	{
+		srv.m.handshakes_refused++;
+		return http_refuse(wsi, 401, "dashboard token missing");
+	}
+	params[0] = token;
+	params[1] = peer;
+	res = db_auth_exec("SELECT user_name, role FROM pankha.authenticate_ui($1, $2)", 2, params);
+	free(token);
+	if (!res)
+		return http_refuse(wsi, 503, "database unavailable");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		PQgetisnull(res, 0, 1))
+	{
+		PQclear(res);
+		srv.m.handshakes_refused++;
+		return http_refuse(wsi, 401, "invalid dashboard token");
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+	{
+		PQclear(res);
+		return http_refuse(wsi, 500, "out of memory");
+	}
+	snprintf(c->user, sizeof(c->user), "%s", PQgetvalue(res, 0, 0));
+	snprintf(c->role, sizeof(c->role), "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	c->refs = 1;
+	*session = c;
+	return 0;
+}
+
+/* The dashboard side of the shared WebSocket protocol callback. */
+int
+ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+			   void *user, void *in, size_t len)
+{
+	struct ws_session *s = user;
+	struct ui_client *c = s ? s->obj : NULL;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_ESTABLISHED:
+			{
+				cJSON	   *msg = cJSON_CreateObject();
+				cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+
+				c->wsi = wsi;
+				c->next = clients;
+				if (clients)
+					clients->prev = c;
+				clients = c;
+				nclients++;
+				cJSON_AddStringToObject(msg, "type", "connected");
+				cJSON_AddStringToObject(data, "user", c->user);
+				cJSON_AddStringToObject(data, "role", c->role);
+				cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
+				ui_send_json(c, msg);
+				break;
+			}
+		case LWS_CALLBACK_RECEIVE:
+			if (!c || c->close_code)
+				break;
+			if (c->rx_len + len > srv.cfg.max_message)
+			{
+				free(c->rx);
+				c->rx = NULL;
+				c->rx_len = 0;
+				ui_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+				break;
+			}
+			if (!c->rx_len && lws_is_final_fragment(wsi))
+			{
+				ui_message(c, in, len);
+				break;
+			}
+			{
+				unsigned char *n = realloc(c->rx, c->rx_len + len);
+
+				if (!n)
+					return -1;
+				c->rx = n;
+				memcpy(c->rx + c->rx_len, in, len);
+				c->rx_len += len;
+			}
+			if (lws_is_final_fragment(wsi))
+			{
+				ui_message(c, (const char *) c->rx, c->rx_len);
+				free(c->rx);
+				c->rx = NULL;
+				c->rx_len = 0;
+			}
+			break;
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			if (!c)
+				break;
+			if (c->out.head)
+			{
+				if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
+					return -1;
+				if (c->close_code && !c->out.head)
+					lws_callback_on_writable(wsi);
+				break;
+			}
+			if (c->close_code)
+			{
+				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
+								 strlen(c->close_reason));
+				return -1;
+			}
+			break;
+		case LWS_CALLBACK_CLOSED:
+			if (!c)
+				break;
+			if (c->prev)
+				c->prev->next = c->next;
+			else if (clients == c)
+				clients = c->next;
+			if (c->next)
+				c->next->prev = c->prev;
+			nclients--;
+			c->wsi = NULL;
+			outq_clear(&c->out);
+			s->obj = NULL;
+			ui_release(c);
+			break;
+		default:
+			break;
+	}
+	return 0;
+}

@@ -1,0 +1,396 @@
+/*
+ * util.c - small pieces shared by the bridge's protocols: outgoing message
+ * queues, growable strings, histograms, the connection-attempt limiter and
+ * logging.
+ */
+#include "bridge.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Monotonic microseconds. */
+lws_usec_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (lws_usec_t) ts.tv_sec * LWS_US_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* strndup that stops at n bytes and tolerates NULL; NULL on no memory. */
+char *
+xstrndup(const char *s, size_t n)
+{
+	char	   *d;
+
+	if (!s)
+		return NULL;
+	d = malloc(n + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+/* ---------------------------------------------------------------- outq */
+
+/* Queue a copy of text; -1 when memory is short. */
+int
+outq_push(struct outq *q, const char *text, size_t len, bool is_command)
+{
+	struct outmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
+
+	if (!m)
+		return -1;
+	m->next = NULL;
+	m->len = len;
+	m->queued_at = now_us();
+	m->is_command = is_command;
+	memcpy(m->data + LWS_PRE, text, len);
+	if (q->tail)
+		q->tail->next = m;
+	else
+		q->head = m;
+	q->tail = m;
+	q->bytes += len;
+	return 0;
+}
+
+/* Take the oldest message off the queue. */
+struct outmsg *
+outq_pop(struct outq *q)
+{
+	struct outmsg *m = q->head;
+
+	if (!m)
+		return NULL;
+	q->head = m->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->bytes -= m->len;
+	return m;
+}
+
+/* Drop everything queued. */
+void
+outq_clear(struct outq *q)
+{
+	struct outmsg *m;
+
+	while ((m = outq_pop(q)) != NULL)
+		free(m);
+}
+
+/*
+ * Write the oldest queued message (called from a WRITEABLE callback) and
+ * ask for another callback if more remain.  Returns -1 when the write
+ * failed and the connection should close.
+ */
+int
+outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
+			   uint64_t *bytes_out)
+{
+	struct outmsg *m = outq_pop(q);
+	int			n;
+
+	if (!m)
+		return 0;
+	n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+	if (n < (int) m->len)
+	{
+		free(m);
+		return -1;
+	}
+	if (m->is_command)
+	{
+		srv.m.commands_pushed++;
+		histogram_observe(&srv.m.command_seconds,
+						  (double) (now_us() - m->queued_at) / 1e6);
+	}
+	(*frames_out)++;
+	*bytes_out += m->len;
+	srv.m.bytes_out += m->len;
+	free(m);
+	if (q->head)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- sbuf */
+
+static bool
+sbuf_reserve(struct sbuf *b, size_t more)
+{
+	size_t		need;
+	char	   *d;
+
+	if (b->failed)
+		return false;
+	if (more > SIZE_MAX / 2 - b->len)
+	{
+		b->failed = true;
+		return false;
+	}
+	need = b->len + more + 1;
+	if (need <= b->cap)
+		return true;
+	if (need < b->cap * 2)
+		need = b->cap * 2;
+	if (need < 256)
+		need = 256;
+	d = realloc(b->data, need);
+	if (!d)
+	{
+		b->failed = true;
+		return false;
+	}
+	b->data = d;
+	b->cap = need;
+	return true;
+}
+
+void
+sbuf_append(struct sbuf *b, const char *s, size_t n)
+{
+	if (!sbuf_reserve(b, n))
+		return;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void
+sbuf_puts(struct sbuf *b, const char *s)
+{
+	sbuf_append(b, s, strlen(s));
+}
+
+void
+sbuf_printf(struct sbuf *b, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !sbuf_reserve(b, (size_t) n))
+	{
+		b->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t) n;
+}
+
+/* Append one double-quoted element of a PostgreSQL array literal. */
+void
+sbuf_array_elem(struct sbuf *b, const char *s, size_t n)
+{
+	size_t		start = 0;
+
+	if (!sbuf_reserve(b, n + 3))
+		return;
+	sbuf_append(b, "\"", 1);
+	for (size_t i = 0; i < n; i++)
+	{
+		if (s[i] == '"' || s[i] == '\\')
+		{
+			sbuf_append(b, s + start, i - start);
+			sbuf_append(b, "\\", 1);
+			start = i;
+		}
+	}
+	sbuf_append(b, s + start, n - start);
+	sbuf_append(b, "\"", 1);
+}
+
+void
+sbuf_free(struct sbuf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+void
+histogram_observe(struct histogram *h, double v)
+{
+	int			i;
+
+	for (i = 0; i < h->nbounds; i++)
+		if (v <= h->bounds[i])
+			break;
+	h->counts[i]++;
+	h->sum += v;
+	h->count++;
+}
+
+/* ---------------------------------------------------------------- limiter */
+
+/* One counted key of the attempt limiter. */
+struct attempt
+{
+	struct attempt *next;
+	unsigned int count;
+	char		key[];			/* "kind:key" */
+};
+
+#define ATTEMPT_BUCKETS 4096
+static struct attempt *attempt_table[ATTEMPT_BUCKETS];
+
+static unsigned int
+hash_str(const char *s)
+{
+	unsigned int h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (unsigned char) *s++) * 16777619u;
+	return h;
+}
+
+/*
+ * Count one attempt for kind/key; false once it exceeds per_minute in the
+ * current minute (0 means unlimited).  Memory short: allow.
+ */
+bool
+attempts_allow(const char *kind, const char *key, int per_minute)
+{
+	struct sbuf k = {0};
+	struct attempt *a;
+	unsigned int h;
+	bool		ok = true;
+
+	if (per_minute <= 0)
+		return true;
+	sbuf_printf(&k, "%s:%s", kind, key);
+	if (k.failed)
+		return true;
+	h = hash_str(k.data) % ATTEMPT_BUCKETS;
+	for (a = attempt_table[h]; a; a = a->next)
+		if (!strcmp(a->key, k.data))
+			break;
+	if (!a)
+	{
+		a = malloc(sizeof(*a) + k.len + 1);
+		if (a)
+		{
+			memcpy(a->key, k.data, k.len + 1);
+			a->count = 0;
+			a->next = attempt_table[h];
+			attempt_table[h] = a;
+		}
+	}
+	if (a && ++a->count > (unsigned int) per_minute)
+		ok = false;
+	sbuf_free(&k);
+	return ok;
+}
+
+/* Start a new minute. */
+void
+attempts_reset(void)
+{
+	for (int i = 0; i < ATTEMPT_BUCKETS; i++)
+	{
+		while (attempt_table[i])
+		{
+			struct attempt *a = attempt_table[i];
+
+			attempt_table[i] = a->next;
+			free(a);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static FILE *log_out;
+
+/* Reopen the log file (at start and on SIGHUP). */
+void
+log_reopen(void)
+{
+	if (log_out && log_out != stderr)
+		fclose(log_out);
+	log_out = NULL;
+	if (srv.cfg.log_file)
+	{
+		log_out = fopen(srv.cfg.log_file, "a");
+		if (!log_out)
+			fprintf(stderr, "pankha-bridge: cannot open log file %s\n",
+					srv.cfg.log_file);
+	}
+	if (!log_out)
+		log_out = stderr;
+	setvbuf(log_out, NULL, _IOLBF, 0);
+}
+
+/* Log one event as one line (plain or JSON). */
+void
+blog(const char *level, const char *event, const char *fmt,...)
+{
+	char		when[40];
+	struct timespec ts;
+	struct tm	tm;
+	va_list		ap;
+	struct sbuf msg = {0};
+	int			n;
+
+	if (!strcmp(level, "debug") && srv.cfg.verbose < 2)
+		return;
+	if (!strcmp(level, "info") && srv.cfg.verbose < 1)
+		return;
+	if (!log_out)
+		log_out = stderr;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = (int) strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n >= 0)
+	{
+		char	   *text = malloc((size_t) n + 1);
+
+		if (text)
+		{
+			va_start(ap, fmt);
+			vsnprintf(text, (size_t) n + 1, fmt, ap);
+			va_end(ap);
+			sbuf_append(&msg, text, (size_t) n);
+			free(text);
+		}
+	}
+	if (srv.cfg.log_json)
+	{
+		cJSON	   *o = cJSON_CreateObject();
+		char	   *line = NULL;
+
+		if (o)
+		{
+			cJSON_AddStringToObject(o, "time", when);
+			cJSON_AddStringToObject(o, "level", level);
+			cJSON_AddStringToObject(o, "event", event);
+			cJSON_AddStringToObject(o, "message", msg.data ? msg.data : "");
+			line = cJSON_PrintUnformatted(o);
+			cJSON_Delete(o);
+		}
+		if (line)
+			fprintf(log_out, "%s\n", line);
+		free(line);
+	}
+	else
+		fprintf(log_out, "%s %s %s: %s\n", when, level, event,
+				msg.data ? msg.data : "");
+	sbuf_free(&msg);
+}

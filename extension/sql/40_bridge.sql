@@ -1,0 +1,261 @@
+-- Pankha extension: what the bridges record about agent connections.
+-- A bridge keeps no state of its own; every connect and disconnect lands
+-- here, so operators can see reconnect storms and connection durations in
+-- SQL, and bridges learn from NOTIFY when a connection moved elsewhere.
+\echo Use "CREATE EXTENSION pankha" to load this file. \quit
+
+CREATE TABLE pankha.connections (
+    connection_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id      text NOT NULL,
+    bridge_id     text NOT NULL,
+    remote_addr   text,
+    connected_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    closed_at     timestamptz,
+    close_code    integer,
+    close_reason  text,
+    frames_in     bigint NOT NULL DEFAULT 0 CHECK (frames_in >= 0),
+    bytes_in      bigint NOT NULL DEFAULT 0 CHECK (bytes_in >= 0),
+    frames_out    bigint NOT NULL DEFAULT 0 CHECK (frames_out >= 0),
+    bytes_out     bigint NOT NULL DEFAULT 0 CHECK (bytes_out >= 0),
+    CHECK (closed_at IS NULL OR closed_at >= connected_at)
+);
+CREATE INDEX connections_agent_idx ON pankha.connections (agent_id, connected_at);
+CREATE INDEX connections_open_idx ON pankha.connections (agent_id) WHERE closed_at IS NULL;
+COMMENT ON TABLE pankha.connections IS
+'One row per WebSocket connection of an agent to a bridge: who, where from, when it opened and closed, why it closed, and how much it carried.  Rows with closed_at NULL are open.';
+
+-- The latest status report of each agent (the "status" message).
+CREATE TABLE pankha.agent_reports (
+    agent_id    text PRIMARY KEY REFERENCES pankha.agents ON DELETE CASCADE,
+    received_at timestamptz NOT NULL,
+    report      jsonb NOT NULL CHECK (jsonb_typeof(report) = 'object')
+);
+COMMENT ON TABLE pankha.agent_reports IS
+'The most recent status message of each agent (uptime, memory and whatever else the agent reports).';
+
+-- connection_opened: record a new connection, mark the agent online and
+-- tell other bridges (channel pankha_agent) to close any older connection
+-- of the same agent.  Returns the connection id; ids grow, so a bridge can
+-- tell which of two connections is the newer.
+CREATE FUNCTION pankha.connection_opened(agent_id text, bridge_id text, remote_addr text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id     bigint;
+    was_online boolean;
+BEGIN
+    IF agent_id IS NULL OR NOT pankha.valid_id(agent_id) THEN
+        RAISE EXCEPTION 'agent_id must be 1 to 64 bytes without control characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF bridge_id IS NULL OR bridge_id = '' THEN
+        RAISE EXCEPTION 'bridge_id must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT a.status = 'online' INTO was_online
+      FROM pankha.agents a
+     WHERE a.agent_id = connection_opened.agent_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" is not registered', agent_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE pankha.agents a SET status = 'online', last_seen = now()
+     WHERE a.agent_id = connection_opened.agent_id;
+
+    INSERT INTO pankha.connections (agent_id, bridge_id, remote_addr)
+    VALUES (agent_id, bridge_id, remote_addr)
+    RETURNING connection_id INTO new_id;
+
+    IF EXISTS (SELECT 1 FROM pankha.connections c
+                WHERE c.agent_id = connection_opened.agent_id
+                  AND c.closed_at IS NULL AND c.connection_id < new_id) THEN
+        PERFORM pg_notify('pankha_agent',
+            json_build_object('agent_id', agent_id, 'event', 'replaced',
+                              'bridge', bridge_id, 'connection', new_id)::text);
+    END IF;
+    IF NOT was_online THEN
+        PERFORM pg_notify('pankha_agent_status',
+            json_build_object('agent_id', agent_id, 'status', 'online')::text);
+    END IF;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pankha.connection_opened(text, text, text) IS
+'Records that an agent connected to a bridge, marks it online (NOTIFY pankha_agent_status) and, when it already had an open connection, asks every bridge to close the older one (NOTIFY pankha_agent, event "replaced").  Returns the new connection id.';
+
+-- connection_closed: record the end of a connection; the agent goes
+-- offline unless another connection of it is still open.
+CREATE FUNCTION pankha.connection_closed(connection_id bigint, close_code integer, close_reason text,
+                                         frames_in bigint DEFAULT 0, bytes_in bigint DEFAULT 0,
+                                         frames_out bigint DEFAULT 0, bytes_out bigint DEFAULT 0)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    agent text;
+BEGIN
+    IF close_code IS NOT NULL AND (close_code < 1000 OR close_code > 4999) THEN
+        RAISE EXCEPTION 'close_code % is not a WebSocket close code', close_code
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Close codes are between 1000 and 4999.';
+    END IF;
+    UPDATE pankha.connections c
+       SET closed_at = clock_timestamp(), close_code = connection_closed.close_code,
+           close_reason = left(connection_closed.close_reason, 123),
+           frames_in = greatest(coalesce(connection_closed.frames_in, 0), 0),
+           bytes_in = greatest(coalesce(connection_closed.bytes_in, 0), 0),
+           frames_out = greatest(coalesce(connection_closed.frames_out, 0), 0),
+           bytes_out = greatest(coalesce(connection_closed.bytes_out, 0), 0)
+     WHERE c.connection_id = connection_closed.connection_id AND c.closed_at IS NULL
+    RETURNING c.agent_id INTO agent;
+    IF NOT FOUND THEN
+        RETURN false;           -- unknown or already closed: nothing to do
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM pankha.connections c
+                    WHERE c.agent_id = agent AND c.closed_at IS NULL) THEN
+        UPDATE pankha.agents a SET status = 'offline', last_seen = now()
+         WHERE a.agent_id = agent AND a.status = 'online';
+        IF FOUND THEN
+            PERFORM pg_notify('pankha_agent_status',
+                json_build_object('agent_id', agent, 'status', 'offline')::text);
+        END IF;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pankha.connection_closed(bigint, integer, text, bigint, bigint, bigint, bigint) IS
+'Records that a connection ended (close code, reason, traffic).  The agent goes offline (NOTIFY pankha_agent_status) when it has no other open connection.  Returns false when the connection was unknown or already closed.';
+
+-- bridge_started: a bridge that starts again under the same id closes the
+-- rows its previous run left open (it crashed or was killed).
+CREATE FUNCTION pankha.bridge_started(bridge_id text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stale bigint;
+    n     integer := 0;
+BEGIN
+    FOR stale IN SELECT c.connection_id FROM pankha.connections c
+                  WHERE c.bridge_id = bridge_started.bridge_id AND c.closed_at IS NULL
+    LOOP
+        PERFORM pankha.connection_closed(stale, 1006, 'bridge restarted');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.bridge_started(text) IS
+'Closes the connections a previous run of this bridge left open (code 1006); returns how many.';
+
+-- record_status: keep an agent's latest "status" message.
+CREATE FUNCTION pankha.record_status(agent_id text, report jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF report IS NULL OR jsonb_typeof(report) <> 'object' THEN
+        RAISE EXCEPTION 'status data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pankha.agent_reports AS r (agent_id, received_at, report)
+    VALUES (agent_id, now(), report)
+    ON CONFLICT ON CONSTRAINT agent_reports_pkey
+    DO UPDATE SET received_at = excluded.received_at, report = excluded.report;
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'agent "%" is not registered', agent_id
+        USING ERRCODE = 'no_data_found';
+END
+$$;
+COMMENT ON FUNCTION pankha.record_status(text, jsonb) IS
+'Stores the latest status message an agent sent (replacing the previous one).';
+
+CREATE VIEW pankha.connection_stats AS
+SELECT agent_id,
+       count(*) AS connections,
+       count(*) FILTER (WHERE connected_at > now() - interval '1 hour') AS connects_last_hour,
+       count(*) FILTER (WHERE closed_at IS NULL) AS open_connections,
+       avg(coalesce(closed_at, now()) - connected_at) AS average_duration,
+       max(connected_at) AS last_connected_at
+  FROM pankha.connections
+ GROUP BY agent_id;
+COMMENT ON VIEW pankha.connection_stats IS
+'Per agent: how many connections it made (in all and in the last hour), how many are open, and how long they last on average.';
+
+-- agent_sync: the HTTP fallback for agents that cannot hold a WebSocket.
+-- One transaction: authenticate, store the frames, record the command
+-- acks, and hand back the commands waiting and the effective settings.
+-- Bad credentials return NULL (not an error) so the audit entry stays.
+CREATE FUNCTION pankha.agent_sync(agent_id text, token text, client_addr text,
+                                  frames jsonb, acks jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    results  jsonb;
+    commands jsonb;
+    ack      jsonb;
+    n        integer;
+BEGIN
+    IF pankha.authenticate_agent(agent_id, token, client_addr) IS DISTINCT FROM agent_id THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(frames) IS DISTINCT FROM 'array' OR jsonb_typeof(acks) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'frames and acks must be JSON arrays'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    n := jsonb_array_length(frames);
+    IF n > 0 THEN
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'stored', r.stored, 'sqlstate', r.sqlstate, 'error', r.message)) ORDER BY r.ord)
+          INTO results
+          FROM pankha.ingest_many(array_fill(agent_id, ARRAY[n]),
+                                  ARRAY(SELECT f FROM jsonb_array_elements(frames) WITH ORDINALITY AS e(f, i)
+                                        ORDER BY i)) r;
+    END IF;
+    FOR ack IN SELECT a FROM jsonb_array_elements(acks) AS e(a)
+    LOOP
+        IF jsonb_typeof(ack) IS DISTINCT FROM 'object' OR jsonb_typeof(ack->'command_id') IS DISTINCT FROM 'string'
+           OR jsonb_typeof(ack->'success') IS DISTINCT FROM 'boolean' THEN
+            RAISE EXCEPTION 'each ack needs a string command_id and a boolean success'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM pankha.ack_command(agent_id, (ack->>'command_id')::uuid, (ack->>'success')::boolean,
+                                   ack->>'error');
+    END LOOP;
+    SELECT coalesce(jsonb_agg(jsonb_build_object('command_id', c.command_id,
+                                                 'command_type', c.command_type,
+                                                 'parameters', c.parameters,
+                                                 'priority', c.priority)), '[]')
+      INTO commands
+      FROM pankha.pending_commands(agent_id) c;
+    RETURN jsonb_build_object('frames', coalesce(results, '[]'), 'commands', commands,
+                              'config', pankha.effective_settings(agent_id));
+END
+$$;
+COMMENT ON FUNCTION pankha.agent_sync(text, text, text, jsonb, jsonb) IS
+'The HTTP sync fallback in one call: authenticates the agent (NULL when refused, audited), stores its frames (one outcome each), records its command acks, and returns the commands waiting for it and its effective settings.';
+
+-- agent_group: the group an agent belongs to (NULL when none), for the
+-- dashboards' groups.<name> topics.
+CREATE FUNCTION pankha.agent_group(agent_id text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT m.group_name FROM pankha.agent_group_members m
+             WHERE m.agent_id = agent_group.agent_id);
+END
+$$;
+COMMENT ON FUNCTION pankha.agent_group(text) IS
+'The group of an agent, or NULL when it is in none.';
