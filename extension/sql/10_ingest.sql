@@ -162,13 +162,16 @@ BEGIN
         RETURN rel;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    rel := to_regclass(format('pankha.%I', name));
-    IF rel IS NULL THEN
+    -- The advisory lock does not refresh the catalog caches, so a partition
+    -- the worker (or another session) just created may still look absent:
+    -- creating it then fails as a duplicate, which means it is there.
+    BEGIN
         EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
                        name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-        rel := to_regclass(format('pankha.%I', name));
-    END IF;
-    RETURN rel;
+    EXCEPTION WHEN duplicate_table THEN
+        NULL;
+    END;
+    RETURN format('pankha.%I', name)::regclass;
 END
 $$;
 COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
