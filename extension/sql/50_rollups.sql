@@ -177,15 +177,18 @@ COMMENT ON FUNCTION pankha.ensure_rollup_partitions(timestamptz, timestamptz) IS
 
 -- The newest received_at below which every frame is committed and visible.
 -- Ingest stamps received_at with the clock when it starts, so a frame still
--- in flight belongs to a transaction that is running or holds a write; the
--- bound stops at the oldest such transaction, with a second of margin.
+-- in flight belongs to a client running a statement, or to a transaction
+-- that has written; the bound stops at the oldest such transaction (or
+-- prepared transaction), with a second of margin.  A long statement only
+-- delays the rollups; it never makes them skip a frame.
 CREATE FUNCTION pankha.rollup_horizon() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
     SELECT least(clock_timestamp() - interval '1 second',
                  (SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
                   WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
                     AND a.xact_start IS NOT NULL
-                    AND (a.state = 'active' OR a.backend_xid IS NOT NULL)),
+                    AND ((a.state = 'active' AND a.backend_type = 'client backend')
+                         OR a.backend_xid IS NOT NULL)),
                  (SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p
                   WHERE p.database = current_database()))
 $$;

@@ -78,6 +78,7 @@ DECLARE
     p record;
     directory text := coalesce(current_setting('pankha.archive_directory', true), '');
     old_lock_timeout text := current_setting('lock_timeout');
+    pending boolean;
 BEGIN
     -- Never stall ingest behind a drop's lock: give up and retry next pass.
     PERFORM set_config('lock_timeout', '2s', true);
@@ -86,6 +87,12 @@ BEGIN
         WHERE t.range_end <= now() - pankha.retention(t.parent)
         ORDER BY t.range_start
     LOOP
+        -- Raw frames not yet rolled up wait for the next rollup pass.
+        IF p.parent = 'readings' THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s r WHERE r.received_at >= $1)', p.partition)
+                INTO pending USING (SELECT s.watermark FROM pankha.rollup_state s);
+            CONTINUE WHEN pending;
+        END IF;
         BEGIN
             archived_to := NULL;
             IF directory <> '' THEN
@@ -106,4 +113,4 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.drop_expired_partitions() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
-'Drop the time partitions past their retention (archived first when pankha.archive_directory is set); returns what was dropped and where it was archived.  The worker calls it.';
+'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up; returns what was dropped and where it was archived.  The worker calls it.';

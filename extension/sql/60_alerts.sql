@@ -11,6 +11,14 @@
 -- Liveness
 -- ---------------------------------------------------------------------
 
+-- An agent's update interval in seconds (3 until settings say otherwise).
+CREATE FUNCTION pankha.update_interval(agent_id text) RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pankha
+RETURN coalesce((pankha.effective_settings(agent_id) ->> 'update_interval')::double precision, 3);
+COMMENT ON FUNCTION pankha.update_interval(text) IS
+'Seconds between two frames of the agent: its effective update_interval setting (3 by default).';
+
 -- How long an agent may be silent before it counts as offline.
 CREATE FUNCTION pankha.offline_threshold(agent_id text) RETURNS interval
 LANGUAGE plpgsql STABLE
@@ -18,18 +26,11 @@ SET search_path = pg_catalog, pankha
 AS $$
 DECLARE
     fixed interval := pankha.setting_interval('pankha.offline_after', '0');
-    update_interval double precision;
 BEGIN
     IF fixed > interval '0' THEN
         RETURN fixed;
     END IF;
-    -- The settings come with the command queue; without them the agent
-    -- default of 3 seconds applies.
-    IF to_regprocedure('pankha.effective_settings(text)') IS NOT NULL THEN
-        EXECUTE 'SELECT (pankha.effective_settings($1) ->> ''update_interval'')::double precision'
-            INTO update_interval USING agent_id;
-    END IF;
-    RETURN greatest(interval '15 seconds', 3 * coalesce(update_interval, 3) * interval '1 second');
+    RETURN greatest(interval '15 seconds', 3 * pankha.update_interval(agent_id) * interval '1 second');
 END
 $$;
 COMMENT ON FUNCTION pankha.offline_threshold(text) IS
@@ -94,19 +95,14 @@ DECLARE
     c record;
     n integer := 0;
 BEGIN
-    IF to_regclass('pankha.commands') IS NULL THEN
-        RETURN 0;
-    END IF;
-    IF to_regprocedure('pankha.expire_commands()') IS NOT NULL THEN
-        EXECUTE 'SELECT pankha.expire_commands()' INTO n;
-    END IF;
+    n := pankha.expire_commands();
     FOR c IN
-        EXECUTE 'UPDATE pankha.commands q SET status = ''queued'', redeliver_at = NULL
-                 WHERE q.command_id IN (SELECT s.command_id FROM pankha.commands s
-                                        WHERE s.status = ''sent'' AND s.redeliver_at <= now()
-                                          AND s.attempts < s.max_attempts AND s.expires_at > now()
-                                        FOR UPDATE SKIP LOCKED)
-                 RETURNING q.agent_id, q.command_id'
+        UPDATE pankha.commands q SET status = 'queued', redeliver_at = NULL
+        WHERE q.command_id IN (SELECT s.command_id FROM pankha.commands s
+                               WHERE s.status = 'sent' AND s.redeliver_at <= now()
+                                 AND s.attempts < s.max_attempts AND s.expires_at > now()
+                               FOR UPDATE SKIP LOCKED)
+        RETURNING q.agent_id, q.command_id
     LOOP
         PERFORM pg_notify('pankha_command',
                           jsonb_build_object('agent_id', c.agent_id, 'command_id', c.command_id)::text);
@@ -187,20 +183,14 @@ CREATE TABLE pankha.alert_state (
 COMMENT ON TABLE pankha.alert_state IS
 'Internal: per rule, agent and series (target_id is '''' for agent rules): since when the condition holds, the open alert, and when the last one resolved (for the cooldown).';
 
--- Whether an agent belongs to a group; false while groups are not defined.
+-- Whether an agent belongs to a group (pankha.agent_group_members).
 CREATE FUNCTION pankha.agent_in_group(agent_id text, group_name text) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pankha
 AS $$
-DECLARE
-    found boolean := false;
 BEGIN
-    IF to_regclass('pankha.agent_group_members') IS NOT NULL THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pankha.agent_group_members m
-                                WHERE m.agent_id = $1 AND m.group_name = $2)'
-            INTO found USING agent_id, group_name;
-    END IF;
-    RETURN found;
+    RETURN EXISTS (SELECT FROM pankha.agent_group_members m
+                   WHERE m.agent_id = agent_in_group.agent_id AND m.group_name = agent_in_group.group_name);
 END
 $$;
 COMMENT ON FUNCTION pankha.agent_in_group(text, text) IS

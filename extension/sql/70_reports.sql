@@ -161,24 +161,6 @@ COMMENT ON FUNCTION pankha.history(text, text[], timestamptz, timestamptz, inter
 -- Reports
 -- ---------------------------------------------------------------------
 
--- An agent's update interval in seconds (3 until settings say otherwise).
-CREATE FUNCTION pankha.update_interval(agent_id text) RETURNS double precision
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    seconds double precision;
-BEGIN
-    IF to_regprocedure('pankha.effective_settings(text)') IS NOT NULL THEN
-        EXECUTE 'SELECT (pankha.effective_settings($1) ->> ''update_interval'')::double precision'
-            INTO seconds USING agent_id;
-    END IF;
-    RETURN coalesce(seconds, 3);
-END
-$$;
-COMMENT ON FUNCTION pankha.update_interval(text) IS
-'Seconds between two frames of the agent: its effective update_interval setting (3 by default).';
-
 CREATE FUNCTION pankha.agent_report(agent text, from_ts timestamptz, to_ts timestamptz)
 RETURNS TABLE (agent_id text, name text, status text, uptime_pct numeric,
                frames_received bigint, frames_expected bigint, gaps integer, longest_gap interval,
@@ -251,14 +233,10 @@ BEGIN
     SELECT count(*) INTO alerts FROM pankha.alerts x
     WHERE x.agent_id = a.agent_id AND x.fired_at >= from_ts AND x.fired_at < to_ts;
 
-    commands := '{}';
-    IF to_regclass('pankha.commands') IS NOT NULL THEN
-        EXECUTE 'SELECT coalesce(jsonb_object_agg(c.status, c.n), ''{}'')
-                 FROM (SELECT q.status, count(*) AS n FROM pankha.commands q
-                       WHERE q.agent_id = $1 AND q.created_at >= $2 AND q.created_at < $3
-                       GROUP BY q.status) c'
-            INTO commands USING a.agent_id, from_ts, to_ts;
-    END IF;
+    SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}') INTO commands
+    FROM (SELECT q.status, count(*) AS n FROM pankha.commands q
+          WHERE q.agent_id = a.agent_id AND q.created_at >= from_ts AND q.created_at < to_ts
+          GROUP BY q.status) c;
     RETURN NEXT;
 END
 $$;

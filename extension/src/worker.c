@@ -6,9 +6,13 @@
  * One worker per server, connected to the database named by
  * pankha.database.  Each pass runs in its own transaction: it skips the
  * work while the server is in recovery or the extension is not installed,
- * and otherwise calls pankha.maintain(), which persists liveness and keeps
- * partitions ahead.  An error in a pass is logged and the worker carries
- * on with the next one; it never takes the server down.
+ * and otherwise calls pankha.maintain(), which persists liveness and marks
+ * agents online or offline, keeps partitions ahead, rolls up new frames,
+ * drops (and archives) partitions past retention, expires and redelivers
+ * commands and judges alert rules (see extension/sql/50_rollups.sql and
+ * after).  An error in a pass is logged and the worker carries on with the
+ * next one; it never takes the server down.  SIGHUP reloads the settings,
+ * SIGTERM ends the worker at once.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +35,19 @@
 
 PGDLLEXPORT void PankhaWorkerMain(Datum main_arg);
 
+typedef enum WorkerState
+{
+	WORKER_STARTING,			/* no pass yet */
+	WORKER_WORKING,				/* the extension is installed */
+	WORKER_IDLE_NO_EXTENSION,	/* waiting for CREATE EXTENSION pankha */
+	WORKER_IDLE_RECOVERY,		/* the server is a standby */
+	WORKER_IDLE_DISABLED		/* pankha.worker_enabled is off */
+} WorkerState;
+
+static WorkerState worker_state = WORKER_STARTING;
+
 static bool worker_pass(void);
+static void worker_enter_state(WorkerState state);
 
 /* Register the worker at postmaster start. */
 void
@@ -76,10 +92,16 @@ PankhaWorkerMain(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			elog(LOG, "pankha worker reloaded its configuration (naptime %d s, worker_enabled %s)",
+				 pankha_naptime, pankha_worker_enabled ? "on" : "off");
 		}
 
 		oldcxt = MemoryContextSwitchTo(pass_context);
-		if (pankha_worker_enabled && !RecoveryInProgress())
+		if (!pankha_worker_enabled)
+			worker_enter_state(WORKER_IDLE_DISABLED);
+		else if (RecoveryInProgress())
+			worker_enter_state(WORKER_IDLE_RECOVERY);
+		else
 			worker_pass();
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(pass_context);
@@ -116,10 +138,13 @@ worker_pass(void)
 						  true, 1);
 		if (ret == SPI_OK_SELECT && SPI_processed == 1)
 		{
+			worker_enter_state(WORKER_WORKING);
 			ret = SPI_execute("SELECT pankha.maintain()", false, 0);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "pankha.maintain() failed: %s", SPI_result_code_string(ret));
 		}
+		else
+			worker_enter_state(WORKER_IDLE_NO_EXTENSION);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -137,4 +162,31 @@ worker_pass(void)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+/* Say in the log when the worker starts or stops doing its work, once. */
+static void
+worker_enter_state(WorkerState state)
+{
+	if (state == worker_state)
+		return;
+	worker_state = state;
+	switch (state)
+	{
+		case WORKER_WORKING:
+			elog(LOG, "pankha worker is maintaining database \"%s\"", pankha_database);
+			break;
+		case WORKER_IDLE_NO_EXTENSION:
+			elog(LOG, "pankha worker is idle: extension \"pankha\" is not installed in database \"%s\"",
+				 pankha_database);
+			break;
+		case WORKER_IDLE_RECOVERY:
+			elog(LOG, "pankha worker is idle while the server is in recovery");
+			break;
+		case WORKER_IDLE_DISABLED:
+			elog(LOG, "pankha worker is idle: pankha.worker_enabled is off");
+			break;
+		case WORKER_STARTING:
+			break;
+	}
 }
