@@ -22,6 +22,7 @@ struct frame
 	struct agent *agent;		/* holds a reference */
 	int64_t		seq;			/* -1 when the frame had none */
 	bool		single;			/* send alone (its batch failed as a whole) */
+	bool		requeued;		/* went back to the front: may commit after later frames */
 	char	   *json;			/* the message as received */
 	size_t		len;
 	char	   *fwd;			/* the message for dashboards, or NULL */
@@ -420,6 +421,8 @@ frame_free(struct frame *f)
 
 	a->held--;
 	held_total--;
+	if (f->requeued)
+		a->requeued--;
 	free(f->json);
 	free(f->fwd);
 	free(f);
@@ -436,6 +439,11 @@ requeue_front(struct frame **frames, int n, bool single)
 		struct frame *f = frames[i];
 
 		f->single = single || f->single;
+		if (!f->requeued)
+		{
+			f->requeued = true;
+			f->agent->requeued++;
+		}
 		f->next = pend_head;
 		pend_head = f;
 		if (!pend_tail)
@@ -445,21 +453,39 @@ requeue_front(struct frame **frames, int n, bool single)
 }
 
 /*
- * Send an ack to each agent of the batch that had frames with seq in it,
- * once it has nothing more held (so every frame up to the acked seq is
- * committed, whatever order batches completed in).  A re-sent frame gets
- * the ack again.
+ * Send an ack to each agent of the batch that had frames with seq in it.
+ * Batches run in order on the one ingest connection, so when this one
+ * commits every earlier frame has too; the exception is a frame put back
+ * at the front after a failure, which may commit after later frames: an
+ * agent with such a frame outstanding is acked only once it holds nothing.
+ * A re-sent frame gets the ack again.
  */
 static void
 send_acks(struct batch *b)
 {
+	static uint64_t batch_serial;
+	bool	   *last = calloc(b->n ? b->n : 1, sizeof(bool));
+
+	/* mark each agent's last frame in the batch: it is acked once, there */
+	batch_serial++;
+	for (int i = b->n - 1; last && i >= 0; i--)
+	{
+		struct agent *a = b->frames[i]->agent;
+
+		if (a->ack_mark != batch_serial)
+		{
+			a->ack_mark = batch_serial;
+			last[i] = true;
+		}
+	}
 	for (int i = 0; i < b->n; i++)
 	{
 		struct agent *a = b->frames[i]->agent;
 
 		if (b->frames[i]->seq >= 0)
 			a->ack_due = true;
-		if (a->held == 1 && a->ack_due && a->pending_ack >= 0 && a->wsi)
+		if ((last ? last[i] : a->held == 1) && (a->requeued == 0 || a->held == 1) &&
+			a->ack_due && a->pending_ack >= 0 && a->wsi)
 		{
 			char		text[96];
 			int			n = snprintf(text, sizeof(text),
@@ -473,6 +499,7 @@ send_acks(struct batch *b)
 		frame_free(b->frames[i]);
 		b->frames[i] = NULL;
 	}
+	free(last);
 }
 
 static void

@@ -204,9 +204,11 @@ struct agent
 	int			close_code;		/* close to send (0: none) */
 	char		close_reason[64];
 	int			held;			/* frames of it held un-committed */
+	int			requeued;		/* of those, frames put back after a failure */
 	int64_t		pending_ack;	/* highest seq committed but not acked */
 	int64_t		acked;			/* highest seq acked */
 	bool		ack_due;		/* frames with seq committed since the last ack */
+	uint64_t	ack_mark;		/* batch being acked (marks its last frame) */
 	lws_usec_t	last_rx;		/* for the silence timeout */
 	double		tokens;			/* rate limit bucket */
 	lws_usec_t	tokens_at;		/* last refill */
