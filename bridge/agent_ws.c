@@ -49,17 +49,17 @@ static size_t pend_count;
 static size_t held_total;
 static bool paused_all;
 static lws_usec_t ingest_retry_at;
-static lws_sorted_usec_list_t batch_sul;
+static struct btimer batch_sul;
 static bool batch_sul_armed;
 
 /* Agents whose waiting commands should be claimed. */
 static struct agent **claim_list;
 static size_t claim_count, claim_cap;
-static lws_sorted_usec_list_t claim_sul;
+static struct btimer claim_sul;
 static bool claim_sul_armed;
 static bool claim_in_flight;
 
-static lws_sorted_usec_list_t sweep_sul;
+static struct btimer sweep_sul;
 static bool sweep_started;
 static lws_usec_t minute_started;
 
@@ -691,11 +691,11 @@ schedule_batcher(lws_usec_t delay)
 	if (!pend_head)
 		return;
 	if (batch_sul_armed && !delay)
-		lws_sul_cancel(&batch_sul);
+		timer_cancel(&batch_sul);
 	else if (batch_sul_armed)
 		return;
 	batch_sul_armed = true;
-	lws_sul_schedule(srv.context, 0, &batch_sul, batch_cb, delay ? delay : 1);
+	timer_schedule(&batch_sul, batch_cb, delay ? delay : 1);
 }
 
 /* Hold a data frame for the next batch. */
@@ -741,7 +741,7 @@ queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *d
 	else if (!batch_sul_armed)
 	{
 		batch_sul_armed = true;
-		lws_sul_schedule(srv.context, 0, &batch_sul, batch_cb,
+		timer_schedule(&batch_sul, batch_cb,
 						 (lws_usec_t) srv.cfg.batch_window_ms * LWS_US_PER_MS);
 	}
 }
@@ -922,7 +922,7 @@ schedule_claim(void)
 	if (claim_sul_armed || claim_in_flight)
 		return;
 	claim_sul_armed = true;
-	lws_sul_schedule(srv.context, 0, &claim_sul, claim_cb, 1);
+	timer_schedule(&claim_sul, claim_cb, 1);
 }
 
 /* NOTIFY from the extension: commands, replacement, revocation. */
@@ -1159,6 +1159,8 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	lws_usec_t	now = now_us();
 	lws_usec_t	silence = (lws_usec_t) srv.cfg.silence_timeout_s * LWS_US_PER_SEC;
 
+	blog("debug", "sweep", "sweeping %d agents", live_count);
+
 	for (struct agent *a = all_head; a; a = a->all_next)
 		if (a->wsi && !a->close_code && silence > 0 && now - a->last_rx > silence)
 		{
@@ -1172,7 +1174,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 		for (struct agent *a = all_head; a; a = a->all_next)
 			a->violations = 0;
 	}
-	lws_sul_schedule(srv.context, 0, &sweep_sul, sweep_cb, LWS_US_PER_SEC);
+	timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
 }
 
 /* ---------------------------------------------------------------- lws */
@@ -1272,7 +1274,7 @@ agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				{
 					sweep_started = true;
 					minute_started = now_us();
-					lws_sul_schedule(srv.context, 0, &sweep_sul, sweep_cb, LWS_US_PER_SEC);
+					timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
 				}
 				if (old)
 				{

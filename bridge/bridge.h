@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
@@ -262,12 +263,10 @@ struct server
 	struct config cfg;			/* options as given */
 	struct lws_context *context;	/* the event loop */
 	struct lws_vhost *vhost;	/* the listening vhost */
+	struct ev_loop *loop;		/* the libev loop lws runs in */
 	struct metrics m;			/* what /metrics reports */
 	char		bridge_id[128]; /* cfg.bridge_id or host:pid */
-	volatile sig_atomic_t got_term; /* SIGTERM/SIGINT seen */
-	volatile sig_atomic_t got_hup;	/* SIGHUP seen */
 	bool		draining;		/* shutting down: no new connections */
-	bool		stop_loop;		/* leave the event loop */
 	lws_usec_t	started;		/* for uptime */
 	struct lws_protocols *ws_protocols;	/* the ws protocol entries */
 };
@@ -283,6 +282,15 @@ void		blog(const char *level, const char *event, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 
 lws_usec_t	now_us(void);
+/* An lws_sul with the libev timer that makes sure it fires on time. */
+struct btimer
+{
+	lws_sorted_usec_list_t sul;	/* first: callbacks get &sul */
+	ev_timer	wake;
+};
+
+void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
+void		timer_cancel(struct btimer *t);
 void		log_reopen(void);
 char	   *xstrndup(const char *s, size_t n);
 int			ws_session_kind_agent(void *user);

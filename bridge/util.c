@@ -394,3 +394,39 @@ blog(const char *level, const char *event, const char *fmt,...)
 				msg.data ? msg.data : "");
 	sbuf_free(&msg);
 }
+
+static void
+timer_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	blog("debug", "wake", "timer %p", (void *) w);
+	lws_cancel_service(srv.context);
+}
+
+/*
+ * Schedule a timer callback.  lws 4.1.6 with libev re-arms its one loop
+ * timer with ev_timer_start(), which does nothing while that timer is
+ * already running, so a deadline earlier than the pending one would wait
+ * for it (or for unrelated I/O).  Beside the lws_sul we arm a libev timer
+ * of our own for the same moment; it only wakes lws (lws_cancel_service),
+ * which then runs every ripe sul.
+ */
+void
+timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us)
+{
+	lws_sul_schedule(srv.context, 0, &t->sul, cb, us);
+	blog("debug", "schedule", "timer %p in %lld us", (void *) &t->wake, (long long) us);
+	if (!ev_cb(&t->wake))
+		ev_init(&t->wake, timer_wake_cb);
+	ev_timer_stop(srv.loop, &t->wake);
+	ev_timer_set(&t->wake, (double) us / 1e6, 0.);
+	ev_timer_start(srv.loop, &t->wake);
+}
+
+/* Cancel a timer scheduled with timer_schedule(). */
+void
+timer_cancel(struct btimer *t)
+{
+	lws_sul_cancel(&t->sul);
+	if (ev_cb(&t->wake))
+		ev_timer_stop(srv.loop, &t->wake);
+}
