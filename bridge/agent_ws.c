@@ -1159,8 +1159,6 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	lws_usec_t	now = now_us();
 	lws_usec_t	silence = (lws_usec_t) srv.cfg.silence_timeout_s * LWS_US_PER_SEC;
 
-	blog("debug", "sweep", "sweeping %d agents", live_count);
-
 	for (struct agent *a = all_head; a; a = a->all_next)
 		if (a->wsi && !a->close_code && silence > 0 && now - a->last_rx > silence)
 		{

@@ -282,13 +282,17 @@ void		blog(const char *level, const char *event, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 
 lws_usec_t	now_us(void);
-/* An lws_sul with the libev timer that makes sure it fires on time. */
+/* A timer: an lws_sul (callbacks get &sul) and its wake-up entry. */
 struct btimer
 {
-	lws_sorted_usec_list_t sul;	/* first: callbacks get &sul */
-	ev_timer	wake;
+	lws_sorted_usec_list_t sul;
+	struct btimer *next;		/* in the list of armed timers */
+	lws_usec_t	deadline;		/* monotonic us */
+	bool		linked;
 };
 
+int			timers_init(void);
+void		timers_shutdown(void);
 void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
 void		timer_cancel(struct btimer *t);
 void		log_reopen(void);

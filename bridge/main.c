@@ -572,7 +572,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
-	if (!srv.vhost || db_init(srv.context, srv.vhost))
+	if (!srv.vhost || timers_init() || db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -596,6 +596,7 @@ main(int argc, char **argv)
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
 	db_shutdown();
+	timers_shutdown();
 	lws_context_destroy(srv.context);
 	ev_signal_stop(loop, &sig_term);
 	ev_signal_stop(loop, &sig_int);
