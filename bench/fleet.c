@@ -36,6 +36,7 @@ struct sim
 	int			index;
 	bool		connected;
 	bool		ever_connected;
+	bool		attempted;		/* a connect was started */
 	int64_t		seq;			/* last seq sent */
 	int64_t		acked;			/* highest seq acked */
 	lws_usec_t	next_send;		/* when the next frame is due */
@@ -101,6 +102,7 @@ connect_sim(struct sim *s)
 	struct lws_client_connect_info i;
 	char		path[96];
 
+	s->attempted = true;
 	snprintf(path, sizeof(path), "/ws/agent?agent_id=%s", s->id);
 	memset(&i, 0, sizeof(i));
 	i.context = ctx;
@@ -273,9 +275,9 @@ tick(lws_sorted_usec_list_t *sul)
 
 	while (next_connect < nsims && next_connect < want)
 		connect_sim(&sims[next_connect++]);
-	/* reconnect the ones that dropped, a few at a time */
+	/* retry the ones that failed or dropped, a few at a time */
 	for (int i = 0, budget = 20; i < next_connect && budget > 0; i++)
-		if (!sims[i].wsi && sims[i].ever_connected && sims[i].reconnects < 5 && now < sending_until)
+		if (!sims[i].wsi && sims[i].attempted && sims[i].reconnects < 5 && now < sending_until)
 		{
 			connect_sim(&sims[i]);
 			budget--;
