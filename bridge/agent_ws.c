@@ -746,7 +746,7 @@ queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *d
 	}
 }
 
-/* Submit everything held (shutdown); true once nothing is held. */
+/* Send what is waiting for a batch now (shutdown). */
 void
 agents_flush(void)
 {

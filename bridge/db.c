@@ -54,7 +54,6 @@ struct db_fifo
 static struct db_conn *conns;
 static int	nconns;
 static struct db_fifo waiting[LANE_COUNT];
-static struct lws_context *db_ctx;
 static struct lws_vhost *db_vh;
 static PGconn *auth_pg;
 static bool shutting_down;
@@ -643,7 +642,6 @@ const struct lws_protocols db_protocol = {
 int
 db_init(struct lws_context *ctx, struct lws_vhost *vh)
 {
-	db_ctx = ctx;
 	db_vh = vh;
 	nconns = 1 + (srv.cfg.db_pool < 2 ? 2 : srv.cfg.db_pool);
 	conns = calloc(nconns, sizeof(*conns));
