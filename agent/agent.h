@@ -301,6 +301,7 @@ int			pk_link_enroll(struct pk_agent *a);
 void		pk_link_stop(struct pk_agent *a);
 void		pk_link_destroy(struct pk_agent *a);
 double		pk_backoff_delay(int attempt, double min_s, double max_s, double unit_random);
+int64_t		pk_pace(double *tokens, int64_t *stamp_ms, double rate_per_min, int64_t now_ms);
 
 /* ---- simulator (sim.c) ---- */
 struct pk_sim;

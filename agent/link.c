@@ -10,6 +10,12 @@
  * wait a random time in [min, min(max, min * 2^attempt)] ("full jitter"),
  * so a fleet that lost its bridge does not come back in lock-step.
  *
+ * Pacing: the bridge announces its per-agent message rate in "connected"
+ * (rate_per_minute) and drops what goes over it; a dropped frame could then
+ * be covered by the ack of a later one.  So the link keeps its own token
+ * bucket at 80 % of that rate and lets a backlog drain no faster; data
+ * waits (up to a second) for "connected" before the first write.
+ *
  * HTTP fallback: after several failed handshakes in a row the link tries
  * POST /api/v1/agents/sync.  When that works it keeps syncing every update
  * interval (frames, command acks out; commands, config in) while still
@@ -101,12 +107,18 @@ struct pk_link
 	int			exit_code;		/* of pk_link_run */
 	uint64_t	bytes_out;		/* payload bytes written (WS + HTTP bodies) */
 	uint64_t	bytes_in;		/* payload bytes read */
+	double		rate_per_min;	/* our message budget, 0 = unlimited */
+	double		tokens;			/* messages we may send now */
+	int64_t		tokens_ms;		/* monotonic time tokens was computed */
+	bool		greeted;		/* "connected" seen on this connection */
+	int64_t		hold_until_ms;	/* wait for "connected" until then */
 	lws_sorted_usec_list_t sul_tick;	/* data frames */
 	lws_sorted_usec_list_t sul_ping;	/* keep-alive */
 	lws_sorted_usec_list_t sul_connect; /* reconnect after backoff */
 	lws_sorted_usec_list_t sul_sync;	/* HTTP fallback cadence */
 	lws_sorted_usec_list_t sul_sim; /* in-process simulator */
 	lws_sorted_usec_list_t sul_status;	/* status messages */
+	lws_sorted_usec_list_t sul_pace;	/* resume writing after pacing */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -165,6 +177,37 @@ pk_backoff_delay(int attempt, double min_s, double max_s, double unit_random)
 	if (cap < min_s)
 		cap = min_s;
 	return min_s + (cap - min_s) * unit_random;
+}
+
+/*
+ * Token bucket like the bridge's: holds at most one minute of rate, refills
+ * continuously.  Takes a token and returns 0, or returns the milliseconds
+ * until one is available.
+ */
+int64_t
+pk_pace(double *tokens, int64_t *stamp_ms, double rate_per_min, int64_t now_ms)
+{
+	if (rate_per_min <= 0)
+		return 0;
+	if (now_ms > *stamp_ms)
+		*tokens += (double) (now_ms - *stamp_ms) * rate_per_min / 60000.0;
+	*stamp_ms = now_ms;
+	if (*tokens > rate_per_min)
+		*tokens = rate_per_min;
+	if (*tokens >= 1)
+	{
+		*tokens -= 1;
+		return 0;
+	}
+	return (int64_t) ((1 - *tokens) * 60000.0 / rate_per_min) + 1;
+}
+
+static void
+on_pace(lws_sorted_usec_list_t *sul)
+{
+	struct pk_link *l = lws_container_of(sul, struct pk_link, sul_pace);
+
+	request_write(l);
 }
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
@@ -452,6 +495,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	drop_volatile(l);
 	lws_sul_schedule(l->ctx, 0, &l->sul_ping, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, NULL, LWS_SET_TIMER_USEC_CANCEL);
+	lws_sul_schedule(l->ctx, 0, &l->sul_pace, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	if (was_up)
 	{
 		l->last_contact_ms = pk_mono_ms();
@@ -477,6 +521,10 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->attempt = 0;
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
+	l->greeted = false;
+	l->hold_until_ms = now + 1000;
+	l->tokens = l->rate_per_min;
+	l->tokens_ms = now;
 	/* Everything not acked goes again, oldest first. */
 	l->sent_upto = l->a->buf.acked;
 	if (l->http_mode)
@@ -500,6 +548,8 @@ write_next(struct pk_link *l, struct lws *wsi)
 	const struct pk_frame *f = NULL;
 	size_t		need;
 	int			n;
+	int64_t		now = pk_mono_ms(),
+				wait;
 
 	for (m = l->q_head; m && m->in_sync; m = m->next)
 		;
@@ -507,6 +557,15 @@ write_next(struct pk_link *l, struct lws *wsi)
 		f = pk_buffer_after(&l->a->buf, l->sent_upto);
 	if (!m && !f)
 		return 0;
+	if (!l->greeted && now < l->hold_until_ms)
+		wait = l->hold_until_ms - now;
+	else
+		wait = pk_pace(&l->tokens, &l->tokens_ms, l->rate_per_min, now);
+	if (wait > 0)
+	{
+		lws_sul_schedule(l->ctx, 0, &l->sul_pace, on_pace, wait * 1000);
+		return 0;
+	}
 	need = LWS_PRE + (m ? m->len : f->len) + 64;
 	if (need > l->tx_cap)
 	{
@@ -730,7 +789,23 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 			apply_config(l, data);
 	}
 	else if (strcmp(type->valuestring, "connected") == 0)
-		pk_log(PK_LOG_DEBUG, "server says connected");
+	{
+		const cJSON *rate = cJSON_GetObjectItemCaseSensitive(data, "rate_per_minute");
+
+		if (cJSON_IsNumber(rate) && rate->valuedouble > 0)
+		{
+			l->rate_per_min = 0.8 * rate->valuedouble;
+			if (l->rate_per_min < 1)
+				l->rate_per_min = 1;
+			l->tokens = l->rate_per_min;
+			l->tokens_ms = pk_mono_ms();
+		}
+		else if (cJSON_IsNumber(rate))
+			l->rate_per_min = 0;	/* the server sets no limit */
+		pk_log(PK_LOG_DEBUG, "server says connected (message budget %g/min)", l->rate_per_min);
+		l->greeted = true;
+		request_write(l);
+	}
 	else if (strcmp(type->valuestring, "pong") == 0)
 		;
 	else if (strcmp(type->valuestring, "error") == 0)
@@ -739,9 +814,20 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "message");
 		const cJSON *seq = cJSON_GetObjectItemCaseSensitive(data, "seq");
 
-		pk_log(PK_LOG_WARN, "server error %s: %s%s%.0f", cJSON_IsString(code) ? code->valuestring : "?",
+		pk_log(PK_LOG_WARN, "server error %s: %s%s%.0f%s", cJSON_IsString(code) ? code->valuestring : "?",
 			   cJSON_IsString(m) ? m->valuestring : "", cJSON_IsNumber(seq) ? " (frame seq " : "",
-			   cJSON_IsNumber(seq) ? seq->valuedouble : 0);
+			   cJSON_IsNumber(seq) ? seq->valuedouble : 0, cJSON_IsNumber(seq) ? ")" : "");
+		if (cJSON_IsString(code) && strcmp(code->valuestring, "rate_limited") == 0)
+		{
+			/* Slow down, and send what was dropped again. */
+			l->rate_per_min = l->rate_per_min > 0 ? l->rate_per_min / 2 : 60;
+			if (l->rate_per_min < 6)
+				l->rate_per_min = 6;
+			l->tokens = 0;
+			l->tokens_ms = pk_mono_ms();
+			l->sent_upto = l->a->buf.acked;
+			pk_log(PK_LOG_WARN, "slowing down to %g messages a minute", l->rate_per_min);
+		}
 	}
 	else
 		pk_log(PK_LOG_DEBUG, "ignoring a message of type \"%.32s\"", type->valuestring);

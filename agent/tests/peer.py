@@ -67,6 +67,8 @@ class Peer:
         self.conn_no = 0
         self.acked = -1             # highest seq acked
         self.sizes = []             # payload length of each entry in messages
+        self.rate_per_minute = None  # announce and enforce a bridge-like limit
+        self.violations = 0         # messages that would have been dropped
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -90,11 +92,24 @@ class Peer:
             self.conn_no += 1
             conn = self.conn_no
             self.ws = ws
-        await self._send(ws, {"type": "connected", "data": {"server": "test-peer"}})
+        connected = {"server": "test-peer"}
+        if self.rate_per_minute:
+            connected["rate_per_minute"] = self.rate_per_minute
+        tokens, stamp = float(self.rate_per_minute or 0), time.monotonic()
+        await self._send(ws, {"type": "connected", "data": connected})
         await self._send(ws, {"type": "config_update", "data": self.config})
         try:
             async for raw in ws:
                 self.bytes_in += len(raw)
+                if self.rate_per_minute:
+                    # the bridge's bucket: one minute of rate, refilled continuously
+                    now = time.monotonic()
+                    tokens = min(self.rate_per_minute, tokens + (now - stamp) * self.rate_per_minute / 60)
+                    stamp = now
+                    if tokens < 1:
+                        self.violations += 1
+                    else:
+                        tokens -= 1
                 try:
                     msg = json.loads(raw)
                 except ValueError:
