@@ -916,6 +916,30 @@ round1(double v)
 	return (double) pk_round(v * 10) / 10;
 }
 
+/*
+ * The protocol's fan status words are ok, warning, critical, error,
+ * failed, stalled, stopped and unknown; map the agent's own to them (the
+ * details are in the log and the status message).
+ */
+static const char *
+wire_status(const char *status)
+{
+	static const struct
+	{
+		const char *ours;
+		const char *wire;
+	}			map[] = {
+		{"ok", "ok"}, {"auto", "ok"}, {"emergency", "critical"}, {"emergency_stop", "warning"},
+		{"failsafe", "warning"}, {"reasserted", "warning"}, {"error", "error"},
+		{"stalled", "stalled"}, {"stopped", "stopped"},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(status, map[i].ours) == 0)
+			return map[i].wire;
+	return "unknown";
+}
+
 /* Build the data object of one frame from the current readings. */
 char *
 pk_build_data(struct pk_agent *a, int64_t seq)
@@ -958,6 +982,9 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 
 		if (f->pwm > 25 && f->rpm_path && f->rpm == 0)
 			status = "stalled";
+		else if (f->pwm == 0 && f->rpm_path && f->rpm == 0)
+			status = "stopped";
+		status = wire_status(status);
 		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(fans, o) &&
 			cJSON_AddStringToObject(o, "id", f->id) &&
 			cJSON_AddNumberToObject(o, "speed", speed) &&
