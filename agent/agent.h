@@ -248,6 +248,7 @@ struct pk_agent
 	double		reconnect_min;	/* backoff floor, seconds */
 	double		reconnect_max;	/* backoff ceiling, seconds */
 	int			fallback_after; /* failed handshakes before trying HTTP sync */
+	bool		deflate;		/* offer permessage-deflate */
 	double		status_interval;	/* seconds between status messages */
 	char	   *enroll_url;		/* --enroll: register and exit */
 	char	   *enrollment_key; /* key for --enroll */

@@ -155,6 +155,17 @@ static const struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+/*
+ * permessage-deflate (RFC 7692), offered when --deflate is on.  Without
+ * context takeover each message is compressed on its own, so no window is
+ * kept between messages; a frame's repeated field names still shrink well.
+ */
+static const struct lws_extension extensions[] = {
+	{"permessage-deflate", lws_extension_callback_pm_deflate,
+	"permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+	{NULL, NULL, NULL}
+};
+
 static int64_t
 usec(double seconds)
 {
@@ -319,6 +330,8 @@ pk_link_create(struct pk_agent *a)
 	info.protocols = protocols;
 	info.user = a;
 	info.fd_limit_per_thread = 16;
+	if (a->deflate)
+		info.extensions = extensions;
 	if (need_tls)
 	{
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

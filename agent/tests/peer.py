@@ -65,6 +65,7 @@ class Peer:
         self.messages = []          # (time, conn_no, parsed message)
         self.handshakes = []        # (time, path, headers dict) of every attempt
         self.conn_no = 0
+        self.extensions = []        # negotiated on the latest connection
         self.acked = -1             # highest seq acked
         self.sizes = []             # payload length of each entry in messages
         self.rate_per_minute = None  # announce and enforce a bridge-like limit
@@ -92,6 +93,7 @@ class Peer:
             self.conn_no += 1
             conn = self.conn_no
             self.ws = ws
+            self.extensions = [e.name for e in ws.extensions]
         connected = {"server": "test-peer"}
         if self.rate_per_minute:
             connected["rate_per_minute"] = self.rate_per_minute
