@@ -71,6 +71,8 @@ struct http_req
 	int			status;			/* HTTP status, 0 before headers */
 	bool		in_flight;		/* started, not finished */
 	int64_t		last_seq;		/* sync: highest seq in the request */
+	int64_t		seqs[SYNC_BATCH];	/* sync: seq of each frame sent, in order */
+	int			nseqs;
 	void		(*done) (struct http_req *r, bool ok);
 };
 
@@ -1215,6 +1217,7 @@ start_sync(struct pk_link *l)
 		sb_add(&body, &len, &cap, ",\"frames\":[", 11);
 	free(id);
 	r->last_seq = -1;
+	r->nseqs = 0;
 	for (size_t i = 0; ok && i < a->buf.count && nframes < SYNC_BATCH; i++)
 	{
 		const struct pk_frame *f = pk_buffer_at(&a->buf, i);
@@ -1222,6 +1225,7 @@ start_sync(struct pk_link *l)
 		ok = (nframes == 0 || sb_add(&body, &len, &cap, ",", 1)) &&
 			sb_add(&body, &len, &cap, f->json, f->len);
 		r->last_seq = f->seq;
+		r->seqs[r->nseqs++] = f->seq;
 		nframes++;
 	}
 	ok = ok && sb_add(&body, &len, &cap, "],\"acks\":[", 10);
@@ -1258,6 +1262,44 @@ on_sync_timer(lws_sorted_usec_list_t *sul)
 
 	if (l->http_mode && !l->ws_up)
 		start_sync(l);
+}
+
+/*
+ * The highest seq the sync stored for good.  The answer has one outcome
+ * per frame ({"stored"} or {"sqlstate","error"}); a frame refused as
+ * invalid will never be stored and is logged and passed over, but one that
+ * failed for a passing reason (connection, serialization, resources) is
+ * sent again, with everything after it.
+ */
+static int64_t
+sync_stored_upto(struct http_req *r, const cJSON *results)
+{
+	int			i = 0;
+	const cJSON *res;
+
+	if (!cJSON_IsArray(results))
+		return r->last_seq;
+	cJSON_ArrayForEach(res, results)
+	{
+		const cJSON *state = cJSON_GetObjectItemCaseSensitive(res, "sqlstate");
+		const cJSON *error = cJSON_GetObjectItemCaseSensitive(res, "error");
+
+		if (i >= r->nseqs)
+			break;
+		if (cJSON_IsString(state))
+		{
+			const char *s = state->valuestring;
+			bool		transient = !strncmp(s, "08", 2) || !strncmp(s, "40", 2) ||
+				!strncmp(s, "53", 2) || !strncmp(s, "57", 2) || !strncmp(s, "58", 2);
+
+			pk_log(PK_LOG_WARN, "sync: frame seq %" PRId64 " not stored (%s: %s)%s", r->seqs[i], s,
+				   cJSON_IsString(error) ? error->valuestring : "", transient ? "; sending it again" : "");
+			if (transient)
+				return i > 0 ? r->seqs[i - 1] : -1;
+		}
+		i++;
+	}
+	return r->last_seq;
 }
 
 /* Work through a sync response: acks, commands, config. */
@@ -1308,7 +1350,7 @@ sync_done(struct http_req *r, bool ok)
 		l->http_mode = true;
 	}
 	if (r->last_seq >= 0)
-		pk_buffer_ack(&l->a->buf, r->last_seq);
+		pk_buffer_ack(&l->a->buf, sync_stored_upto(r, cJSON_GetObjectItemCaseSensitive(resp, "frames")));
 	cmds = cJSON_GetObjectItemCaseSensitive(resp, "commands");
 	if (cJSON_IsArray(cmds))
 		cJSON_ArrayForEach(c, cmds)

@@ -229,10 +229,24 @@ class SyncHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         req = json.loads(body)
+        results = []
         with srv.lock:
             srv.syncs.append((time.monotonic(), req))
             commands, srv.commands = srv.commands, []
-        out = json.dumps({"commands": commands, "config": srv.config}).encode()
+            # one outcome per frame, as pankha.agent_sync gives them
+            for i, f in enumerate(req.get("frames", [])):
+                if srv.fail_next and i == len(req["frames"]) - 1:
+                    srv.fail_next = None
+                    srv.failed.append((f["seq"], "40001"))
+                    results.append({"sqlstate": "40001", "error": "could not serialize access"})
+                elif srv.reject_next and i == 0:
+                    srv.reject_next = None
+                    srv.failed.append((f["seq"], "22023"))
+                    results.append({"sqlstate": "22023", "error": "sensors[0].temperature: not a number"})
+                else:
+                    srv.stored.add(f["seq"])
+                    results.append({"stored": True})
+        out = json.dumps({"frames": results, "commands": commands, "config": srv.config}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -251,6 +265,10 @@ class SyncPeer:
         self.httpd.syncs = []
         self.httpd.commands = []
         self.httpd.upgrade_attempts = []
+        self.httpd.stored = set()       # seqs answered as stored
+        self.httpd.failed = []          # (seq, sqlstate) answered as not stored
+        self.httpd.fail_next = None     # answer the last frame of the next sync 40001
+        self.httpd.reject_next = None   # answer the first frame of the next sync 22023
         self.httpd.config = config if config is not None else {"update_interval": 0.5}
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
