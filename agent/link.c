@@ -113,6 +113,7 @@ struct pk_link
 	double		tokens;			/* messages we may send now */
 	int64_t		tokens_ms;		/* monotonic time tokens was computed */
 	bool		greeted;		/* "connected" seen on this connection */
+	size_t		max_message;	/* largest message the server takes, 0 = unknown */
 	int64_t		hold_until_ms;	/* wait for "connected" until then */
 	lws_sorted_usec_list_t sul_tick;	/* data frames */
 	lws_sorted_usec_list_t sul_ping;	/* keep-alive */
@@ -595,6 +596,16 @@ write_next(struct pk_link *l, struct lws *wsi)
 		l->tx = nb;
 		l->tx_cap = need;
 	}
+	if (!m && l->max_message && f->len + 32 > l->max_message)
+	{
+		/* The server would close the connection over it, again and again. */
+		pk_log(PK_LOG_ERROR, "frame seq %" PRId64 " has %zu bytes, more than the server takes (%zu): "
+			   "dropped", f->seq, f->len, l->max_message);
+		l->a->buf.dropped++;
+		l->sent_upto = f->seq;
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
 	if (m && m->is_ack)
 		n = snprintf((char *) l->tx + LWS_PRE, need - LWS_PRE,
 					 "{\"type\":\"command_ack\",\"data\":%s}", m->text);
@@ -806,6 +817,10 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 	else if (strcmp(type->valuestring, "connected") == 0)
 	{
 		const cJSON *rate = cJSON_GetObjectItemCaseSensitive(data, "rate_per_minute");
+		const cJSON *maxm = cJSON_GetObjectItemCaseSensitive(data, "max_message");
+
+		if (cJSON_IsNumber(maxm) && maxm->valuedouble >= 1024)
+			l->max_message = (size_t) maxm->valuedouble;
 
 		if (cJSON_IsNumber(rate) && rate->valuedouble > 0)
 		{

@@ -70,6 +70,7 @@ class Peer:
         self.sizes = []             # payload length of each entry in messages
         self.rate_per_minute = None  # announce and enforce a bridge-like limit
         self.violations = 0         # messages that would have been dropped
+        self.connected_extra = {}   # more fields for the connected message
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -97,6 +98,7 @@ class Peer:
         connected = {"server": "test-peer"}
         if self.rate_per_minute:
             connected["rate_per_minute"] = self.rate_per_minute
+        connected.update(self.connected_extra)
         tokens, stamp = float(self.rate_per_minute or 0), time.monotonic()
         await self._send(ws, {"type": "connected", "data": connected})
         await self._send(ws, {"type": "config_update", "data": self.config})
