@@ -610,7 +610,7 @@ submit_batch(void)
 
 	q = db_query_new(LANE_INGEST,
 					 "SELECT ord, stored, sqlstate, message "
-					 "FROM pankha.ingest_many($1::text[], $2::jsonb[])",
+					 "FROM pankha.ingest_many($1::text[], $2::text[])",
 					 ingest_done, b);
 	if (!q || ids.failed || frames.failed ||
 		db_query_param(q, ids.data, ids.len) ||

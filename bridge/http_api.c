@@ -27,6 +27,7 @@ struct http_req
 	bool		body_too_big;
 	char		role[16];		/* dashboard role once authenticated */
 	char		user[80];		/* dashboard user once authenticated */
+	char	   *args[4];		/* series, from, to, resolution (query string) */
 	int			null_status;	/* status when the query returns NULL */
 	const char *null_message;	/* and its message */
 	int			status;			/* response */
@@ -52,6 +53,8 @@ req_release(struct http_req *r)
 	free(r->token);
 	free(r->body);
 	free(r->resp);
+	for (int i = 0; i < 4; i++)
+		free(r->args[i]);
 	free(r);
 }
 
@@ -497,6 +500,38 @@ serve_dashboard(struct http_req *r, cJSON *body)
 				 " FROM pankha.agents a) x", 0, NULL);
 		return;
 	}
+	if (!strcmp(r->path, "/api/v1/settings") && r->post)
+	{
+		const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "scope"));
+		const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "key"));
+		cJSON	   *value = cJSON_GetObjectItemCaseSensitive(body, "value");
+		char	   *vtext;
+
+		if (!role_at_least(r->role, "operator"))
+		{
+			respond_error(r, 403, "viewers may not change settings");
+			return;
+		}
+		if (!scope || !key || !value)
+		{
+			respond_error(r, 400, "scope, key and value are required (scope: global, group:<name> or agent:<id>)");
+			return;
+		}
+		vtext = cJSON_PrintUnformatted(value);
+		if (!vtext)
+		{
+			respond_error(r, 500, "out of memory");
+			return;
+		}
+		params[0] = scope;
+		params[1] = key;
+		params[2] = vtext;
+		params[3] = r->user;
+		run_json(r, "SELECT json_build_object('agents_updated', "
+				 "pankha.set_setting($1, $2, $3::jsonb, $4))::text", 4, params);
+		free(vtext);
+		return;
+	}
 	if (!strcmp(r->path, "/api/v1/alerts") && r->post)
 	{
 		char	   *text;
@@ -582,6 +617,29 @@ serve_dashboard(struct http_req *r, cJSON *body)
 		run_json(r, "SELECT json_build_object('command_id', "
 				 "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6))::text", 6, params);
 		free(ptext);
+		return;
+	}
+	if (!strcmp(rest, "/latest") && !r->post)
+	{
+		r->null_status = 404;
+		r->null_message = "no frame from this agent yet";
+		run_json(r, "SELECT row_to_json(l)::text FROM pankha.latest l WHERE l.agent_id = $1", 1, params);
+		return;
+	}
+	if (!strcmp(rest, "/history") && !r->post)
+	{
+		if (!r->args[0])
+		{
+			respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
+			return;
+		}
+		params[1] = r->args[0];
+		params[2] = r->args[1];
+		params[3] = r->args[2];
+		params[4] = r->args[3];
+		run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
+				 "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
+				 "$5::interval) h", 5, params);
 		return;
 	}
 	if (!strcmp(rest, "/settings") && !r->post)
@@ -743,6 +801,23 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
 				if (http_header_token(wsi, &r->token) < 0)
 					return -1;
+				{
+					static const char *const names[4] = {"series=", "from=", "to=", "resolution="};
+					int			alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+					char	   *abuf = alen > 0 ? malloc((size_t) alen + 1) : NULL;
+
+					for (int i = 0; abuf && i < 4; i++)
+					{
+						const char *v = lws_get_urlarg_by_name(wsi, names[i], abuf, alen + 1);
+
+						if (v && !(r->args[i] = strdup(v)))
+						{
+							free(abuf);
+							return -1;
+						}
+					}
+					free(abuf);
+				}
 				if (lws_hdr_copy(wsi, enc, sizeof(enc), WSI_TOKEN_HTTP_CONTENT_ENCODING) > 0 &&
 					!strcasecmp(enc, "gzip"))
 					r->gzip = true;

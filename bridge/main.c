@@ -53,7 +53,7 @@ static const struct option_doc docs[] = {
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
-	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "10", "deflate window bits, 9..15, asked of clients that offer client_max_window_bits"},
+	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "12", "deflate window bits, 9..15, asked of clients that offer client_max_window_bits"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
 	{"help", 0, NULL, NULL, "show this help"},
@@ -316,6 +316,13 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", v);
 		snprintf(v, sizeof(v), "%d", srv.cfg.deflate_mem_level);
 		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", v);
+		/*
+		 * What the bridge sends (acks, pongs) is small: its deflater is
+		 * freed after each message instead of holding a window per
+		 * connection (lws keys this on the "client" flag; dropping context
+		 * on one's own sending side needs no negotiation).
+		 */
+		lws_set_extension_option(wsi, "permessage-deflate", "client_no_context_takeover", NULL);
 	}
 	if (s->kind == WS_AGENT)
 	{
@@ -483,11 +490,11 @@ main(int argc, char **argv)
 	};
 	protocols[1] = (struct lws_protocols)
 	{
-		"pankha", ws_callback, sizeof(struct ws_session), 4096, 0, NULL, 0
+		"pankha", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
 	};
 	protocols[2] = (struct lws_protocols)
 	{
-		"pankha-ui", ws_callback, sizeof(struct ws_session), 4096, 0, NULL, 0
+		"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
 	};
 	protocols[3] = db_protocol;
 	protocols[4] = (struct lws_protocols)

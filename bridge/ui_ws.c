@@ -411,6 +411,84 @@ handle_command(struct ui_client *c, cJSON *data)
 }
 
 static void
+setting_done(struct db_query *q, PGresult *res)
+{
+	struct ui_request *r = q->arg;
+	struct ui_client *c = r->client;
+
+	if (c->wsi)
+	{
+		cJSON	   *msg = cJSON_CreateObject();
+		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			cJSON_AddStringToObject(msg, "type", "setting_changed");
+			cJSON_AddNumberToObject(data, "agents_updated", atoi(PQgetvalue(res, 0, 0)));
+		}
+		else
+		{
+			const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			cJSON_AddStringToObject(msg, "type", "error");
+			cJSON_AddStringToObject(data, "code", "setting_refused");
+			cJSON_AddStringToObject(data, "message", m ? m : "setting not changed");
+		}
+		if (r->request_id)
+			cJSON_AddStringToObject(data, "request_id", r->request_id);
+		ui_send_json(c, msg);
+	}
+	free(r->request_id);
+	free(r->agent_id);
+	free(r);
+	ui_release(c);
+}
+
+/* {"type":"set_setting","data":{"scope":"global|group:<name>|agent:<id>","key":...,"value":...}} */
+static void
+handle_setting(struct ui_client *c, cJSON *data)
+{
+	const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "scope"));
+	const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "key"));
+	cJSON	   *value = cJSON_GetObjectItemCaseSensitive(data, "value");
+	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct ui_request *r;
+	struct db_query *q;
+	char	   *vtext;
+
+	if (!strcmp(c->role, "viewer"))
+	{
+		ui_error(c, "forbidden", "viewers may not change settings");
+		return;
+	}
+	if (!scope || !key || !value)
+	{
+		ui_error(c, "invalid_message", "data.scope, data.key and data.value are required");
+		return;
+	}
+	vtext = cJSON_PrintUnformatted(value);
+	r = calloc(1, sizeof(*r));
+	q = db_query_new(LANE_GENERAL, "SELECT pankha.set_setting($1, $2, $3::jsonb, $4)", setting_done, r);
+	if (!vtext || !r || !q || (rid && !(r->request_id = strdup(rid))) ||
+		db_query_param(q, scope, strlen(scope)) || db_query_param(q, key, strlen(key)) ||
+		db_query_param(q, vtext, strlen(vtext)) || db_query_param(q, c->user, strlen(c->user)))
+	{
+		if (q)
+			db_query_free(q);
+		if (r)
+			free(r->request_id);
+		free(r);
+		free(vtext);
+		ui_error(c, "internal_error", "out of memory");
+		return;
+	}
+	free(vtext);
+	r->client = c;
+	c->refs++;
+	db_submit(q);
+}
+
+static void
 ui_message(struct ui_client *c, const char *text, size_t len)
 {
 	cJSON	   *root = cJSON_ParseWithLength(text, len);
@@ -432,12 +510,14 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 		handle_subscribe(c, data, !strcmp(t, "subscribe"));
 	else if (!strcmp(t, "ping"))
 		ui_send(c, "{\"type\":\"pong\"}", 15);
-	else if (!strcmp(t, "command"))
+	else if (!strcmp(t, "command") || !strcmp(t, "set_setting"))
 	{
 		if (!cJSON_IsObject(data))
 			ui_error(c, "invalid_message", "data: missing or not an object");
-		else
+		else if (!strcmp(t, "command"))
 			handle_command(c, data);
+		else
+			handle_setting(c, data);
 	}
 	else
 	{

@@ -101,6 +101,45 @@ $$;
 COMMENT ON FUNCTION pankha._catalog_add(text, "char"[], text[], text[], real[], real[]) IS
 'Internal: record sensors (kind s) and fans (kind f) of an agent and return their payload slots.';
 
+-- Fan status words, stored in payloads as one-byte codes.  The protocol
+-- does not close the list, so new words are added as agents send them.
+CREATE TABLE pankha.fan_statuses (
+    code   smallint PRIMARY KEY CHECK (code BETWEEN 0 AND 254),
+    status text NOT NULL UNIQUE CHECK (pankha.valid_id(status) AND octet_length(status) <= 32)
+);
+INSERT INTO pankha.fan_statuses (code, status)
+SELECT ord - 1, word
+FROM unnest(ARRAY['ok', 'warning', 'critical', 'error', 'failed', 'stalled', 'stopped',
+                  'unknown', 'auto', 'manual', 'failsafe', 'emergency']) WITH ORDINALITY AS w(word, ord);
+SELECT pg_catalog.pg_extension_config_dump('pankha.fan_statuses', 'WHERE code > 11');
+COMMENT ON TABLE pankha.fan_statuses IS
+'The fan status words agents have sent, with the one-byte code payloads store them as. Codes never change meaning.';
+
+CREATE FUNCTION pankha._fan_status_code(p_status text) RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    result smallint;
+BEGIN
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pankha fan statuses'));
+    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    SELECT coalesce(max(code) + 1, 0) INTO result FROM pankha.fan_statuses;
+    IF result > 254 THEN
+        RETURN NULL;            -- full: the caller refuses the frame
+    END IF;
+    INSERT INTO pankha.fan_statuses (code, status) VALUES (result, p_status);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION pankha._fan_status_code(text) IS
+'Internal: the code of a fan status word, added to pankha.fan_statuses when new; null when all 255 codes are taken.';
+
 -- Deleting catalog rows (or agents) makes every backend drop its ingest cache.
 CREATE FUNCTION pankha._catalog_changed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pankha_catalog_changed';
@@ -113,24 +152,8 @@ CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent
 
 -- Day partitions of pankha.readings, named readings_YYYYMMDD (UTC days).
 CREATE FUNCTION pankha.ensure_partition(ts timestamptz) RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-    day date := (ts AT TIME ZONE 'UTC')::date;
-    name text := 'readings_' || to_char(day, 'YYYYMMDD');
-    rel regclass := to_regclass(format('pankha.%I', name));
-BEGIN
-    IF rel IS NOT NULL THEN
-        RETURN rel;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    rel := to_regclass(format('pankha.%I', name));
-    IF rel IS NULL THEN
-        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
-                       name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-        rel := to_regclass(format('pankha.%I', name));
-    END IF;
-    RETURN rel;
-END
+LANGUAGE sql AS $$
+    SELECT pankha.ensure_time_partition('readings', 'day', ts)
 $$;
 COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
 'Create the day partition of pankha.readings that holds ts, unless it exists; returns it.';

@@ -175,6 +175,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('capabilities must be a JSON object, not %s.', jsonb_typeof(capabilities));
     END IF;
+    IF octet_length(capabilities::text) > 65536 THEN
+        RAISE EXCEPTION 'capabilities of agent "%" are too large', agent_id
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('capabilities may take 65536 bytes as JSON text; these take %s.',
+                                  octet_length(capabilities::text));
+    END IF;
     BEGIN
         INSERT INTO pankha.agents (agent_id, name, hostname, capabilities)
         VALUES (agent_id, name, hostname, coalesce(capabilities, '{}'));

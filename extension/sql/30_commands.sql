@@ -143,6 +143,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('%s was given.', coalesce(jsonb_typeof(parameters), 'NULL'));
     END IF;
+    IF octet_length(parameters::text) > 65536 THEN
+        RAISE EXCEPTION 'parameters are too large'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('Command parameters may take 65536 bytes as JSON text; these take %s.',
+                                  octet_length(parameters::text));
+    END IF;
     CASE command_type
     WHEN 'set_fan_speed' THEN
         PERFORM pankha.check_keys('parameters', parameters, '{fan_id,speed}');
@@ -200,6 +206,9 @@ BEGIN
     IF command_type NOT IN ('update_settings', 'apply_profile', 'restore_auto') THEN
         RETURN;
     END IF;
+    -- One superseder per agent at a time: two would otherwise lock the same
+    -- rows in different orders.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha.supersede'), hashtext(agent_id));
     FOR old IN
         UPDATE pankha.commands c
         SET status = 'expired', status_reason = format('superseded by %s', by_command)
@@ -286,6 +295,7 @@ DECLARE
     c pankha.commands;
     delivered integer := 0;
     skipped integer;
+    sent_time timestamptz;
 BEGIN
     IF visibility IS NULL OR visibility <= interval '0' OR visibility > interval '1 day' THEN
         RAISE EXCEPTION 'invalid visibility "%"', visibility
@@ -297,6 +307,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'max_commands is between 1 and 10000.';
     END IF;
+    -- Deadlines and expiry are judged by the clock, not by the start of the
+    -- caller's transaction, which may be older than the call.
+    --
     -- Each round locks at most as many rows as are still wanted.  Rows that
     -- turn out expired or dead are retired and the round repeats, so they
     -- never take the place of a deliverable command.
@@ -305,7 +318,7 @@ BEGIN
         FOR c IN
             SELECT * FROM pankha.commands q
             WHERE q.agent_id = ANY (agent_ids)
-              AND (q.status = 'queued' OR (q.status = 'sent' AND q.redeliver_at <= now()))
+              AND (q.status = 'queued' OR (q.status = 'sent' AND q.redeliver_at <= clock_timestamp()))
             ORDER BY q.priority_rank, q.created_at, q.command_id
             LIMIT max_commands - delivered
             FOR UPDATE SKIP LOCKED
@@ -324,9 +337,10 @@ BEGIN
                                                 jsonb_build_object('attempts', c.attempts));
                 skipped := skipped + 1;
             ELSE
+                sent_time := clock_timestamp();
                 UPDATE pankha.commands q
-                SET status = 'sent', attempts = q.attempts + 1, sent_at = now(),
-                    redeliver_at = now() + visibility
+                SET status = 'sent', attempts = q.attempts + 1, sent_at = sent_time,
+                    redeliver_at = sent_time + visibility
                 WHERE q.command_id = c.command_id;
                 delivered := delivered + 1;
                 command_id := c.command_id;

@@ -10,6 +10,10 @@
 -- Changing a profile or a fan's limits queues it again to every fan
 -- concerned.  The limits live in pankha.fans (min_speed, max_speed,
 -- emergency_temp) and are set with pankha.set_fan_limits().
+--
+-- At the end, for the credentials part: the bridge role's grants on the
+-- ingest functions, and pg_dump registration of the catalog tables the
+-- parts above refer to; both need 00_schema.sql and 10_ingest.sql first.
 \echo Use "CREATE EXTENSION pankha" to load this file. \quit
 
 CREATE TABLE pankha.fan_profiles (

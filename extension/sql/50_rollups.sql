@@ -137,7 +137,10 @@ BEGIN
         RETURN rel;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    rel := to_regclass(format('pankha.%I', name));
+    -- Read pg_class itself, not the cache: an advisory lock does not bring
+    -- in the invalidations of a partition another session just created.
+    SELECT c.oid::regclass INTO rel FROM pg_catalog.pg_class c
+    WHERE c.relname = name AND c.relnamespace = 'pankha'::regnamespace;
     IF rel IS NULL THEN
         EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.%I FOR VALUES FROM (%L) TO (%L)',
                        name, parent, lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC');

@@ -85,8 +85,12 @@ pankha_decode_fans(PG_FUNCTION_ARGS)
 		nulls[2] = !has_speed;
 		values[3] = Float4GetDatum((float4) target);
 		nulls[3] = !has_target;
-		nulls[4] = status < 0;
-		values[4] = status < 0 ? (Datum) 0 : CStringGetTextDatum(pk_fan_statuses[status]);
+		{
+			const char *word = status < 0 ? NULL : pankha_fan_status_name(status);
+
+			nulls[4] = word == NULL;
+			values[4] = word ? CStringGetTextDatum(word) : (Datum) 0;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

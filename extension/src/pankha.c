@@ -66,14 +66,34 @@ _PG_init(void)
 static void
 pankha_define_gucs(void)
 {
-	DefineCustomStringVariable("pankha.database",
-							   "Database in which the pankha background worker runs.",
-							   "The worker idles until CREATE EXTENSION pankha has been run there.",
-							   &pankha_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
+	/*
+	 * Settings fixed at server start can only be defined while the library
+	 * is preloaded; loaded later (CREATE EXTENSION without preloading) they
+	 * keep their defaults, and the functions that need the preloaded
+	 * library say so.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("pankha.database",
+								   "Database in which the pankha background worker runs.",
+								   "The worker idles until CREATE EXTENSION pankha has been run there.",
+								   &pankha_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+
+		DefineCustomIntVariable("pankha.max_agents",
+								"Agents whose liveness is tracked in shared memory.",
+								"Beyond this many agents, last_seen is written to pankha.agents "
+								"directly. Range: 16 to 1000000.",
+								&pankha_max_agents,
+								65536,
+								16, 1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	DefineCustomIntVariable("pankha.raw_retention",
 							"How long raw frames are kept.",
@@ -84,17 +104,6 @@ pankha_define_gucs(void)
 							60, 10 * 366 * 24 * 60,
 							PGC_SIGHUP,
 							GUC_UNIT_MIN,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("pankha.max_agents",
-							"Agents whose liveness is tracked in shared memory.",
-							"Beyond this many agents, last_seen is written to pankha.agents "
-							"directly. Range: 16 to 1000000.",
-							&pankha_max_agents,
-							65536,
-							16, 1000000,
-							PGC_POSTMASTER,
-							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pankha.naptime",

@@ -58,6 +58,9 @@ extern Size pankha_liveness_shmem_size(void);
 extern bool pankha_note_frame(const char *agent_id, TimestampTz frame_ts,
 							  TimestampTz now);
 
+/* ingest.c */
+extern const char *pankha_fan_status_name(int code);
+
 /* worker.c */
 extern void pankha_register_worker(void);
 

@@ -41,11 +41,6 @@ const char *const pk_health_names[PK_H_NFIELDS] = {
 	"netRxBytesPerSec", "netTxBytesPerSec", "load1"
 };
 
-const char *const pk_fan_statuses[] = {
-	"ok", "warning", "critical", "error", "failed", "stalled", "stopped",
-	"unknown", NULL
-};
-
 /* Bytes each health field takes in the payload. */
 static const int health_bytes[PK_H_NFIELDS] = {2, 2, 4, 2, 4, 4, 4};
 
@@ -210,11 +205,16 @@ int
 pk_json_get(const PkJson *json, int object, const char *key)
 {
 	int			found = -1;
-	int			key_len = (int) strlen(key);
 
+	/* strncmp stops at the end of key, so no strlen(key) is needed */
 	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
-		if (json->nodes[i].key_len == key_len && memcmp(json->nodes[i].key, key, key_len) == 0)
+	{
+		const PkJsonNode *node = &json->nodes[i];
+
+		if (node->key && strncmp(node->key, key, node->key_len) == 0 &&
+			key[node->key_len] == '\0')
 			found = i;
+	}
 	return found;
 }
 
@@ -397,27 +397,25 @@ read_sensor(PkError *err, const PkJson *json, int node, int i, PkSensor *s)
 	return true;
 }
 
-/* A fan status must be one of the protocol's words. */
+/*
+ * A fan status is a short word ("ok", "stalled", "auto" ...).  The protocol
+ * does not close the list, so any word is kept; the caller turns it into a
+ * code of pankha.fan_statuses.
+ */
 static bool
 read_fan_status(PkError *err, const PkJson *json, int node, int i, PkFan *f)
 {
-	const char *status;
-	int			len;
-
 	f->status = -1;
 	if (!read_string(err, json, node, "status", PK_PATH_AT("fans", i, "status"), false,
-					 &status, &len))
+					 &f->status_word, &f->status_len))
 		return false;
-	if (status == NULL)
+	if (f->status_word == NULL)
 		return true;
-	for (int k = 0; pk_fan_statuses[k]; k++)
-		if ((int) strlen(pk_fan_statuses[k]) == len && memcmp(pk_fan_statuses[k], status, len) == 0)
-		{
-			f->status = k;
-			return true;
-		}
-	return pk_fail(err, "22023", PK_PATH_AT("fans", i, "status"), "unknown fan status",
-				   "A fan status is one of ok, warning, critical, error, failed, stalled, stopped or unknown.");
+	if (f->status_len > PK_MAX_STATUS_BYTES)
+		return pk_fail(err, "22001", PK_PATH_AT("fans", i, "status"), "longer than 32 bytes",
+					   "A fan status must be at most %d bytes; this one has %d.",
+					   PK_MAX_STATUS_BYTES, f->status_len);
+	return pk_check_id(err, PK_PATH_AT("fans", i, "status"), f->status_word, f->status_len);
 }
 
 /* One fan object. */

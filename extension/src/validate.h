@@ -22,6 +22,8 @@
 #define PK_MAX_FANS			64
 #define PK_MAX_ID_BYTES		64
 #define PK_MAX_KIND_BYTES	32
+#define PK_MAX_STATUS_BYTES	32
+#define PK_MAX_STATUS_CODE	254
 #define PK_MAX_FRAME_BYTES	(1024 * 1024)
 #define PK_MAX_FUTURE_MS	(5 * 60 * 1000)
 #define PK_MAX_SLOTS		32767
@@ -99,7 +101,9 @@ typedef struct PkFan
 	double		speed;
 	bool		has_target;
 	double		target;
-	int			status;			/* index into pk_fan_statuses, or -1 */
+	const char *status_word;	/* "status" in the frame, or NULL */
+	int			status_len;
+	int			status;			/* its code in pankha.fan_statuses, or -1; set by the caller */
 	int			slot;
 } PkFan;
 
@@ -169,8 +173,6 @@ typedef struct PkJson
 /* Names the wire uses for each health field, indexed by PkHealthField. */
 extern const char *const pk_health_names[PK_H_NFIELDS];
 
-/* The fan status words the protocol knows, NULL-terminated. */
-extern const char *const pk_fan_statuses[];
 
 extern bool pk_fail(PkError *err, const char *sqlstate, PkPath path,
 					const char *problem, const char *detail_fmt,...) PK_PRINTF(5, 6);

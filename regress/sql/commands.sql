@@ -43,6 +43,7 @@ SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', NULL)$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', repeat('x', 65))$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', '[1, 2]')$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', NULL)$$);
+SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', jsonb_build_object('blob', repeat('x', 70000)))$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', '{}', 'urgent')$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', '{}', NULL)$$);
 SELECT pg_temp.err($$SELECT pankha.send_command('rig-1', 'reboot', '{}', 'normal', '0')$$);

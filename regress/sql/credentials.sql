@@ -21,6 +21,7 @@ SELECT pg_temp.err($$SELECT pankha.register_agent('host-c', '')$$);
 SELECT pg_temp.err($$SELECT pankha.register_agent('host-c', NULL)$$);
 SELECT pg_temp.err($$SELECT pankha.register_agent('host-c', 'C', E'h\tx')$$);
 SELECT pg_temp.err($$SELECT pankha.register_agent('host-c', 'C', NULL, '[1]')$$);
+SELECT pg_temp.err($$SELECT pankha.register_agent('host-c', 'C', NULL, jsonb_build_object('x', repeat('y', 70000)))$$);
 SELECT pg_temp.err($$SELECT pankha.register_agent('host-a', 'Again')$$);
 SELECT count(*) AS agents FROM pankha.agents;
 

@@ -126,7 +126,20 @@ SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":100000,"
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"speed":100.5}]}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"speed":-0.1}]}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"targetSpeed":101}]}'));
-SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"spinning"}]}'));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"spinning"}]}')) AS new_status_word;
+SELECT status FROM pankha.fan_readings WHERE agent_id = 'linux-agent-id' AND fan_id = 'f1' ORDER BY ts DESC LIMIT 1;
+SELECT code, status FROM pankha.fan_statuses WHERE status = 'spinning';
+SELECT pankha.ingest('linux-agent-id', frame(jsonb_build_object('fans', jsonb_build_array(jsonb_build_object('id', 'f1', 'rpm', 900, 'status', repeat('s', 33))))));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"bad\tword"}]}'));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":7}]}'));
+-- the dictionary has room for 255 words; then frames with new words are refused, alone
+BEGIN;
+SELECT count(pankha._fan_status_code('w' || i)) FROM generate_series(1, 300) i;
+SELECT count(*) AS words FROM pankha.fan_statuses;
+SELECT * FROM pankha.ingest_many(ARRAY['linux-agent-id', 'linux-agent-id'],
+    ARRAY[frame('{"fans":[{"id":"f1","rpm":900,"status":"one-too-many"}]}'),
+          frame('{"fans":[{"id":"f1","rpm":900,"status":"ok"}]}')]);
+ROLLBACK;
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900},{"id":"f1","rpm":901}]}'));
 SELECT pankha.ingest('agent-2', frame(jsonb_build_object('fans', fans(64)))) AS fans_64_ok;
 SELECT pankha.ingest('agent-2', frame(jsonb_build_object('fans', fans(65))));

@@ -1,0 +1,181 @@
+/*
+ * validate_test.c
+ *	  Unit tests of the frame rules and payload codec, compiled outside the
+ *	  server with cJSON as the parser.  Prints TAP.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pk_cjson.h"
+
+static int	tests = 0;
+static int	failures = 0;
+
+static void
+ok(bool cond, const char *what)
+{
+	tests++;
+	if (!cond)
+		failures++;
+	printf("%sok %d - %s\n", cond ? "" : "not ", tests, what);
+}
+
+static PkFrame frame;
+
+/* Run the rules on JSON text; returns whether the frame is valid. */
+static bool
+run(const char *text, PkError *err)
+{
+	cJSON	   *doc = cJSON_Parse(text);
+	PkJson		json;
+	bool		valid;
+
+	if (doc == NULL)
+	{
+		snprintf(err->message, sizeof(err->message), "unparsable test input");
+		return false;
+	}
+	valid = pk_json_from_cjson(doc, &json) &&
+		pk_frame_from_json(&json, 0, "linux-agent-id", &frame, err);
+	/* the tests only look at numbers and lengths after this point */
+	free(json.nodes);
+	cJSON_Delete(doc);
+	return valid;
+}
+
+static const char *seed =
+"{\"agentId\":\"linux-agent-id\",\"timestamp\":1693958400000,\"seq\":17,"
+"\"sensors\":[{\"id\":\"cpu_temp\",\"temperature\":45.2,\"type\":\"cpu\",\"max_temp\":85,\"crit_temp\":95}],"
+"\"fans\":[{\"id\":\"cpu_fan\",\"speed\":60,\"rpm\":1200,\"targetSpeed\":60,\"status\":\"ok\"}],"
+"\"systemHealth\":{\"cpuUsage\":25.3,\"memoryUsage\":45.2,\"agentUptime\":3600}}";
+
+struct bad_case
+{
+	const char *json;
+	const char *sqlstate;
+	const char *message;
+};
+
+static const struct bad_case bad[] = {
+	{"[1]", "22023", "frame: not a JSON object"},
+	{"{\"type\":\"ping\"}", "22023", "type: not \"data\""},
+	{"{\"type\":\"data\"}", "22023", "data: missing"},
+	{"{\"sensors\":[]}", "22023", "timestamp: missing"},
+	{"{\"timestamp\":\"x\"}", "22023", "timestamp: not a number"},
+	{"{\"timestamp\":-1}", "22003", "timestamp: out of range"},
+	{"{\"timestamp\":1,\"seq\":1.5}", "22023", "seq: not an integer"},
+	{"{\"timestamp\":1,\"agentId\":\"other\"}", "22023", "agentId: does not match the agent"},
+	{"{\"timestamp\":1,\"sensors\":{}}", "22023", "sensors: not an array"},
+	{"{\"timestamp\":1,\"sensors\":[1]}", "22023", "sensors[0]: not an object"},
+	{"{\"timestamp\":1,\"sensors\":[{\"temperature\":1}]}", "22023", "sensors[0].id: missing"},
+	{"{\"timestamp\":1,\"sensors\":[{\"id\":\"\",\"temperature\":1}]}", "22023", "sensors[0].id: empty"},
+	{"{\"timestamp\":1,\"sensors\":[{\"id\":\"a\\u0001\",\"temperature\":1}]}", "22023", "sensors[0].id: contains a control character"},
+	{"{\"timestamp\":1,\"sensors\":[{\"id\":\"a\",\"temperature\":250.5}]}", "22003", "sensors[0].temperature: out of range"},
+	{"{\"timestamp\":1,\"sensors\":[{\"id\":\"a\",\"temperature\":1e999}]}", "22003", "sensors[0].temperature: not a finite number"},
+	{"{\"timestamp\":1,\"sensors\":[{\"id\":\"a\",\"temperature\":1},{\"id\":\"a\",\"temperature\":2}]}", "22023", "sensors[1].id: duplicate id"},
+	{"{\"timestamp\":1,\"fans\":[{\"id\":\"f\",\"rpm\":100001}]}", "22003", "fans[0].rpm: out of range"},
+	{"{\"timestamp\":1,\"fans\":[{\"id\":\"f\",\"rpm\":1,\"speed\":101}]}", "22003", "fans[0].speed: out of range"},
+	{"{\"timestamp\":1,\"fans\":[{\"id\":\"f\",\"rpm\":1,\"status\":5}]}", "22023", "fans[0].status: not a string"},
+	{"{\"timestamp\":1,\"systemHealth\":{\"cpuUsage\":101}}", "22003", "systemHealth.cpuUsage: out of range"},
+	{"{\"timestamp\":1,\"systemHealth\":{\"load1\":-1}}", "22003", "systemHealth.load1: out of range"},
+};
+
+int
+main(void)
+{
+	PkError		err;
+	unsigned char buf[4096];
+	size_t		len;
+	PkDecoded	d;
+	double		t,
+				rpm,
+				speed,
+				target;
+	bool		has_speed,
+				has_target,
+				in_future;
+	int			status;
+	char		big[8192];
+	bool		all_refused;
+
+	ok(run(seed, &err), "the protocol's example frame is valid");
+	ok(frame.nsensors == 1 && frame.nfans == 1 && frame.has_seq && frame.seq == 17 &&
+	   frame.timestamp_ms == 1693958400000LL, "its fields are read");
+	ok(frame.sensors[0].has_max && frame.sensors[0].max_temp == 85 && frame.sensors[0].kind_len == 3,
+	   "sensor limits and type are read");
+
+	snprintf(big, sizeof(big), "{\"type\":\"data\",\"data\":%s}", seed);
+	ok(run(big, &err) && frame.nsensors == 1, "the whole data message is accepted too");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		char		what[256];
+		bool		valid = run(bad[i].json, &err);
+
+		snprintf(what, sizeof(what), "refused with %s \"%s\"", bad[i].sqlstate, bad[i].message);
+		ok(!valid && strcmp(err.sqlstate, bad[i].sqlstate) == 0 &&
+		   strcmp(err.message, bad[i].message) == 0, what);
+		if (valid || strcmp(err.message, bad[i].message) != 0)
+			printf("# got %s \"%s\"\n", err.sqlstate, err.message);
+	}
+
+	/* counts */
+	{
+		int			n = snprintf(big, sizeof(big), "{\"timestamp\":1,\"fans\":[");
+
+		for (int i = 0; i < 65; i++)
+			n += snprintf(big + n, sizeof(big) - n, "%s{\"id\":\"f%d\",\"rpm\":1}", i ? "," : "", i);
+		snprintf(big + n, sizeof(big) - n, "]}");
+		ok(!run(big, &err) && strcmp(err.message, "fans: too many entries") == 0, "65 fans are refused");
+	}
+
+	/* time rules */
+	ok(run(seed, &err), "seed again");
+	ok(pk_check_time(&err, &frame, 1693958400000LL + 1000, 7 * 86400000LL, &in_future) && !in_future,
+	   "a frame a second old is on time");
+	ok(pk_check_time(&err, &frame, 1693958400000LL - 6 * 60000, 7 * 86400000LL, &in_future) && in_future,
+	   "a frame six minutes ahead is flagged");
+	ok(!pk_check_time(&err, &frame, 1693958400000LL + 8 * 86400000LL, 7 * 86400000LL, &in_future) &&
+	   strcmp(err.sqlstate, "22008") == 0, "a frame older than retention is refused");
+
+	/* codec round trip */
+	frame.sensors[0].slot = 3;
+	frame.fans[0].slot = 1;
+	frame.fans[0].status = 0;
+	len = pk_encode_payload(&frame, buf, sizeof(buf));
+	ok(len == pk_payload_size(&frame) && len > 0, "the frame encodes");
+	ok(pk_decode_payload(buf, len, &d), "and decodes");
+	ok(d.has_seq && d.seq == 17, "seq survives");
+	ok(!pk_decoded_sensor(&d, 0, &t) && pk_decoded_sensor(&d, 3, &t) && fabs(t - 45.2) < 1e-9,
+	   "the temperature is in its slot and nowhere else");
+	ok(!pk_decoded_fan(&d, 0, &rpm, &speed, &has_speed, &target, &has_target, &status) &&
+	   pk_decoded_fan(&d, 1, &rpm, &speed, &has_speed, &target, &has_target, &status) &&
+	   rpm == 1200 && has_speed && speed == 60 && has_target && target == 60 && status == 0,
+	   "the fan is in its slot with every value");
+	ok(d.health.present == 7 && fabs(d.health.value[PK_H_CPU] - 25.3) < 1e-9 &&
+	   d.health.value[PK_H_UPTIME] == 3600, "system health survives");
+
+	all_refused = true;
+	for (size_t cut = 0; cut < len; cut++)
+		if (pk_decode_payload(buf, cut, &d))
+			all_refused = false;
+	ok(all_refused, "every truncated payload is refused");
+	buf[0] = 2;
+	ok(!pk_decode_payload(buf, len, &d), "an unknown payload format is refused");
+
+	/* nesting */
+	{
+		int			n = snprintf(big, sizeof(big), "{\"timestamp\":1,\"x\":");
+
+		for (int i = 0; i < 70; i++)
+			big[n++] = '[';
+		for (int i = 0; i < 70; i++)
+			big[n++] = ']';
+		snprintf(big + n, sizeof(big) - n, "}");
+		ok(!run(big, &err), "a document nested 71 levels deep is refused");
+	}
+
+	return failures != 0;
+}
