@@ -260,7 +260,7 @@ on_scalar(void *state, char *token, JsonTokenType type)
 			break;
 		case JSON_TOKEN_NUMBER:
 			/* the lexer checked the syntax; huge values become inf */
-			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, strtod(token, NULL));
+			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, pk_json_number(token));
 			break;
 		case JSON_TOKEN_TRUE:
 		case JSON_TOKEN_FALSE:
