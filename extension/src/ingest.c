@@ -285,8 +285,10 @@ nesting_ok(const char *json_text, int len)
 	bool		in_string = false;
 
 	/* cheap common case: too few brackets to nest too deeply at all */
-	for (int i = 0; i < len; i++)
-		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	for (const char *p = json_text; (p = memchr(p, '{', json_text + len - p)) != NULL; p++)
+		opening++;
+	for (const char *p = json_text; (p = memchr(p, '[', json_text + len - p)) != NULL; p++)
+		opening++;
 	if (opening <= PK_JSON_MAX_DEPTH)
 		return true;
 

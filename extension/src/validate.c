@@ -260,8 +260,8 @@ pk_json_get(const PkJson *json, int object, const char *key)
 	{
 		const PkJsonNode *node = &json->nodes[i];
 
-		if (node->key && strncmp(node->key, key, node->key_len) == 0 &&
-			key[node->key_len] == '\0')
+		if (node->key && node->key[0] == key[0] &&
+			strncmp(node->key, key, node->key_len) == 0 && key[node->key_len] == '\0')
 			found = i;
 	}
 	return found;
