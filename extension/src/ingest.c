@@ -103,7 +103,15 @@ static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition *
 static HTAB *status_cache = NULL;	/* fan status word -> code */
 static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
-static bool cache_touched_in_xact = false;
+/*
+ * The newest subtransaction in which the caches learnt something, or
+ * InvalidSubTransactionId.  Only an abort of that subtransaction (or of one
+ * of its ancestors) can make a cached fact false.  A subtransaction that
+ * starts and aborts inside a call of ours (an exception block in some
+ * trigger or function we run) is newer and cannot have taught us anything,
+ * so it leaves the caches alone: they are in use at that moment.
+ */
+static SubTransactionId learned_in = InvalidSubTransactionId;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_one_plan = NULL;
@@ -188,28 +196,48 @@ ensure_caches(void)
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
+/* Note that the caches just learnt something in this subtransaction. */
+static void
+cache_learnt(void)
+{
+	SubTransactionId current = GetCurrentSubTransactionId();
+
+	if (learned_in == InvalidSubTransactionId || current > learned_in)
+		learned_in = current;
+}
+
 /* Facts learnt in an aborted transaction may be false: forget them. */
 static void
 ingest_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		if (cache_touched_in_xact)
+		if (learned_in != InvalidSubTransactionId)
 			reset_caches();
-		cache_touched_in_xact = false;
+		learned_in = InvalidSubTransactionId;
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
-		cache_touched_in_xact = false;
+		learned_in = InvalidSubTransactionId;
 }
 
-/* The same for an aborted savepoint (a bridge retrying one frame). */
+/*
+ * The same for a rolled-back savepoint around our calls (a bridge retrying
+ * one frame); a committed one hands what it learnt to its parent.
+ */
 static void
 ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && cache_touched_in_xact)
+	if (learned_in == InvalidSubTransactionId || learned_in < mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		reset_caches();
+		learned_in = InvalidSubTransactionId;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		learned_in = parentSubid;
 }
 
 /* --------------------------------------------------------------------------
@@ -459,7 +487,7 @@ agent_registered(const char *agent_id)
 	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
 	entry->nlast_sensors = entry->nlast_fans = 0;
 	entry->last = NULL;
-	cache_touched_in_xact = true;
+	cache_learnt();
 	return entry;
 }
 
@@ -609,7 +637,7 @@ add_to_catalog(const char *agent_id, PkFrame *frame, CatalogKey *key, bool *miss
 		6, argtypes, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
-	cache_touched_in_xact = true;
+	cache_learnt();
 
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -710,7 +738,7 @@ assign_status_codes(PkFrame *frame, PkError *err)
 			int			ret;
 
 			/* drop the half-made entry if the lookup below fails */
-			cache_touched_in_xact = true;
+			cache_learnt();
 			args[0] = CStringGetTextDatum(word);
 			ret = SPI_execute_with_args("SELECT pankha._fan_status_code($1)",
 										1, argtypes, args, NULL, false, 1);
@@ -762,7 +790,7 @@ pankha_fan_status_name(int code)
 				status_names[c] = MemoryContextStrdup(cache_context, word);
 		}
 		SPI_finish();
-		cache_touched_in_xact = true;
+		cache_learnt();
 	}
 	return status_names[code];
 }
@@ -795,7 +823,7 @@ ensure_partition(TimestampTz ts)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not create a partition: %s", SPI_result_code_string(ret));
 	hash_search(partition_cache, &day, HASH_ENTER, NULL);
-	cache_touched_in_xact = true;
+	cache_learnt();
 }
 
 /* --------------------------------------------------------------------------

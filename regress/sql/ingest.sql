@@ -232,3 +232,36 @@ SELECT pankha.ingest('agent-2', frame());
 SELECT left(pankha.register_agent('agent-2', 'Again'), 4) AS token_prefix;
 SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"z","temperature":20}]}'));
 SELECT sensor_id, slot FROM pankha.sensors WHERE agent_id = 'agent-2';
+
+-- A savepoint rolled back after ingest forgets what ingest learnt in it
+-- (here: sensor slots that no longer exist), so the next frame is correct.
+BEGIN;
+SAVEPOINT s;
+SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"rolled-back","temperature":20}]}'));
+ROLLBACK TO SAVEPOINT s;
+SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"kept","temperature":21}]}'));
+COMMIT;
+SELECT sensor_id, slot FROM pankha.sensors WHERE agent_id = 'agent-2' ORDER BY slot;
+SELECT sensor_id, temperature FROM pankha.sensor_readings WHERE agent_id = 'agent-2' ORDER BY ts;
+
+-- A subtransaction that begins and aborts inside ingest (an exception block
+-- in a trigger) leaves the caches ingest is using alone.
+CREATE FUNCTION careful_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN
+        NULL;
+    END;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER careful AFTER INSERT ON pankha.sensors FOR EACH ROW EXECUTE FUNCTION careful_trigger();
+SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"kept","temperature":22},{"id":"new-1","temperature":23},{"id":"new-2","temperature":24}]}'));
+SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"new-2","temperature":25},{"id":"new-3","temperature":26}]}'));
+SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['agent-2', 'agent-2'],
+    ARRAY[frame('{"sensors":[{"id":"new-4","temperature":27}]}'),
+          frame('{"sensors":[{"id":"new-5","temperature":28}]}')]);
+DROP TRIGGER careful ON pankha.sensors;
+SELECT sensor_id, slot FROM pankha.sensors WHERE agent_id = 'agent-2' ORDER BY slot;
+SELECT sensor_id, temperature FROM pankha.sensor_readings WHERE agent_id = 'agent-2' ORDER BY ts, sensor_id;
