@@ -162,15 +162,16 @@ BEGIN
         RETURN rel;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    -- The advisory lock does not refresh the catalog caches, so a partition
-    -- the worker (or another session) just created may still look absent:
-    -- creating it then fails as a duplicate, which means it is there.
-    BEGIN
+    -- The advisory lock does not refresh the catalog caches, so to_regclass
+    -- may still miss a partition the worker (or another session) has just
+    -- created; a query on pg_class, with this statement's snapshot, sees it.
+    -- (No exception block here: ingest calls this, and an aborted
+    -- subtransaction would reset its caches while it uses them.)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+                   WHERE c.relnamespace = 'pankha'::regnamespace AND c.relname = name) THEN
         EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
                        name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-    EXCEPTION WHEN duplicate_table THEN
-        NULL;
-    END;
+    END IF;
     RETURN format('pankha.%I', name)::regclass;
 END
 $$;

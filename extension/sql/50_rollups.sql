@@ -137,15 +137,14 @@ BEGIN
         RETURN rel;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    -- The advisory lock does not refresh the catalog caches, so another
-    -- session's new partition may still be unknown here: creating it then
-    -- fails as a duplicate, which means it is there.
-    BEGIN
+    -- The advisory lock does not refresh the catalog caches, so to_regclass
+    -- may still miss a partition another session has just created; a query
+    -- on pg_class, with this statement's snapshot, sees it.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+                   WHERE c.relnamespace = 'pankha'::regnamespace AND c.relname = name) THEN
         EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.%I FOR VALUES FROM (%L) TO (%L)',
                        name, parent, lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC');
-    EXCEPTION WHEN duplicate_table THEN
-        NULL;
-    END;
+    END IF;
     RETURN format('pankha.%I', name)::regclass;
 END
 $$;
