@@ -248,6 +248,7 @@ struct pk_agent
 	double		reconnect_min;	/* backoff floor, seconds */
 	double		reconnect_max;	/* backoff ceiling, seconds */
 	int			fallback_after; /* failed handshakes before trying HTTP sync */
+	bool		deflate;		/* offer permessage-deflate */
 	double		status_interval;	/* seconds between status messages */
 	char	   *enroll_url;		/* --enroll: register and exit */
 	char	   *enrollment_key; /* key for --enroll */
@@ -301,6 +302,7 @@ int			pk_link_enroll(struct pk_agent *a);
 void		pk_link_stop(struct pk_agent *a);
 void		pk_link_destroy(struct pk_agent *a);
 double		pk_backoff_delay(int attempt, double min_s, double max_s, double unit_random);
+int64_t		pk_pace(double *tokens, int64_t *stamp_ms, double rate_per_min, int64_t now_ms);
 
 /* ---- simulator (sim.c) ---- */
 struct pk_sim;

@@ -10,6 +10,12 @@
  * wait a random time in [min, min(max, min * 2^attempt)] ("full jitter"),
  * so a fleet that lost its bridge does not come back in lock-step.
  *
+ * Pacing: the bridge announces its per-agent message rate in "connected"
+ * (rate_per_minute) and drops what goes over it; a dropped frame could then
+ * be covered by the ack of a later one.  So the link keeps its own token
+ * bucket at 80 % of that rate and lets a backlog drain no faster; data
+ * waits (up to a second) for "connected" before the first write.
+ *
  * HTTP fallback: after several failed handshakes in a row the link tries
  * POST /api/v1/agents/sync.  When that works it keeps syncing every update
  * interval (frames, command acks out; commands, config in) while still
@@ -65,6 +71,8 @@ struct http_req
 	int			status;			/* HTTP status, 0 before headers */
 	bool		in_flight;		/* started, not finished */
 	int64_t		last_seq;		/* sync: highest seq in the request */
+	int64_t		seqs[SYNC_BATCH];	/* sync: seq of each frame sent, in order */
+	int			nseqs;
 	void		(*done) (struct http_req *r, bool ok);
 };
 
@@ -101,12 +109,19 @@ struct pk_link
 	int			exit_code;		/* of pk_link_run */
 	uint64_t	bytes_out;		/* payload bytes written (WS + HTTP bodies) */
 	uint64_t	bytes_in;		/* payload bytes read */
+	double		rate_per_min;	/* our message budget, 0 = unlimited */
+	double		tokens;			/* messages we may send now */
+	int64_t		tokens_ms;		/* monotonic time tokens was computed */
+	bool		greeted;		/* "connected" seen on this connection */
+	size_t		max_message;	/* largest message the server takes, 0 = unknown */
+	int64_t		hold_until_ms;	/* wait for "connected" until then */
 	lws_sorted_usec_list_t sul_tick;	/* data frames */
 	lws_sorted_usec_list_t sul_ping;	/* keep-alive */
 	lws_sorted_usec_list_t sul_connect; /* reconnect after backoff */
 	lws_sorted_usec_list_t sul_sync;	/* HTTP fallback cadence */
 	lws_sorted_usec_list_t sul_sim; /* in-process simulator */
 	lws_sorted_usec_list_t sul_status;	/* status messages */
+	lws_sorted_usec_list_t sul_pace;	/* resume writing after pacing */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -143,6 +158,17 @@ static const struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+/*
+ * permessage-deflate (RFC 7692), offered when --deflate is on.  Without
+ * context takeover each message is compressed on its own, so no window is
+ * kept between messages; a frame's repeated field names still shrink well.
+ */
+static const struct lws_extension extensions[] = {
+	{"permessage-deflate", lws_extension_callback_pm_deflate,
+	"permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+	{NULL, NULL, NULL}
+};
+
 static int64_t
 usec(double seconds)
 {
@@ -165,6 +191,37 @@ pk_backoff_delay(int attempt, double min_s, double max_s, double unit_random)
 	if (cap < min_s)
 		cap = min_s;
 	return min_s + (cap - min_s) * unit_random;
+}
+
+/*
+ * Token bucket like the bridge's: holds at most one minute of rate, refills
+ * continuously.  Takes a token and returns 0, or returns the milliseconds
+ * until one is available.
+ */
+int64_t
+pk_pace(double *tokens, int64_t *stamp_ms, double rate_per_min, int64_t now_ms)
+{
+	if (rate_per_min <= 0)
+		return 0;
+	if (now_ms > *stamp_ms)
+		*tokens += (double) (now_ms - *stamp_ms) * rate_per_min / 60000.0;
+	*stamp_ms = now_ms;
+	if (*tokens > rate_per_min)
+		*tokens = rate_per_min;
+	if (*tokens >= 1)
+	{
+		*tokens -= 1;
+		return 0;
+	}
+	return (int64_t) ((1 - *tokens) * 60000.0 / rate_per_min) + 1;
+}
+
+static void
+on_pace(lws_sorted_usec_list_t *sul)
+{
+	struct pk_link *l = lws_container_of(sul, struct pk_link, sul_pace);
+
+	request_write(l);
 }
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
@@ -276,6 +333,8 @@ pk_link_create(struct pk_agent *a)
 	info.protocols = protocols;
 	info.user = a;
 	info.fd_limit_per_thread = 16;
+	if (a->deflate)
+		info.extensions = extensions;
 	if (need_tls)
 	{
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -452,6 +511,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	drop_volatile(l);
 	lws_sul_schedule(l->ctx, 0, &l->sul_ping, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, NULL, LWS_SET_TIMER_USEC_CANCEL);
+	lws_sul_schedule(l->ctx, 0, &l->sul_pace, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	if (was_up)
 	{
 		l->last_contact_ms = pk_mono_ms();
@@ -477,6 +537,10 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->attempt = 0;
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
+	l->greeted = false;
+	l->hold_until_ms = now + 1000;
+	l->tokens = l->rate_per_min;
+	l->tokens_ms = now;
 	/* Everything not acked goes again, oldest first. */
 	l->sent_upto = l->a->buf.acked;
 	if (l->http_mode)
@@ -500,6 +564,8 @@ write_next(struct pk_link *l, struct lws *wsi)
 	const struct pk_frame *f = NULL;
 	size_t		need;
 	int			n;
+	int64_t		now = pk_mono_ms(),
+				wait;
 
 	for (m = l->q_head; m && m->in_sync; m = m->next)
 		;
@@ -507,6 +573,15 @@ write_next(struct pk_link *l, struct lws *wsi)
 		f = pk_buffer_after(&l->a->buf, l->sent_upto);
 	if (!m && !f)
 		return 0;
+	if (!l->greeted && now < l->hold_until_ms)
+		wait = l->hold_until_ms - now;
+	else
+		wait = pk_pace(&l->tokens, &l->tokens_ms, l->rate_per_min, now);
+	if (wait > 0)
+	{
+		lws_sul_schedule(l->ctx, 0, &l->sul_pace, on_pace, wait * 1000);
+		return 0;
+	}
 	need = LWS_PRE + (m ? m->len : f->len) + 64;
 	if (need > l->tx_cap)
 	{
@@ -520,6 +595,16 @@ write_next(struct pk_link *l, struct lws *wsi)
 		}
 		l->tx = nb;
 		l->tx_cap = need;
+	}
+	if (!m && l->max_message && f->len + 32 > l->max_message)
+	{
+		/* The server would close the connection over it, again and again. */
+		pk_log(PK_LOG_ERROR, "frame seq %" PRId64 " has %zu bytes, more than the server takes (%zu): "
+			   "dropped", f->seq, f->len, l->max_message);
+		l->a->buf.dropped++;
+		l->sent_upto = f->seq;
+		lws_callback_on_writable(wsi);
+		return 0;
 	}
 	if (m && m->is_ack)
 		n = snprintf((char *) l->tx + LWS_PRE, need - LWS_PRE,
@@ -730,7 +815,27 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 			apply_config(l, data);
 	}
 	else if (strcmp(type->valuestring, "connected") == 0)
-		pk_log(PK_LOG_DEBUG, "server says connected");
+	{
+		const cJSON *rate = cJSON_GetObjectItemCaseSensitive(data, "rate_per_minute");
+		const cJSON *maxm = cJSON_GetObjectItemCaseSensitive(data, "max_message");
+
+		if (cJSON_IsNumber(maxm) && maxm->valuedouble >= 1024)
+			l->max_message = (size_t) maxm->valuedouble;
+
+		if (cJSON_IsNumber(rate) && rate->valuedouble > 0)
+		{
+			l->rate_per_min = 0.8 * rate->valuedouble;
+			if (l->rate_per_min < 1)
+				l->rate_per_min = 1;
+			l->tokens = l->rate_per_min;
+			l->tokens_ms = pk_mono_ms();
+		}
+		else if (cJSON_IsNumber(rate))
+			l->rate_per_min = 0;	/* the server sets no limit */
+		pk_log(PK_LOG_DEBUG, "server says connected (message budget %g/min)", l->rate_per_min);
+		l->greeted = true;
+		request_write(l);
+	}
 	else if (strcmp(type->valuestring, "pong") == 0)
 		;
 	else if (strcmp(type->valuestring, "error") == 0)
@@ -739,9 +844,20 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "message");
 		const cJSON *seq = cJSON_GetObjectItemCaseSensitive(data, "seq");
 
-		pk_log(PK_LOG_WARN, "server error %s: %s%s%.0f", cJSON_IsString(code) ? code->valuestring : "?",
+		pk_log(PK_LOG_WARN, "server error %s: %s%s%.0f%s", cJSON_IsString(code) ? code->valuestring : "?",
 			   cJSON_IsString(m) ? m->valuestring : "", cJSON_IsNumber(seq) ? " (frame seq " : "",
-			   cJSON_IsNumber(seq) ? seq->valuedouble : 0);
+			   cJSON_IsNumber(seq) ? seq->valuedouble : 0, cJSON_IsNumber(seq) ? ")" : "");
+		if (cJSON_IsString(code) && strcmp(code->valuestring, "rate_limited") == 0)
+		{
+			/* Slow down, and send what was dropped again. */
+			l->rate_per_min = l->rate_per_min > 0 ? l->rate_per_min / 2 : 60;
+			if (l->rate_per_min < 6)
+				l->rate_per_min = 6;
+			l->tokens = 0;
+			l->tokens_ms = pk_mono_ms();
+			l->sent_upto = l->a->buf.acked;
+			pk_log(PK_LOG_WARN, "slowing down to %g messages a minute", l->rate_per_min);
+		}
 	}
 	else
 		pk_log(PK_LOG_DEBUG, "ignoring a message of type \"%.32s\"", type->valuestring);
@@ -830,6 +946,30 @@ round1(double v)
 	return (double) pk_round(v * 10) / 10;
 }
 
+/*
+ * The protocol's fan status words are ok, warning, critical, error,
+ * failed, stalled, stopped and unknown; map the agent's own to them (the
+ * details are in the log and the status message).
+ */
+static const char *
+wire_status(const char *status)
+{
+	static const struct
+	{
+		const char *ours;
+		const char *wire;
+	}			map[] = {
+		{"ok", "ok"}, {"auto", "ok"}, {"emergency", "critical"}, {"emergency_stop", "warning"},
+		{"failsafe", "warning"}, {"reasserted", "warning"}, {"error", "error"},
+		{"stalled", "stalled"}, {"stopped", "stopped"},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(status, map[i].ours) == 0)
+			return map[i].wire;
+	return "unknown";
+}
+
 /* Build the data object of one frame from the current readings. */
 char *
 pk_build_data(struct pk_agent *a, int64_t seq)
@@ -872,6 +1012,9 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 
 		if (f->pwm > 25 && f->rpm_path && f->rpm == 0)
 			status = "stalled";
+		else if (f->pwm == 0 && f->rpm_path && f->rpm == 0)
+			status = "stopped";
+		status = wire_status(status);
 		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(fans, o) &&
 			cJSON_AddStringToObject(o, "id", f->id) &&
 			cJSON_AddNumberToObject(o, "speed", speed) &&
@@ -1089,6 +1232,7 @@ start_sync(struct pk_link *l)
 		sb_add(&body, &len, &cap, ",\"frames\":[", 11);
 	free(id);
 	r->last_seq = -1;
+	r->nseqs = 0;
 	for (size_t i = 0; ok && i < a->buf.count && nframes < SYNC_BATCH; i++)
 	{
 		const struct pk_frame *f = pk_buffer_at(&a->buf, i);
@@ -1096,6 +1240,7 @@ start_sync(struct pk_link *l)
 		ok = (nframes == 0 || sb_add(&body, &len, &cap, ",", 1)) &&
 			sb_add(&body, &len, &cap, f->json, f->len);
 		r->last_seq = f->seq;
+		r->seqs[r->nseqs++] = f->seq;
 		nframes++;
 	}
 	ok = ok && sb_add(&body, &len, &cap, "],\"acks\":[", 10);
@@ -1132,6 +1277,44 @@ on_sync_timer(lws_sorted_usec_list_t *sul)
 
 	if (l->http_mode && !l->ws_up)
 		start_sync(l);
+}
+
+/*
+ * The highest seq the sync stored for good.  The answer has one outcome
+ * per frame ({"stored"} or {"sqlstate","error"}); a frame refused as
+ * invalid will never be stored and is logged and passed over, but one that
+ * failed for a passing reason (connection, serialization, resources) is
+ * sent again, with everything after it.
+ */
+static int64_t
+sync_stored_upto(struct http_req *r, const cJSON *results)
+{
+	int			i = 0;
+	const cJSON *res;
+
+	if (!cJSON_IsArray(results))
+		return r->last_seq;
+	cJSON_ArrayForEach(res, results)
+	{
+		const cJSON *state = cJSON_GetObjectItemCaseSensitive(res, "sqlstate");
+		const cJSON *error = cJSON_GetObjectItemCaseSensitive(res, "error");
+
+		if (i >= r->nseqs)
+			break;
+		if (cJSON_IsString(state))
+		{
+			const char *s = state->valuestring;
+			bool		transient = !strncmp(s, "08", 2) || !strncmp(s, "40", 2) ||
+				!strncmp(s, "53", 2) || !strncmp(s, "57", 2) || !strncmp(s, "58", 2);
+
+			pk_log(PK_LOG_WARN, "sync: frame seq %" PRId64 " not stored (%s: %s)%s", r->seqs[i], s,
+				   cJSON_IsString(error) ? error->valuestring : "", transient ? "; sending it again" : "");
+			if (transient)
+				return i > 0 ? r->seqs[i - 1] : -1;
+		}
+		i++;
+	}
+	return r->last_seq;
 }
 
 /* Work through a sync response: acks, commands, config. */
@@ -1182,7 +1365,7 @@ sync_done(struct http_req *r, bool ok)
 		l->http_mode = true;
 	}
 	if (r->last_seq >= 0)
-		pk_buffer_ack(&l->a->buf, r->last_seq);
+		pk_buffer_ack(&l->a->buf, sync_stored_upto(r, cJSON_GetObjectItemCaseSensitive(resp, "frames")));
 	cmds = cJSON_GetObjectItemCaseSensitive(resp, "commands");
 	if (cJSON_IsArray(cmds))
 		cJSON_ArrayForEach(c, cmds)

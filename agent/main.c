@@ -30,7 +30,7 @@ enum opt_id
 	OPT_BUFFER_MAX_BYTES, OPT_BUFFER_FILE, OPT_FAILSAFE_GRACE, OPT_FAILSAFE_SPEED,
 	OPT_EMERGENCY_TEMP, OPT_PING_INTERVAL, OPT_RECONNECT_MIN, OPT_RECONNECT_MAX,
 	OPT_FALLBACK_AFTER, OPT_STATUS_INTERVAL, OPT_ENROLL, OPT_ENROLLMENT_KEY, OPT_SIMULATE,
-	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION
+	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_HELP, OPT_VERSION
 };
 
 /* One option: flag name, whether it takes a value, its default and help. */
@@ -48,7 +48,7 @@ static const struct opt_def opt_defs[] = {
 	{"server", OPT_SERVER, true, "ws://127.0.0.1:8080", "bridge URL (ws:// or wss://)"},
 	{"agent-id", OPT_AGENT_ID, true, "the host name", "this agent's id (1-64 bytes)"},
 	{"name", OPT_NAME, true, "the agent id", "display name sent at enrollment"},
-	{"token", OPT_TOKEN, true, NULL, "agent bearer token (prefer --token-file)"},
+	{"token", OPT_TOKEN, true, "none", "agent bearer token (prefer --token-file)"},
 	{"token-file", OPT_TOKEN_FILE, true, "/etc/pankha/agent.token", "file holding the token"},
 	{"ca-file", OPT_CA_FILE, true, "system CAs", "CA bundle to verify the server (wss)"},
 	{"insecure", OPT_INSECURE, false, "off", "skip TLS certificate verification"},
@@ -66,10 +66,11 @@ static const struct opt_def opt_defs[] = {
 	{"reconnect-min", OPT_RECONNECT_MIN, true, "1", "shortest reconnect delay, seconds"},
 	{"reconnect-max", OPT_RECONNECT_MAX, true, "60", "longest reconnect delay, seconds"},
 	{"fallback-after", OPT_FALLBACK_AFTER, true, "3", "failed handshakes before trying HTTP sync"},
+	{"deflate", OPT_DEFLATE, true, "on", "offer permessage-deflate compression (on/off)"},
 	{"status-interval", OPT_STATUS_INTERVAL, true, "60", "seconds between status messages"},
-	{"enroll", OPT_ENROLL, true, NULL, "register at this bridge URL, store the token, exit"},
-	{"enrollment-key", OPT_ENROLLMENT_KEY, true, NULL, "enrollment key for --enroll"},
-	{"simulate", OPT_SIMULATE, true, NULL, "simulate a machine in this directory and monitor it"},
+	{"enroll", OPT_ENROLL, true, "none", "register at this bridge URL, store the token, exit"},
+	{"enrollment-key", OPT_ENROLLMENT_KEY, true, "none", "enrollment key for --enroll"},
+	{"simulate", OPT_SIMULATE, true, "none", "simulate a machine in this directory and monitor it"},
 	{"simulate-only", OPT_SIMULATE_ONLY, false, "off", "with --simulate: only run the simulator"},
 	{"sim-once", OPT_SIM_ONCE, false, "off", "with --simulate-only: write the tree and exit"},
 	{"sim-seed", OPT_SIM_SEED, true, "1", "simulator random seed"},
@@ -229,6 +230,8 @@ set_option(struct pk_agent *a, const struct opt_def *o, const char *v)
 				return -1;
 			a->fallback_after = (int) d;
 			return 0;
+		case OPT_DEFLATE:
+			return parse_bool(o->name, v, &a->deflate);
 		case OPT_STATUS_INTERVAL:
 			return parse_double(o->name, v, 1, 86400, &a->status_interval);
 		case OPT_ENROLL:
@@ -360,6 +363,7 @@ configure(struct pk_agent *a, int argc, char **argv)
 	a->fallback_after = 3;
 	a->status_interval = 60;
 	a->sim_seed = 1;
+	a->deflate = true;
 	gethostname(host, sizeof(host) - 1);
 	host[PK_ID_MAX] = '\0';
 	if (set_string(&a->server_url, "ws://127.0.0.1:8080") || set_string(&a->agent_id, host) ||

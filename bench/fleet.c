@@ -36,6 +36,7 @@ struct sim
 	int			index;
 	bool		connected;
 	bool		ever_connected;
+	bool		attempted;		/* a connect was started */
 	int64_t		seq;			/* last seq sent */
 	int64_t		acked;			/* highest seq acked */
 	lws_usec_t	next_send;		/* when the next frame is due */
@@ -56,7 +57,8 @@ static struct
 	const char *commands_out;
 	int			sensors;
 	int			fans;
-}			opt = {"127.0.0.1", 8080, 100, 3000, 30, 1000, true, NULL, NULL, 8, 3};
+	int			ack_wait_s;		/* how long to wait for the last acks */
+}			opt = {"127.0.0.1", 8080, 100, 3000, 30, 1000, true, NULL, NULL, 8, 3, 60};
 
 static struct lws_context *ctx;
 static struct sim *sims;
@@ -100,6 +102,7 @@ connect_sim(struct sim *s)
 	struct lws_client_connect_info i;
 	char		path[96];
 
+	s->attempted = true;
 	snprintf(path, sizeof(path), "/ws/agent?agent_id=%s", s->id);
 	memset(&i, 0, sizeof(i));
 	i.context = ctx;
@@ -272,9 +275,9 @@ tick(lws_sorted_usec_list_t *sul)
 
 	while (next_connect < nsims && next_connect < want)
 		connect_sim(&sims[next_connect++]);
-	/* reconnect the ones that dropped, a few at a time */
+	/* retry the ones that failed or dropped, a few at a time */
 	for (int i = 0, budget = 20; i < next_connect && budget > 0; i++)
-		if (!sims[i].wsi && sims[i].ever_connected && sims[i].reconnects < 5 && now < sending_until)
+		if (!sims[i].wsi && sims[i].attempted && sims[i].reconnects < 5 && now < sending_until)
 		{
 			connect_sim(&sims[i]);
 			budget--;
@@ -326,6 +329,7 @@ usage(void)
 		   "  --connect-rate=N     connection attempts per second (default 1000)\n"
 		   "  --deflate=on|off     offer permessage-deflate (default on)\n"
 		   "  --sensors=N --fans=N per frame (default 8 and 3)\n"
+		   "  --ack-wait=S         after sending, wait up to S seconds for the last acks (default 60)\n"
 		   "  --commands-out=FILE  record command arrivals (default: none)\n");
 }
 
@@ -336,7 +340,7 @@ main(int argc, char **argv)
 		{"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"tokens", 1, 0, 't'}, {"agents", 1, 0, 'n'},
 		{"interval", 1, 0, 'i'}, {"duration", 1, 0, 'd'}, {"connect-rate", 1, 0, 'r'},
 		{"deflate", 1, 0, 'z'}, {"commands-out", 1, 0, 'c'}, {"sensors", 1, 0, 's'},
-		{"fans", 1, 0, 'f'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}
+		{"fans", 1, 0, 'f'}, {"ack-wait", 1, 0, 'w'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}
 	};
 	struct lws_context_creation_info info;
 	unsigned long long rs = 0, ws = 0, r1 = 0, w1 = 0;
@@ -362,6 +366,7 @@ main(int argc, char **argv)
 			case 'c': opt.commands_out = optarg; break;
 			case 's': opt.sensors = atoi(optarg); break;
 			case 'f': opt.fans = atoi(optarg); break;
+			case 'w': opt.ack_wait_s = atoi(optarg); break;
 			case 'H': usage(); return 0;
 			default: usage(); return 2;
 		}
@@ -419,7 +424,7 @@ main(int argc, char **argv)
 		(lws_usec_t) opt.interval_ms * 1000 * 2;
 	steady_to = sending_until;
 	lws_sul_schedule(ctx, 0, &tick_sul, tick, 1);
-	while (!stop && mono_us() < sending_until + 5 * 1000000)
+	while (!stop && mono_us() < sending_until + (lws_usec_t) opt.ack_wait_s * 1000000)
 	{
 		lws_usec_t	now = mono_us();
 

@@ -22,6 +22,7 @@ struct frame
 	struct agent *agent;		/* holds a reference */
 	int64_t		seq;			/* -1 when the frame had none */
 	bool		single;			/* send alone (its batch failed as a whole) */
+	bool		requeued;		/* went back to the front: may commit after later frames */
 	char	   *json;			/* the message as received */
 	size_t		len;
 	char	   *fwd;			/* the message for dashboards, or NULL */
@@ -48,17 +49,17 @@ static size_t pend_count;
 static size_t held_total;
 static bool paused_all;
 static lws_usec_t ingest_retry_at;
-static lws_sorted_usec_list_t batch_sul;
+static struct btimer batch_sul;
 static bool batch_sul_armed;
 
 /* Agents whose waiting commands should be claimed. */
 static struct agent **claim_list;
 static size_t claim_count, claim_cap;
-static lws_sorted_usec_list_t claim_sul;
+static struct btimer claim_sul;
 static bool claim_sul_armed;
 static bool claim_in_flight;
 
-static lws_sorted_usec_list_t sweep_sul;
+static struct btimer sweep_sul;
 static bool sweep_started;
 static lws_usec_t minute_started;
 
@@ -420,6 +421,8 @@ frame_free(struct frame *f)
 
 	a->held--;
 	held_total--;
+	if (f->requeued)
+		a->requeued--;
 	free(f->json);
 	free(f->fwd);
 	free(f);
@@ -436,6 +439,11 @@ requeue_front(struct frame **frames, int n, bool single)
 		struct frame *f = frames[i];
 
 		f->single = single || f->single;
+		if (!f->requeued)
+		{
+			f->requeued = true;
+			f->agent->requeued++;
+		}
 		f->next = pend_head;
 		pend_head = f;
 		if (!pend_tail)
@@ -445,21 +453,39 @@ requeue_front(struct frame **frames, int n, bool single)
 }
 
 /*
- * Send an ack to each agent of the batch that had frames with seq in it,
- * once it has nothing more held (so every frame up to the acked seq is
- * committed, whatever order batches completed in).  A re-sent frame gets
- * the ack again.
+ * Send an ack to each agent of the batch that had frames with seq in it.
+ * Batches run in order on the one ingest connection, so when this one
+ * commits every earlier frame has too; the exception is a frame put back
+ * at the front after a failure, which may commit after later frames: an
+ * agent with such a frame outstanding is acked only once it holds nothing.
+ * A re-sent frame gets the ack again.
  */
 static void
 send_acks(struct batch *b)
 {
+	static uint64_t batch_serial;
+	bool	   *last = calloc(b->n ? b->n : 1, sizeof(bool));
+
+	/* mark each agent's last frame in the batch: it is acked once, there */
+	batch_serial++;
+	for (int i = b->n - 1; last && i >= 0; i--)
+	{
+		struct agent *a = b->frames[i]->agent;
+
+		if (a->ack_mark != batch_serial)
+		{
+			a->ack_mark = batch_serial;
+			last[i] = true;
+		}
+	}
 	for (int i = 0; i < b->n; i++)
 	{
 		struct agent *a = b->frames[i]->agent;
 
 		if (b->frames[i]->seq >= 0)
 			a->ack_due = true;
-		if (a->held == 1 && a->ack_due && a->pending_ack >= 0 && a->wsi)
+		if ((last ? last[i] : a->held == 1) && (a->requeued == 0 || a->held == 1) &&
+			a->ack_due && a->pending_ack >= 0 && a->wsi)
 		{
 			char		text[96];
 			int			n = snprintf(text, sizeof(text),
@@ -473,6 +499,7 @@ send_acks(struct batch *b)
 		frame_free(b->frames[i]);
 		b->frames[i] = NULL;
 	}
+	free(last);
 }
 
 static void
@@ -664,11 +691,11 @@ schedule_batcher(lws_usec_t delay)
 	if (!pend_head)
 		return;
 	if (batch_sul_armed && !delay)
-		lws_sul_cancel(&batch_sul);
+		timer_cancel(&batch_sul);
 	else if (batch_sul_armed)
 		return;
 	batch_sul_armed = true;
-	lws_sul_schedule(srv.context, 0, &batch_sul, batch_cb, delay ? delay : 1);
+	timer_schedule(&batch_sul, batch_cb, delay ? delay : 1);
 }
 
 /* Hold a data frame for the next batch. */
@@ -714,12 +741,12 @@ queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *d
 	else if (!batch_sul_armed)
 	{
 		batch_sul_armed = true;
-		lws_sul_schedule(srv.context, 0, &batch_sul, batch_cb,
+		timer_schedule(&batch_sul, batch_cb,
 						 (lws_usec_t) srv.cfg.batch_window_ms * LWS_US_PER_MS);
 	}
 }
 
-/* Submit everything held (shutdown); true once nothing is held. */
+/* Send what is waiting for a batch now (shutdown). */
 void
 agents_flush(void)
 {
@@ -895,7 +922,7 @@ schedule_claim(void)
 	if (claim_sul_armed || claim_in_flight)
 		return;
 	claim_sul_armed = true;
-	lws_sul_schedule(srv.context, 0, &claim_sul, claim_cb, 1);
+	timer_schedule(&claim_sul, claim_cb, 1);
 }
 
 /* NOTIFY from the extension: commands, replacement, revocation. */
@@ -1145,7 +1172,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 		for (struct agent *a = all_head; a; a = a->all_next)
 			a->violations = 0;
 	}
-	lws_sul_schedule(srv.context, 0, &sweep_sul, sweep_cb, LWS_US_PER_SEC);
+	timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
 }
 
 /* ---------------------------------------------------------------- lws */
@@ -1245,7 +1272,7 @@ agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				{
 					sweep_started = true;
 					minute_started = now_us();
-					lws_sul_schedule(srv.context, 0, &sweep_sul, sweep_cb, LWS_US_PER_SEC);
+					timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
 				}
 				if (old)
 				{

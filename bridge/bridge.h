@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <libpq-fe.h>
 #include <cjson/cJSON.h>
@@ -204,9 +205,11 @@ struct agent
 	int			close_code;		/* close to send (0: none) */
 	char		close_reason[64];
 	int			held;			/* frames of it held un-committed */
+	int			requeued;		/* of those, frames put back after a failure */
 	int64_t		pending_ack;	/* highest seq committed but not acked */
 	int64_t		acked;			/* highest seq acked */
 	bool		ack_due;		/* frames with seq committed since the last ack */
+	uint64_t	ack_mark;		/* batch being acked (marks its last frame) */
 	lws_usec_t	last_rx;		/* for the silence timeout */
 	double		tokens;			/* rate limit bucket */
 	lws_usec_t	tokens_at;		/* last refill */
@@ -260,12 +263,10 @@ struct server
 	struct config cfg;			/* options as given */
 	struct lws_context *context;	/* the event loop */
 	struct lws_vhost *vhost;	/* the listening vhost */
+	struct ev_loop *loop;		/* the libev loop lws runs in */
 	struct metrics m;			/* what /metrics reports */
 	char		bridge_id[128]; /* cfg.bridge_id or host:pid */
-	volatile sig_atomic_t got_term; /* SIGTERM/SIGINT seen */
-	volatile sig_atomic_t got_hup;	/* SIGHUP seen */
 	bool		draining;		/* shutting down: no new connections */
-	bool		stop_loop;		/* leave the event loop */
 	lws_usec_t	started;		/* for uptime */
 	struct lws_protocols *ws_protocols;	/* the ws protocol entries */
 };
@@ -281,6 +282,19 @@ void		blog(const char *level, const char *event, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 
 lws_usec_t	now_us(void);
+/* A timer: an lws_sul (callbacks get &sul) and its wake-up entry. */
+struct btimer
+{
+	lws_sorted_usec_list_t sul;
+	struct btimer *next;		/* in the list of armed timers */
+	lws_usec_t	deadline;		/* monotonic us */
+	bool		linked;
+};
+
+int			timers_init(void);
+void		timers_shutdown(void);
+void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
+void		timer_cancel(struct btimer *t);
 void		log_reopen(void);
 char	   *xstrndup(const char *s, size_t n);
 int			ws_session_kind_agent(void *user);

@@ -39,8 +39,8 @@ struct db_conn
 	bool		want_write;		/* output not yet flushed */
 	int			backoff_ms;		/* next reconnect delay */
 	bool		was_up;			/* has been connected before */
-	lws_sorted_usec_list_t retry;	/* reconnect timer */
-	lws_sorted_usec_list_t writable;	/* asks lws for POLLOUT from outside its callback */
+	struct btimer retry;		/* reconnect timer */
+	struct btimer writable;		/* asks lws for POLLOUT from outside its callback */
 };
 
 /* Queries waiting for a connection, per lane. */
@@ -54,7 +54,6 @@ struct db_fifo
 static struct db_conn *conns;
 static int	nconns;
 static struct db_fifo waiting[LANE_COUNT];
-static struct lws_context *db_ctx;
 static struct lws_vhost *db_vh;
 static PGconn *auth_pg;
 static bool shutting_down;
@@ -564,7 +563,7 @@ dc_lost(struct db_conn *dc, const char *why)
 	dc->want_write = false;
 	if (shutting_down)
 		return;
-	lws_sul_schedule(db_ctx, 0, &dc->retry, dc_retry_cb,
+	timer_schedule(&dc->retry, dc_retry_cb,
 					 (lws_usec_t) dc->backoff_ms * LWS_US_PER_MS);
 	dc->backoff_ms = dc->backoff_ms < 5000 ? dc->backoff_ms * 2 : 5000;
 }
@@ -572,7 +571,7 @@ dc_lost(struct db_conn *dc, const char *why)
 static void
 dc_writable_cb(lws_sorted_usec_list_t *sul)
 {
-	struct db_conn *dc = lws_container_of(sul, struct db_conn, writable);
+	struct db_conn *dc = lws_container_of(sul, struct db_conn, writable.sul);
 
 	if (dc->wsi)
 		lws_callback_on_writable(dc->wsi);
@@ -585,13 +584,13 @@ dc_writable_cb(lws_sorted_usec_list_t *sul)
 static void
 dc_want_write(struct db_conn *dc)
 {
-	lws_sul_schedule(db_ctx, 0, &dc->writable, dc_writable_cb, 1);
+	timer_schedule(&dc->writable, dc_writable_cb, 1);
 }
 
 static void
 dc_retry_cb(lws_sorted_usec_list_t *sul)
 {
-	struct db_conn *dc = lws_container_of(sul, struct db_conn, retry);
+	struct db_conn *dc = lws_container_of(sul, struct db_conn, retry.sul);
 
 	dc_connect(dc);
 }
@@ -643,7 +642,6 @@ const struct lws_protocols db_protocol = {
 int
 db_init(struct lws_context *ctx, struct lws_vhost *vh)
 {
-	db_ctx = ctx;
 	db_vh = vh;
 	nconns = 1 + (srv.cfg.db_pool < 2 ? 2 : srv.cfg.db_pool);
 	conns = calloc(nconns, sizeof(*conns));
@@ -671,8 +669,8 @@ db_shutdown(void)
 	{
 		struct db_conn *dc = &conns[i];
 
-		lws_sul_cancel(&dc->retry);
-		lws_sul_cancel(&dc->writable);
+		timer_cancel(&dc->retry);
+		timer_cancel(&dc->writable);
 		dc_detach(dc);
 		if (dc->pg)
 			PQfinish(dc->pg);

@@ -1,8 +1,8 @@
 /*
  * main.c - pankha-bridge: options, the lws context, signals and shutdown.
  *
- * One event loop serves agents (/ws/agent), dashboards (/ws/ui), the HTTP
- * API and the database connections.  SIGTERM stops new connections,
+ * One event loop (libev, driven by lws) serves agents (/ws/agent),
+ * dashboards (/ws/ui), the HTTP API and the database connections.  SIGTERM stops new connections,
  * commits and acknowledges what is held, closes sockets with 1001 and
  * exits 0.  SIGHUP reopens the log file.
  */
@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <ev.h>
 
 struct server srv;
 
@@ -345,18 +347,9 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 /* ---------------------------------------------------------------- signals */
 
-static void
-on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		srv.got_hup = 1;
-	else
-		srv.got_term = 1;
-	if (srv.context)
-		lws_cancel_service(srv.context);
-}
-
-static lws_sorted_usec_list_t drain_sul;
+static struct ev_loop *loop;
+static ev_signal sig_term, sig_int, sig_hup;
+static struct btimer drain_sul;
 static lws_usec_t drain_started;
 static int	drain_stage;
 
@@ -389,36 +382,30 @@ drain_cb(lws_sorted_usec_list_t *sul)
 			waited > 15 * LWS_US_PER_SEC)
 		{
 			drain_stage = 2;
-			srv.stop_loop = true;
-			lws_cancel_service(srv.context);
+			ev_break(loop, EVBREAK_ALL);
 			return;
 		}
 	}
-	lws_sul_schedule(srv.context, 0, &drain_sul, drain_cb, 20 * LWS_US_PER_MS);
+	timer_schedule(&drain_sul, drain_cb, 20 * LWS_US_PER_MS);
 }
 
-/* Called in the loop after lws_cancel_service(): act on signals. */
-static int
-system_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-				void *in, size_t len)
+/* Signals arrive as libev watchers, inside the loop. */
+static void
+on_signal(struct ev_loop *l, ev_signal *w, int revents)
 {
-	if (reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
-		return 0;
-	if (srv.got_hup)
+	if (w->signum == SIGHUP)
 	{
-		srv.got_hup = 0;
 		log_reopen();
 		blog("info", "sighup", "log reopened");
+		return;
 	}
-	if (srv.got_term && !srv.draining)
-	{
-		srv.draining = true;
-		drain_started = now_us();
-		blog("info", "shutdown", "draining %d agents, %zu frames held",
-			 agents_count(), ingest_held());
-		lws_sul_schedule(srv.context, 0, &drain_sul, drain_cb, 1);
-	}
-	return 0;
+	if (srv.draining)
+		return;
+	srv.draining = true;
+	drain_started = now_us();
+	blog("info", "shutdown", "draining %d agents, %zu frames held",
+		 agents_count(), ingest_held());
+	timer_schedule(&drain_sul, drain_cb, 1);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -440,7 +427,8 @@ init_histogram(struct histogram *h, const char *name, const char *help,
 int
 main(int argc, char **argv)
 {
-	static struct lws_protocols protocols[5];
+	static struct lws_protocols protocols[4];
+	void	   *foreign_loops[1];
 	static struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", ""};
 	static struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "pankha", ""};
 	static struct lws_extension exts[2];
@@ -497,16 +485,12 @@ main(int argc, char **argv)
 		"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
 	};
 	protocols[3] = db_protocol;
-	protocols[4] = (struct lws_protocols)
-	{
-		"pankha-system", system_callback, 0, 0, 0, NULL, 0
-	};
 	/* the list must end with a zeroed entry: use a bigger static array */
 	{
-		static struct lws_protocols list[6];
+		static struct lws_protocols list[5];
 
 		memcpy(list, protocols, sizeof(protocols));
-		memset(&list[5], 0, sizeof(list[5]));
+		memset(&list[4], 0, sizeof(list[4]));
 		srv.ws_protocols = list;
 	}
 
@@ -558,10 +542,28 @@ main(int argc, char **argv)
 		info.ssl_private_key_filepath = srv.cfg.tls_key;
 	}
 
+	/*
+	 * One libev loop (epoll) carries everything: with thousands of
+	 * connections, poll() over every socket on each wakeup would dominate.
+	 */
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
-	signal(SIGHUP, on_signal);
+	loop = ev_default_loop(EVFLAG_AUTO);
+	if (!loop)
+	{
+		blog("error", "startup", "cannot create the event loop");
+		return 1;
+	}
+	srv.loop = loop;
+	foreign_loops[0] = loop;
+	info.foreign_loops = foreign_loops;
+	info.options |= LWS_SERVER_OPTION_LIBEV;
+	info.fd_limit_per_thread = (unsigned int) srv.cfg.max_connections + 256;
+	ev_signal_init(&sig_term, on_signal, SIGTERM);
+	ev_signal_init(&sig_int, on_signal, SIGINT);
+	ev_signal_init(&sig_hup, on_signal, SIGHUP);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
 
 	srv.context = lws_create_context(&info);
 	if (!srv.context)
@@ -570,7 +572,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
-	if (!srv.vhost || db_init(srv.context, srv.vhost))
+	if (!srv.vhost || timers_init() || db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -589,13 +591,17 @@ main(int argc, char **argv)
 			db_query_free(q);
 	}
 
-	while (!srv.stop_loop)
-		if (lws_service(srv.context, 0) < 0)
-			break;
+	ev_run(loop, 0);
 
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
 	db_shutdown();
+	timers_shutdown();
 	lws_context_destroy(srv.context);
+	ev_signal_stop(loop, &sig_term);
+	ev_signal_stop(loop, &sig_int);
+	ev_signal_stop(loop, &sig_hup);
+	ev_run(loop, EVRUN_NOWAIT);
+	ev_loop_destroy(loop);
 	return 0;
 }

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/timerfd.h>
 
 /* Monotonic microseconds. */
 lws_usec_t
@@ -393,4 +396,118 @@ blog(const char *level, const char *event, const char *fmt,...)
 		fprintf(log_out, "%s %s %s: %s\n", when, level, event,
 				msg.data ? msg.data : "");
 	sbuf_free(&msg);
+}
+
+/*
+ * Timers.  lws 4.1.6 on libev keeps one loop timer for all its suls and
+ * re-arms it with ev_timer_set()/ev_timer_start() even while it runs,
+ * which libev does not support: an earlier deadline can be missed until
+ * some unrelated event wakes the loop.  So every timer of ours is an lws
+ * sul plus an entry here, and one timerfd, watched by the loop as a plain
+ * file descriptor, wakes lws (lws_cancel_service) at the earliest entry;
+ * lws then runs whatever suls are ripe.
+ */
+static struct btimer *armed;	/* timers with a pending deadline */
+static int	wake_fd = -1;
+static ev_io wake_io;
+
+static void
+timer_rearm(void)
+{
+	struct itimerspec its;
+	lws_usec_t	first = 0;
+
+	for (struct btimer *t = armed; t; t = t->next)
+		if (!first || t->deadline < first)
+			first = t->deadline;
+	memset(&its, 0, sizeof(its));
+	if (first)
+	{
+		/* absolute CLOCK_MONOTONIC time; 0 would disarm, so at least 1 ns */
+		its.it_value.tv_sec = first / LWS_US_PER_SEC;
+		its.it_value.tv_nsec = (first % LWS_US_PER_SEC) * 1000 + 1;
+	}
+	timerfd_settime(wake_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void
+timer_unlink(struct btimer *t)
+{
+	for (struct btimer **p = &armed; *p; p = &(*p)->next)
+		if (*p == t)
+		{
+			*p = t->next;
+			t->next = NULL;
+			t->linked = false;
+			return;
+		}
+}
+
+static void
+timer_wake_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	uint64_t	expirations;
+	lws_usec_t	now = now_us();
+	struct btimer *t, *next;
+
+	if (read(wake_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		blog("warn", "timer", "reading the timerfd failed: %s", strerror(errno));
+	for (t = armed; t; t = next)
+	{
+		next = t->next;
+		if (t->deadline <= now)
+			timer_unlink(t);
+	}
+	timer_rearm();
+	lws_cancel_service(srv.context);
+}
+
+/* Create the timerfd and watch it from the loop. */
+int
+timers_init(void)
+{
+	wake_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (wake_fd < 0)
+		return -1;
+	ev_io_init(&wake_io, timer_wake_cb, wake_fd, EV_READ);
+	ev_io_start(srv.loop, &wake_io);
+	return 0;
+}
+
+/* Stop watching the timerfd (shutdown). */
+void
+timers_shutdown(void)
+{
+	if (wake_fd < 0)
+		return;
+	ev_io_stop(srv.loop, &wake_io);
+	close(wake_fd);
+	wake_fd = -1;
+}
+
+/* Schedule a timer callback us microseconds from now. */
+void
+timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us)
+{
+	lws_sul_schedule(srv.context, 0, &t->sul, cb, us);
+	t->deadline = now_us() + (us > 0 ? us : 1);
+	if (!t->linked)
+	{
+		t->next = armed;
+		armed = t;
+		t->linked = true;
+	}
+	timer_rearm();
+}
+
+/* Cancel a timer scheduled with timer_schedule(). */
+void
+timer_cancel(struct btimer *t)
+{
+	lws_sul_cancel(&t->sul);
+	if (t->linked)
+	{
+		timer_unlink(t);
+		timer_rearm();
+	}
 }

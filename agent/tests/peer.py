@@ -65,8 +65,12 @@ class Peer:
         self.messages = []          # (time, conn_no, parsed message)
         self.handshakes = []        # (time, path, headers dict) of every attempt
         self.conn_no = 0
+        self.extensions = []        # negotiated on the latest connection
         self.acked = -1             # highest seq acked
         self.sizes = []             # payload length of each entry in messages
+        self.rate_per_minute = None  # announce and enforce a bridge-like limit
+        self.violations = 0         # messages that would have been dropped
+        self.connected_extra = {}   # more fields for the connected message
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -90,11 +94,26 @@ class Peer:
             self.conn_no += 1
             conn = self.conn_no
             self.ws = ws
-        await self._send(ws, {"type": "connected", "data": {"server": "test-peer"}})
+            self.extensions = [e.name for e in ws.extensions]
+        connected = {"server": "test-peer"}
+        if self.rate_per_minute:
+            connected["rate_per_minute"] = self.rate_per_minute
+        connected.update(self.connected_extra)
+        tokens, stamp = float(self.rate_per_minute or 0), time.monotonic()
+        await self._send(ws, {"type": "connected", "data": connected})
         await self._send(ws, {"type": "config_update", "data": self.config})
         try:
             async for raw in ws:
                 self.bytes_in += len(raw)
+                if self.rate_per_minute:
+                    # the bridge's bucket: one minute of rate, refilled continuously
+                    now = time.monotonic()
+                    tokens = min(self.rate_per_minute, tokens + (now - stamp) * self.rate_per_minute / 60)
+                    stamp = now
+                    if tokens < 1:
+                        self.violations += 1
+                    else:
+                        tokens -= 1
                 try:
                     msg = json.loads(raw)
                 except ValueError:
@@ -212,10 +231,24 @@ class SyncHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         req = json.loads(body)
+        results = []
         with srv.lock:
             srv.syncs.append((time.monotonic(), req))
             commands, srv.commands = srv.commands, []
-        out = json.dumps({"commands": commands, "config": srv.config}).encode()
+            # one outcome per frame, as pankha.agent_sync gives them
+            for i, f in enumerate(req.get("frames", [])):
+                if srv.fail_next and i == len(req["frames"]) - 1:
+                    srv.fail_next = None
+                    srv.failed.append((f["seq"], "40001"))
+                    results.append({"sqlstate": "40001", "error": "could not serialize access"})
+                elif srv.reject_next and i == 0:
+                    srv.reject_next = None
+                    srv.failed.append((f["seq"], "22023"))
+                    results.append({"sqlstate": "22023", "error": "sensors[0].temperature: not a number"})
+                else:
+                    srv.stored.add(f["seq"])
+                    results.append({"stored": True})
+        out = json.dumps({"frames": results, "commands": commands, "config": srv.config}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -234,6 +267,10 @@ class SyncPeer:
         self.httpd.syncs = []
         self.httpd.commands = []
         self.httpd.upgrade_attempts = []
+        self.httpd.stored = set()       # seqs answered as stored
+        self.httpd.failed = []          # (seq, sqlstate) answered as not stored
+        self.httpd.fail_next = None     # answer the last frame of the next sync 40001
+        self.httpd.reject_next = None   # answer the first frame of the next sync 22023
         self.httpd.config = config if config is not None else {"update_interval": 0.5}
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -758,6 +758,28 @@ test_backoff(const char *dir)
 		hi = fmax(hi, d);
 	}
 	ok(within && hi - lo > 40, "full jitter spreads retries over the whole window (%.1f..%.1f s)", lo, hi);
+
+	/* pacing: the bridge's bucket holds one minute of its rate */
+	{
+		double		tokens = 60;
+		int64_t		stamp = 0,
+					now = 0;
+		int			sent = 0;
+		int64_t		wait = 0;
+
+		for (int i = 0; i < 60; i++)
+			sent += pk_pace(&tokens, &stamp, 60, now) == 0;
+		ok(sent == 60, "pacing: a full bucket lets a burst of one minute's rate through");
+		wait = pk_pace(&tokens, &stamp, 60, now);
+		ok(wait > 900 && wait <= 1001, "pacing: then the next message waits for a token (%lld ms)", (long long) wait);
+		sent = 0;
+		for (now = 0; now <= 60000; now += 100)
+			while (pk_pace(&tokens, &stamp, 60, now) == 0)
+				sent++;
+		ok(sent >= 59 && sent <= 61, "pacing: a backlog drains at the rate, 60 in a minute (%d)", sent);
+		ok(pk_pace(&tokens, &stamp, 0, now) == 0 && pk_pace(&tokens, &stamp, 0, now) == 0,
+		   "pacing: rate 0 means unlimited");
+	}
 	(void) dir;
 }
 

@@ -2,7 +2,8 @@
  * fuzz_frame.c
  *	  libFuzzer target for the frame rules and the payload codec.
  *
- *	  Any input: parse it as JSON (cJSON), run the rules, and for a valid
+ *	  Any input: compare the number fast path with strtod on short numeric
+ *	  inputs, parse it as JSON (cJSON), run the rules, and for a valid
  *	  frame encode it, decode it again and check every value survived.  The
  *	  raw bytes are also fed to the payload decoder, which must refuse or
  *	  accept them without reading out of bounds.
@@ -42,6 +43,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t		len;
 
 	(void) pk_decode_payload(data, size, &decoded);
+
+	/* short inputs of number characters: the fast path must equal strtod */
+	if (size < 40)
+	{
+		char		token[40];
+
+		memcpy(token, data, size);
+		token[size] = '\0';
+		if (strlen(token) == size && strspn(token, "-0123456789.eE+") == size)
+		{
+			double		a = pk_json_number(token);
+			double		b = strtod(token, NULL);
+
+			check(a == b || (isnan(a) && isnan(b)), "a number conversion");
+		}
+	}
 
 	doc = cJSON_ParseWithLength((const char *) data, size);
 	if (doc == NULL)

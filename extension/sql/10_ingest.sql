@@ -152,28 +152,8 @@ CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent
 
 -- Day partitions of pankha.readings, named readings_YYYYMMDD (UTC days).
 CREATE FUNCTION pankha.ensure_partition(ts timestamptz) RETURNS regclass
-LANGUAGE plpgsql AS $$
-DECLARE
-    day date := (ts AT TIME ZONE 'UTC')::date;
-    name text := 'readings_' || to_char(day, 'YYYYMMDD');
-    rel regclass := to_regclass(format('pankha.%I', name));
-BEGIN
-    IF rel IS NOT NULL THEN
-        RETURN rel;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
-    -- The advisory lock does not refresh the catalog caches, so to_regclass
-    -- may still miss a partition the worker (or another session) has just
-    -- created; a query on pg_class, with this statement's snapshot, sees it.
-    -- (No exception block here: ingest calls this, and an aborted
-    -- subtransaction would reset its caches while it uses them.)
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-                   WHERE c.relnamespace = 'pankha'::regnamespace AND c.relname = name) THEN
-        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.readings FOR VALUES FROM (%L) TO (%L)',
-                       name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-    END IF;
-    RETURN format('pankha.%I', name)::regclass;
-END
+LANGUAGE sql AS $$
+    SELECT pankha.ensure_time_partition('readings', 'day', ts)
 $$;
 COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
 'Create the day partition of pankha.readings that holds ts, unless it exists; returns it.';

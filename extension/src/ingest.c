@@ -1,20 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * ingest.c
- *	  pankha.ingest() and its batch forms: jsonb frames in, compact rows out.
+ *	  pankha.ingest() and its batch forms: JSON frames in, compact rows out.
  *
- * A frame is walked once: each field is read from the jsonb container and
- * handed to the plain-C rules in validate.c, which fill a PkError on the
- * first problem.  Valid frames get their sensors and fans mapped to
- * catalog slots (cached per backend), are encoded into one bytea payload,
- * and are inserted together with one saved plan over unnest() with
- * ON CONFLICT DO NOTHING, so a re-sent frame is stored once.
+ * A frame's JSON text (jsonb arguments are printed back to text) is parsed
+ * once by PostgreSQL's own JSON parser into the plain-C tree of validate.c,
+ * whose rules check it and fill a PkError on the first problem.  Valid
+ * frames get their sensors, fans and fan status words mapped to catalog
+ * codes (cached per backend, with a fast path for an agent that repeats
+ * its previous frame's layout), are encoded into one bytea payload, and are
+ * inserted with a saved plan and ON CONFLICT DO NOTHING, so a re-sent
+ * frame is stored once.
  *
- * The per-backend caches (catalog slots, partitions known to exist) only
- * ever hold committed facts or facts of the current transaction; when a
- * transaction or subtransaction that added to them aborts, they are
- * dropped, and when another backend deletes catalog rows the shared
- * catalog_generation counter tells us to drop them too.
+ * The per-backend caches (catalog slots, status codes, partitions known to
+ * exist) only ever hold committed facts or facts of the current
+ * transaction; when a transaction or subtransaction that added to them
+ * aborts, they are dropped, and when another backend deletes catalog rows
+ * the shared catalog_generation counter tells us to drop them too.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,11 +30,11 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -43,7 +45,6 @@ PG_FUNCTION_INFO_V1(pankha_ingest);
 PG_FUNCTION_INFO_V1(pankha_ingest_batch);
 PG_FUNCTION_INFO_V1(pankha_ingest_many);
 
-#define MS_PER_DAY	(86400 * INT64CONST(1000))
 /* Unix epoch in PostgreSQL's timestamp origin (2000-01-01), microseconds. */
 #define UNIX_EPOCH_USECS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
@@ -71,7 +72,6 @@ typedef struct CatalogEntry
 typedef struct AgentEntry
 {
 	char		agent_id[PK_MAX_ID_BYTES + 1];
-	bool		registered;
 	/* the previous frame's sensors then fans, in order: agents repeat them */
 	int			nlast_sensors;
 	int			nlast_fans;
@@ -106,6 +106,7 @@ static uint64 cache_generation = 0;
 static bool cache_touched_in_xact = false;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_one_plan = NULL;
 
 static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
@@ -117,6 +118,10 @@ static AgentEntry *agent_registered(const char *agent_id);
 static void assign_slots(AgentEntry *agent, PkFrame *frame);
 static void ensure_partition(TimestampTz ts);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
+static uint64 insert_one(PendingFrame *pf, TimestampTz now);
+static uint64 insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+						  Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
+						  TimestampTz now);
 static void raise_error(const PkError *err, const char *prefix);
 
 /* --------------------------------------------------------------------------
@@ -255,7 +260,7 @@ on_scalar(void *state, char *token, JsonTokenType type)
 			break;
 		case JSON_TOKEN_NUMBER:
 			/* the lexer checked the syntax; huge values become inf */
-			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, strtod(token, NULL));
+			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, pk_json_number(token));
 			break;
 		case JSON_TOKEN_TRUE:
 		case JSON_TOKEN_FALSE:
@@ -280,8 +285,10 @@ nesting_ok(const char *json_text, int len)
 	bool		in_string = false;
 
 	/* cheap common case: too few brackets to nest too deeply at all */
-	for (int i = 0; i < len; i++)
-		opening += (json_text[i] == '{') + (json_text[i] == '[');
+	for (const char *p = json_text; (p = memchr(p, '{', json_text + len - p)) != NULL; p++)
+		opening++;
+	for (const char *p = json_text; (p = memchr(p, '[', json_text + len - p)) != NULL; p++)
+		opening++;
 	if (opening <= PK_JSON_MAX_DEPTH)
 		return true;
 
@@ -309,20 +316,21 @@ nesting_ok(const char *json_text, int len)
 	return true;
 }
 
-/* Parse JSON text into json; false with err when it is not JSON. */
+/*
+ * Parse JSON text into json; false with err (naming the input "what") when
+ * it is not JSON or nests too deeply.
+ */
 static bool
-parse_text(char *json_text, int len, PkJson *json, PkError *err)
+parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *what)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
 
 	pk_json_init(json, grow_nodes);
-	if (!pk_check_frame_size(err, len))
-		return false;
 	if (!nesting_ok(json_text, len))
-		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
-					   "A frame may nest objects and arrays at most %d levels deep.",
+		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
+					   "Objects and arrays may nest at most %d levels deep.",
 					   PK_JSON_MAX_DEPTH);
 
 	memset(&sem, 0, sizeof(sem));
@@ -337,13 +345,21 @@ parse_text(char *json_text, int len, PkJson *json, PkError *err)
 	lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
 	result = pg_parse_json(lex, &sem);
 	if (result != JSON_SUCCESS)
-		return pk_fail(err, "22P02", PK_PATH("frame"), "not valid JSON",
+		return pk_fail(err, "22P02", PK_PATH(what), "not valid JSON",
 					   "%s", json_errdetail(result, lex));
 	if (json->failed || json->count == 0)
-		return pk_fail(err, "54000", PK_PATH("frame"), "nested too deeply",
-					   "A frame may nest objects and arrays at most %d levels deep.",
+		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
+					   "Objects and arrays may nest at most %d levels deep.",
 					   PK_JSON_MAX_DEPTH);
 	return true;
+}
+
+/* Parse one frame's JSON text, refusing frames over 1 MiB first. */
+static bool
+parse_text(char *json_text, int len, PkJson *json, PkError *err)
+{
+	return pk_check_frame_size(err, len) &&
+		parse_json(json_text, len, json, err, "frame");
 }
 
 /* The JSON text of a text or jsonb datum. */
@@ -441,7 +457,6 @@ agent_registered(const char *agent_id)
 	}
 
 	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
-	entry->registered = true;
 	entry->nlast_sensors = entry->nlast_fans = 0;
 	entry->last = NULL;
 	cache_touched_in_xact = true;
@@ -520,160 +535,149 @@ sensor_changed(const CatalogEntry *ce, const PkSensor *s)
 	return false;
 }
 
+/* Look up the cache entry of the frame's i-th id (sensors first, then fans). */
+static CatalogEntry *
+find_entry(CatalogKey *key, const PkFrame *frame, int i)
+{
+	bool		is_sensor = i < frame->nsensors;
+	const char *id = is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id;
+	int			len = is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len;
+
+	key->kind = is_sensor ? 's' : 'f';
+	memset(key->id, 0, sizeof(key->id));
+	memcpy(key->id, id, len);
+	return hash_search(catalog_cache, key, HASH_FIND, NULL);
+}
+
+/*
+ * Record the frame's sensors and fans the cache does not know (or whose
+ * sensor limits changed) through pankha._catalog_add(), and cache the slots
+ * it returns.
+ */
+static void
+add_to_catalog(const char *agent_id, PkFrame *frame, CatalogKey *key, bool *missing)
+{
+	int			total = frame->nsensors + frame->nfans;
+	Datum	   *kinds = palloc(sizeof(Datum) * total);
+	Datum	   *ids = palloc(sizeof(Datum) * total);
+	Datum	   *types = palloc(sizeof(Datum) * total);
+	Datum	   *maxes = palloc(sizeof(Datum) * total);
+	Datum	   *crits = palloc(sizeof(Datum) * total);
+	bool	   *type_nulls = palloc(sizeof(bool) * total);
+	bool	   *max_nulls = palloc(sizeof(bool) * total);
+	bool	   *crit_nulls = palloc(sizeof(bool) * total);
+	int			n = 0;
+	Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+	Datum		args[6];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			ret;
+
+	for (int i = 0; i < total; i++)
+	{
+		PkSensor   *s = i < frame->nsensors ? &frame->sensors[i] : NULL;
+
+		if (!missing[i])
+			continue;
+		kinds[n] = CharGetDatum(s ? 's' : 'f');
+		ids[n] = PointerGetDatum(s ? cstring_to_text_with_len(s->id, s->id_len) :
+								 cstring_to_text_with_len(frame->fans[i - frame->nsensors].id,
+														  frame->fans[i - frame->nsensors].id_len));
+		type_nulls[n] = !(s && s->kind);
+		types[n] = type_nulls[n] ? (Datum) 0 :
+			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
+		max_nulls[n] = !(s && s->has_max);
+		maxes[n] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
+		crit_nulls[n] = !(s && s->has_crit);
+		crits[n] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
+		n++;
+	}
+
+	dims[0] = n;
+	args[0] = CStringGetTextDatum(agent_id);
+	args[1] = PointerGetDatum(construct_array(kinds, n, CHAROID, 1, true, TYPALIGN_CHAR));
+	args[2] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	ret = SPI_execute_with_args(
+		"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
+		6, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
+	cache_touched_in_xact = true;
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		found;
+		CatalogEntry *ce;
+
+		key->kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+		memset(key->id, 0, sizeof(key->id));
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
+							   key->id, sizeof(key->id));
+		ce = hash_search(catalog_cache, key, HASH_ENTER, &found);
+		if (!found)
+		{
+			ce->sensor_kind[0] = '\0';
+			ce->has_max = ce->has_crit = false;
+		}
+		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+}
+
 /*
  * Give every sensor and fan of the frame its slot, recording new ones (and
- * changed sensor limits) in the catalog through pankha._catalog_add().
+ * changed sensor limits) in the catalog, and remember the frame's order for
+ * the fast path of the agent's next frame.
  */
 static void
 assign_slots(AgentEntry *agent, PkFrame *frame)
 {
-	const char *agent_id = agent->agent_id;
-	Datum	   *kinds = NULL;
-	Datum	   *ids = NULL;
-	Datum	   *types = NULL;
-	Datum	   *maxes = NULL;
-	Datum	   *crits = NULL;
-	bool	   *type_nulls = NULL;
-	bool	   *max_nulls = NULL;
-	bool	   *crit_nulls = NULL;
-	int			nmissing = 0;
 	int			total = frame->nsensors + frame->nfans;
+	bool		missing[PK_MAX_SENSORS + PK_MAX_FANS];
+	bool		any_missing = false;
 	CatalogKey	key;
 
 	if (same_as_last(agent, frame))
 		return;
 
 	memset(&key, 0, sizeof(key));
-	strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
-
+	strlcpy(key.agent_id, agent->agent_id, sizeof(key.agent_id));
 	for (int i = 0; i < total; i++)
 	{
-		bool		is_sensor = i < frame->nsensors;
-		PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
-		PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
-		CatalogEntry *ce;
+		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		key.kind = is_sensor ? 's' : 'f';
-		memset(key.id, 0, sizeof(key.id));
-		memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
-		ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-		if (ce && !(is_sensor && sensor_changed(ce, s)))
-		{
-			if (is_sensor)
-				s->slot = ce->slot;
-			else
-				f->slot = ce->slot;
-			continue;
-		}
-
-		if (kinds == NULL)
-		{
-			kinds = palloc(sizeof(Datum) * total);
-			ids = palloc(sizeof(Datum) * total);
-			types = palloc(sizeof(Datum) * total);
-			maxes = palloc(sizeof(Datum) * total);
-			crits = palloc(sizeof(Datum) * total);
-			type_nulls = palloc(sizeof(bool) * total);
-			max_nulls = palloc(sizeof(bool) * total);
-			crit_nulls = palloc(sizeof(bool) * total);
-		}
-		kinds[nmissing] = CharGetDatum(key.kind);
-		ids[nmissing] = PointerGetDatum(cstring_to_text(key.id));
-		type_nulls[nmissing] = !(s && s->kind);
-		types[nmissing] = type_nulls[nmissing] ? (Datum) 0 :
-			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
-		max_nulls[nmissing] = !(s && s->has_max);
-		maxes[nmissing] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
-		crit_nulls[nmissing] = !(s && s->has_crit);
-		crits[nmissing] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
-		nmissing++;
+		missing[i] = ce == NULL || (i < frame->nsensors && sensor_changed(ce, &frame->sensors[i]));
+		any_missing |= missing[i];
 	}
+	if (any_missing)
+		add_to_catalog(agent->agent_id, frame, &key, missing);
 
-	if (nmissing > 0)
-	{
-		Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		FLOAT4ARRAYOID, FLOAT4ARRAYOID};
-		Datum		args[6];
-		int			dims[1] = {nmissing};
-		int			lbs[1] = {1};
-		int			ret;
-
-		args[0] = CStringGetTextDatum(agent_id);
-		args[1] = PointerGetDatum(construct_array(kinds, nmissing, CHAROID, 1, true, TYPALIGN_CHAR));
-		args[2] = PointerGetDatum(construct_array(ids, nmissing, TEXTOID, -1, false, TYPALIGN_INT));
-		args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
-													 TEXTOID, -1, false, TYPALIGN_INT));
-		args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
-													 FLOAT4OID, 4, true, TYPALIGN_INT));
-		args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
-													 FLOAT4OID, 4, true, TYPALIGN_INT));
-		ret = SPI_execute_with_args(
-			"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
-			6, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
-		cache_touched_in_xact = true;
-
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			bool		found;
-			CatalogEntry *ce;
-
-			key.kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
-			memset(key.id, 0, sizeof(key.id));
-			text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
-								   key.id, sizeof(key.id));
-			ce = hash_search(catalog_cache, &key, HASH_ENTER, &found);
-			if (!found)
-			{
-				ce->sensor_kind[0] = '\0';
-				ce->has_max = ce->has_crit = false;
-			}
-			ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-		}
-
-		/* second pass: every id is now cached */
-		for (int i = 0; i < total; i++)
-		{
-			bool		is_sensor = i < frame->nsensors;
-			PkSensor   *s = is_sensor ? &frame->sensors[i] : NULL;
-			PkFan	   *f = is_sensor ? NULL : &frame->fans[i - frame->nsensors];
-			CatalogEntry *ce;
-
-			key.kind = is_sensor ? 's' : 'f';
-			memset(key.id, 0, sizeof(key.id));
-			memcpy(key.id, is_sensor ? s->id : f->id, is_sensor ? s->id_len : f->id_len);
-			ce = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-			if (ce == NULL)
-				elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
-			if (is_sensor)
-			{
-				s->slot = ce->slot;
-				remember_sensor(ce, s);
-			}
-			else
-				f->slot = ce->slot;
-		}
-	}
-
-	/* remember this frame's order for the next one */
 	if (agent->last == NULL)
 		agent->last = MemoryContextAlloc(cache_context,
 										 sizeof(CatalogEntry *) * (PK_MAX_SENSORS + PK_MAX_FANS));
 	for (int i = 0; i < total; i++)
 	{
-		bool		is_sensor = i < frame->nsensors;
+		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		key.kind = is_sensor ? 's' : 'f';
-		memset(key.id, 0, sizeof(key.id));
-		memcpy(key.id, is_sensor ? frame->sensors[i].id : frame->fans[i - frame->nsensors].id,
-			   is_sensor ? frame->sensors[i].id_len : frame->fans[i - frame->nsensors].id_len);
-		agent->last[i] = hash_search(catalog_cache, &key, HASH_FIND, NULL);
-		if (agent->last[i] == NULL)
-			elog(ERROR, "pankha catalog cache lost \"%s\"", key.id);
+		if (ce == NULL)
+			elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
+		if (i < frame->nsensors)
+		{
+			frame->sensors[i].slot = ce->slot;
+			remember_sensor(ce, &frame->sensors[i]);
+		}
+		else
+			frame->fans[i - frame->nsensors].slot = ce->slot;
+		agent->last[i] = ce;
 	}
 	agent->nlast_sensors = frame->nsensors;
 	agent->nlast_fans = frame->nfans;
@@ -890,49 +894,16 @@ pending_cmp(const void *a, const void *b)
 	return x->ts < y->ts ? -1 : (x->ts > y->ts ? 1 : 0);
 }
 
-/*
- * Insert the valid frames of a batch with one statement; mark which were
- * new (stored) and which were already there.  Liveness is noted once.
- */
-static void
-store_frames(PendingFrame *frames, int n, TimestampTz now)
+/* Insert several rows with one statement over unnest(); returns how many were new. */
+static uint64
+insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+			Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
+			TimestampTz now)
 {
-	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
-	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
-	Datum	   *tss = palloc(sizeof(Datum) * n);
-	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
-	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
-	Datum	   *payloads = palloc(sizeof(Datum) * n);
-	int			nvalid = 0;
-	int			nrows = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		args[5];
 	int			ret;
-	bool		fallback_needed = false;
-
-	for (int i = 0; i < n; i++)
-		if (!frames[i].rejected)
-			valid[nvalid++] = &frames[i];
-	if (nvalid == 0)
-		return;
-
-	/* A key repeated within the batch is stored once, at its first place. */
-	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
-	for (int i = 0; i < nvalid; i++)
-	{
-		PendingFrame *pf = valid[i];
-
-		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
-			continue;
-		ensure_partition(pf->ts);
-		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
-		tss[nrows] = TimestampTzGetDatum(pf->ts);
-		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
-		agent_ts_nulls[nrows] = pf->agent_ts == 0;
-		payloads[nrows] = PointerGetDatum(pf->payload);
-		nrows++;
-	}
 
 	if (insert_plan == NULL)
 	{
@@ -987,7 +958,93 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 			(*hit)->stored = true;
 	}
 
-	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, SPI_processed);
+	return SPI_processed;
+}
+
+/* Insert one row (the single-frame path, with a simpler plan); true when new. */
+static uint64
+insert_one(PendingFrame *pf, TimestampTz now)
+{
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	if (insert_one_plan == NULL)
+	{
+		Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, BYTEAOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO pankha.readings "
+						   "(agent_id, ts, received_at, agent_ts, payload) "
+						   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+						   5, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the pankha insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_one_plan = plan;
+	}
+	args[0] = CStringGetTextDatum(pf->agent_id);
+	args[1] = TimestampTzGetDatum(pf->ts);
+	args[2] = TimestampTzGetDatum(now);
+	args[3] = TimestampTzGetDatum(pf->agent_ts);
+	nulls[3] = pf->agent_ts == 0 ? 'n' : ' ';
+	args[4] = PointerGetDatum(pf->payload);
+	ret = SPI_execute_plan(insert_one_plan, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not store a frame: %s", SPI_result_code_string(ret));
+	pf->stored = SPI_processed == 1;
+	return SPI_processed;
+}
+
+/*
+ * Insert the valid frames of a batch with one statement; mark which were
+ * new (stored) and which were already there.  Liveness is noted once.
+ */
+static void
+store_frames(PendingFrame *frames, int n, TimestampTz now)
+{
+	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
+	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
+	Datum	   *tss = palloc(sizeof(Datum) * n);
+	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
+	bool	   *agent_ts_nulls = palloc(sizeof(bool) * n);
+	Datum	   *payloads = palloc(sizeof(Datum) * n);
+	int			nvalid = 0;
+	int			nrows = 0;
+	uint64		stored;
+	bool		fallback_needed = false;
+
+	for (int i = 0; i < n; i++)
+		if (!frames[i].rejected)
+			valid[nvalid++] = &frames[i];
+	if (nvalid == 0)
+		return;
+
+	/* A key repeated within the batch is stored once, at its first place. */
+	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
+	for (int i = 0; i < nvalid; i++)
+	{
+		PendingFrame *pf = valid[i];
+
+		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
+			continue;
+		ensure_partition(pf->ts);
+		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
+		tss[nrows] = TimestampTzGetDatum(pf->ts);
+		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
+		agent_ts_nulls[nrows] = pf->agent_ts == 0;
+		payloads[nrows] = PointerGetDatum(pf->payload);
+		nrows++;
+	}
+
+	if (nrows == 1)
+		stored = insert_one(valid[0], now);
+	else
+		stored = insert_many(valid, nvalid, agent_ids, tss, agent_tss, agent_ts_nulls,
+							 payloads, nrows, now);
+	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, stored);
 
 	/* Liveness: every valid frame, new or re-sent, shows the agent is alive. */
 	LWLockAcquire(pankha_shared->lock, LW_EXCLUSIVE);
@@ -1004,7 +1061,8 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		ereport(DEBUG1,
 				(errmsg("pankha liveness table is full; writing last_seen directly"),
 				 errhint("Raise pankha.max_agents.")));
-		fargs[0] = args[0];
+		fargs[0] = PointerGetDatum(construct_array(agent_ids, nrows, TEXTOID, -1, false,
+												   TYPALIGN_INT));
 		fargs[1] = TimestampTzGetDatum(now);
 		SPI_execute_with_args("UPDATE pankha.agents SET last_seen = $2 "
 							  "WHERE agent_id = ANY ($1)",
@@ -1097,36 +1155,9 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 	int			stored = 0;
 
 	json_text = datum_json_text(PG_GETARG_DATUM(1), type, &len);
-	pk_json_init(&json, grow_nodes);
-	if (!nesting_ok(json_text, len))
-	{
-		pk_fail(&err, "54000", PK_PATH("frames"), "nested too deeply",
-				"Frames may nest objects and arrays at most %d levels deep.",
-				PK_JSON_MAX_DEPTH - 1);
+	if (!parse_json(json_text, len, &json, &err, "frames"))
 		raise_error(&err, NULL);
-	}
-	{
-		JsonLexContext *lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
-		JsonSemAction sem;
-		JsonParseErrorType result;
-
-		memset(&sem, 0, sizeof(sem));
-		sem.semstate = &json;
-		sem.object_start = on_object_start;
-		sem.object_end = on_end;
-		sem.array_start = on_array_start;
-		sem.array_end = on_end;
-		sem.object_field_start = on_field;
-		sem.scalar = on_scalar;
-		result = pg_parse_json(lex, &sem);
-		if (result != JSON_SUCCESS)
-		{
-			pk_fail(&err, "22P02", PK_PATH("frames"), "not valid JSON",
-					"%s", json_errdetail(result, lex));
-			raise_error(&err, NULL);
-		}
-	}
-	if (json.failed || json.count == 0 || json.nodes[0].type != PK_JSON_ARRAY)
+	if (json.nodes[0].type != PK_JSON_ARRAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("frames: not an array"),

@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PK_FORMAT_V1		1
@@ -200,16 +201,69 @@ pk_json_scalar(PkJson *json, PkJsonType type, const char *str, int len, double n
 	json->nodes[index].number = number;
 }
 
+/*
+ * A JSON number token as a double.  Plain decimals of at most 15 digits
+ * (nearly all that agents send) are converted exactly and fast: the digits
+ * form an integer below 2^53 and one division by an exact power of ten is
+ * correctly rounded.  Anything else goes to strtod().
+ */
+double
+pk_json_number(const char *token)
+{
+	static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+	1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+	const char *p = token;
+	bool		negative = false;
+	uint64_t	mantissa = 0;
+	int			digits = 0;
+	int			decimals = -1;
+
+	if (*p == '-')
+	{
+		negative = true;
+		p++;
+	}
+	for (; *p; p++)
+	{
+		if (*p >= '0' && *p <= '9')
+		{
+			mantissa = mantissa * 10 + (uint64_t) (*p - '0');
+			if (++digits > 15)
+				return strtod(token, NULL);
+			if (decimals >= 0)
+				decimals++;
+		}
+		else if (*p == '.' && decimals < 0)
+			decimals = 0;
+		else
+			return strtod(token, NULL);
+	}
+	if (digits == 0)
+		return strtod(token, NULL);
+	{
+		double		v = (double) mantissa;
+
+		if (decimals > 0)
+			v /= pow10[decimals];
+		return negative ? -v : v;
+	}
+}
+
 /* The member of an object with the given key (the last one if repeated), or -1. */
 int
 pk_json_get(const PkJson *json, int object, const char *key)
 {
 	int			found = -1;
-	int			key_len = (int) strlen(key);
 
+	/* strncmp stops at the end of key, so no strlen(key) is needed */
 	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
-		if (json->nodes[i].key_len == key_len && memcmp(json->nodes[i].key, key, key_len) == 0)
+	{
+		const PkJsonNode *node = &json->nodes[i];
+
+		if (node->key && node->key[0] == key[0] &&
+			strncmp(node->key, key, node->key_len) == 0 && key[node->key_len] == '\0')
 			found = i;
+	}
 	return found;
 }
 

@@ -186,6 +186,7 @@ extern void pk_json_end(PkJson *json);
 extern void pk_json_scalar(PkJson *json, PkJsonType type, const char *str, int len,
 						   double number);
 extern int	pk_json_get(const PkJson *json, int object, const char *key);
+extern double pk_json_number(const char *token);
 
 /*
  * The rules: turn the JSON node at root (the data object of a data

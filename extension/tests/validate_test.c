@@ -165,6 +165,23 @@ main(void)
 	buf[0] = 2;
 	ok(!pk_decode_payload(buf, len, &d), "an unknown payload format is refused");
 
+	/* numbers: the fast path agrees with strtod to the last bit */
+	{
+		const char *tokens[] = {"0", "-0", "45.2", "1200", "1693958400000", "0.1", "-50.5",
+			"99.99", "123456789012345", "1234567890123456", "1e3", "2.5E-3", "0.000001",
+		"100000", "249.99999", "3.14159265358979"};
+		bool		same = true;
+
+		for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++)
+			if (pk_json_number(tokens[i]) != strtod(tokens[i], NULL))
+			{
+				printf("# %s: %.17g != %.17g\n", tokens[i], pk_json_number(tokens[i]),
+					   strtod(tokens[i], NULL));
+				same = false;
+			}
+		ok(same, "numbers convert exactly as strtod does");
+	}
+
 	/* nesting */
 	{
 		int			n = snprintf(big, sizeof(big), "{\"timestamp\":1,\"x\":");
