@@ -169,6 +169,8 @@ CREATE INDEX ON pankha.alerts (agent_id, fired_at);
 CREATE INDEX ON pankha.alerts (state) WHERE state = 'firing';
 COMMENT ON TABLE pankha.alerts IS
 'Every alert that fired: which rule, agent and sensor or fan (target_id), the value that fired it, and when it resolved with which value.';
+SELECT pg_catalog.pg_extension_config_dump('pankha.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('pankha.alerts', 'alert_id'), '');
 
 -- Where each (rule, agent, series) stands between passes.
 CREATE TABLE pankha.alert_state (
@@ -182,6 +184,7 @@ CREATE TABLE pankha.alert_state (
 );
 COMMENT ON TABLE pankha.alert_state IS
 'Internal: per rule, agent and series (target_id is '''' for agent rules): since when the condition holds, the open alert, and when the last one resolved (for the cooldown).';
+SELECT pg_catalog.pg_extension_config_dump('pankha.alert_state', '');
 
 -- Whether an agent belongs to a group (pankha.agent_group_members).
 CREATE FUNCTION pankha.agent_in_group(agent_id text, group_name text) RETURNS boolean
