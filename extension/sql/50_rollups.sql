@@ -271,6 +271,13 @@ BEGIN
     -- One rollup pass at a time; a second caller waits for the first.
     SELECT * INTO st FROM pankha.rollup_state FOR UPDATE;
     horizon := pankha.rollup_horizon();
+    -- The clock went back since the last pass: frames stored meanwhile got
+    -- received_at values below the watermark, so read that stretch again.
+    IF st.last_pass > now() THEN
+        RAISE LOG 'pankha: the clock went back by %; rolling up again from % on',
+            st.last_pass - now(), st.watermark - (st.last_pass - now()) - interval '1 second';
+        st.watermark := st.watermark - (st.last_pass - now()) - interval '1 second';
+    END IF;
     frames := 0;
     minutes := 0;
     hours := 0;

@@ -124,7 +124,7 @@ CREATE TABLE pankha.alert_rules (
     name        text NOT NULL UNIQUE CHECK (pankha.valid_id(name)),
     enabled     boolean NOT NULL DEFAULT true,
     agent_id    text REFERENCES pankha.agents ON DELETE CASCADE,
-    agent_group text,
+    agent_group text REFERENCES pankha.agent_groups ON DELETE CASCADE ON UPDATE CASCADE,
     sensor_type text,
     target_id   text,
     condition   text NOT NULL CONSTRAINT alert_rules_condition_known CHECK (condition IN
@@ -144,7 +144,7 @@ CREATE TABLE pankha.alert_rules (
         CHECK (target_id IS NULL OR condition <> 'agent_offline')
 );
 COMMENT ON TABLE pankha.alert_rules IS
-'Alert rules: a selector (agent_id, agent_group, sensor_type and target_id, a sensor or fan id; NULL matches all), a condition with its threshold (degrees Celsius or rpm), how long it must hold (duration), how long after resolving the same series may not fire again (cooldown), and a severity.  Add them with pankha.add_alert_rule().';
+'Alert rules: a selector (agent_id, agent_group, sensor_type and target_id, a sensor or fan id; NULL matches all; a rule goes with its agent or group), a condition with its threshold (degrees Celsius or rpm), how long it must hold (duration), how long after resolving the same series may not fire again (cooldown), and a severity.  Add them with pankha.add_alert_rule().';
 SELECT pg_catalog.pg_extension_config_dump('pankha.alert_rules', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('pankha.alert_rules', 'rule_id'), '');
 
@@ -169,6 +169,8 @@ CREATE INDEX ON pankha.alerts (agent_id, fired_at);
 CREATE INDEX ON pankha.alerts (state) WHERE state = 'firing';
 COMMENT ON TABLE pankha.alerts IS
 'Every alert that fired: which rule, agent and sensor or fan (target_id), the value that fired it, and when it resolved with which value.';
+SELECT pg_catalog.pg_extension_config_dump('pankha.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('pankha.alerts', 'alert_id'), '');
 
 -- Where each (rule, agent, series) stands between passes.
 CREATE TABLE pankha.alert_state (
@@ -182,6 +184,7 @@ CREATE TABLE pankha.alert_state (
 );
 COMMENT ON TABLE pankha.alert_state IS
 'Internal: per rule, agent and series (target_id is '''' for agent rules): since when the condition holds, the open alert, and when the last one resolved (for the cooldown).';
+SELECT pg_catalog.pg_extension_config_dump('pankha.alert_state', '');
 
 -- Whether an agent belongs to a group (pankha.agent_group_members).
 CREATE FUNCTION pankha.agent_in_group(agent_id text, group_name text) RETURNS boolean
@@ -242,6 +245,9 @@ BEGIN
     END IF;
     IF agent_id IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agents a WHERE a.agent_id = add_alert_rule.agent_id) THEN
         RAISE EXCEPTION 'agent "%" is not registered', agent_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF agent_group IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agent_groups g WHERE g.group_name = add_alert_rule.agent_group) THEN
+        RAISE EXCEPTION 'group "%" does not exist', agent_group USING ERRCODE = 'undefined_object';
     END IF;
     IF sensor_type IS NOT NULL AND condition NOT LIKE 'temperature_%' THEN
         RAISE EXCEPTION 'sensor_type applies only to temperature conditions'

@@ -331,3 +331,13 @@ SELECT a.agent_id, a.name, a.status, a.last_seen, now() - a.last_seen AS silent_
 FROM pankha.agents a;
 COMMENT ON VIEW pankha.agent_status IS
 'Each agent''s status (online or offline, kept by the worker and the bridges), when it was last seen, and its alerts still firing.';
+
+CREATE VIEW pankha.worker_status AS
+SELECT (SELECT a.pid FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'pankha worker') AS pid,
+       (SELECT a.datname FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'pankha worker') AS database,
+       s.last_pass, s.watermark, now() - s.watermark AS rollup_lag, s.last_hours,
+       (SELECT count(*) FROM pankha.rollup_pending_hours) AS pending_hours,
+       (SELECT count(*) FROM pankha.time_partitions t WHERE t.range_start > now()) AS partitions_ahead
+FROM pankha.rollup_state s;
+COMMENT ON VIEW pankha.worker_status IS
+'The background worker at a glance: its process and database (NULL when it is not running), when it last rolled up and how far behind now its watermark is, hours waiting for their 1-hour rollup, and partitions made ahead.';

@@ -20,6 +20,7 @@ SELECT regexp_replace(pg_temp.err(stmt), ' \(Failing row contains .*', '') AS er
     ($$SELECT pankha.add_alert_rule('r', 'temperature_above', 80, cooldown => NULL)$$),
     ($$SELECT pankha.add_alert_rule('r', 'temperature_above', 80, severity => 'fatal')$$),
     ($$SELECT pankha.add_alert_rule('r', 'temperature_above', 80, agent_id => 'nobody')$$),
+    ($$SELECT pankha.add_alert_rule('r', 'temperature_above', 80, agent_group => 'nowhere')$$),
     ($$SELECT pankha.add_alert_rule('r', 'fan_rpm_below', 300, sensor_type => 'cpu')$$),
     ($$SELECT pankha.add_alert_rule('r', 'agent_offline', target_id => 'cpu_temp')$$),
     ($$INSERT INTO pankha.alert_rules (name, condition) VALUES ('direct', 'fan_rpm_below')$$),
@@ -91,6 +92,19 @@ SELECT rule_name, agent_id, target_id, severity, state, value, resolved_value FR
 -- Re-enabled (here without duration and cooldown), it fires again.
 UPDATE pankha.alert_rules SET enabled = true, duration = '0', cooldown = '0' WHERE name = 'nvme-hot-for-an-hour';
 SELECT * FROM pankha.evaluate_alerts();
+
+-- A rule for a group judges its members only; deleting the group deletes it.
+SELECT pankha.create_group('lab');
+SELECT pankha.set_agent_group('a1', 'lab') AS moved, pankha.set_agent_group('a2', 'lab') AS moved;
+SELECT pankha.add_alert_rule('lab-fan-fast', 'fan_rpm_above', 1400, cooldown => '0', agent_group => 'lab') IS NOT NULL AS added;
+SELECT pankha.ingest('a3', pg_temp.frame_now(20, 20, 1600)) AS stored;
+UPDATE pankha.agents SET status = 'online' WHERE agent_id = 'a3';
+SELECT * FROM pankha.evaluate_alerts();
+SELECT rule_name, agent_id, target_id, state, value FROM pankha.alerts WHERE rule_name = 'lab-fan-fast';
+SELECT pankha.delete_group('lab') AS deleted;
+SELECT count(*) AS lab_rules_left FROM pankha.alert_rules WHERE name = 'lab-fan-fast';
+SELECT * FROM pankha.evaluate_alerts() AS resolved_with_its_rule;
+UPDATE pankha.agents SET status = 'offline' WHERE agent_id = 'a3';
 
 -- Liveness: a frame brings an agent online, NOTIFYing pankha_agent_status;
 -- the default threshold is three update intervals, at least 15 seconds.

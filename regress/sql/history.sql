@@ -2,7 +2,8 @@
 -- same numbers as a direct aggregate of the raw data at every resolution,
 -- the multi-series form, and a clear error for every bad argument.
 \i sql/worker_helpers.psql
-SELECT pg_temp.base(5) AS base \gset
+-- An even UTC hour 5 to 7 hours ago, so 2-hour buckets fall the same way on every run.
+SELECT date_bin('2 hours', now() - interval '5 hours', '2001-01-01 00:00+00') AS base \gset
 
 SELECT pankha.register_agent('h1', 'History 1') IS NOT NULL AS registered,
        pankha.register_agent('h2', 'History 2 (no frames)') IS NOT NULL AS registered;

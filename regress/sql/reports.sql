@@ -54,6 +54,11 @@ ORDER BY c.relname;
 SELECT agent_id, status, firing_alerts FROM pankha.agent_status ORDER BY agent_id;
 SELECT "time" - :'base'::timestamptz AS at, time_end, text FROM pankha.alert_timeline ORDER BY "time";
 
+-- The worker at a glance (here it runs in another database).
+SELECT pid IS NOT NULL AS worker_running, database, last_pass IS NOT NULL AS rolled_up,
+       rollup_lag < interval '1 hour' AS lag_small, pending_hours
+FROM pankha.worker_status;
+
 -- Everything of this part that people touch carries a comment.
 SELECT kind, name FROM (
     SELECT 'relation' AS kind, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
@@ -63,7 +68,7 @@ SELECT kind, name FROM (
     SELECT 'function', p.oid::regprocedure::text, obj_description(p.oid, 'pg_proc')
     FROM pg_proc p WHERE p.pronamespace = 'pankha'::regnamespace) o
 WHERE comment IS NULL
-  AND name ~ '(rollup|history|report|alert|_1m|_1h|partition|retention|liveness|agent_status|offline|update_interval|health_metrics|payload_values|setting_interval|series|maintain|requeue|bucket_origin)'
+  AND name ~ '(rollup|history|report|alert|_1m|_1h|partition|retention|liveness|agent_status|offline|update_interval|health_metrics|payload_values|setting_interval|series|maintain|requeue|bucket_origin|worker)'
   AND name !~ '_[0-9]{6,8}$'
 ORDER BY 1, 2;
 

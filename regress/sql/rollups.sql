@@ -58,6 +58,16 @@ SELECT agent_id, bucket - :'base'::timestamptz AS pending_hour FROM pankha.rollu
 SELECT frames, minutes, hours FROM pankha.rollup(true);
 SELECT * FROM pg_temp.rollup_mismatches() WHERE mismatches > 0;
 
+-- The server clock steps back an hour: frames stored while it is behind
+-- have received_at values below the watermark, and are still rolled up.
+UPDATE pankha.rollup_state SET last_pass = now() + interval '1 hour';
+INSERT INTO pankha.readings (agent_id, ts, received_at, payload)
+SELECT agent_id, ts + interval '3 seconds', now() - interval '30 minutes', payload
+FROM pankha.readings WHERE agent_id = 'r2' ORDER BY ts DESC LIMIT 1;
+SELECT pg_sleep(1.1);
+SELECT frames FROM pankha.rollup(true);
+SELECT * FROM pg_temp.rollup_mismatches() WHERE mismatches > 0;
+
 -- A rebuild from scratch gives the same rollups.
 CREATE TEMP TABLE before AS SELECT * FROM pankha.rollup_1h;
 DELETE FROM pankha.rollup_1m;
