@@ -245,6 +245,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			}
 			break;
 		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+			if (s && s->reconnects < 1)
+				fprintf(stderr, "fleet: %s: %s\n", s->id, in ? (const char *) in : "connection error");
+			/* fall through */
 		case LWS_CALLBACK_CLIENT_CLOSED:
 			if (s)
 			{
