@@ -195,24 +195,27 @@ $$;
 COMMENT ON FUNCTION pankha.rollup_horizon() IS
 'Internal: the received_at up to which frames are certainly committed, the rollup pass''s upper bound.';
 
--- Recompute the given (agent, minute) buckets from the raw rows.
-CREATE FUNCTION pankha.rollup_minutes(agent_ids text[], buckets timestamptz[]) RETURNS bigint
+-- Recompute the 1-minute buckets of the given stretches of time, one per
+-- agent_ids[i], from_ts[i] (a whole minute) and to_ts[i] (exclusive), from
+-- the raw rows.  Stretches rather than single buckets, so that each is one
+-- index range scan whatever the number of minutes in it.
+CREATE FUNCTION pankha.rollup_minutes(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
 BEGIN
     INSERT INTO pankha.rollup_1m AS m
-    SELECT d.agent_id, d.bucket, v.kind, v.slot,
+    SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, v.kind, v.slot,
            count(v.value), min(v.value), max(v.value), sum(v.value),
            (array_agg(v.value ORDER BY r.ts DESC))[1], max(r.ts),
            count(v.speed), min(v.speed), max(v.speed), sum(v.speed),
            count(*) FILTER (WHERE v.kind = 'f' AND ((v.value = 0 AND v.speed > 0) OR v.status = 'stalled')),
            (array_agg(v.status ORDER BY r.ts DESC))[1]
-    FROM unnest(agent_ids, buckets) AS d(agent_id, bucket)
-    JOIN pankha.readings r ON r.agent_id = d.agent_id
-         AND r.ts >= d.bucket AND r.ts < d.bucket + interval '1 minute'
+    FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+    JOIN pankha.readings r ON r.agent_id = d.agent_id AND r.ts >= d.lo AND r.ts < d.hi
     CROSS JOIN LATERAL pankha.payload_values(r.payload) v
-    GROUP BY d.agent_id, d.bucket, v.kind, v.slot
+    GROUP BY 1, 2, 3, 4
     ON CONFLICT (agent_id, bucket, kind, slot) DO UPDATE
     SET samples = EXCLUDED.samples, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
         last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
@@ -223,25 +226,26 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[]) IS
-'Internal: recompute the 1-minute rollups of the given (agent, minute start) pairs from pankha.readings; returns the rows written.';
+COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) IS
+'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from pankha.readings; returns the rows written.';
 
--- Recompute the given (agent, hour) buckets from the 1-minute rollups.
-CREATE FUNCTION pankha.rollup_hours(agent_ids text[], buckets timestamptz[]) RETURNS bigint
+-- Recompute the 1-hour buckets of the given stretches (whole hours) from
+-- the 1-minute rollups.
+CREATE FUNCTION pankha.rollup_hours(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
 BEGIN
     INSERT INTO pankha.rollup_1h AS h
-    SELECT d.agent_id, d.bucket, m.kind, m.slot,
+    SELECT m.agent_id, date_bin('1 hour', m.bucket, pankha.bucket_origin()) AS bucket, m.kind, m.slot,
            sum(m.samples), min(m.min), max(m.max), sum(m.sum),
            (array_agg(m.last ORDER BY m.last_ts DESC))[1], max(m.last_ts),
            sum(m.speed_samples), min(m.speed_min), max(m.speed_max), sum(m.speed_sum),
            sum(m.stalls), (array_agg(m.last_status ORDER BY m.last_ts DESC))[1]
-    FROM unnest(agent_ids, buckets) AS d(agent_id, bucket)
-    JOIN pankha.rollup_1m m ON m.agent_id = d.agent_id
-         AND m.bucket >= d.bucket AND m.bucket < d.bucket + interval '1 hour'
-    GROUP BY d.agent_id, d.bucket, m.kind, m.slot
+    FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+    JOIN pankha.rollup_1m m ON m.agent_id = d.agent_id AND m.bucket >= d.lo AND m.bucket < d.hi
+    GROUP BY 1, 2, 3, 4
     ON CONFLICT (agent_id, bucket, kind, slot) DO UPDATE
     SET samples = EXCLUDED.samples, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
         last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
@@ -252,8 +256,8 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION pankha.rollup_hours(text[], timestamptz[]) IS
-'Internal: recompute the 1-hour rollups of the given (agent, hour start) pairs from pankha.rollup_1m; returns the rows written.';
+COMMENT ON FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) IS
+'Internal: recompute the 1-hour rollups of the given stretches (agent, from, to; whole hours) from pankha.rollup_1m; returns the rows written.';
 
 -- One rollup pass.  force_hours recomputes the queued hours now instead of
 -- waiting for pankha.rollup_hour_delay.
@@ -264,7 +268,8 @@ DECLARE
     st pankha.rollup_state;
     horizon timestamptz;
     agent_ids text[];
-    buckets timestamptz[];
+    los timestamptz[];
+    his timestamptz[];
     lo timestamptz;
     hi timestamptz;
 BEGIN
@@ -283,19 +288,31 @@ BEGIN
     hours := 0;
 
     IF horizon > st.watermark THEN
-        SELECT array_agg(x.agent_id), array_agg(x.bucket), min(x.bucket), max(x.bucket),
+        -- The minutes touched by frames stored since the watermark, merged
+        -- into stretches of consecutive minutes per agent.
+        WITH touched AS (
+            SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
+            FROM pankha.readings r
+            WHERE r.received_at >= st.watermark AND r.received_at < horizon
+            GROUP BY 1, 2
+        ), stretches AS (
+            SELECT t.agent_id, min(t.bucket) AS lo, max(t.bucket) + interval '1 minute' AS hi, sum(t.n) AS n
+            FROM (SELECT t.*, t.bucket - interval '1 minute' * row_number() OVER (PARTITION BY t.agent_id ORDER BY t.bucket) AS island
+                  FROM touched t) t
+            GROUP BY t.agent_id, t.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi), min(x.lo), max(x.hi),
                coalesce(sum(x.n), 0)
-        INTO agent_ids, buckets, lo, hi, frames
-        FROM (SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
-              FROM pankha.readings r
-              WHERE r.received_at >= st.watermark AND r.received_at < horizon
-              GROUP BY 1, 2) x;
+        INTO agent_ids, los, his, lo, hi, frames
+        FROM stretches x;
         IF agent_ids IS NOT NULL THEN
             PERFORM pankha.ensure_rollup_partitions(lo, hi);
-            minutes := pankha.rollup_minutes(agent_ids, buckets);
+            minutes := pankha.rollup_minutes(agent_ids, los, his);
             INSERT INTO pankha.rollup_pending_hours
-            SELECT DISTINCT u.agent_id, date_bin('1 hour', u.bucket, pankha.bucket_origin())
-            FROM unnest(agent_ids, buckets) AS u(agent_id, bucket)
+            SELECT DISTINCT u.agent_id, h
+            FROM unnest(agent_ids, los, his) AS u(agent_id, lo, hi),
+                 generate_series(date_bin('1 hour', u.lo, pankha.bucket_origin()),
+                                 u.hi - interval '1 microsecond', interval '1 hour') AS h
             ON CONFLICT DO NOTHING;
         END IF;
         UPDATE pankha.rollup_state SET watermark = horizon, last_pass = now();
@@ -304,10 +321,18 @@ BEGIN
 
     IF force_hours OR st.last_hours IS NULL
        OR st.last_hours <= now() - pankha.setting_interval('pankha.rollup_hour_delay', '1 minute') THEN
-        WITH done AS (DELETE FROM pankha.rollup_pending_hours RETURNING agent_id, bucket)
-        SELECT array_agg(done.agent_id), array_agg(done.bucket) INTO agent_ids, buckets FROM done;
+        WITH done AS (
+            DELETE FROM pankha.rollup_pending_hours RETURNING agent_id, bucket
+        ), stretches AS (
+            SELECT d.agent_id, min(d.bucket) AS lo, max(d.bucket) + interval '1 hour' AS hi
+            FROM (SELECT d.*, d.bucket - interval '1 hour' * row_number() OVER (PARTITION BY d.agent_id ORDER BY d.bucket) AS island
+                  FROM done d) d
+            GROUP BY d.agent_id, d.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi) INTO agent_ids, los, his
+        FROM stretches x;
         IF agent_ids IS NOT NULL THEN
-            hours := pankha.rollup_hours(agent_ids, buckets);
+            hours := pankha.rollup_hours(agent_ids, los, his);
         END IF;
         UPDATE pankha.rollup_state SET last_hours = now();
     END IF;
