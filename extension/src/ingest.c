@@ -25,6 +25,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -35,6 +36,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -103,6 +106,8 @@ static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition *
 static HTAB *status_cache = NULL;	/* fan status word -> code */
 static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
+static Oid	readings_oid = InvalidOid;	/* pankha.readings when the caches were filled */
+static bool readings_changed = false;	/* its partitions (or itself) changed since */
 /*
  * The newest subtransaction in which the caches learnt something, or
  * InvalidSubTransactionId.  Only an abort of that subtransaction (or of one
@@ -119,6 +124,7 @@ static SPIPlanPtr insert_one_plan = NULL;
 static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
 static void ensure_caches(void);
+static void readings_inval_callback(Datum arg, Oid relid);
 static void ingest_xact_callback(XactEvent event, void *arg);
 static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
@@ -161,6 +167,7 @@ ensure_caches(void)
 	{
 		RegisterXactCallback(ingest_xact_callback, NULL);
 		RegisterSubXactCallback(ingest_subxact_callback, NULL);
+		CacheRegisterRelcacheCallback(readings_inval_callback, (Datum) 0);
 		cache_context = AllocSetContextCreate(TopMemoryContext,
 											  "pankha ingest cache",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -168,13 +175,16 @@ ensure_caches(void)
 	}
 
 	generation = pankha_shared ? pg_atomic_read_u64(&pankha_shared->catalog_generation) : 0;
-	if (generation != cache_generation)
+	if (generation != cache_generation || readings_changed)
 	{
 		reset_caches();
 		cache_generation = generation;
+		readings_changed = false;
 	}
 	if (catalog_cache)
 		return;
+
+	readings_oid = get_relname_relid("readings", get_namespace_oid("pankha", false));
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.hcxt = cache_context;
@@ -194,6 +204,18 @@ ensure_caches(void)
 	ctl.entrysize = sizeof(StatusEntry);
 	status_cache = hash_create("pankha fan status cache", 32, &ctl,
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/*
+ * Relcache invalidation: a partition of pankha.readings was created or
+ * dropped, or the extension itself was dropped.  Only note it here (the
+ * caches may be in use); ensure_caches() starts afresh on the next call.
+ */
+static void
+readings_inval_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == readings_oid)
+		readings_changed = true;
 }
 
 /* Note that the caches just learnt something in this subtransaction. */

@@ -265,3 +265,12 @@ SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['agent-2', 'agent-2']
 DROP TRIGGER careful ON pankha.sensors;
 SELECT sensor_id, slot FROM pankha.sensors WHERE agent_id = 'agent-2' ORDER BY slot;
 SELECT sensor_id, temperature FROM pankha.sensor_readings WHERE agent_id = 'agent-2' ORDER BY ts, sensor_id;
+
+-- Dropping and re-creating the extension in one session starts afresh:
+-- nothing cached about the old tables (partitions, slots) is used.
+DROP EXTENSION pankha CASCADE;
+CREATE EXTENSION pankha;
+SELECT left(pankha.register_agent('agent-2', 'Anew'), 4) AS token_prefix;
+SELECT pankha.ingest('agent-2', frame('{"sensors":[{"id":"fresh","temperature":30}]}'));
+SELECT sensor_id, slot FROM pankha.sensors;
+SELECT agent_id, sensor_id, temperature FROM pankha.sensor_readings;
