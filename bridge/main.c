@@ -583,6 +583,7 @@ main(int argc, char **argv)
 	 * connections, poll() over every socket on each wakeup would dominate.
 	 */
 	signal(SIGPIPE, SIG_IGN);
+	json_arena_init();
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (!loop)
 	{
