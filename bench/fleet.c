@@ -23,8 +23,10 @@
 #include <netinet/in.h>
 #include <linux/tcp.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 
 #include <libwebsockets.h>
+#include <ev.h>
 #include <cjson/cJSON.h>
 
 /* One simulated agent. */
@@ -69,7 +71,7 @@ static int	connected_max;
 static uint64_t frames_sent, acks_received, commands_received, errors_received;
 static FILE *commands_file;
 static volatile sig_atomic_t stop;
-static lws_sorted_usec_list_t tick_sul;
+static ev_timer tick_timer;
 static lws_usec_t started, sending_until;
 
 static const struct lws_extension client_exts[] = {
@@ -271,7 +273,7 @@ static const struct lws_protocols protocols[] = {
 
 /* Every 10 ms: open more connections at --connect-rate, poke agents due to send. */
 static void
-tick(lws_sorted_usec_list_t *sul)
+tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	lws_usec_t	now = mono_us();
 	int			want = (int) ((now - started) * opt.connect_rate / 1000000) + 1;
@@ -288,7 +290,8 @@ tick(lws_sorted_usec_list_t *sul)
 	for (int i = 0; i < next_connect; i++)
 		if (sims[i].connected && sims[i].wsi && now >= sims[i].next_send && now < sending_until)
 			lws_callback_on_writable(sims[i].wsi);
-	lws_sul_schedule(ctx, 0, &tick_sul, tick, 10 * LWS_US_PER_MS);
+	/* and let lws run whatever of its own timers are due */
+	lws_cancel_service(ctx);
 }
 
 /* Bytes carried by every open agent socket so far (TCP payload). */
@@ -346,6 +349,8 @@ main(int argc, char **argv)
 		{"fans", 1, 0, 'f'}, {"ack-wait", 1, 0, 'w'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}
 	};
 	struct lws_context_creation_info info;
+	struct ev_loop *loop;
+	void	   *foreign_loops[1];
 	unsigned long long rs = 0, ws = 0, r1 = 0, w1 = 0;
 	lws_usec_t	steady_from, steady_to;
 	bool		steady_started = false, steady_done = false;
@@ -410,8 +415,28 @@ main(int argc, char **argv)
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
-	info.fd_limit_per_thread = (unsigned int) nsims + 64;
-	info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+	/*
+	 * epoll through libev, and no fd_limit_per_thread: with lws' default
+	 * poll() loop most of the generator's CPU went to the kernel polling
+	 * every socket on each wakeup, and fd_limit_per_thread makes lws look
+	 * each socket up by a linear scan.  lws sizes its fd table from
+	 * RLIMIT_NOFILE instead, so raise that to the hard limit.
+	 */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+		{
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	loop = ev_default_loop(EVFLAG_AUTO);
+	if (!loop)
+		return 1;
+	foreign_loops[0] = loop;
+	info.foreign_loops = foreign_loops;
+	info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_LIBEV;
 	info.timeout_secs = 30;
 	if (opt.deflate)
 		info.extensions = client_exts;
@@ -426,7 +451,9 @@ main(int argc, char **argv)
 	steady_from = started + (lws_usec_t) nsims * 1000000 / opt.connect_rate +
 		(lws_usec_t) opt.interval_ms * 1000 * 2;
 	steady_to = sending_until;
-	lws_sul_schedule(ctx, 0, &tick_sul, tick, 1);
+	/* our own libev timer: lws 4.1.6's libev timer can miss re-armed deadlines */
+	ev_timer_init(&tick_timer, tick, 0.0, 0.010);
+	ev_timer_start(loop, &tick_timer);
 	while (!stop && mono_us() < sending_until + (lws_usec_t) opt.ack_wait_s * 1000000)
 	{
 		lws_usec_t	now = mono_us();
@@ -441,8 +468,7 @@ main(int argc, char **argv)
 			wire_bytes(&r1, &w1);
 			steady_done = true;
 		}
-		if (lws_service(ctx, 0) < 0)
-			break;
+		ev_run(loop, EVRUN_ONCE);
 		if (now >= sending_until)
 		{
 			/* wait for the last acks, then stop */
@@ -477,6 +503,9 @@ main(int argc, char **argv)
 	}
 	if (commands_file)
 		fclose(commands_file);
+	ev_timer_stop(loop, &tick_timer);
 	lws_context_destroy(ctx);
+	ev_run(loop, EVRUN_NOWAIT);
+	ev_loop_destroy(loop);
 	return 0;
 }

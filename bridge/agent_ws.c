@@ -1096,7 +1096,7 @@ handle_message(struct agent *a, const char *text, size_t len)
 		}
 		return;
 	}
-	root = cJSON_ParseWithLength(text, len);
+	root = json_parse_transient(text, len);
 	if (!root || !cJSON_IsObject(root))
 	{
 		send_error(a, "malformed_json", root ? "message is not a JSON object" :

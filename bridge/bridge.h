@@ -96,6 +96,10 @@ void		sbuf_printf(struct sbuf *b, const char *fmt,...) __attribute__((format(pri
 void		sbuf_array_elem(struct sbuf *b, const char *s, size_t n);
 void		sbuf_free(struct sbuf *b);
 
+/* JSON parsing for one message at a time, without a malloc per node */
+void		json_arena_init(void);
+cJSON	   *json_parse_transient(const char *text, size_t len);
+
 /* ---------------------------------------------------------------- metrics */
 
 #define HIST_MAX_BUCKETS 16
