@@ -296,6 +296,18 @@ struct ui_request
 	char	   *agent_id;
 };
 
+/* Free a finished request and drop its hold on the client. */
+static void
+ui_request_done(struct ui_request *r)
+{
+	struct ui_client *c = r->client;
+
+	free(r->request_id);
+	free(r->agent_id);
+	free(r);
+	ui_release(c);
+}
+
 static void
 command_done(struct db_query *q, PGresult *res)
 {
@@ -325,10 +337,7 @@ command_done(struct db_query *q, PGresult *res)
 			cJSON_AddStringToObject(data, "request_id", r->request_id);
 		ui_send_json(c, msg);
 	}
-	free(r->request_id);
-	free(r->agent_id);
-	free(r);
-	ui_release(c);
+	ui_request_done(r);
 }
 
 /* {"type":"command","data":{"agent_id","command_type","parameters","priority","ttl_seconds"}} */
@@ -438,10 +447,7 @@ setting_done(struct db_query *q, PGresult *res)
 			cJSON_AddStringToObject(data, "request_id", r->request_id);
 		ui_send_json(c, msg);
 	}
-	free(r->request_id);
-	free(r->agent_id);
-	free(r);
-	ui_release(c);
+	ui_request_done(r);
 }
 
 /* {"type":"set_setting","data":{"scope":"global|group:<name>|agent:<id>","key":...,"value":...}} */
