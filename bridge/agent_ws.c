@@ -1160,11 +1160,16 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	lws_usec_t	silence = (lws_usec_t) srv.cfg.silence_timeout_s * LWS_US_PER_SEC;
 
 	for (struct agent *a = all_head; a; a = a->all_next)
+	{
+		/* while we do not read from it, an agent cannot be heard */
+		if (a->rx_paused)
+			a->last_rx = now;
 		if (a->wsi && !a->close_code && silence > 0 && now - a->last_rx > silence)
 		{
 			srv.m.closed_silent++;
 			agent_close(a, 4002, "silent too long");
 		}
+	}
 	if (now - minute_started >= 60 * LWS_US_PER_SEC)
 	{
 		minute_started = now;

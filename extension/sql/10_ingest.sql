@@ -39,67 +39,70 @@ COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
 
 -- Catalog: new sensors and fans get the next free slot of their agent.
 -- Called by ingest only when its cache does not know an id (or a sensor's
--- limits changed), so it is off the per-frame path.
-CREATE FUNCTION pankha._catalog_add(p_agent_id text, p_kinds "char"[], p_ids text[],
+-- limits changed), so it is off the per-frame path; ingest_many records
+-- the ids of all its frames with one call (an element of the arrays per
+-- id).  Returns the payload slots of all the ids given.  New
+-- ids get the agent's next free slots in the order given; known sensors
+-- take new metadata, and fields left out keep what was recorded (the rows
+-- returned carry the metadata as recorded now).  An agent has 32767 sensor
+-- slots and 255 fan slots for its lifetime: ids beyond them are not
+-- recorded and get no row, and ingest refuses their frames.  One
+-- catalog writer per agent at a time (advisory locks taken in key order, so
+-- two writers never wait on each other in a circle): under the lock "not
+-- recorded yet" stays true until we insert, and slots are never handed out
+-- twice.
+CREATE FUNCTION pankha._catalog_add(p_agent_ids text[], p_kinds "char"[], p_ids text[],
     p_types text[], p_max_temps real[], p_crit_temps real[])
-RETURNS TABLE (kind "char", id text, slot smallint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    next_sensor smallint;
-    next_fan smallint;
-    i integer;
-BEGIN
-    -- One catalog writer per agent at a time, so slots are never handed out twice.
-    PERFORM pg_advisory_xact_lock(hashtext('pankha catalog'), hashtext(p_agent_id));
-    SELECT coalesce(max(s.slot) + 1, 0) INTO next_sensor FROM pankha.sensors s WHERE s.agent_id = p_agent_id;
-    SELECT coalesce(max(f.slot) + 1, 0) INTO next_fan FROM pankha.fans f WHERE f.agent_id = p_agent_id;
-    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
-        IF p_kinds[i] = 's' THEN
-            INSERT INTO pankha.sensors AS s (agent_id, sensor_id, slot, kind, max_temp, crit_temp)
-            VALUES (p_agent_id, p_ids[i], next_sensor, p_types[i], p_max_temps[i], p_crit_temps[i])
-            ON CONFLICT (agent_id, sensor_id) DO UPDATE
-                SET kind = coalesce(EXCLUDED.kind, s.kind),
-                    max_temp = coalesce(EXCLUDED.max_temp, s.max_temp),
-                    crit_temp = coalesce(EXCLUDED.crit_temp, s.crit_temp)
-                WHERE (s.kind, s.max_temp, s.crit_temp) IS DISTINCT FROM
-                      (coalesce(EXCLUDED.kind, s.kind), coalesce(EXCLUDED.max_temp, s.max_temp),
-                       coalesce(EXCLUDED.crit_temp, s.crit_temp))
-            RETURNING 's'::"char", s.sensor_id, s.slot INTO kind, id, slot;
-            IF NOT FOUND THEN
-                SELECT 's'::"char", s.sensor_id, s.slot INTO kind, id, slot
-                FROM pankha.sensors s WHERE s.agent_id = p_agent_id AND s.sensor_id = p_ids[i];
-            END IF;
-            IF slot = next_sensor THEN
-                IF slot >= 32767 THEN
-                    RAISE EXCEPTION 'agent "%" has too many sensors', p_agent_id
-                        USING ERRCODE = 'program_limit_exceeded',
-                              DETAIL = 'An agent may report at most 32767 distinct sensor ids over its lifetime.';
-                END IF;
-                next_sensor := next_sensor + 1;
-            END IF;
-        ELSE
-            INSERT INTO pankha.fans AS f (agent_id, fan_id, slot)
-            VALUES (p_agent_id, p_ids[i], next_fan)
-            ON CONFLICT (agent_id, fan_id) DO NOTHING
-            RETURNING 'f'::"char", f.fan_id, f.slot INTO kind, id, slot;
-            IF FOUND THEN
-                IF slot > 254 THEN
-                    RAISE EXCEPTION 'agent "%" has too many fans', p_agent_id
-                        USING ERRCODE = 'program_limit_exceeded',
-                              DETAIL = 'An agent may report at most 255 distinct fan ids over its lifetime.';
-                END IF;
-                next_fan := next_fan + 1;
-            ELSE
-                SELECT 'f'::"char", f.fan_id, f.slot INTO kind, id, slot
-                FROM pankha.fans f WHERE f.agent_id = p_agent_id AND f.fan_id = p_ids[i];
-            END IF;
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-END
+RETURNS TABLE (agent_id text, kind "char", id text, slot smallint,
+               type text, max_temp real, crit_temp real)
+LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(hashtext('pankha catalog'), l.h)
+      FROM (SELECT DISTINCT hashtext(a) AS h FROM unnest(p_agent_ids) AS a ORDER BY 1) l;
+
+    UPDATE pankha.sensors s
+       SET kind = coalesce(u.t, s.kind),
+           max_temp = coalesce(u.mx, s.max_temp),
+           crit_temp = coalesce(u.cr, s.crit_temp)
+      FROM unnest(p_agent_ids, p_kinds, p_ids, p_types, p_max_temps, p_crit_temps) AS u(a, k, id, t, mx, cr)
+     WHERE u.k = 's' AND s.agent_id = u.a AND s.sensor_id = u.id
+       AND (s.kind, s.max_temp, s.crit_temp) IS DISTINCT FROM
+           (coalesce(u.t, s.kind), coalesce(u.mx, s.max_temp), coalesce(u.cr, s.crit_temp));
+
+    INSERT INTO pankha.sensors (agent_id, sensor_id, slot, kind, max_temp, crit_temp)
+    SELECT n.a, n.id, (n.next + n.rank - 1)::smallint, n.t, n.mx, n.cr
+      FROM (SELECT f.*, row_number() OVER (PARTITION BY f.a ORDER BY f.ord) AS rank,
+                   coalesce((SELECT max(s.slot) + 1 FROM pankha.sensors s WHERE s.agent_id = f.a), 0) AS next
+              FROM (SELECT DISTINCT ON (u.a, u.id) u.a, u.id, u.t, u.mx, u.cr, u.ord
+                      FROM unnest(p_agent_ids, p_kinds, p_ids, p_types, p_max_temps, p_crit_temps)
+                           WITH ORDINALITY AS u(a, k, id, t, mx, cr, ord)
+                     WHERE u.k = 's' AND NOT EXISTS
+                           (SELECT 1 FROM pankha.sensors s WHERE s.agent_id = u.a AND s.sensor_id = u.id)
+                     ORDER BY u.a, u.id, u.ord) f) n
+     WHERE n.next + n.rank - 1 < 32767;
+
+    INSERT INTO pankha.fans (agent_id, fan_id, slot)
+    SELECT n.a, n.id, (n.next + n.rank - 1)::smallint
+      FROM (SELECT f.*, row_number() OVER (PARTITION BY f.a ORDER BY f.ord) AS rank,
+                   coalesce((SELECT max(x.slot) + 1 FROM pankha.fans x WHERE x.agent_id = f.a), 0) AS next
+              FROM (SELECT DISTINCT ON (u.a, u.id) u.a, u.id, u.ord
+                      FROM unnest(p_agent_ids, p_kinds, p_ids) WITH ORDINALITY AS u(a, k, id, ord)
+                     WHERE u.k = 'f' AND NOT EXISTS
+                           (SELECT 1 FROM pankha.fans x WHERE x.agent_id = u.a AND x.fan_id = u.id)
+                     ORDER BY u.a, u.id, u.ord) f) n
+     WHERE n.next + n.rank - 1 < 255;
+
+    SELECT s.agent_id, 's'::"char", s.sensor_id, s.slot, s.kind, s.max_temp, s.crit_temp
+      FROM pankha.sensors s
+      JOIN (SELECT DISTINCT u.a, u.id FROM unnest(p_agent_ids, p_kinds, p_ids) AS u(a, k, id)
+             WHERE u.k = 's') w ON s.agent_id = w.a AND s.sensor_id = w.id
+    UNION ALL
+    SELECT x.agent_id, 'f'::"char", x.fan_id, x.slot, NULL, NULL, NULL
+      FROM pankha.fans x
+      JOIN (SELECT DISTINCT u.a, u.id FROM unnest(p_agent_ids, p_kinds, p_ids) AS u(a, k, id)
+             WHERE u.k = 'f') w ON x.agent_id = w.a AND x.fan_id = w.id;
 $$;
-COMMENT ON FUNCTION pankha._catalog_add(text, "char"[], text[], text[], real[], real[]) IS
-'Internal: record sensors (kind s) and fans (kind f) of an agent and return their payload slots.';
+COMMENT ON FUNCTION pankha._catalog_add(text[], "char"[], text[], text[], real[], real[]) IS
+'Internal: record sensors (kind s) and fans (kind f) of many agents and return their payload slots.';
 
 -- Fan status words, stored in payloads as one-byte codes.  The protocol
 -- does not close the list, so new words are added as agents send them.

@@ -96,8 +96,39 @@ typedef struct PendingFrame
 	bytea	   *payload;
 	bool		stored;
 	bool		rejected;
+	bool		deferred;		/* waits for its catalog additions */
 	PkError		error;
 } PendingFrame;
+
+/* What assign_slots() did with a frame. */
+typedef enum SlotResult
+{
+	SLOTS_ASSIGNED,				/* every id has its slot */
+	SLOTS_DEFERRED,				/* new ids collected: prepare the frame again later */
+	SLOTS_REFUSED				/* the agent has no slot left for an id */
+} SlotResult;
+
+/*
+ * Sensors and fans on their way to pankha._catalog_add(), an element of
+ * each array per id: those of one frame, or of all the frames of an
+ * ingest_many call (an agent's first frames), which are then recorded
+ * with one call.
+ */
+typedef struct CatalogAdds
+{
+	MemoryContext cxt;			/* where the arrays live */
+	int			n;
+	int			cap;
+	Datum	   *agent_ids;
+	Datum	   *kinds;
+	Datum	   *ids;
+	Datum	   *types;
+	bool	   *type_nulls;
+	Datum	   *maxes;
+	bool	   *max_nulls;
+	Datum	   *crits;
+	bool	   *crit_nulls;
+} CatalogAdds;
 
 static MemoryContext cache_context = NULL;
 static HTAB *catalog_cache = NULL;
@@ -120,6 +151,8 @@ static SubTransactionId learned_in = InvalidSubTransactionId;
 static bool callbacks_registered = false;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_one_plan = NULL;
+/* While ingest_many prepares its frames: where catalog additions collect. */
+static CatalogAdds *deferred_adds = NULL;
 
 static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
@@ -128,8 +161,13 @@ static void readings_inval_callback(Datum arg, Oid relid);
 static void ingest_xact_callback(XactEvent event, void *arg);
 static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
+static void cache_catalog_rows(void);
+static void load_agents(Datum *agent_ids, int n);
+static void prefetch_agents(Datum *ids, bool *nulls, int n);
 static AgentEntry *agent_registered(const char *agent_id);
-static void assign_slots(AgentEntry *agent, PkFrame *frame);
+static CatalogAdds *catalog_adds_new(MemoryContext cxt);
+static void catalog_adds_flush(CatalogAdds *adds);
+static SlotResult assign_slots(AgentEntry *agent, PkFrame *frame, PkError *err);
 static void ensure_partition(TimestampTz ts);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
 static uint64 insert_one(PendingFrame *pf, TimestampTz now);
@@ -156,6 +194,20 @@ reset_caches(void)
 	memset(status_names, 0, sizeof(status_names));
 }
 
+/* An empty cache of the days known to have a partition. */
+static HTAB *
+new_partition_cache(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.hcxt = cache_context;
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64);
+	return hash_create("pankha partition cache", 64, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 /* Make sure the caches exist and are not stale. */
 static void
 ensure_caches(void)
@@ -175,6 +227,18 @@ ensure_caches(void)
 	}
 
 	generation = pankha_shared ? pg_atomic_read_u64(&pankha_shared->catalog_generation) : 0;
+	if (generation == cache_generation && readings_changed && partition_cache &&
+		get_relname_relid("readings", get_namespace_oid("pankha", true)) == readings_oid)
+	{
+		/*
+		 * A partition came or went (the worker adds one a day, retention
+		 * drops them): only the partition cache can be wrong.  Keeping the
+		 * catalog spares a large fleet a warm-up of every agent.
+		 */
+		hash_destroy(partition_cache);
+		partition_cache = new_partition_cache();
+		readings_changed = false;
+	}
 	if (generation != cache_generation || readings_changed)
 	{
 		reset_caches();
@@ -196,10 +260,7 @@ ensure_caches(void)
 	ctl.entrysize = sizeof(AgentEntry);
 	agent_cache = hash_create("pankha agent cache", 256, &ctl,
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(int64);
-	partition_cache = hash_create("pankha partition cache", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	partition_cache = new_partition_cache();
 	ctl.keysize = PK_MAX_STATUS_BYTES + 1;
 	ctl.entrysize = sizeof(StatusEntry);
 	status_cache = hash_create("pankha fan status cache", 32, &ctl,
@@ -441,76 +502,136 @@ datum_json_text(Datum value, Oid type, int *len)
  * --------------------------------------------------------------------------
  */
 
+/*
+ * Cache catalog rows from SPI_tuptable, shaped (agent_id, kind, id, slot,
+ * type, max_temp, crit_temp): kind 'a' is a registered agent whose sensors
+ * and fans are all in the same result, 's' and 'f' a sensor or fan.
+ */
+static void
+cache_catalog_rows(void)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		char		kind = DatumGetChar(SPI_getbinval(tup, desc, 2, &isnull));
+		CatalogKey	key;
+		CatalogEntry *ce;
+		Datum		d;
+
+		memset(&key, 0, sizeof(key));
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)),
+							   key.agent_id, sizeof(key.agent_id));
+		if (kind == 'a')
+		{
+			bool		found;
+			AgentEntry *entry = hash_search(agent_cache, key.agent_id, HASH_ENTER, &found);
+
+			if (!found)
+			{
+				entry->nlast_sensors = entry->nlast_fans = 0;
+				entry->last = NULL;
+			}
+			continue;
+		}
+		key.kind = kind;
+		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull)),
+							   key.id, sizeof(key.id));
+		ce = hash_search(catalog_cache, &key, HASH_ENTER, NULL);
+		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+		ce->sensor_kind[0] = '\0';
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), ce->sensor_kind, sizeof(ce->sensor_kind));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		ce->has_max = !isnull;
+		ce->max_temp = isnull ? 0 : DatumGetFloat4(d);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		ce->has_crit = !isnull;
+		ce->crit_temp = isnull ? 0 : DatumGetFloat4(d);
+	}
+	cache_learnt();
+}
+
+/*
+ * Load the catalog of the agents in agent_ids (a text Datum each) with one
+ * query; the registered ones get an agent cache entry.
+ */
+static void
+load_agents(Datum *agent_ids, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[1];
+	int			ret;
+
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+
+		plan = SPI_prepare(
+			"SELECT a.agent_id, 'a'::\"char\", NULL::text, NULL::smallint, NULL::text, "
+			"NULL::real, NULL::real FROM pankha.agents a WHERE a.agent_id = ANY ($1) "
+			"UNION ALL SELECT s.agent_id, 's', s.sensor_id, s.slot, s.kind, s.max_temp, s.crit_temp "
+			"FROM pankha.sensors s WHERE s.agent_id = ANY ($1) "
+			"UNION ALL SELECT f.agent_id, 'f', f.fan_id, f.slot, NULL, NULL, NULL "
+			"FROM pankha.fans f WHERE f.agent_id = ANY ($1)",
+			1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the pankha catalog query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	args[0] = PointerGetDatum(construct_array(agent_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	ret = SPI_execute_plan(plan, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the pankha catalog: %s", SPI_result_code_string(ret));
+	cache_catalog_rows();
+}
+
+/*
+ * Load, with one query, the catalog of every agent of a batch that is not
+ * cached yet (a cold cache would otherwise cost a query per agent).
+ */
+static void
+prefetch_agents(Datum *ids, bool *nulls, int n)
+{
+	Datum	   *missing = palloc(sizeof(Datum) * Max(n, 1));
+	int			nmissing = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *id;
+
+		if (nulls[i])
+			continue;
+		id = TextDatumGetCString(ids[i]);
+		/* ids the cache cannot key are refused later, one by one */
+		if (strlen(id) <= PK_MAX_ID_BYTES && !hash_search(agent_cache, id, HASH_FIND, NULL))
+			missing[nmissing++] = ids[i];
+		pfree(id);
+	}
+	load_agents(missing, nmissing);
+	pfree(missing);
+}
+
 /* The cache entry of a registered agent, or NULL when it is not registered. */
 static AgentEntry *
 agent_registered(const char *agent_id)
 {
 	AgentEntry *entry;
-	bool		found;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	int			ret;
+	Datum		id;
 
 	entry = hash_search(agent_cache, agent_id, HASH_FIND, NULL);
 	if (entry)
 		return entry;
-
-	args[0] = CStringGetTextDatum(agent_id);
-	ret = SPI_execute_with_args(
-		"SELECT 's'::\"char\", sensor_id, slot, kind, max_temp, crit_temp "
-		"FROM pankha.sensors WHERE agent_id = $1 "
-		"UNION ALL SELECT 'f', fan_id, slot, NULL, NULL, NULL "
-		"FROM pankha.fans WHERE agent_id = $1 "
-		"UNION ALL SELECT 'a', agent_id, 0, NULL, NULL, NULL "
-		"FROM pankha.agents WHERE agent_id = $1",
-		1, argtypes, args, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the pankha catalog: %s", SPI_result_code_string(ret));
-
-	if (SPI_processed == 0)
-		return NULL;			/* not cached: it may be registered any moment */
-
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char		kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
-		CatalogKey	key;
-		CatalogEntry *ce;
-		char	   *id;
-
-		if (kind == 'a')
-			continue;
-		memset(&key, 0, sizeof(key));
-		strlcpy(key.agent_id, agent_id, sizeof(key.agent_id));
-		key.kind = kind;
-		id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		strlcpy(key.id, id, sizeof(key.id));
-		ce = hash_search(catalog_cache, &key, HASH_ENTER, NULL);
-		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-		ce->sensor_kind[0] = '\0';
-		if (kind == 's')
-		{
-			Datum		d = SPI_getbinval(tup, desc, 4, &isnull);
-
-			if (!isnull)
-				text_to_cstring_buffer(DatumGetTextPP(d), ce->sensor_kind,
-									   sizeof(ce->sensor_kind));
-			d = SPI_getbinval(tup, desc, 5, &ce->has_max);
-			ce->has_max = !ce->has_max;
-			ce->max_temp = ce->has_max ? DatumGetFloat4(d) : 0;
-			d = SPI_getbinval(tup, desc, 6, &ce->has_crit);
-			ce->has_crit = !ce->has_crit;
-			ce->crit_temp = ce->has_crit ? DatumGetFloat4(d) : 0;
-		}
-	}
-
-	entry = hash_search(agent_cache, agent_id, HASH_ENTER, &found);
-	entry->nlast_sensors = entry->nlast_fans = 0;
-	entry->last = NULL;
-	cache_learnt();
-	return entry;
+	id = CStringGetTextDatum(agent_id);
+	load_agents(&id, 1);
+	/* not cached when unregistered: it may be registered any moment */
+	return hash_search(agent_cache, agent_id, HASH_FIND, NULL);
 }
 
 /* Does the cached entry name this id? */
@@ -599,105 +720,133 @@ find_entry(CatalogKey *key, const PkFrame *frame, int i)
 	return hash_search(catalog_cache, key, HASH_FIND, NULL);
 }
 
-/*
- * Record the frame's sensors and fans the cache does not know (or whose
- * sensor limits changed) through pankha._catalog_add(), and cache the slots
- * it returns.
- */
-static void
-add_to_catalog(const char *agent_id, PkFrame *frame, CatalogKey *key, bool *missing)
+/* Start collecting catalog additions, in memory of cxt. */
+static CatalogAdds *
+catalog_adds_new(MemoryContext cxt)
 {
-	int			total = frame->nsensors + frame->nfans;
-	Datum	   *kinds = palloc(sizeof(Datum) * total);
-	Datum	   *ids = palloc(sizeof(Datum) * total);
-	Datum	   *types = palloc(sizeof(Datum) * total);
-	Datum	   *maxes = palloc(sizeof(Datum) * total);
-	Datum	   *crits = palloc(sizeof(Datum) * total);
-	bool	   *type_nulls = palloc(sizeof(bool) * total);
-	bool	   *max_nulls = palloc(sizeof(bool) * total);
-	bool	   *crit_nulls = palloc(sizeof(bool) * total);
-	int			n = 0;
-	Oid			argtypes[6] = {TEXTOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	FLOAT4ARRAYOID, FLOAT4ARRAYOID};
-	Datum		args[6];
-	int			dims[1];
-	int			lbs[1] = {1};
-	int			ret;
+	CatalogAdds *adds = MemoryContextAllocZero(cxt, sizeof(CatalogAdds));
 
-	for (int i = 0; i < total; i++)
-	{
-		PkSensor   *s = i < frame->nsensors ? &frame->sensors[i] : NULL;
+	adds->cxt = cxt;
+	return adds;
+}
 
-		if (!missing[i])
-			continue;
-		kinds[n] = CharGetDatum(s ? 's' : 'f');
-		ids[n] = PointerGetDatum(s ? cstring_to_text_with_len(s->id, s->id_len) :
-								 cstring_to_text_with_len(frame->fans[i - frame->nsensors].id,
-														  frame->fans[i - frame->nsensors].id_len));
-		type_nulls[n] = !(s && s->kind);
-		types[n] = type_nulls[n] ? (Datum) 0 :
-			PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
-		max_nulls[n] = !(s && s->has_max);
-		maxes[n] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
-		crit_nulls[n] = !(s && s->has_crit);
-		crits[n] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
-		n++;
-	}
+/* Make room for one more addition. */
+static void
+catalog_adds_grow(CatalogAdds *adds)
+{
+	int			cap = adds->cap ? adds->cap * 2 : 64;
 
-	dims[0] = n;
-	args[0] = CStringGetTextDatum(agent_id);
-	args[1] = PointerGetDatum(construct_array(kinds, n, CHAROID, 1, true, TYPALIGN_CHAR));
-	args[2] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_md_array(types, type_nulls, 1, dims, lbs,
-												 TEXTOID, -1, false, TYPALIGN_INT));
-	args[4] = PointerGetDatum(construct_md_array(maxes, max_nulls, 1, dims, lbs,
-												 FLOAT4OID, 4, true, TYPALIGN_INT));
-	args[5] = PointerGetDatum(construct_md_array(crits, crit_nulls, 1, dims, lbs,
-												 FLOAT4OID, 4, true, TYPALIGN_INT));
-	ret = SPI_execute_with_args(
-		"SELECT kind, id, slot FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
-		6, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
-	cache_learnt();
+#define PK_GROW(arr) \
+	((arr) = adds->cap ? repalloc((arr), sizeof(*(arr)) * cap) : \
+	 MemoryContextAlloc(adds->cxt, sizeof(*(arr)) * cap))
+	PK_GROW(adds->agent_ids);
+	PK_GROW(adds->kinds);
+	PK_GROW(adds->ids);
+	PK_GROW(adds->types);
+	PK_GROW(adds->type_nulls);
+	PK_GROW(adds->maxes);
+	PK_GROW(adds->max_nulls);
+	PK_GROW(adds->crits);
+	PK_GROW(adds->crit_nulls);
+#undef PK_GROW
+	adds->cap = cap;
+}
 
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		found;
-		CatalogEntry *ce;
+/* Add the frame's i-th id (sensors first, then fans) with its metadata. */
+static void
+catalog_adds_append(CatalogAdds *adds, const char *agent_id, const PkFrame *frame, int i)
+{
+	const PkSensor *s = i < frame->nsensors ? &frame->sensors[i] : NULL;
+	const PkFan *f = s ? NULL : &frame->fans[i - frame->nsensors];
+	MemoryContext oldcxt;
+	int			k;
 
-		key->kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
-		memset(key->id, 0, sizeof(key->id));
-		text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull)),
-							   key->id, sizeof(key->id));
-		ce = hash_search(catalog_cache, key, HASH_ENTER, &found);
-		if (!found)
-		{
-			ce->sensor_kind[0] = '\0';
-			ce->has_max = ce->has_crit = false;
-		}
-		ce->slot = DatumGetInt16(SPI_getbinval(tup, desc, 3, &isnull));
-	}
+	if (adds->n == adds->cap)
+		catalog_adds_grow(adds);
+	oldcxt = MemoryContextSwitchTo(adds->cxt);
+	k = adds->n++;
+	adds->agent_ids[k] = CStringGetTextDatum(agent_id);
+	adds->kinds[k] = CharGetDatum(s ? 's' : 'f');
+	adds->ids[k] = PointerGetDatum(s ? cstring_to_text_with_len(s->id, s->id_len) :
+								   cstring_to_text_with_len(f->id, f->id_len));
+	adds->type_nulls[k] = !(s && s->kind);
+	adds->types[k] = adds->type_nulls[k] ? (Datum) 0 :
+		PointerGetDatum(cstring_to_text_with_len(s->kind, s->kind_len));
+	adds->max_nulls[k] = !(s && s->has_max);
+	adds->maxes[k] = Float4GetDatum(s && s->has_max ? (float4) s->max_temp : 0);
+	adds->crit_nulls[k] = !(s && s->has_crit);
+	adds->crits[k] = Float4GetDatum(s && s->has_crit ? (float4) s->crit_temp : 0);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
- * Give every sensor and fan of the frame its slot, recording new ones (and
- * changed sensor limits) in the catalog, and remember the frame's order for
- * the fast path of the agent's next frame.
+ * Record the collected sensors and fans through pankha._catalog_add(), one
+ * call for all agents, and cache the slots and metadata it returns.
  */
 static void
-assign_slots(AgentEntry *agent, PkFrame *frame)
+catalog_adds_flush(CatalogAdds *adds)
+{
+	static SPIPlanPtr plan = NULL;
+	int			dims[1];
+	int			lbs[1] = {1};
+	Datum		args[6];
+	int			ret;
+
+	if (adds->n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[6] = {TEXTARRAYOID, CHARARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+
+		plan = SPI_prepare("SELECT agent_id, kind, id, slot, type, max_temp, crit_temp "
+						   "FROM pankha._catalog_add($1, $2, $3, $4, $5, $6)",
+						   6, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the pankha catalog insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	dims[0] = adds->n;
+	args[0] = PointerGetDatum(construct_array(adds->agent_ids, adds->n, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(adds->kinds, adds->n, CHAROID, 1, true,
+											  TYPALIGN_CHAR));
+	args[2] = PointerGetDatum(construct_array(adds->ids, adds->n, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(adds->types, adds->type_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_md_array(adds->maxes, adds->max_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_md_array(adds->crits, adds->crit_nulls, 1, dims, lbs,
+												 FLOAT4OID, 4, true, TYPALIGN_INT));
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not record new sensors: %s", SPI_result_code_string(ret));
+	cache_learnt();
+	cache_catalog_rows();
+	adds->n = 0;
+}
+
+/*
+ * Give every sensor and fan of the frame its slot and remember the frame's
+ * order for the fast path of the agent's next frame.  Ids the catalog does
+ * not have (or sensors whose metadata changed) are recorded first, right
+ * away; or, while an ingest_many call collects them (deferred_adds), they
+ * are collected and the frame must be prepared again once the collection
+ * was recorded.  An id that gets no slot (the agent used up its slots)
+ * refuses the frame.
+ */
+static SlotResult
+assign_slots(AgentEntry *agent, PkFrame *frame, PkError *err)
 {
 	int			total = frame->nsensors + frame->nfans;
-	bool		missing[PK_MAX_SENSORS + PK_MAX_FANS];
 	bool		any_missing = false;
 	CatalogKey	key;
+	CatalogAdds *adds = deferred_adds;
 
 	if (same_as_last(agent, frame))
-		return;
+		return SLOTS_ASSIGNED;
 
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.agent_id, agent->agent_id, sizeof(key.agent_id));
@@ -705,11 +854,33 @@ assign_slots(AgentEntry *agent, PkFrame *frame)
 	{
 		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		missing[i] = ce == NULL || (i < frame->nsensors && sensor_changed(ce, &frame->sensors[i]));
-		any_missing |= missing[i];
+		if (ce == NULL || (i < frame->nsensors && sensor_changed(ce, &frame->sensors[i])))
+		{
+			if (adds == NULL)
+				adds = catalog_adds_new(CurrentMemoryContext);
+			catalog_adds_append(adds, agent->agent_id, frame, i);
+			any_missing = true;
+		}
 	}
+	if (any_missing && deferred_adds)
+		return SLOTS_DEFERRED;
 	if (any_missing)
-		add_to_catalog(agent->agent_id, frame, &key, missing);
+		catalog_adds_flush(adds);
+
+	for (int i = 0; i < total; i++)
+		if (find_entry(&key, frame, i) == NULL)
+		{
+			bool		is_sensor = i < frame->nsensors;
+
+			pk_fail(err, "54000",
+					PK_PATH_AT(is_sensor ? "sensors" : "fans",
+							   is_sensor ? i : i - frame->nsensors, "id"),
+					is_sensor ? "too many sensors" : "too many fans",
+					"Agent \"%s\" has used all its %s slots; an agent may report at most %d distinct %s ids over its lifetime.",
+					agent->agent_id, is_sensor ? "sensor" : "fan",
+					is_sensor ? 32767 : 255, is_sensor ? "sensor" : "fan");
+			return SLOTS_REFUSED;
+		}
 
 	if (agent->last == NULL)
 		agent->last = MemoryContextAlloc(cache_context,
@@ -718,8 +889,6 @@ assign_slots(AgentEntry *agent, PkFrame *frame)
 	{
 		CatalogEntry *ce = find_entry(&key, frame, i);
 
-		if (ce == NULL)
-			elog(ERROR, "pankha._catalog_add() did not return a slot for \"%s\"", key.id);
 		if (i < frame->nsensors)
 		{
 			frame->sensors[i].slot = ce->slot;
@@ -731,6 +900,7 @@ assign_slots(AgentEntry *agent, PkFrame *frame)
 	}
 	agent->nlast_sensors = frame->nsensors;
 	agent->nlast_fans = frame->nfans;
+	return SLOTS_ASSIGNED;
 }
 
 /*
@@ -894,7 +1064,19 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		pfree(frame);
 		return;
 	}
-	assign_slots(agent, frame);
+	switch (assign_slots(agent, frame, &pf->error))
+	{
+		case SLOTS_ASSIGNED:
+			break;
+		case SLOTS_DEFERRED:
+			pf->deferred = true;
+			pfree(frame);
+			return;
+		case SLOTS_REFUSED:
+			pf->rejected = true;
+			pfree(frame);
+			return;
+	}
 
 	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
 	if (in_future)
@@ -1138,6 +1320,7 @@ ingest_begin(void)
 {
 	pankha_require_preload();
 	ensure_caches();
+	deferred_adds = NULL;		/* whatever an interrupted call left */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -1240,6 +1423,31 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(stored);
 }
 
+/* Prepare the frame of one element of ingest_many's arrays. */
+static void
+prepare_many_frame(PendingFrame *pf, Datum id, bool id_null, Datum frame, bool frame_null,
+				   Oid elemtype, TimestampTz now, MemoryContext scratch, MemoryContext cxt)
+{
+	MemoryContext oldcxt;
+	char	   *agent_id;
+	char	   *json_text;
+	int			len;
+
+	if (id_null || frame_null)
+	{
+		memset(pf, 0, sizeof(*pf));
+		pf->rejected = true;
+		pk_fail(&pf->error, "22004", PK_PATH(id_null ? "agent_id" : "frame"),
+				"null", "Neither an agent id nor a frame may be null.");
+		return;
+	}
+	agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(id));
+	oldcxt = MemoryContextSwitchTo(scratch);
+	json_text = datum_json_text(frame, elemtype, &len);
+	MemoryContextSwitchTo(oldcxt);
+	prepare_text_frame(pf, agent_id, json_text, len, now, scratch, cxt);
+}
+
 /*
  * pankha.ingest_many(agent_ids text[], frames text[]|jsonb[])
  *		RETURNS TABLE(ord integer, stored boolean, sqlstate text, message text,
@@ -1267,6 +1475,7 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	int			nids;
 	int			n;
 	PendingFrame *pending;
+	CatalogAdds *adds;
 	MemoryContext oldcxt;
 
 	deconstruct_array(ids_array, TEXTOID, -1, false, TYPALIGN_INT, &ids, &id_nulls, &nids);
@@ -1283,25 +1492,26 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 	pending = palloc0(sizeof(PendingFrame) * Max(n, 1));
 	scratch = frame_scratch();
 	ingest_begin();
+	prefetch_agents(ids, id_nulls, n);
 
+	/*
+	 * Frames whose agent has sensors or fans the catalog lacks wait while
+	 * the others are prepared; their additions are then recorded with one
+	 * call and they are prepared again.
+	 */
+	adds = catalog_adds_new(cxt);
+	deferred_adds = adds;
 	for (int i = 0; i < n; i++)
+		prepare_many_frame(&pending[i], ids[i], id_nulls[i], frames[i], frame_nulls[i],
+						   elemtype, now, scratch, cxt);
+	deferred_adds = NULL;
+	if (adds->n > 0)
 	{
-		char	   *agent_id;
-		char	   *json_text;
-		int			len;
-
-		if (id_nulls[i] || frame_nulls[i])
-		{
-			pending[i].rejected = true;
-			pk_fail(&pending[i].error, "22004", PK_PATH(id_nulls[i] ? "agent_id" : "frame"),
-					"null", "Neither an agent id nor a frame may be null.");
-			continue;
-		}
-		agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(ids[i]));
-		oldcxt = MemoryContextSwitchTo(scratch);
-		json_text = datum_json_text(frames[i], elemtype, &len);
-		MemoryContextSwitchTo(oldcxt);
-		prepare_text_frame(&pending[i], agent_id, json_text, len, now, scratch, cxt);
+		catalog_adds_flush(adds);
+		for (int i = 0; i < n; i++)
+			if (pending[i].deferred)
+				prepare_many_frame(&pending[i], ids[i], id_nulls[i], frames[i], frame_nulls[i],
+								   elemtype, now, scratch, cxt);
 	}
 	store_frames(pending, n, now);
 	SPI_finish();
