@@ -611,8 +611,8 @@ submit_batch(void)
 		free(b);
 		return false;
 	}
-	sbuf_puts(&ids, "{");
-	sbuf_puts(&frames, "{");
+	sbuf_text_array_begin(&ids);
+	sbuf_text_array_begin(&frames);
 	while (pend_head && n < max && !(n > 0 && pend_head->single))
 	{
 		struct frame *f = pend_head;
@@ -622,26 +622,19 @@ submit_batch(void)
 			pend_tail = NULL;
 		pend_count--;
 		f->next = NULL;
-		if (n)
-		{
-			sbuf_puts(&ids, ",");
-			sbuf_puts(&frames, ",");
-		}
-		sbuf_array_elem(&ids, f->agent->agent_id, strlen(f->agent->agent_id));
-		sbuf_array_elem(&frames, f->json, f->len);
+		sbuf_text_array_elem(&ids, f->agent->agent_id, strlen(f->agent->agent_id));
+		sbuf_text_array_elem(&frames, f->json, f->len);
 		b->frames[n++] = f;
 	}
 	b->n = n;
-	sbuf_puts(&ids, "}");
-	sbuf_puts(&frames, "}");
+	sbuf_text_array_end(&ids, n);
+	sbuf_text_array_end(&frames, n);
 
 	q = db_query_new(LANE_INGEST,
 					 "SELECT ord, stored, sqlstate, message "
 					 "FROM pankha.ingest_many($1::text[], $2::text[])",
 					 ingest_done, b);
-	if (!q || ids.failed || frames.failed ||
-		db_query_param(q, ids.data, ids.len) ||
-		db_query_param(q, frames.data, frames.len))
+	if (!q || db_query_param_sbuf(q, &ids) || db_query_param_sbuf(q, &frames))
 	{
 		if (q)
 			db_query_free(q);
@@ -884,22 +877,20 @@ claim_cb(lws_sorted_usec_list_t *sul)
 	claim_list = NULL;
 	claim_count = claim_cap = 0;
 
-	sbuf_puts(&ids, "{");
+	sbuf_text_array_begin(&ids);
 	for (size_t i = 0; i < c->n; i++)
 	{
 		c->agents[i]->claim_wanted = false;
-		if (i)
-			sbuf_puts(&ids, ",");
-		sbuf_array_elem(&ids, c->agents[i]->agent_id, strlen(c->agents[i]->agent_id));
+		sbuf_text_array_elem(&ids, c->agents[i]->agent_id, strlen(c->agents[i]->agent_id));
 	}
-	sbuf_puts(&ids, "}");
+	sbuf_text_array_end(&ids, c->n);
 	snprintf(vis, sizeof(vis), "%d seconds", srv.cfg.command_visibility_s);
 	snprintf(max, sizeof(max), "%zu", c->n * 100 > 10000 ? 10000 : c->n * 100);
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT command_id, agent_id, command_type, parameters, priority, attempts "
 					 "FROM pankha.claim_commands($1::text[], $2::interval, $3::integer)",
 					 claim_done, c);
-	if (!q || ids.failed || db_query_param(q, ids.data, ids.len) ||
+	if (!q || db_query_param_sbuf(q, &ids) ||
 		db_query_param(q, vis, strlen(vis)) || db_query_param(q, max, strlen(max)))
 	{
 		if (q)

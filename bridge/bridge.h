@@ -81,7 +81,7 @@ void		outq_clear(struct outq *q);
 int			outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
 						   uint64_t *bytes_out);
 
-/* A growable string for building messages and SQL array literals. */
+/* A growable buffer for building messages and binary query parameters. */
 struct sbuf
 {
 	char	   *data;
@@ -93,7 +93,9 @@ struct sbuf
 void		sbuf_append(struct sbuf *b, const char *s, size_t n);
 void		sbuf_puts(struct sbuf *b, const char *s);
 void		sbuf_printf(struct sbuf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-void		sbuf_array_elem(struct sbuf *b, const char *s, size_t n);
+void		sbuf_text_array_begin(struct sbuf *b);
+void		sbuf_text_array_elem(struct sbuf *b, const char *s, size_t n);
+void		sbuf_text_array_end(struct sbuf *b, size_t count);
 void		sbuf_free(struct sbuf *b);
 
 /* JSON parsing for one message at a time, without a malloc per node */
@@ -165,6 +167,8 @@ struct db_query
 	const char *sql;			/* static text */
 	int			nparams;
 	char	   *params[DB_MAX_PARAMS];	/* owned copies (NULL: SQL NULL) */
+	int			lengths[DB_MAX_PARAMS]; /* of binary parameters */
+	int			formats[DB_MAX_PARAMS]; /* 0 text, 1 binary */
 	db_done_fn	done;			/* called with the result, then freed */
 	void	   *arg;			/* for done */
 	lws_usec_t	sent_at;		/* when it went to the server */
@@ -173,6 +177,7 @@ struct db_query
 
 struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);
 int			db_query_param(struct db_query *q, const char *value, size_t len);
+int			db_query_param_sbuf(struct db_query *q, struct sbuf *b);
 void		db_query_free(struct db_query *q);
 void		db_submit(struct db_query *q);
 int			db_lane_load(enum db_lane lane);

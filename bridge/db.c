@@ -105,6 +105,20 @@ db_query_param(struct db_query *q, const char *value, size_t len)
 	return 0;
 }
 
+/* Add a binary parameter: the query takes over b's buffer. */
+int
+db_query_param_sbuf(struct db_query *q, struct sbuf *b)
+{
+	if (q->nparams >= DB_MAX_PARAMS || b->failed || !b->data || b->len > INT32_MAX)
+		return -1;
+	q->params[q->nparams] = b->data;
+	q->lengths[q->nparams] = (int) b->len;
+	q->formats[q->nparams] = 1;
+	q->nparams++;
+	memset(b, 0, sizeof(*b));
+	return 0;
+}
+
 /* Free a query and its parameters. */
 void
 db_query_free(struct db_query *q)
@@ -233,7 +247,7 @@ dc_dispatch(struct db_conn *dc)
 		for (int i = 0; i < q->nparams; i++)
 			values[i] = q->params[i];
 		if (!PQsendQueryParams(dc->pg, q->sql, q->nparams, NULL, values,
-							   NULL, NULL, 0) ||
+							   q->lengths, q->formats, 0) ||
 			!PQpipelineSync(dc->pg))
 		{
 			dc_lost(dc, PQerrorMessage(dc->pg));

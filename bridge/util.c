@@ -5,6 +5,8 @@
  */
 #include "bridge.h"
 
+#include <arpa/inet.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -193,25 +195,50 @@ sbuf_printf(struct sbuf *b, const char *fmt,...)
 }
 
 /* Append one double-quoted element of a PostgreSQL array literal. */
-void
-sbuf_array_elem(struct sbuf *b, const char *s, size_t n)
+/*
+ * A one-dimensional text[] in PostgreSQL's binary array format (a query
+ * parameter sent with format 1): the server takes each element as it is,
+ * with no quoting to parse or undo.  begin, then an elem per element, then
+ * end with the count, which fills in the dimension.
+ */
+static void
+sbuf_put_int32(struct sbuf *b, uint32_t v)
 {
-	size_t		start = 0;
+	uint32_t	be = htonl(v);
 
-	if (!sbuf_reserve(b, n + 3))
-		return;
-	sbuf_append(b, "\"", 1);
-	for (size_t i = 0; i < n; i++)
+	sbuf_append(b, (const char *) &be, 4);
+}
+
+void
+sbuf_text_array_begin(struct sbuf *b)
+{
+	b->len = 0;
+	sbuf_put_int32(b, 1);		/* dimensions */
+	sbuf_put_int32(b, 0);		/* no nulls */
+	sbuf_put_int32(b, 25);		/* element type: text */
+	sbuf_put_int32(b, 0);		/* length, set by sbuf_text_array_end() */
+	sbuf_put_int32(b, 1);		/* lower bound */
+}
+
+void
+sbuf_text_array_elem(struct sbuf *b, const char *s, size_t n)
+{
+	if (n > INT32_MAX)
 	{
-		if (s[i] == '"' || s[i] == '\\')
-		{
-			sbuf_append(b, s + start, i - start);
-			sbuf_append(b, "\\", 1);
-			start = i;
-		}
+		b->failed = true;
+		return;
 	}
-	sbuf_append(b, s + start, n - start);
-	sbuf_append(b, "\"", 1);
+	sbuf_put_int32(b, (uint32_t) n);
+	sbuf_append(b, s, n);
+}
+
+void
+sbuf_text_array_end(struct sbuf *b, size_t count)
+{
+	uint32_t	be = htonl((uint32_t) count);
+
+	if (!b->failed && b->len >= 20)
+		memcpy(b->data + 12, &be, 4);
 }
 
 void
