@@ -264,6 +264,12 @@ int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 int			http_header_token(struct lws *wsi, char **out);
 int			http_refuse(struct lws *wsi, unsigned int status, const char *message);
 
+/* ---------------------------------------------------------------- tls */
+
+void		tls_remember_server_ctx(void *ssl_ctx);
+bool		tls_can_reload(void);
+int			tls_reload(void);
+
 /* ---------------------------------------------------------------- server */
 
 /* The one process-wide state of the bridge. */

@@ -872,6 +872,10 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					return -1;
 				return 0;
 			}
+		case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+			/* the vhost's SSL_CTX, kept for reloading the certificate */
+			tls_remember_server_ctx(user);
+			return 0;
 		case LWS_CALLBACK_CLOSED_HTTP:
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (r)

@@ -4,7 +4,8 @@
  * One event loop (libev, driven by lws) serves agents (/ws/agent),
  * dashboards (/ws/ui), the HTTP API and the database connections.  SIGTERM stops new connections,
  * commits and acknowledges what is held, closes sockets with 1001 and
- * exits 0.  SIGHUP reopens the log file.
+ * exits 0.  SIGHUP reopens the log file and reloads the TLS certificate
+ * (tls.c).
  */
 #include "bridge.h"
 
@@ -35,8 +36,8 @@ static const struct option_doc docs[] = {
 	{"db", 1, "PANKHA_DB", "dbname=pankha", "libpq connection string"},
 	{"listen", 1, "PANKHA_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on"},
 	{"dashboard", 1, "PANKHA_DASHBOARD", "", "directory served at / (empty: none)"},
-	{"tls-cert", 1, "PANKHA_TLS_CERT", "", "PEM certificate: serve wss/https"},
-	{"tls-key", 1, "PANKHA_TLS_KEY", "", "PEM private key for --tls-cert"},
+	{"tls-cert", 1, "PANKHA_TLS_CERT", "", "PEM certificate (and chain): serve wss/https; SIGHUP reloads it"},
+	{"tls-key", 1, "PANKHA_TLS_KEY", "", "PEM private key for --tls-cert; SIGHUP reloads it"},
 	{"bridge-id", 1, "PANKHA_BRIDGE_ID", "HOSTNAME:PORT", "name of this bridge in pankha.connections"},
 	{"log-file", 1, "PANKHA_LOG_FILE", "", "append logs here (empty: stderr); SIGHUP reopens"},
 	{"log-json", 0, "PANKHA_LOG_JSON", "off", "log one JSON object per line"},
@@ -398,6 +399,7 @@ on_signal(struct ev_loop *l, ev_signal *w, int revents)
 	{
 		log_reopen();
 		blog("info", "sighup", "log reopened");
+		tls_reload();
 		return;
 	}
 	if (srv.draining)
@@ -621,6 +623,9 @@ main(int argc, char **argv)
 		lws_context_destroy(srv.context);
 		return 1;
 	}
+	if (srv.cfg.tls_cert && !tls_can_reload())
+		blog("warn", "startup", "lws did not pass its TLS context: SIGHUP cannot reload %s",
+			 srv.cfg.tls_cert);
 	blog("warn", "startup", "pankha-bridge %s listening on %s as %s", BRIDGE_VERSION,
 		 srv.cfg.listen, srv.bridge_id);
 	{
