@@ -171,6 +171,7 @@ struct db_query
 	void	   *arg;			/* for done */
 	lws_usec_t	sent_at;		/* when it went to the server */
 	bool		retry_on_error; /* re-run on errors that are not the query's fault */
+	bool		result_kept;	/* done() kept the PGresult and will PQclear it */
 };
 
 struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);

@@ -11,7 +11,8 @@
  *
  * The copy is loaded whole once the LISTEN connection listens on
  * pankha_credentials (at start and after every reconnect of it, since
- * notifications may have been missed); until then handshakes get 503.
+ * notifications may have been missed), and applied a few thousand rows per
+ * turn of the loop; until then handshakes get 503.
  * The extension NOTIFYs the selector of every token that changes, and the
  * bridge reloads just those.  One credential query runs at a time, so
  * results are applied in the order of their snapshots: a query sent after
@@ -41,6 +42,7 @@
 #define REPORT_BATCH 1000		/* report at once when this many wait */
 #define REPORT_MAX_WAITING 100000	/* refusals held while the database is slow */
 #define RETRY_US LWS_US_PER_SEC /* after a credential query failed */
+#define LOAD_CHUNK 5000			/* rows of a full load applied per loop turn */
 
 /* One live credential. */
 struct cred
@@ -89,6 +91,20 @@ static struct report rep;
 static struct btimer report_timer;
 static bool report_armed;
 static uint64_t unaudited;		/* refusals dropped since the last warning */
+
+/*
+ * A full load being applied: a few thousand rows per turn of the loop, so
+ * that 100,000 credentials do not stall it; the old copy answers meanwhile.
+ */
+static struct
+{
+	PGresult   *res;			/* the rows (NULL: no load being applied) */
+	int			next;			/* first row not yet applied */
+	int			skipped;		/* rows that could not be kept */
+	struct cred_table fresh;	/* what replaces the copy at the end */
+	lws_usec_t	apply_us;		/* time spent applying */
+	struct btimer timer;		/* the next chunk */
+}			load;
 
 static void creds_kick(void);
 
@@ -146,6 +162,16 @@ table_grow(struct cred_table *t)
 	free(t->buckets);
 	t->buckets = nb;
 	t->size = nsize;
+	return true;
+}
+
+/* Make room for n entries without growing again; false when memory is short. */
+static bool
+table_reserve(struct cred_table *t, size_t n)
+{
+	while (t->size < n)
+		if (!table_grow(t))
+			return false;
 	return true;
 }
 
@@ -569,46 +595,71 @@ query_failed(const char *what, PGresult *res)
 	timer_schedule(&retry_timer, retry_cb, RETRY_US);
 }
 
-/* The whole list arrived: it replaces the copy. */
+/* Apply the next rows of a full load; at the end the new copy replaces the old. */
 static void
-full_load_done(struct db_query *q, PGresult *res)
+load_chunk_cb(lws_sorted_usec_list_t *sul)
 {
-	struct cred_table fresh = {0};
-	int			n, skipped = 0;
+	lws_usec_t	started = now_us();
+	int			n = PQntuples(load.res);
+	int			until = load.next + LOAD_CHUNK < n ? load.next + LOAD_CHUNK : n;
 
-	query_in_flight = false;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	for (; load.next < until; load.next++)
 	{
-		reload_wanted = true;
-		query_failed("loading credentials", res);
-		return;
-	}
-	n = PQntuples(res);
-	for (int i = 0; i < n; i++)
-	{
-		struct cred *c = cred_from_row(res, i), *dup;
+		struct cred *c = cred_from_row(load.res, load.next), *dup;
 
-		if (!c || !table_put(&fresh, c, &dup))
+		if (!c || !table_put(&load.fresh, c, &dup))
 		{
 			free(c);
-			skipped++;
+			load.skipped++;
 			continue;
 		}
 		free(dup);
 	}
+	load.apply_us += now_us() - started;
+	if (load.next < n)
+	{
+		timer_schedule(&load.timer, load_chunk_cb, 1);
+		return;
+	}
+	PQclear(load.res);
+	load.res = NULL;
 	table_free(&live);
-	live = fresh;
-	if (skipped)
-		blog("error", "credentials", "%d credentials could not be kept (out of memory?)", skipped);
+	live = load.fresh;
+	memset(&load.fresh, 0, sizeof(load.fresh));
+	if (load.skipped)
+		blog("error", "credentials", "%d credentials could not be kept (out of memory?)", load.skipped);
 	/* a LISTEN lost meanwhile asked for another load; until then, 503 */
 	loaded = listening && !reload_wanted;
 	srv.m.credential_loads++;
-	blog("info", "credentials_loaded", "%zu credentials in %.1f ms", live.count,
-		 (double) (now_us() - load_started) / 1000.0);
+	blog("info", "credentials_loaded", "%zu credentials in %.1f ms (%.1f ms of it applying them)",
+		 live.count, (double) (now_us() - load_started) / 1000.0, (double) load.apply_us / 1000.0);
 	/* revocations missed while LISTEN was away */
 	agents_recheck_credentials();
 	ui_recheck_credentials();
+	query_in_flight = false;
 	creds_kick();
+}
+
+/* The whole list arrived: apply it over the next turns of the loop. */
+static void
+full_load_done(struct db_query *q, PGresult *res)
+{
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		query_in_flight = false;
+		reload_wanted = true;
+		query_failed("loading credentials", res);
+		return;
+	}
+	/* query_in_flight stays set: later refreshes must apply after this */
+	memset(&load.fresh, 0, sizeof(load.fresh));
+	load.res = res;
+	q->result_kept = true;
+	load.next = load.skipped = 0;
+	load.apply_us = 0;
+	if (!table_reserve(&load.fresh, (size_t) PQntuples(res)))
+		blog("warn", "credentials", "no memory to size the table for %d credentials", PQntuples(res));
+	timer_schedule(&load.timer, load_chunk_cb, 1);
 }
 
 /* Reloaded selectors: the rows returned replace, the others are gone. */
@@ -797,6 +848,11 @@ creds_shutdown(void)
 {
 	timer_cancel(&retry_timer);
 	timer_cancel(&report_timer);
+	timer_cancel(&load.timer);
+	if (load.res)
+		PQclear(load.res);
+	load.res = NULL;
+	table_free(&load.fresh);
 	report_armed = false;
 	report_clear();
 	table_free(&live);

@@ -296,7 +296,8 @@ dc_complete_head(struct db_conn *dc)
 						  (double) (now_us() - q->sent_at) / 1e6);
 	if (q->done)
 		q->done(q, res);
-	PQclear(res);
+	if (!q->result_kept)
+		PQclear(res);
 	db_query_free(q);
 }
 
