@@ -1,8 +1,10 @@
 /*
  * agent_ws.c - the agent endpoint, /ws/agent.
  *
- * Handshake: the agent id and bearer token are checked with
- * pankha.authenticate_agent before the upgrade is accepted (401 otherwise).
+ * Handshake: the agent id and bearer token are checked against the
+ * bridge's copy of the live credentials (credentials.c) before the upgrade
+ * is accepted (401 otherwise); a connection whose token is revoked later is
+ * closed with 4001.
  * Data frames from every agent are gathered for a few milliseconds and sent
  * to pankha.ingest_many in one call on the ingest lane; once committed each
  * agent gets an ack with its highest committed seq, and rejected frames an
@@ -916,7 +918,7 @@ schedule_claim(void)
 	timer_schedule(&claim_sul, claim_cb, 1);
 }
 
-/* NOTIFY from the extension: commands, replacement, revocation. */
+/* NOTIFY from the extension: commands, replacement. */
 void
 agents_on_notify(const char *channel, const char *payload)
 {
@@ -937,14 +939,33 @@ agents_on_notify(const char *channel, const char *payload)
 		const char *bridge = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "bridge"));
 		cJSON	   *conn = cJSON_GetObjectItemCaseSensitive(p, "connection");
 
-		if (event && !strcmp(event, "revoked"))
-			agent_close(a, 4001, "revoked");
-		else if (event && !strcmp(event, "replaced") && bridge &&
+		/* "revoked" is handled through pankha_credentials (credentials.c) */
+		if (event && !strcmp(event, "replaced") && bridge &&
 				 strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn) &&
 				 a->connection_id && a->connection_id < (int64_t) conn->valuedouble)
 			agent_close(a, 4000, "replaced");
 	}
 	cJSON_Delete(p);
+}
+
+/* The credential that let agent_id in here changed: is it still good? */
+void
+agents_credential_changed(const char *agent_id, const char *selector)
+{
+	struct agent *a = agent_find(agent_id);
+
+	if (a && !strcmp(a->selector, selector) &&
+		!creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+		agent_close(a, 4001, "revoked");
+}
+
+/* After a full reload: close every connection whose token is gone. */
+void
+agents_recheck_credentials(void)
+{
+	for (struct agent *a = all_head; a; a = a->all_next)
+		if (a->wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+			agent_close(a, 4001, "revoked");
 }
 
 /* ---------------------------------------------------------------- messages */
@@ -1183,8 +1204,8 @@ agent_ws_filter(struct lws *wsi, void **session)
 	char		id[128], buf[160], peer[64];
 	const char *arg;
 	char	   *token = NULL;
-	const char *params[3];
-	PGresult   *res;
+	struct cred_grant grant;
+	enum cred_verdict verdict;
 	struct agent *a;
 	int			n;
 
@@ -1214,26 +1235,16 @@ agent_ws_filter(struct lws *wsi, void **session)
 
 	if (http_header_token(wsi, &token) < 0)
 		return http_refuse(wsi, 500, "out of memory");
-	params[0] = id;
-	params[1] = token ? token : "";
-	params[2] = peer;
-	res = db_auth_exec("SELECT pankha.authenticate_agent($1, $2, $3)", 3, params);
+	verdict = creds_check(CRED_AGENT, id, token, peer, &grant);
 	free(token);
-	if (!res)
+	if (verdict == CRED_UNAVAILABLE)
 		return http_refuse(wsi, 503, "database unavailable");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-		PQgetisnull(res, 0, 0) || strcmp(PQgetvalue(res, 0, 0), id))
+	if (verdict == CRED_REFUSED)
 	{
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			blog("warn", "agent_auth", "agent %s from %s: %s", id, peer,
-				 PQresultErrorMessage(res));
-		else
-			blog("info", "agent_refused", "agent %s from %s: bad credentials", id, peer);
-		PQclear(res);
+		blog("info", "agent_refused", "agent %s from %s: bad credentials", id, peer);
 		srv.m.handshakes_refused++;
 		return http_refuse(wsi, 401, "invalid agent credentials");
 	}
-	PQclear(res);
 
 	a = calloc(1, sizeof(*a));
 	if (!a || !(a->agent_id = strdup(id)))
@@ -1241,6 +1252,7 @@ agent_ws_filter(struct lws *wsi, void **session)
 		free(a);
 		return http_refuse(wsi, 500, "out of memory");
 	}
+	memcpy(a->selector, grant.selector, sizeof(a->selector));
 	snprintf(a->remote, sizeof(a->remote), "%s", peer);
 	a->refs = 1;				/* the connection's */
 	a->pending_ack = a->acked = -1;

@@ -139,6 +139,8 @@ struct metrics
 	uint64_t	closed_silent;	/* connections closed for silence */
 	uint64_t	ui_dropped_slow;	/* dashboards dropped for not reading */
 	uint64_t	read_pauses;	/* times reading paused for backpressure */
+	uint64_t	credential_loads;	/* complete loads of the credentials */
+	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */
@@ -173,6 +175,7 @@ struct db_query
 	void	   *arg;			/* for done */
 	lws_usec_t	sent_at;		/* when it went to the server */
 	bool		retry_on_error; /* re-run on errors that are not the query's fault */
+	bool		result_kept;	/* done() kept the PGresult and will PQclear it */
 };
 
 struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);
@@ -187,9 +190,40 @@ void		db_shutdown(void);
 bool		db_idle(void);
 bool		db_error_is_data(PGresult *res);
 
-PGresult   *db_auth_exec(const char *sql, int nparams, const char *const *params);
-
 extern const struct lws_protocols db_protocol;
+
+/* ---------------------------------------------------------------- credentials */
+
+#define CRED_SELECTOR_LEN 16	/* token characters after the kind prefix */
+#define CRED_AGENT 'a'
+#define CRED_UI 'u'
+
+/* The answer to a handshake's credentials. */
+enum cred_verdict
+{
+	CRED_OK,					/* accept */
+	CRED_REFUSED,				/* HTTP 401; recorded as auth.failed */
+	CRED_UNAVAILABLE			/* HTTP 503: database down or credentials not loaded */
+};
+
+/* What an accepted token grants, kept by the connection. */
+struct cred_grant
+{
+	char		selector[CRED_SELECTOR_LEN + 1];	/* which token let it in */
+	char		owner[65];		/* agent id or dashboard user name */
+	char		role[12];		/* dashboard role */
+};
+
+enum cred_verdict creds_check(char kind, const char *agent_id, const char *token,
+							  const char *peer, struct cred_grant *grant);
+bool		creds_ready(void);
+size_t		creds_count(void);
+bool		creds_still_valid(char kind, const char *selector, const char *owner, const char *role);
+void		creds_listening(void);
+void		creds_listen_lost(void);
+void		creds_on_notify(const char *channel, const char *payload);
+void		creds_flush_reports(void);
+void		creds_shutdown(void);
 
 /* ---------------------------------------------------------------- agents */
 
@@ -203,6 +237,7 @@ struct agent
 	struct agent *all_next;		/* list of every live connection */
 	struct agent *all_prev;
 	char	   *agent_id;
+	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
 	char	   *group;			/* its group at connect time, or NULL */
 	char		remote[64];		/* peer address */
 	struct lws *wsi;			/* NULL once the socket closed */
@@ -239,6 +274,8 @@ void		agents_on_notify(const char *channel, const char *payload);
 void		agents_claim_all(void);
 void		agents_flush(void);
 void		agents_close_all(int code, const char *reason);
+void		agents_credential_changed(const char *agent_id, const char *selector);
+void		agents_recheck_credentials(void);
 int			agents_count(void);
 size_t		ingest_held(void);
 
@@ -254,6 +291,8 @@ int			ui_ws_filter(struct lws *wsi, void **session);
 void		ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len);
 void		ui_on_notify(const char *channel, const char *payload);
 void		ui_close_all(int code, const char *reason);
+void		ui_credential_changed(const char *selector);
+void		ui_recheck_credentials(void);
 int			ui_count(void);
 bool		ui_any(void);
 

@@ -10,9 +10,9 @@
  * front of their lane and are sent again after the reconnect (everything
  * the bridge sends is idempotent), with exponential backoff.
  *
- * The one exception is db_auth_exec(): WebSocket handshakes must be
- * answered inside the lws filter callback, so credential checks run
- * synchronously on a separate connection with a short statement timeout.
+ * Nothing here blocks: even WebSocket handshakes, which lws wants answered
+ * inside its filter callback, are checked against the copy of the
+ * credentials in credentials.c, kept fresh through the LISTEN connection.
  */
 #include "bridge.h"
 
@@ -30,6 +30,8 @@ struct db_conn
 		DC_DOWN, DC_CONNECTING, DC_READY
 	}			state;
 	bool		is_listen;		/* the LISTEN connection */
+	bool		listen_pending; /* its LISTEN statements not yet answered */
+	bool		listen_failed;	/* one of them failed */
 	enum db_lane lane;			/* which queries it runs */
 	int			max_depth;		/* queries in flight at most */
 	int			depth;			/* queries in flight now */
@@ -55,7 +57,6 @@ static struct db_conn *conns;
 static int	nconns;
 static struct db_fifo waiting[LANE_COUNT];
 static struct lws_vhost *db_vh;
-static PGconn *auth_pg;
 static bool shutting_down;
 
 static void dc_connect(struct db_conn *dc);
@@ -309,7 +310,8 @@ dc_complete_head(struct db_conn *dc)
 						  (double) (now_us() - q->sent_at) / 1e6);
 	if (q->done)
 		q->done(q, res);
-	PQclear(res);
+	if (!q->result_kept)
+		PQclear(res);
 	db_query_free(q);
 }
 
@@ -344,18 +346,33 @@ dc_service(struct db_conn *dc)
 	{
 		agents_on_notify(n->relname, n->extra);
 		ui_on_notify(n->relname, n->extra);
+		creds_on_notify(n->relname, n->extra);
 		PQfreemem(n);
 	}
 
 	if (dc->is_listen)
 	{
-		PGresult   *r;
-
-		while (!PQisBusy(dc->pg) && (r = PQgetResult(dc->pg)) != NULL)
+		while (dc->listen_pending && !PQisBusy(dc->pg))
 		{
+			PGresult   *r = PQgetResult(dc->pg);
+
+			if (!r)
+			{
+				/* every LISTEN answered: from now on no change goes unheard */
+				dc->listen_pending = false;
+				if (dc->listen_failed)
+				{
+					dc_lost(dc, "LISTEN failed");
+					return;
+				}
+				creds_listening();
+				break;
+			}
 			if (PQresultStatus(r) != PGRES_COMMAND_OK)
-				blog("error", "db_listen", "LISTEN failed: %s",
-					 PQresultErrorMessage(r));
+			{
+				blog("error", "db_listen", "LISTEN failed: %s", PQresultErrorMessage(r));
+				dc->listen_failed = true;
+			}
 			PQclear(r);
 		}
 		return;
@@ -440,11 +457,14 @@ dc_poll_connect(struct db_conn *dc)
 				if (!PQsendQuery(dc->pg,
 								 "LISTEN pankha_command; LISTEN pankha_agent; "
 								 "LISTEN pankha_agent_status; "
-								 "LISTEN pankha_command_result; LISTEN pankha_alert"))
+								 "LISTEN pankha_command_result; LISTEN pankha_alert; "
+								 "LISTEN pankha_credentials"))
 				{
 					dc_lost(dc, PQerrorMessage(dc->pg));
 					return;
 				}
+				dc->listen_pending = true;
+				dc->listen_failed = false;
 				dc_flush(dc);
 				/* notifications may have been missed while it was down */
 				if (dc->was_up)
@@ -555,6 +575,11 @@ dc_lost(struct db_conn *dc, const char *why)
 			 dc->is_listen ? "listen" : "pool", (int) (dc - conns),
 			 (int) strcspn(why ? why : "", "\n"), why ? why : "");
 	dc_detach(dc);
+	if (dc->is_listen)
+	{
+		dc->listen_pending = false;
+		creds_listen_lost();
+	}
 	if (dc->head_result)
 	{
 		PQclear(dc->head_result);
@@ -691,49 +716,4 @@ db_shutdown(void)
 		dc->pg = NULL;
 		dc->state = DC_DOWN;
 	}
-	if (auth_pg)
-		PQfinish(auth_pg);
-	auth_pg = NULL;
-}
-
-/*
- * Run a short credential query synchronously, for the handshake filters.
- * Returns NULL (and the caller answers 503) when the database is down.
- */
-PGresult *
-db_auth_exec(const char *sql, int nparams, const char *const *params)
-{
-	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-	const char *vals[] = {srv.cfg.db, "pankha-bridge-auth", "2",
-	"-c statement_timeout=3000", NULL};
-	PGresult   *res;
-
-	if (!db_ready())
-		return NULL;
-	if (auth_pg && PQstatus(auth_pg) != CONNECTION_OK)
-	{
-		PQfinish(auth_pg);
-		auth_pg = NULL;
-	}
-	if (!auth_pg)
-	{
-		auth_pg = PQconnectdbParams(keys, vals, 1);
-		if (!auth_pg || PQstatus(auth_pg) != CONNECTION_OK)
-		{
-			blog("warn", "db_auth", "cannot connect: %s",
-				 auth_pg ? PQerrorMessage(auth_pg) : "out of memory");
-			PQfinish(auth_pg);
-			auth_pg = NULL;
-			return NULL;
-		}
-	}
-	res = PQexecParams(auth_pg, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (!res || result_is_connection_failure(auth_pg, res))
-	{
-		PQclear(res);
-		PQfinish(auth_pg);
-		auth_pg = NULL;
-		return NULL;
-	}
-	return res;
 }

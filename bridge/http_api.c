@@ -298,6 +298,10 @@ serve_metrics(struct http_req *r)
 	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
 	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
 	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
+	metric(&b, "pankha_bridge_credentials", "gauge", "Live agent and dashboard tokens the bridge checks handshakes against.", NULL, creds_count());
+	metric(&b, "pankha_bridge_credentials_ready", "gauge", "1 when the credentials are loaded and handshakes can be answered.", NULL, creds_ready());
+	metric(&b, "pankha_bridge_credential_loads_total", "counter", "Complete loads of the credentials (start, database reconnects).", NULL, m->credential_loads);
+	metric(&b, "pankha_bridge_credential_refreshes_total", "counter", "Reloads of credentials a NOTIFY named.", NULL, m->credential_refreshes);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
@@ -693,11 +697,13 @@ route(struct http_req *r)
 	}
 	if (!strcmp(r->path, "/readyz"))
 	{
-		if (db_ready() && !srv.draining)
+		if (creds_ready() && !srv.draining)
 			respond_json(r, 200, "{\"ready\":true}");
 		else
 			respond_json(r, 503, srv.draining ?
 						 "{\"ready\":false,\"reason\":\"shutting down\"}" :
+						 db_ready() ?
+						 "{\"ready\":false,\"reason\":\"loading credentials\"}" :
 						 "{\"ready\":false,\"reason\":\"database unavailable\"}");
 		return;
 	}

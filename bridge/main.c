@@ -380,6 +380,8 @@ drain_cb(lws_sorted_usec_list_t *sul)
 	}
 	else if (drain_stage == 1)
 	{
+		/* the last handshakes' last_used_at and auth.failed rows */
+		creds_flush_reports();
 		if ((agents_count() == 0 && ui_count() == 0 && (db_idle() || !db_ready())) ||
 			waited > 15 * LWS_US_PER_SEC)
 		{
@@ -644,6 +646,7 @@ main(int argc, char **argv)
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
 	db_shutdown();
+	creds_shutdown();
 	timers_shutdown();
 	lws_context_destroy(srv.context);
 	ev_signal_stop(loop, &sig_term);

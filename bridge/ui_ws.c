@@ -2,8 +2,9 @@
  * ui_ws.c - the dashboard endpoint, /ws/ui.
  *
  * A dashboard user's token (Authorization header, ?token= or a subprotocol
- * entry for browsers) is checked with pankha.authenticate_ui at the
- * handshake.  Clients subscribe to topics and receive the data frames,
+ * entry for browsers) is checked at the handshake against the bridge's copy
+ * of the live credentials (credentials.c); when it is revoked later the
+ * connection is closed with 4001.  Clients subscribe to topics and receive the data frames,
  * agent status changes, command results and alerts of those topics only.
  * Operators and admins may send commands.  A client that does not read
  * what it is sent is dropped rather than allowed to grow the bridge.
@@ -21,8 +22,9 @@ struct ui_client
 	struct ui_client *prev;
 	struct lws *wsi;			/* NULL once closed */
 	int			refs;			/* wsi + queries */
-	char		user[64];
-	char		role[16];		/* viewer, operator or admin */
+	char		user[65];
+	char		role[12];		/* viewer, operator or admin */
+	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
 	char	  **topics;
 	int			ntopics;
 	struct outq out;
@@ -77,6 +79,25 @@ ui_close_all(int code, const char *reason)
 {
 	for (struct ui_client *c = clients; c; c = c->next)
 		ui_close(c, code, reason);
+}
+
+/* The credential with selector changed: close the dashboards it no longer lets in. */
+void
+ui_credential_changed(const char *selector)
+{
+	for (struct ui_client *c = clients; c; c = c->next)
+		if (!strcmp(c->selector, selector) &&
+			!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
+			ui_close(c, 4001, "revoked");
+}
+
+/* After a full reload: close every dashboard whose token is gone. */
+void
+ui_recheck_credentials(void)
+{
+	for (struct ui_client *c = clients; c; c = c->next)
+		if (!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
+			ui_close(c, 4001, "revoked");
 }
 
 /* Queue a message; a client that has too much unread is dropped. */
@@ -569,8 +590,8 @@ ui_ws_filter(struct lws *wsi, void **session)
 {
 	char	   *token = NULL;
 	char		peer[64];
-	const char *params[2];
-	PGresult   *res;
+	struct cred_grant grant;
+	enum cred_verdict verdict;
 	struct ui_client *c;
 
 	if (srv.draining)
@@ -599,28 +620,22 @@ ui_ws_filter(struct lws *wsi, void **session)
 		srv.m.handshakes_refused++;
 		return http_refuse(wsi, 401, "dashboard token missing");
 	}
-	params[0] = token;
-	params[1] = peer;
-	res = db_auth_exec("SELECT user_name, role FROM pankha.authenticate_ui($1, $2)", 2, params);
+	verdict = creds_check(CRED_UI, NULL, token, peer, &grant);
 	free(token);
-	if (!res)
+	if (verdict == CRED_UNAVAILABLE)
 		return http_refuse(wsi, 503, "database unavailable");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-		PQgetisnull(res, 0, 1))
+	if (verdict == CRED_REFUSED)
 	{
-		PQclear(res);
+		blog("info", "ui_refused", "dashboard from %s: bad token", peer);
 		srv.m.handshakes_refused++;
 		return http_refuse(wsi, 401, "invalid dashboard token");
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
-	{
-		PQclear(res);
 		return http_refuse(wsi, 500, "out of memory");
-	}
-	snprintf(c->user, sizeof(c->user), "%s", PQgetvalue(res, 0, 0));
-	snprintf(c->role, sizeof(c->role), "%s", PQgetvalue(res, 0, 1));
-	PQclear(res);
+	memcpy(c->user, grant.owner, sizeof(c->user));
+	memcpy(c->role, grant.role, sizeof(c->role));
+	memcpy(c->selector, grant.selector, sizeof(c->selector));
 	c->refs = 1;
 	*session = c;
 	return 0;

@@ -394,7 +394,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.revoke_token(bigint) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.revoke_token(bigint) IS
-'Revokes a token (see pankha.token_list for ids); false when it was already revoked.  Revoking an agent token NOTIFYs pankha_agent so bridges close its connection.';
+'Revokes a token (see pankha.token_list for ids); false when it was already revoked.  Bridges hear of it on pankha_credentials and close the connections that used it; revoking an agent token also NOTIFYs pankha_agent (event revoked).';
 
 CREATE FUNCTION pankha.revoke_agent_tokens(agent_id text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -476,8 +476,119 @@ REVOKE ALL ON FUNCTION pankha.authenticate_ui(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
 'The dashboard user and role for a live ui token; no row (and an audited failure) otherwise.';
 
+-- What a bridge needs to answer WebSocket handshakes without a query of
+-- its own: the live agent and dashboard tokens as selector and digest
+-- (never the tokens).  A bridge loads them whole when it connects, and
+-- again by selector when NOTIFY pankha_credentials names one.
+CREATE FUNCTION pankha.bridge_credentials(selectors text[] DEFAULT NULL)
+RETURNS TABLE (selector text, kind text, token_id bigint, token_hash bytea,
+               agent_id text, user_name text, role text, expires_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT t.selector, t.kind, t.token_id, t.token_hash, t.agent_id, t.user_name, t.role, t.expires_at
+FROM pankha.tokens t
+WHERE t.kind IN ('agent', 'ui')
+  AND t.revoked_at IS NULL
+  AND (t.expires_at IS NULL OR t.expires_at > now())
+  AND (t.max_uses IS NULL OR t.use_count < t.max_uses)
+  AND (selectors IS NULL OR t.selector = ANY (selectors))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_credentials(text[]) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.bridge_credentials(text[]) IS
+'For bridges: the live agent and dashboard tokens (all, or those with the given selectors) as selector, SHA-256 digest, owner, role and expiry.  A selector asked for and not returned is no longer live.';
+
+-- Tells the bridges which credential changed, so that each reloads just
+-- that one: issue, rotation, revocation, deletion (also of an agent, by
+-- cascade) and any direct change, but not the last_used_at bookkeeping.
+CREATE FUNCTION pankha.tokens_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM pg_notify('pankha_credentials', '*');
+        RETURN NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' AND OLD.kind IN ('agent', 'ui') THEN
+        PERFORM pg_notify('pankha_credentials', OLD.selector);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.kind IN ('agent', 'ui') THEN
+        PERFORM pg_notify('pankha_credentials', NEW.selector);	-- the same payload twice is sent once
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.tokens_notify() IS
+'Trigger: NOTIFY pankha_credentials with the selector of an agent or dashboard token that changed ("*" after TRUNCATE).';
+CREATE TRIGGER tokens_notify
+    AFTER INSERT OR DELETE OR UPDATE OF kind, selector, token_hash, agent_id, user_name, role,
+                                        max_uses, use_count, expires_at, revoked_at
+    ON pankha.tokens FOR EACH ROW EXECUTE FUNCTION pankha.tokens_notify();
+CREATE TRIGGER tokens_notify_truncate AFTER TRUNCATE ON pankha.tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION pankha.tokens_notify();
+
+-- What authenticate_agent and authenticate_ui leave behind, for handshakes
+-- a bridge has answered from its copy of pankha.bridge_credentials: the
+-- tokens used get last_used_at, and each refusal one auth.failed row with
+-- the reason those functions would have given.
+CREATE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit('auth.failed', CASE WHEN f.kind = 'agent' THEN left(f.agent_id, 64) END,
+                             jsonb_build_object('kind', f.kind, 'reason', reason), f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and audits each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would; returns how many refusals it audited.';
+
 GRANT EXECUTE ON FUNCTION pankha.authenticate_agent(text, text, text),
                           pankha.authenticate_ui(text, text),
+                          pankha.bridge_credentials(text[]),
+                          pankha.record_handshakes(bigint[], text[], text[], text[], text[]),
                           pankha.enroll_agent(text, text, text, text, jsonb, text),
                           pankha.try_enroll_agent(text, text, text, text, jsonb, text)
     TO pankha_bridge;
