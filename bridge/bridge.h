@@ -95,6 +95,7 @@ void		sbuf_puts(struct sbuf *b, const char *s);
 void		sbuf_printf(struct sbuf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 void		sbuf_text_array_begin(struct sbuf *b);
 void		sbuf_text_array_elem(struct sbuf *b, const char *s, size_t n);
+void		sbuf_text_array_null(struct sbuf *b);
 void		sbuf_text_array_end(struct sbuf *b, size_t count);
 void		sbuf_free(struct sbuf *b);
 

@@ -69,7 +69,7 @@ struct cred_table
 struct report
 {
 	struct sbuf used;			/* token ids, comma-separated */
-	struct sbuf kinds;			/* the refusals: kind, agent id, token, address */
+	struct sbuf kinds;			/* the refusals, binary text[]s: kind, agent id, token, address */
 	struct sbuf agent_ids;
 	struct sbuf tokens;
 	struct sbuf addrs;
@@ -365,9 +365,9 @@ void
 creds_flush_reports(void)
 {
 	struct db_query *q;
-	struct sbuf *lists[] = {&rep.used, &rep.kinds, &rep.agent_ids, &rep.tokens, &rep.addrs};
-	char	   *arrays[5] = {NULL};
-	bool		failed = false;
+	struct sbuf *lists[] = {&rep.kinds, &rep.agent_ids, &rep.tokens, &rep.addrs};
+	char	   *used = NULL;
+	bool		failed;
 
 	if (report_armed)
 	{
@@ -379,13 +379,15 @@ creds_flush_reports(void)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.record_handshakes($1::bigint[], $2::text[], $3::text[], "
 					 "$4::text[], $5::text[])", report_done, NULL);
-	for (int i = 0; i < 5; i++)
-		if (!(arrays[i] = array_literal(lists[i])))
-			failed = true;
-	for (int i = 0; i < 5 && q && !failed; i++)
-		if (db_query_param(q, arrays[i], strlen(arrays[i])))
-			failed = true;
-	if (!q || failed)
+	failed = !q || !(used = array_literal(&rep.used)) || db_query_param(q, used, strlen(used));
+	for (int i = 0; i < 4 && !failed; i++)
+	{
+		if (!rep.nfailed)
+			sbuf_text_array_begin(lists[i]);
+		sbuf_text_array_end(lists[i], rep.nfailed);
+		failed = db_query_param_sbuf(q, lists[i]) != 0;
+	}
+	if (failed)
 	{
 		blog("error", "handshake_report", "out of memory: %d handshakes not recorded",
 			 rep.nused + rep.nfailed);
@@ -394,8 +396,7 @@ creds_flush_reports(void)
 	}
 	else
 		db_submit(q);
-	for (int i = 0; i < 5; i++)
-		free(arrays[i]);
+	free(used);
 	report_clear();
 	if (unaudited)
 	{
@@ -433,16 +434,16 @@ report_used(int64_t token_id)
 	report_schedule();
 }
 
-/* Append one element (NULL for SQL NULL) to a comma-separated list. */
+/* Append one element (NULL for SQL NULL) to a list of refusals. */
 static void
 list_add(struct sbuf *list, bool first, const char *s, size_t n)
 {
-	if (!first)
-		sbuf_puts(list, ",");
+	if (first)
+		sbuf_text_array_begin(list);
 	if (s)
-		sbuf_array_elem(list, s, n);
+		sbuf_text_array_elem(list, s, n);
 	else
-		sbuf_puts(list, "NULL");
+		sbuf_text_array_null(list);
 }
 
 /* Bytes of s up to n, with bytes that are not UTF-8 replaced by '?'. */
@@ -749,7 +750,6 @@ creds_kick(void)
 		size_t		n = npending < REFRESH_MAX ? npending : REFRESH_MAX;
 		char	  **batch = calloc(n + 1, sizeof(*batch));
 		struct sbuf list = {0};
-		char	   *array;
 
 		if (!batch)
 		{
@@ -759,21 +759,19 @@ creds_kick(void)
 		}
 		for (size_t i = 0; i < n; i++)
 			list_add(&list, i == 0, pending[i], CRED_SELECTOR_LEN);
-		array = array_literal(&list);
-		sbuf_free(&list);
-		q = array ? db_query_new(LANE_GENERAL, credential_sql, refresh_done, batch) : NULL;
-		if (!q || db_query_param(q, array, strlen(array)))
+		sbuf_text_array_end(&list, n);
+		q = db_query_new(LANE_GENERAL, credential_sql, refresh_done, batch);
+		if (!q || db_query_param_sbuf(q, &list))
 		{
 			if (q)
 				db_query_free(q);
-			free(array);
+			sbuf_free(&list);
 			free(batch);
 			blog("error", "credentials", "out of memory");
 			retry_waiting = true;
 			timer_schedule(&retry_timer, retry_cb, RETRY_US);
 			return;
 		}
-		free(array);
 		memcpy(batch, pending, n * sizeof(*batch));
 		memmove(pending, pending + n, (npending - n) * sizeof(*pending));
 		npending -= n;

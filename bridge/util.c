@@ -198,8 +198,8 @@ sbuf_printf(struct sbuf *b, const char *fmt,...)
 /*
  * A one-dimensional text[] in PostgreSQL's binary array format (a query
  * parameter sent with format 1): the server takes each element as it is,
- * with no quoting to parse or undo.  begin, then an elem per element, then
- * end with the count, which fills in the dimension.
+ * with no quoting to parse or undo.  begin, then an elem (or null) per
+ * element, then end with the count, which fills in the dimension.
  */
 static void
 sbuf_put_int32(struct sbuf *b, uint32_t v)
@@ -230,6 +230,16 @@ sbuf_text_array_elem(struct sbuf *b, const char *s, size_t n)
 	}
 	sbuf_put_int32(b, (uint32_t) n);
 	sbuf_append(b, s, n);
+}
+
+void
+sbuf_text_array_null(struct sbuf *b)
+{
+	uint32_t	has_nulls = htonl(1);
+
+	sbuf_put_int32(b, UINT32_MAX);	/* length -1: NULL */
+	if (!b->failed && b->len >= 20)
+		memcpy(b->data + 4, &has_nulls, 4);
 }
 
 void
