@@ -298,6 +298,7 @@ serve_metrics(struct http_req *r)
 	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
 	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
 	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
+	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
