@@ -9,6 +9,7 @@
  */
 #include "bridge.h"
 
+#include <malloc.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -298,6 +299,16 @@ serve_metrics(struct http_req *r)
 	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
 	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
 	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
+	{
+		/* where RSS goes: allocated bytes, and free ones the heap still holds */
+		struct mallinfo2 mi = mallinfo2();
+
+		sbuf_printf(&b, "# HELP pankha_bridge_heap_bytes Heap bytes allocated and held free (glibc mallinfo2).\n"
+					"# TYPE pankha_bridge_heap_bytes gauge\n"
+					"pankha_bridge_heap_bytes{state=\"in_use\"} %zu\n"
+					"pankha_bridge_heap_bytes{state=\"free\"} %zu\n",
+					mi.uordblks + mi.hblkhd, mi.fordblks);
+	}
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
