@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -357,6 +358,23 @@ on_signal(struct ev_loop *l, ev_signal *w, int revents)
 	timer_schedule(&drain_sul, drain_cb, 1);
 }
 
+/* ---------------------------------------------------------------- heap */
+
+static struct btimer trim_sul;
+
+/*
+ * Every 10 s, hand whole free pages inside the heap back to the kernel.
+ * free() only shrinks the heap from its top, so the memory of a backlog
+ * (frames held while the database caught up) would otherwise stay in RSS,
+ * scattered between the allocations of live connections.
+ */
+static void
+trim_cb(lws_sorted_usec_list_t *sul)
+{
+	malloc_trim(0);
+	timer_schedule(&trim_sul, trim_cb, 10 * LWS_US_PER_SEC);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000};
@@ -569,6 +587,7 @@ main(int argc, char **argv)
 		lws_context_destroy(srv.context);
 		return 1;
 	}
+	timer_schedule(&trim_sul, trim_cb, 10 * LWS_US_PER_SEC);
 	blog("warn", "startup", "pankha-bridge %s listening on %s as %s", BRIDGE_VERSION,
 		 srv.cfg.listen, srv.bridge_id);
 	{
