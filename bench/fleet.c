@@ -74,7 +74,8 @@ static volatile sig_atomic_t stop;
 static ev_timer tick_timer;
 static lws_usec_t started, sending_until;
 
-static const struct lws_extension client_exts[] = {
+/* the offer is --deflate-offer; lws' client keeps its context unless told not to */
+static struct lws_extension client_exts[] = {
 	{"permessage-deflate", lws_extension_callback_pm_deflate,
 	"permessage-deflate; client_max_window_bits"},
 	{NULL, NULL, NULL}
@@ -334,6 +335,7 @@ usage(void)
 		   "  --duration=S         seconds of sending after the last connect (default 30)\n"
 		   "  --connect-rate=N     connection attempts per second (default 1000)\n"
 		   "  --deflate=on|off     offer permessage-deflate (default on)\n"
+		   "  --deflate-offer=S    the offer (default \"permessage-deflate; client_max_window_bits\")\n"
 		   "  --sensors=N --fans=N per frame (default 8 and 3)\n"
 		   "  --ack-wait=S         after sending, wait up to S seconds for the last acks (default 60)\n"
 		   "  --commands-out=FILE  record command arrivals (default: none)\n");
@@ -346,7 +348,8 @@ main(int argc, char **argv)
 		{"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"tokens", 1, 0, 't'}, {"agents", 1, 0, 'n'},
 		{"interval", 1, 0, 'i'}, {"duration", 1, 0, 'd'}, {"connect-rate", 1, 0, 'r'},
 		{"deflate", 1, 0, 'z'}, {"commands-out", 1, 0, 'c'}, {"sensors", 1, 0, 's'},
-		{"fans", 1, 0, 'f'}, {"ack-wait", 1, 0, 'w'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}
+		{"fans", 1, 0, 'f'}, {"ack-wait", 1, 0, 'w'}, {"deflate-offer", 1, 0, 'o'},
+		{"help", 0, 0, 'H'}, {0, 0, 0, 0}
 	};
 	struct lws_context_creation_info info;
 	struct ev_loop *loop;
@@ -375,6 +378,7 @@ main(int argc, char **argv)
 			case 's': opt.sensors = atoi(optarg); break;
 			case 'f': opt.fans = atoi(optarg); break;
 			case 'w': opt.ack_wait_s = atoi(optarg); break;
+			case 'o': client_exts[0].client_offer = optarg; break;
 			case 'H': usage(); return 0;
 			default: usage(); return 2;
 		}

@@ -142,6 +142,7 @@ struct metrics
 	uint64_t	read_pauses;	/* times reading paused for backpressure */
 	uint64_t	credential_loads;	/* complete loads of the credentials */
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
+	int64_t		deflate_parked; /* connections whose inflater is parked */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */
@@ -359,8 +360,22 @@ struct ws_session
 {
 	int			kind;			/* WS_AGENT or WS_UI */
 	void	   *obj;			/* struct agent * or struct ui_client * */
-	int			window;			/* permessage-deflate window bits in use */
+	int			window;			/* permessage-deflate window bits (0: none) */
+	bool		context;		/* the client keeps its context: park its inflater */
+	bool		parked;			/* the inflater is freed, its window in dict */
+	bool		mid_message;	/* parked between blocks of one message */
+	unsigned int dict_len;		/* bytes of window in dict */
+	unsigned char *dict;		/* the parked window (2^window bytes), or NULL */
 };
+
+/* permessage-deflate (deflate.c) */
+void		deflate_answer(struct lws *wsi, struct ws_session *s,
+						   struct lws_process_html_args *args);
+void		deflate_established(struct lws *wsi, struct ws_session *s);
+void		deflate_session_end(struct ws_session *s);
+int			deflate_extension(struct lws_context *context, const struct lws_extension *ext,
+							  struct lws *wsi, enum lws_extension_callback_reasons reason,
+							  void *user, void *in, size_t len);
 
 #define WS_NONE 0
 #define WS_AGENT 1

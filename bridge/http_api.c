@@ -9,6 +9,7 @@
  */
 #include "bridge.h"
 
+#include <malloc.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -302,6 +303,17 @@ serve_metrics(struct http_req *r)
 	metric(&b, "pankha_bridge_credentials_ready", "gauge", "1 when the credentials are loaded and handshakes can be answered.", NULL, creds_ready());
 	metric(&b, "pankha_bridge_credential_loads_total", "counter", "Complete loads of the credentials (start, database reconnects).", NULL, m->credential_loads);
 	metric(&b, "pankha_bridge_credential_refreshes_total", "counter", "Reloads of credentials a NOTIFY named.", NULL, m->credential_refreshes);
+	{
+		/* where RSS goes: allocated bytes, and free ones the heap still holds */
+		struct mallinfo2 mi = mallinfo2();
+
+		sbuf_printf(&b, "# HELP pankha_bridge_heap_bytes Heap bytes allocated and held free (glibc mallinfo2).\n"
+					"# TYPE pankha_bridge_heap_bytes gauge\n"
+					"pankha_bridge_heap_bytes{state=\"in_use\"} %zu\n"
+					"pankha_bridge_heap_bytes{state=\"free\"} %zu\n",
+					mi.uordblks + mi.hblkhd, mi.fordblks);
+	}
+	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static const struct option_doc docs[] = {
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
-	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "12", "deflate window bits, 9..15, asked of clients that offer client_max_window_bits"},
+	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
 	{"help", 0, NULL, NULL, "show this help"},
@@ -237,45 +238,6 @@ parse_options(int argc, char **argv)
 /* ---------------------------------------------------------------- ws */
 
 /*
- * permessage-deflate window: lws 4.1.6 answers a client's offer without
- * client_max_window_bits, so the client compresses with a 32 KB window and
- * every connection needs a 32 KB inflate window (~40 KB with zlib state).
- * When the client offered the parameter (RFC 7692 7.1.2.2) we append
- * "client_max_window_bits=N" to the extension line lws just wrote, and the
- * connection's zlib streams use N bits (lws sizes both of a server's
- * streams from server_max_window_bits).  Nothing is changed unless the last
- * header line is exactly lws's permessage-deflate answer.
- */
-static void
-deflate_answer_window(struct lws *wsi, struct ws_session *s, struct lws_process_html_args *args)
-{
-	static const char answer[] = "Sec-WebSocket-Extensions: permessage-deflate";
-	char		offer[256];
-	char	   *end, *line;
-	int			n, scanned = 0;
-
-	s->window = 15;
-	n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
-	if (n <= 0)
-		return;
-	offer[strcspn(offer, ",")] = '\0';	/* lws takes only the first offer */
-	if (!strstr(offer, "permessage-deflate") || !strstr(offer, "client_max_window_bits"))
-		return;
-	end = args->p - 2;
-	if (memcmp(end, "\r\n", 2))
-		return;
-	for (line = end; scanned < 512 && !(line[-2] == '\r' && line[-1] == '\n'); line--)
-		scanned++;
-	if (scanned >= 512 || end - line < (int) sizeof(answer) - 1 ||
-		strncasecmp(line, answer, sizeof(answer) - 1) || args->max_len < 40)
-		return;
-	n = snprintf(end, 40, "; client_max_window_bits=%d\r\n", srv.cfg.deflate_window);
-	args->p = end + n;
-	args->max_len -= n - 2;
-	s->window = srv.cfg.deflate_window;
-}
-
-/*
  * The one WebSocket protocol callback: the handshake filter picks the
  * endpoint by path, and from then on each session goes to its file.
  */
@@ -304,30 +266,17 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		return http_refuse(wsi, 404, "no WebSocket endpoint here");
 	}
+	if (s && (reason == LWS_CALLBACK_CLOSED || reason == LWS_CALLBACK_WSI_DESTROY))
+		deflate_session_end(s);
 	if (!s || !s->obj)
 		return 0;
 	if (reason == LWS_CALLBACK_ADD_HEADERS && srv.cfg.deflate)
 	{
-		deflate_answer_window(wsi, s, in);
+		deflate_answer(wsi, s, in);
 		return 0;
 	}
 	if (reason == LWS_CALLBACK_ESTABLISHED && srv.cfg.deflate)
-	{
-		/* size this connection's zlib streams; see deflate_answer_window() */
-		char		v[8];
-
-		snprintf(v, sizeof(v), "%d", s->window ? s->window : 15);
-		lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", v);
-		snprintf(v, sizeof(v), "%d", srv.cfg.deflate_mem_level);
-		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", v);
-		/*
-		 * What the bridge sends (acks, pongs) is small: its deflater is
-		 * freed after each message instead of holding a window per
-		 * connection (lws keys this on the "client" flag; dropping context
-		 * on one's own sending side needs no negotiation).
-		 */
-		lws_set_extension_option(wsi, "permessage-deflate", "client_no_context_takeover", NULL);
-	}
+		deflate_established(wsi, s);
 	if (s->kind == WS_AGENT)
 	{
 		if (reason == LWS_CALLBACK_WSI_DESTROY)
@@ -411,6 +360,23 @@ on_signal(struct ev_loop *l, ev_signal *w, int revents)
 	blog("info", "shutdown", "draining %d agents, %zu frames held",
 		 agents_count(), ingest_held());
 	timer_schedule(&drain_sul, drain_cb, 1);
+}
+
+/* ---------------------------------------------------------------- heap */
+
+static struct btimer trim_sul;
+
+/*
+ * Every 10 s, hand whole free pages inside the heap back to the kernel.
+ * free() only shrinks the heap from its top, so the memory of a backlog
+ * (frames held while the database caught up) would otherwise stay in RSS,
+ * scattered between the allocations of live connections.
+ */
+static void
+trim_cb(lws_sorted_usec_list_t *sul)
+{
+	malloc_trim(0);
+	timer_schedule(&trim_sul, trim_cb, 10 * LWS_US_PER_SEC);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -570,7 +536,7 @@ main(int argc, char **argv)
 	if (srv.cfg.deflate)
 	{
 		exts[0].name = "permessage-deflate";
-		exts[0].callback = lws_extension_callback_pm_deflate;
+		exts[0].callback = deflate_extension;
 		exts[0].client_offer = "permessage-deflate; client_max_window_bits";
 		memset(&exts[1], 0, sizeof(exts[1]));
 		info.extensions = exts;
@@ -628,6 +594,7 @@ main(int argc, char **argv)
 	if (srv.cfg.tls_cert && !tls_can_reload())
 		blog("warn", "startup", "lws did not pass its TLS context: SIGHUP cannot reload %s",
 			 srv.cfg.tls_cert);
+	timer_schedule(&trim_sul, trim_cb, 10 * LWS_US_PER_SEC);
 	blog("warn", "startup", "pankha-bridge %s listening on %s as %s", BRIDGE_VERSION,
 		 srv.cfg.listen, srv.bridge_id);
 	{
