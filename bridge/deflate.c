@@ -1,24 +1,50 @@
 /*
  * deflate.c - permessage-deflate (RFC 7692) with bounded memory per
- * connection: lws 4.1.6's own extension, the bridge's answer to each
- * client's offer, and the connection's inflater parked between messages.
+ * connection: lws 4.1.6's extension for negotiation and for what the
+ * bridge sends, the bridge's answer to each client's offer, and the
+ * inflating of what clients send, with zlib, with each connection's
+ * inflater parked between messages.
  *
- * Where the memory goes (zlib 1.2.13, lws 4.1.6): lws keeps one inflater
- * per connection for as long as the client keeps its compression context,
- * that is zlib's inflate state (7,160 bytes, whatever the window) plus a
- * window of 2^bits bytes, and two 1 KB buffers of its own.  The deflater
- * (5,952 bytes of state plus four times the window at memLevel 1) is made
- * and freed for each message the bridge sends, since acks and pongs are
- * small.  At 11 window bits a held inflater alone would be 9.2 KB, most of
- * a 10 KB budget per connection.
+ * Why the bridge inflates itself: lws 4.1.6 inflates into a 1 KB buffer
+ * per connection.  When that fills before the input is used up, it leaves
+ * zlib pointing at the rest of the input and puts the connection on a
+ * list to be finished later; but that input lies in the read buffer all
+ * connections of the thread share (or in a flow-control buffer it frees),
+ * so when another connection is read first the stream is corrupted
+ * ("invalid distance too far back", the agent dropped with 1006).  And
+ * when the buffer is exactly full as the last input of a message is used,
+ * the 5 bytes it adds for the trailer are not enough and an assert aborts
+ * the process.  Both need large messages from several clients at once
+ * (test_deflate_load).  So on lws 4.1 the extension callback inflates a
+ * compressed message's payload itself: all of what one read brought, at
+ * once, into one buffer shared by all connections (--max-message bytes:
+ * lws hands it to the protocol callback before it reads anything else),
+ * adding the 00 00 ff ff trailer at the end of the message.  Nothing is
+ * left pending, so nothing can be overwritten.  Past --max-message the
+ * rest of the stream is dropped and the protocol callback closes the
+ * connection with 1009; invalid data closes it with 1007.  lws still
+ * deflates what the bridge sends, and passes uncompressed messages and
+ * control frames through.  lws 4.1 cannot tell an extension a frame's
+ * opcode, so a pong with payload sent between two fragments of a
+ * compressed message would be taken for message data; clients send pongs
+ * only to answer pings, which the bridge does not send.
+ *
+ * Where the memory goes (zlib 1.2.13): an inflater is zlib's inflate state
+ * (7,160 bytes, whatever the window) plus a window of 2^bits bytes.  The
+ * deflater (5,952 bytes of state plus four times the window at memLevel 1)
+ * is made and freed by lws for each message the bridge sends, since acks
+ * and pongs are small; lws keeps a 1 KB output buffer for them.  At 11
+ * window bits a held inflater alone would be 9.2 KB, most of a 10 KB
+ * budget per connection.
  *
  * So between two messages of a client that keeps its context, the bridge
- * keeps only the window: when a message has been inflated and zlib stands
- * at a block boundary with no input or bits left, the window is copied out
- * (inflateGetDictionary) and the inflater freed; when the next compressed
- * frame arrives, a fresh inflater is given the window back
- * (inflateSetDictionary) before lws' extension inflates it.  That is what
- * zlib would have done with the state it kept, so the stream is the same.
+ * keeps only the window: once a message has been inflated (or when zlib
+ * stands at a block boundary with no bits left in the middle of one), the
+ * window is copied out (inflateGetDictionary) and the inflater freed; the
+ * next compressed payload gets a fresh inflater with the window put back
+ * (inflateSetDictionary).  That is what zlib would have done with the
+ * state it kept, so the stream is the same.  Clients without context
+ * keep nothing between messages.
  *
  * Clients that cannot be given a window (no client_max_window_bits in the
  * offer) would need 32 KB kept each; they are answered with
@@ -146,8 +172,9 @@ read_offer(struct lws *wsi, struct offer *o)
  * on a 32 KB window.  When the client offered that parameter the bridge
  * appends "client_max_window_bits=N" (--deflate-window, or the client's
  * own smaller value, as RFC 7692 7.1.2.2 requires).  When it did not, or
- * when it asked for server_no_context_takeover (lws then frees its
- * inflater after each message, so the client must not rely on context),
+ * when it asked for server_no_context_takeover (lws' own inflater, used
+ * with lws other than 4.1, then frees itself after each message, so the
+ * client must not rely on context),
  * the bridge appends client_no_context_takeover, which a server may always
  * add (7.1.1.2).  Nothing is changed unless the last header line is lws'
  * permessage-deflate answer.
