@@ -292,6 +292,8 @@ int			ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 int			ui_ws_filter(struct lws *wsi, void **session);
 void		ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len);
 void		ui_on_notify(const char *channel, const char *payload);
+struct ui_client;
+void		ui_close(struct ui_client *c, int code, const char *reason);
 void		ui_close_all(int code, const char *reason);
 void		ui_credential_changed(const char *selector);
 void		ui_recheck_credentials(void);
@@ -361,9 +363,12 @@ struct ws_session
 	int			kind;			/* WS_AGENT or WS_UI */
 	void	   *obj;			/* struct agent * or struct ui_client * */
 	int			window;			/* permessage-deflate window bits (0: none) */
-	bool		context;		/* the client keeps its context: park its inflater */
-	bool		parked;			/* the inflater is freed, its window in dict */
-	bool		mid_message;	/* parked between blocks of one message */
+	bool		context;		/* the client keeps its context between messages */
+	bool		in_message;		/* receiving a compressed message */
+	bool		discarding;		/* past --max-message: the rest of the stream is dropped */
+	bool		parked;			/* no inflater, its window in dict */
+	size_t		inflated;		/* bytes inflated of the current message */
+	struct z_stream_s *inflater;	/* the inflater while in use, or NULL */
 	unsigned int dict_len;		/* bytes of window in dict */
 	unsigned char *dict;		/* the parked window (2^window bytes), or NULL */
 };

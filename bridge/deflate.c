@@ -1,24 +1,50 @@
 /*
  * deflate.c - permessage-deflate (RFC 7692) with bounded memory per
- * connection: lws 4.1.6's own extension, the bridge's answer to each
- * client's offer, and the connection's inflater parked between messages.
+ * connection: lws 4.1.6's extension for negotiation and for what the
+ * bridge sends, the bridge's answer to each client's offer, and the
+ * inflating of what clients send, with zlib, with each connection's
+ * inflater parked between messages.
  *
- * Where the memory goes (zlib 1.2.13, lws 4.1.6): lws keeps one inflater
- * per connection for as long as the client keeps its compression context,
- * that is zlib's inflate state (7,160 bytes, whatever the window) plus a
- * window of 2^bits bytes, and two 1 KB buffers of its own.  The deflater
- * (5,952 bytes of state plus four times the window at memLevel 1) is made
- * and freed for each message the bridge sends, since acks and pongs are
- * small.  At 11 window bits a held inflater alone would be 9.2 KB, most of
- * a 10 KB budget per connection.
+ * Why the bridge inflates itself: lws 4.1.6 inflates into a 1 KB buffer
+ * per connection.  When that fills before the input is used up, it leaves
+ * zlib pointing at the rest of the input and puts the connection on a
+ * list to be finished later; but that input lies in the read buffer all
+ * connections of the thread share (or in a flow-control buffer it frees),
+ * so when another connection is read first the stream is corrupted
+ * ("invalid distance too far back", the agent dropped with 1006).  And
+ * when the buffer is exactly full as the last input of a message is used,
+ * the 5 bytes it adds for the trailer are not enough and an assert aborts
+ * the process.  Both need large messages from several clients at once
+ * (test_deflate_load).  So on lws 4.1 the extension callback inflates a
+ * compressed message's payload itself: all of what one read brought, at
+ * once, into one buffer shared by all connections (--max-message bytes:
+ * lws hands it to the protocol callback before it reads anything else),
+ * adding the 00 00 ff ff trailer at the end of the message.  Nothing is
+ * left pending, so nothing can be overwritten.  Past --max-message the
+ * rest of the stream is dropped and the protocol callback closes the
+ * connection with 1009; invalid data closes it with 1007.  lws still
+ * deflates what the bridge sends, and passes uncompressed messages and
+ * control frames through.  lws 4.1 cannot tell an extension a frame's
+ * opcode, so a pong with payload sent between two fragments of a
+ * compressed message would be taken for message data; clients send pongs
+ * only to answer pings, which the bridge does not send.
+ *
+ * Where the memory goes (zlib 1.2.13): an inflater is zlib's inflate state
+ * (7,160 bytes, whatever the window) plus a window of 2^bits bytes.  The
+ * deflater (5,952 bytes of state plus four times the window at memLevel 1)
+ * is made and freed by lws for each message the bridge sends, since acks
+ * and pongs are small; lws keeps a 1 KB output buffer for them.  At 11
+ * window bits a held inflater alone would be 9.2 KB, most of a 10 KB
+ * budget per connection.
  *
  * So between two messages of a client that keeps its context, the bridge
- * keeps only the window: when a message has been inflated and zlib stands
- * at a block boundary with no input or bits left, the window is copied out
- * (inflateGetDictionary) and the inflater freed; when the next compressed
- * frame arrives, a fresh inflater is given the window back
- * (inflateSetDictionary) before lws' extension inflates it.  That is what
- * zlib would have done with the state it kept, so the stream is the same.
+ * keeps only the window: once a message has been inflated (or when zlib
+ * stands at a block boundary with no bits left in the middle of one), the
+ * window is copied out (inflateGetDictionary) and the inflater freed; the
+ * next compressed payload gets a fresh inflater with the window put back
+ * (inflateSetDictionary).  That is what zlib would have done with the
+ * state it kept, so the stream is the same.  Clients without context
+ * keep nothing between messages.
  *
  * Clients that cannot be given a window (no client_max_window_bits in the
  * offer) would need 32 KB kept each; they are answered with
@@ -33,21 +59,39 @@
 #include <zlib.h>
 
 /*
- * Parking needs the inflater lws keeps for a connection.  In lws 4.1 its
- * permessage-deflate state (struct lws_ext_pm_deflate_priv, which lws
- * passes to the extension callback as "user") begins with that z_stream;
- * nothing else of lws' private layout is used.  Other versions pass
- * through untouched.  At run time zlib itself confirms the stream is a
- * live inflater (inflateGetDictionary checks the state's back pointer)
- * before anything is parked.
+ * On lws 4.1 the bridge inflates what clients send itself (see the top of
+ * this file).  The extension interface hands the callback its buffers as
+ * lws' private struct lws_ext_pm_deflate_rx_ebufs and expects one of the
+ * codes of lws' private enum pmd_return back; both are mirrored here, for
+ * 4.1 only.  With any other lws, lws' own extension inflates.
  */
 #if LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR == 1
-#define PARKING_POSSIBLE true
+#define OWN_INFLATE true
 #else
-#define PARKING_POSSIBLE false
+#define OWN_INFLATE false
 #endif
 
-static bool parking = PARKING_POSSIBLE;
+/* lws 4.1's struct lws_ext_pm_deflate_rx_ebufs */
+struct rx_buffers
+{
+	struct lws_tokens in;		/* payload as received; all of it is used */
+	struct lws_tokens out;		/* what it inflated to */
+};
+
+/* lws 4.1's enum pmd_return, the codes used here */
+#define RX_DID_NOTHING 1
+#define RX_NONFINAL 3
+#define RX_FINAL 4
+#define RX_FAILED (-1)
+
+/*
+ * What one call inflates, for every connection: lws hands it on to the
+ * protocol callback before it reads from any other connection.  It holds
+ * --max-message bytes plus one, so that a message inflating past the limit
+ * shows as too big, plus the NUL lws may write after the end.
+ */
+static unsigned char *rx_out;
+static size_t rx_out_size;
 
 /* What a client offered in its first permessage-deflate offer. */
 struct offer
@@ -128,8 +172,9 @@ read_offer(struct lws *wsi, struct offer *o)
  * on a 32 KB window.  When the client offered that parameter the bridge
  * appends "client_max_window_bits=N" (--deflate-window, or the client's
  * own smaller value, as RFC 7692 7.1.2.2 requires).  When it did not, or
- * when it asked for server_no_context_takeover (lws then frees its
- * inflater after each message, so the client must not rely on context),
+ * when it asked for server_no_context_takeover (lws' own inflater, used
+ * with lws other than 4.1, then frees itself after each message, so the
+ * client must not rely on context),
  * the bridge appends client_no_context_takeover, which a server may always
  * add (7.1.1.2).  Nothing is changed unless the last header line is lws'
  * permessage-deflate answer.
@@ -195,8 +240,10 @@ deflate_established(struct lws *wsi, struct ws_session *s)
 {
 	char		v[8];
 
+	if (!s->window)
+		s->window = 15;
 	/* lws sizes both of a server's streams from server_max_window_bits */
-	snprintf(v, sizeof(v), "%d", s->window ? s->window : 15);
+	snprintf(v, sizeof(v), "%d", s->window);
 	lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", v);
 	snprintf(v, sizeof(v), "%d", srv.cfg.deflate_mem_level);
 	lws_set_extension_option(wsi, "permessage-deflate", "mem_level", v);
@@ -214,69 +261,180 @@ deflate_established(struct lws *wsi, struct ws_session *s)
 		lws_set_extension_option(wsi, "permessage-deflate", "server_no_context_takeover", NULL);
 }
 
-/* Free what a connection's parked inflater kept. */
+/* Free the inflater and window a connection holds. */
 void
 deflate_session_end(struct ws_session *s)
 {
 	if (s->parked)
 		srv.m.deflate_parked--;
+	if (s->inflater)
+	{
+		inflateEnd(s->inflater);
+		free(s->inflater);
+		s->inflater = NULL;
+	}
 	free(s->dict);
 	s->dict = NULL;
 	s->dict_len = 0;
 	s->parked = false;
-	s->context = false;
+	s->in_message = false;
 }
 
 /*
- * Keep only the window of an inflater that stands between blocks, and
- * free the rest.  Nothing happens if zlib does not recognise the stream.
+ * Keep only the window of the inflater (when the message goes on, or the
+ * client keeps its context) and free the rest.  Nothing changes if the
+ * window cannot be kept.
  */
 static void
-park(struct lws *wsi, struct ws_session *s, z_stream *rx)
+park(struct ws_session *s, bool keep_window)
 {
 	uInt		len = 0;
 
-	if (inflateGetDictionary(rx, NULL, &len) != Z_OK)
+	if (keep_window)
 	{
-		blog("warn", "deflate", "lws' inflater is not where lws 4.1 keeps it: "
-			 "inflaters stay allocated between messages");
-		parking = false;
-		return;
+		if (inflateGetDictionary(s->inflater, NULL, &len) != Z_OK ||
+			len > (1u << s->window))
+			return;
+		if (!s->dict && !(s->dict = malloc((size_t) 1 << s->window)))
+			return;				/* keep the inflater instead */
+		if (inflateGetDictionary(s->inflater, s->dict, &len) != Z_OK)
+			return;
+		s->dict_len = len;
+		s->parked = true;
+		srv.m.deflate_parked++;
 	}
-	if (len > (1u << s->window))
-		return;
-	if (!s->dict && !(s->dict = malloc((size_t) 1 << s->window)))
-		return;					/* keep the inflater instead */
-	if (inflateGetDictionary(rx, s->dict, &len) != Z_OK)
-		return;
-	s->dict_len = len;
-	inflateEnd(rx);
-	s->parked = true;
-	/* between whole messages or in the middle of one (decides unparking) */
-	s->mid_message = !lws_is_final_fragment(wsi);
-	srv.m.deflate_parked++;
+	else
+	{
+		free(s->dict);
+		s->dict = NULL;
+		s->dict_len = 0;
+	}
+	inflateEnd(s->inflater);
+	free(s->inflater);
+	s->inflater = NULL;
 }
 
-/* Give a parked connection a fresh inflater holding its window; -1 on error. */
+/* Give a connection an inflater, holding its parked window if any; -1 on error. */
 static int
-unpark(struct ws_session *s, z_stream *rx)
+unpark(struct ws_session *s)
 {
-	if (inflateInit2(rx, -s->window) != Z_OK)
-		return -1;
-	if (s->dict_len && inflateSetDictionary(rx, s->dict, s->dict_len) != Z_OK)
+	z_stream   *z = calloc(1, sizeof(*z));
+
+	if (!z || inflateInit2(z, -s->window) != Z_OK)
 	{
-		inflateEnd(rx);
+		free(z);
 		return -1;
 	}
+	if (s->dict_len && inflateSetDictionary(z, s->dict, s->dict_len) != Z_OK)
+	{
+		inflateEnd(z);
+		free(z);
+		return -1;
+	}
+	s->inflater = z;
+	if (s->parked)
+		srv.m.deflate_parked--;
 	s->parked = false;
-	srv.m.deflate_parked--;
 	return 0;
+}
+
+/* Close a connection whose compressed stream cannot go on. */
+static void
+refuse_stream(struct ws_session *s, int code, const char *reason)
+{
+	s->discarding = true;
+	if (s->kind == WS_AGENT)
+		agent_close(s->obj, code, reason);
+	else if (s->kind == WS_UI)
+		ui_close(s->obj, code, reason);
+}
+
+/*
+ * Inflate one piece of a compressed message's payload, all of it, into
+ * rx_out; lws passes the result to the protocol callback.  The end of the
+ * message gets the four bytes RFC 7692 7.2.2 has the sender strip.
+ */
+static int
+inflate_payload(struct lws *wsi, struct ws_session *s, struct rx_buffers *b)
+{
+	static unsigned char trailer[] = {0x00, 0x00, 0xff, 0xff};
+	bool		end = lws_is_final_fragment(wsi);
+	size_t		room,
+				got;
+	z_stream   *z;
+	int			zr = Z_OK;
+
+	if (!b->in.len && !end)
+		return RX_DID_NOTHING;
+	b->out.token = rx_out;
+	b->out.len = 0;
+	if (s->discarding)
+		goto used;
+
+	if (!s->inflater && unpark(s))
+	{
+		blog("error", "deflate", "cannot allocate an inflater");
+		refuse_stream(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		goto used;
+	}
+	z = s->inflater;
+	room = srv.cfg.max_message + 1 - s->inflated;
+	z->next_out = rx_out;
+	z->avail_out = room;
+	if (b->in.len)
+	{
+		z->next_in = b->in.token;
+		z->avail_in = b->in.len;
+		zr = inflate(z, Z_NO_FLUSH);
+	}
+	if (end && z->avail_in == 0 && z->avail_out && (zr == Z_OK || zr == Z_BUF_ERROR))
+	{
+		z->next_in = trailer;
+		z->avail_in = sizeof(trailer);
+		zr = inflate(z, Z_SYNC_FLUSH);
+	}
+	got = room - z->avail_out;
+	z->next_in = NULL;
+	z->avail_in = 0;
+	s->inflated += got;
+	b->out.len = (int) got;
+	if (zr != Z_OK && zr != Z_BUF_ERROR && zr != Z_STREAM_END)
+	{
+		blog("warn", "deflate", "%s sent invalid compressed data: %s",
+			 s->kind == WS_AGENT ? "an agent" : "a dashboard", z->msg ? z->msg : "zlib error");
+		refuse_stream(s, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid compressed data");
+		b->out.len = 0;
+	}
+	else if (s->inflated > srv.cfg.max_message)
+	{
+		/* the protocol callback closes it with 1009; what follows is dropped */
+		s->discarding = true;
+	}
+	else if (end)
+		park(s, s->context);
+	else if (z->data_type == 128)
+	{
+		/*
+		 * zlib's word for "stopped right after a block, no bits pending,
+		 * not in the last block": the window is all the state there is.
+		 */
+		park(s, true);
+	}
+
+used:
+	b->in.token += b->in.len;
+	b->in.len = 0;
+	if (end)
+	{
+		s->in_message = false;
+		return RX_FINAL;
+	}
+	return RX_NONFINAL;
 }
 
 /*
  * The extension callback the bridge registers: lws' permessage-deflate,
- * with the inflater of a client that keeps its context parked between
- * messages (see the top of this file).
+ * except that on lws 4.1 compressed payload is inflated here.
  */
 int
 deflate_extension(struct lws_context *context, const struct lws_extension *ext,
@@ -284,32 +442,35 @@ deflate_extension(struct lws_context *context, const struct lws_extension *ext,
 				  void *user, void *in, size_t len)
 {
 	struct ws_session *s;
-	z_stream   *rx = user;		/* lws 4.1: its state begins with the inflater */
-	int			r;
+	struct rx_buffers *b = in;
 
-	if (reason != LWS_EXT_CB_PAYLOAD_RX || !parking ||
-		!(s = lws_wsi_user(wsi)) || !s->context)
+	if (!OWN_INFLATE || reason != LWS_EXT_CB_PAYLOAD_RX || !(s = lws_wsi_user(wsi)) ||
+		s->kind == WS_NONE)
 		return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
 
-	/*
-	 * A compressed frame (RSV1) starts a message lws will inflate, and
-	 * the rest of a message parked in its middle comes in continuation
-	 * frames; other frames (pongs, uncompressed messages) leave it parked.
-	 */
-	if (s->parked && ((lws_get_reserved_bits(wsi) & 0x40) || s->mid_message) &&
-		unpark(s, rx))
+	if (!s->in_message)
 	{
-		blog("error", "deflate", "cannot allocate an inflater");
-		return -1;
+		/*
+		 * RSV1 on a message's first frame says it is compressed; others
+		 * (uncompressed messages, pongs) are lws' to pass through.  The
+		 * call lws makes once a message's last payload has been handed
+		 * over has nothing left to give.
+		 */
+		if (!(lws_get_reserved_bits(wsi) & 0x40))
+			return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
+		if (!b->in.len)
+			return RX_DID_NOTHING;
+		s->in_message = true;
+		s->inflated = 0;
 	}
-	r = lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
-
-	/*
-	 * data_type 128 is zlib's word for "stopped right after a block, no
-	 * bits pending, not in the last block": with no input left, the window
-	 * is all the state there is.
-	 */
-	if (r >= 0 && !s->parked && rx->state && rx->avail_in == 0 && rx->data_type == 128)
-		park(wsi, s, rx);
-	return r;
+	if (!rx_out)
+	{
+		rx_out_size = srv.cfg.max_message + 2;
+		if (!(rx_out = malloc(rx_out_size)))
+		{
+			blog("error", "deflate", "cannot allocate the inflate buffer");
+			return RX_FAILED;
+		}
+	}
+	return inflate_payload(wsi, s, b);
 }

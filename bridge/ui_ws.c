@@ -63,7 +63,8 @@ ui_release(struct ui_client *c)
 	free(c);
 }
 
-static void
+/* Close a dashboard's connection with code and reason (from anywhere). */
+void
 ui_close(struct ui_client *c, int code, const char *reason)
 {
 	if (!c->wsi || c->close_code)
