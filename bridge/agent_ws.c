@@ -1225,7 +1225,7 @@ agent_ws_filter(struct lws *wsi, void **session)
 			lws_hdr_custom_copy(wsi, id, sizeof(id), "x-agent-id:", 11) < 0)
 			id[0] = '\0';
 	}
-	if (!id[0] || strlen(id) > 64)
+	if (!agent_id_valid(id))
 		return http_refuse(wsi, 401, "agent id missing or invalid");
 
 	lws_get_peer_simple(wsi, peer, sizeof(peer));

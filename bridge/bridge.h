@@ -355,6 +355,7 @@ void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
 void		timer_cancel(struct btimer *t);
 void		log_reopen(void);
 char	   *xstrndup(const char *s, size_t n);
+bool		agent_id_valid(const char *s);
 int			ws_session_kind_agent(void *user);
 
 /* What a WebSocket session is: the pss of the shared protocol. */

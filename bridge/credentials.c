@@ -446,45 +446,10 @@ list_add(struct sbuf *list, bool first, const char *s, size_t n)
 		sbuf_text_array_null(list);
 }
 
-/* Bytes of s up to n, with bytes that are not UTF-8 replaced by '?'. */
-static char *
-utf8_clean(const char *s, size_t n)
-{
-	char	   *d = xstrndup(s, n);
-	size_t		i = 0;
-
-	if (!d)
-		return NULL;
-	while (i < n)
-	{
-		unsigned char b = (unsigned char) d[i];
-		size_t		len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 :
-			(b & 0xf8) == 0xf0 ? 4 : 0;
-		bool		good = len > 0 && i + len <= n && !(len == 2 && b < 0xc2);
-
-		for (size_t k = 1; good && k < len; k++)
-			good = ((unsigned char) d[i + k] & 0xc0) == 0x80;
-		if (good && len == 3)
-			good = !(b == 0xe0 && (unsigned char) d[i + 1] < 0xa0) &&
-				!(b == 0xed && (unsigned char) d[i + 1] >= 0xa0);
-		if (good && len == 4)
-			good = !(b == 0xf0 && (unsigned char) d[i + 1] < 0x90) &&
-				!(b > 0xf4 || (b == 0xf4 && (unsigned char) d[i + 1] >= 0x90));
-		if (!good)
-		{
-			d[i++] = '?';
-			continue;
-		}
-		i += len;
-	}
-	return d;
-}
-
 static void
 report_refused(char kind, const char *agent_id, const char *token, const char *peer)
 {
 	bool		first = rep.nfailed == 0;
-	char	   *id = NULL;
 	bool		token_sendable = token != NULL;
 
 	if (rep.nfailed >= REPORT_MAX_WAITING)
@@ -499,16 +464,11 @@ report_refused(char kind, const char *agent_id, const char *token, const char *p
 	 */
 	for (const char *p = token; token_sendable && *p; p++)
 		token_sendable = *p > ' ' && *p < 0x7f && p - token < 128;
-	if (agent_id && !(id = utf8_clean(agent_id, strlen(agent_id))))
-	{
-		unaudited++;
-		return;
-	}
+	/* agent ids reach here checked by agent_id_valid() */
 	list_add(&rep.kinds, first, kind == CRED_AGENT ? "agent" : "ui", kind == CRED_AGENT ? 5 : 2);
-	list_add(&rep.agent_ids, first, id, id ? strlen(id) : 0);
+	list_add(&rep.agent_ids, first, agent_id, agent_id ? strlen(agent_id) : 0);
 	list_add(&rep.tokens, first, token_sendable ? token : NULL, token_sendable ? strlen(token) : 0);
 	list_add(&rep.addrs, first, peer, peer ? strlen(peer) : 0);
-	free(id);
 	rep.nfailed++;
 	report_schedule();
 }

@@ -196,6 +196,39 @@ sbuf_printf(struct sbuf *b, const char *fmt,...)
 
 /* Append one double-quoted element of a PostgreSQL array literal. */
 /*
+ * An agent id as the extension takes it (pk_check_id, pankha.valid_id):
+ * 1 to 64 bytes of UTF-8 without ASCII control characters.  Ids come from the wire and go to
+ * logs and to the database, so the bridge refuses others at the door.
+ */
+bool
+agent_id_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		n = strlen(s);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n;)
+	{
+		unsigned char b = p[i];
+		size_t		len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 :
+			(b & 0xf8) == 0xf0 ? 4 : 0;
+
+		if (len == 0 || i + len > n || b < 0x20 || b == 0x7f ||
+			(len == 2 && b < 0xc2) ||
+			(len == 3 && ((b == 0xe0 && p[i + 1] < 0xa0) || (b == 0xed && p[i + 1] >= 0xa0))) ||
+			(len == 4 && ((b == 0xf0 && p[i + 1] < 0x90) || b > 0xf4 ||
+						  (b == 0xf4 && p[i + 1] >= 0x90))))
+			return false;
+		for (size_t k = 1; k < len; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		i += len;
+	}
+	return true;
+}
+
+/*
  * A one-dimensional text[] in PostgreSQL's binary array format (a query
  * parameter sent with format 1): the server takes each element as it is,
  * with no quoting to parse or undo.  begin, then an elem (or null) per
