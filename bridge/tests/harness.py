@@ -248,8 +248,18 @@ async def connect_agent(bridge, agent_id, token, via_header=False, **kw):
         headers["X-Agent-Id"] = agent_id
     else:
         url += f"?agent_id={agent_id}"
-    ws = await websockets.connect(url, extra_headers=headers, open_timeout=10, **kw)
-    return ws
+    # A token issued while the bridge runs reaches its copy of the
+    # credentials through NOTIFY within milliseconds (bridge/credentials.c);
+    # a test that registers and connects at once may beat it, so a 401 is
+    # retried for up to a second, the bound test_agent_ws checks.
+    deadline = time.time() + 1
+    while True:
+        try:
+            return await websockets.connect(url, extra_headers=headers, open_timeout=10, **kw)
+        except websockets.exceptions.InvalidStatusCode as e:
+            if e.status_code != 401 or time.time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
 
 
 async def recv_json(ws, timeout=5):
