@@ -604,15 +604,18 @@ prefetch_agents(Datum *ids, bool *nulls, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		char	   *id;
+		char		id[PK_MAX_ID_BYTES + 1];
+		text	   *t;
 
 		if (nulls[i])
 			continue;
-		id = TextDatumGetCString(ids[i]);
+		t = DatumGetTextPP(ids[i]);
 		/* ids the cache cannot key are refused later, one by one */
-		if (strlen(id) <= PK_MAX_ID_BYTES && !hash_search(agent_cache, id, HASH_FIND, NULL))
+		if (VARSIZE_ANY_EXHDR(t) > PK_MAX_ID_BYTES)
+			continue;
+		text_to_cstring_buffer(t, id, sizeof(id));
+		if (!hash_search(agent_cache, id, HASH_FIND, NULL))
 			missing[nmissing++] = ids[i];
-		pfree(id);
 	}
 	load_agents(missing, nmissing);
 	pfree(missing);
