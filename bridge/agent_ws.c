@@ -772,8 +772,8 @@ agent_want_commands(struct agent *a)
 	schedule_claim();
 }
 
-/* Claim for every connected agent (after LISTEN was re-established). */
-void
+/* Claim for every connected agent (LISTEN is in effect again). */
+static void
 agents_claim_all(void)
 {
 	for (struct agent *a = all_head; a; a = a->all_next)
@@ -918,54 +918,80 @@ schedule_claim(void)
 	timer_schedule(&claim_sul, claim_cb, 1);
 }
 
-/* NOTIFY from the extension: commands, replacement. */
-void
-agents_on_notify(const char *channel, const char *payload)
+/* NOTIFY pankha_command: claim for the agent it names, if connected here. */
+static void
+on_command_notify(const char *channel, const char *payload)
 {
-	cJSON	   *p;
-	const char *id;
-	struct agent *a;
+	cJSON	   *p = cJSON_Parse(payload);
+	struct agent *a = agent_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id")));
 
-	if (strcmp(channel, "pankha_command") && strcmp(channel, "pankha_agent"))
-		return;
-	p = cJSON_Parse(payload);
-	id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id"));
-	a = agent_find(id);
-	if (a && !strcmp(channel, "pankha_command"))
+	if (a)
 		agent_want_commands(a);
-	else if (a && !strcmp(channel, "pankha_agent"))
+	cJSON_Delete(p);
+}
+
+/*
+ * NOTIFY pankha_agent: a newer connection of an agent connected here
+ * opened on another bridge.  ("revoked" is handled through
+ * pankha_credentials, credentials.c.)
+ */
+static void
+on_agent_notify(const char *channel, const char *payload)
+{
+	cJSON	   *p = cJSON_Parse(payload);
+	struct agent *a = agent_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id")));
+
+	if (a)
 	{
 		const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "event"));
 		const char *bridge = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "bridge"));
 		cJSON	   *conn = cJSON_GetObjectItemCaseSensitive(p, "connection");
 
-		/* "revoked" is handled through pankha_credentials (credentials.c) */
 		if (event && !strcmp(event, "replaced") && bridge &&
-				 strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn) &&
-				 a->connection_id && a->connection_id < (int64_t) conn->valuedouble)
+			strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn) &&
+			a->connection_id && a->connection_id < (int64_t) conn->valuedouble)
 			agent_close(a, 4000, "replaced");
 	}
 	cJSON_Delete(p);
 }
 
-/* The credential that let agent_id in here changed: is it still good? */
-void
-agents_credential_changed(const char *agent_id, const char *selector)
+/*
+ * A credential changed: close the agents it no longer lets in (selector
+ * NULL, after a full reload: every agent is rechecked).
+ */
+static void
+on_credential_changed(char kind, const char *agent_id, const char *selector)
 {
-	struct agent *a = agent_find(agent_id);
+	if (kind != CRED_AGENT)
+		return;
+	if (selector)
+	{
+		struct agent *a = agent_find(agent_id);
 
-	if (a && !strcmp(a->selector, selector) &&
-		!creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
-		agent_close(a, 4001, "revoked");
-}
-
-/* After a full reload: close every connection whose token is gone. */
-void
-agents_recheck_credentials(void)
-{
+		if (a && !strcmp(a->selector, selector) &&
+			!creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+			agent_close(a, 4001, "revoked");
+		return;
+	}
 	for (struct agent *a = all_head; a; a = a->all_next)
 		if (a->wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
+}
+
+/*
+ * Register with the database and the credentials.  Commands committed
+ * while LISTEN was away were not notified: they are claimed for every
+ * connected agent once LISTEN is in effect again.
+ */
+int
+agents_init(void)
+{
+	if (db_listen("pankha_command", on_command_notify) ||
+		db_listen("pankha_agent", on_agent_notify) ||
+		db_on_listen_ready(agents_claim_all) ||
+		creds_subscribe(on_credential_changed))
+		return -1;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- messages */

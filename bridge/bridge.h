@@ -192,6 +192,13 @@ void		db_shutdown(void);
 bool		db_idle(void);
 bool		db_error_is_data(PGresult *res);
 
+/* A NOTIFY on a channel a module asked for, and LISTEN coming and going. */
+typedef void (*db_notify_fn) (const char *channel, const char *payload);
+typedef void (*db_event_fn) (void);
+int			db_listen(const char *channel, db_notify_fn fn);
+int			db_on_listen_ready(db_event_fn fn);
+int			db_on_listen_lost(db_event_fn fn);
+
 extern const struct lws_protocols db_protocol;
 
 /* ---------------------------------------------------------------- credentials */
@@ -221,9 +228,14 @@ enum cred_verdict creds_check(char kind, const char *agent_id, const char *token
 bool		creds_ready(void);
 size_t		creds_count(void);
 bool		creds_still_valid(char kind, const char *selector, const char *owner, const char *role);
-void		creds_listening(void);
-void		creds_listen_lost(void);
-void		creds_on_notify(const char *channel, const char *payload);
+/*
+ * A credential that let connections in changed or went away (selector
+ * NULL: the copy was reloaded whole and any may have).  Subscribers
+ * recheck the connections of their kind with creds_still_valid().
+ */
+typedef void (*creds_changed_fn) (char kind, const char *owner, const char *selector);
+int			creds_subscribe(creds_changed_fn fn);
+int			creds_init(void);
 void		creds_flush_reports(void);
 void		creds_shutdown(void);
 
@@ -272,12 +284,9 @@ void		agent_release(struct agent *a);
 void		agent_send(struct agent *a, const char *text, size_t len, bool is_command);
 void		agent_close(struct agent *a, int code, const char *reason);
 void		agent_want_commands(struct agent *a);
-void		agents_on_notify(const char *channel, const char *payload);
-void		agents_claim_all(void);
+int			agents_init(void);
 void		agents_flush(void);
 void		agents_close_all(int code, const char *reason);
-void		agents_credential_changed(const char *agent_id, const char *selector);
-void		agents_recheck_credentials(void);
 int			agents_count(void);
 size_t		ingest_held(void);
 
@@ -291,12 +300,10 @@ int			ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						   void *user, void *in, size_t len);
 int			ui_ws_filter(struct lws *wsi, void **session);
 void		ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len);
-void		ui_on_notify(const char *channel, const char *payload);
+int			ui_init(void);
 struct ui_client;
 void		ui_close(struct ui_client *c, int code, const char *reason);
 void		ui_close_all(int code, const char *reason);
-void		ui_credential_changed(const char *selector);
-void		ui_recheck_credentials(void);
 int			ui_count(void);
 bool		ui_any(void);
 

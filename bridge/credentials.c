@@ -107,6 +107,30 @@ static struct
 }			load;
 
 static void creds_kick(void);
+static void creds_on_notify(const char *channel, const char *payload);
+
+/* Who hears about changed credentials (the endpoints). */
+#define MAX_SUBSCRIBERS 8
+static creds_changed_fn subscribers[MAX_SUBSCRIBERS];
+static int	nsubscribers;
+
+/* Tell every subscriber that the credential of owner, selector changed (NULL: all). */
+static void
+publish(char kind, const char *owner, const char *selector)
+{
+	for (int i = 0; i < nsubscribers; i++)
+		subscribers[i] (kind, owner, selector);
+}
+
+/* Hear of every credential that changes or goes away; -1 when full. */
+int
+creds_subscribe(creds_changed_fn fn)
+{
+	if (nsubscribers >= MAX_SUBSCRIBERS)
+		return -1;
+	subscribers[nsubscribers++] = fn;
+	return 0;
+}
 
 /* ---------------------------------------------------------------- table */
 
@@ -534,10 +558,7 @@ cred_from_row(PGresult *res, int i)
 static void
 credential_changed(struct cred *old)
 {
-	if (old->kind == CRED_AGENT)
-		agents_credential_changed(old->owner, old->selector);
-	else
-		ui_credential_changed(old->selector);
+	publish(old->kind, old->owner, old->selector);
 }
 
 static void
@@ -595,8 +616,8 @@ load_chunk_cb(lws_sorted_usec_list_t *sul)
 	blog("info", "credentials_loaded", "%zu credentials in %.1f ms (%.1f ms of it applying them)",
 		 live.count, (double) (now_us() - load_started) / 1000.0, (double) load.apply_us / 1000.0);
 	/* revocations missed while LISTEN was away */
-	agents_recheck_credentials();
-	ui_recheck_credentials();
+	publish(CRED_AGENT, NULL, NULL);
+	publish(CRED_UI, NULL, NULL);
 	query_in_flight = false;
 	creds_kick();
 }
@@ -741,7 +762,7 @@ creds_kick(void)
 }
 
 /* LISTEN pankha_credentials is in force (again): load everything. */
-void
+static void
 creds_listening(void)
 {
 	listening = true;
@@ -750,7 +771,7 @@ creds_listening(void)
 }
 
 /* The LISTEN connection is gone: notifications may be missed from now. */
-void
+static void
 creds_listen_lost(void)
 {
 	if (loaded)
@@ -760,12 +781,12 @@ creds_listen_lost(void)
 }
 
 /* NOTIFY pankha_credentials: reload the selector it names ("*": all). */
-void
+static void
 creds_on_notify(const char *channel, const char *payload)
 {
 	size_t		len;
 
-	if (strcmp(channel, "pankha_credentials") || !payload)
+	if (!payload)
 		return;
 	if (!strcmp(payload, "*"))
 	{
@@ -798,6 +819,16 @@ lost:
 	reload_wanted = true;
 	loaded = false;
 	creds_kick();
+}
+
+/* Listen for changed credentials; called before db_init(). */
+int
+creds_init(void)
+{
+	if (db_listen("pankha_credentials", creds_on_notify) ||
+		db_on_listen_ready(creds_listening) || db_on_listen_lost(creds_listen_lost))
+		return -1;
+	return 0;
 }
 
 /* Free everything (the loop is ending). */

@@ -13,6 +13,12 @@
  * Nothing here blocks: even WebSocket handshakes, which lws wants answered
  * inside its filter callback, are checked against the copy of the
  * credentials in credentials.c, kept fresh through the LISTEN connection.
+ *
+ * This file knows no consumer.  Modules register, before db_init(), the
+ * channels they want (db_listen: the LISTEN connection listens on each and
+ * hands every notification to its handlers, the way lws hands callbacks to
+ * protocols) and what to do once a LISTEN round is in effect or lost
+ * (db_on_listen_ready, db_on_listen_lost).
  */
 #include "bridge.h"
 
@@ -59,6 +65,19 @@ static struct db_fifo waiting[LANE_COUNT];
 static struct lws_vhost *db_vh;
 static bool shutting_down;
 
+/* What modules registered: channels with their handlers, and LISTEN events. */
+#define DB_MAX_CHANNELS 16
+#define DB_MAX_HOOKS 8
+static struct
+{
+	const char *channel;
+	db_notify_fn fn;
+}			channels[DB_MAX_CHANNELS];
+static int	nchannels;
+static db_event_fn ready_hooks[DB_MAX_HOOKS], lost_hooks[DB_MAX_HOOKS];
+static int	nready, nlost;
+static char *listen_sql;		/* "LISTEN a; LISTEN b; ..." of the registered channels */
+
 static void dc_connect(struct db_conn *dc);
 static void dc_lost(struct db_conn *dc, const char *why);
 static void dc_dispatch(struct db_conn *dc);
@@ -69,6 +88,46 @@ static void dc_service(struct db_conn *dc);
 static void dc_retry_cb(lws_sorted_usec_list_t *sul);
 static void lane_kick(enum db_lane lane);
 static void dc_want_write(struct db_conn *dc);
+
+/*
+ * Hand every NOTIFY on channel to fn (channel a plain lower-case name).
+ * Called before db_init(); -1 when the name is not one or the table is full.
+ */
+int
+db_listen(const char *channel, db_notify_fn fn)
+{
+	if (conns || nchannels >= DB_MAX_CHANNELS || !channel[0] ||
+		strspn(channel, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(channel))
+		return -1;
+	channels[nchannels].channel = channel;
+	channels[nchannels].fn = fn;
+	nchannels++;
+	return 0;
+}
+
+/*
+ * Call fn each time every LISTEN of the LISTEN connection has been
+ * answered (at start and after each reconnect): from then on no
+ * notification goes unheard, though some may have been missed before.
+ */
+int
+db_on_listen_ready(db_event_fn fn)
+{
+	if (nready >= DB_MAX_HOOKS)
+		return -1;
+	ready_hooks[nready++] = fn;
+	return 0;
+}
+
+/* Call fn when the LISTEN connection is lost: notifications may be missed from now. */
+int
+db_on_listen_lost(db_event_fn fn)
+{
+	if (nlost >= DB_MAX_HOOKS)
+		return -1;
+	lost_hooks[nlost++] = fn;
+	return 0;
+}
 
 /* Make a query for lane; parameters are added with db_query_param(). */
 struct db_query *
@@ -344,9 +403,9 @@ dc_service(struct db_conn *dc)
 	}
 	while ((n = PQnotifies(dc->pg)) != NULL)
 	{
-		agents_on_notify(n->relname, n->extra);
-		ui_on_notify(n->relname, n->extra);
-		creds_on_notify(n->relname, n->extra);
+		for (int i = 0; i < nchannels; i++)
+			if (!strcmp(channels[i].channel, n->relname))
+				channels[i].fn(n->relname, n->extra);
 		PQfreemem(n);
 	}
 
@@ -365,10 +424,11 @@ dc_service(struct db_conn *dc)
 					dc_lost(dc, "LISTEN failed");
 					return;
 				}
-				creds_listening();
+				for (int i = 0; i < nready; i++)
+					ready_hooks[i] ();
 				break;
 			}
-			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
 			{
 				blog("error", "db_listen", "LISTEN failed: %s", PQresultErrorMessage(r));
 				dc->listen_failed = true;
@@ -454,11 +514,12 @@ dc_poll_connect(struct db_conn *dc)
 				 (int) (dc - conns), dc->was_up ? " again" : "");
 			if (dc->is_listen)
 			{
-				if (!PQsendQuery(dc->pg,
-								 "LISTEN pankha_command; LISTEN pankha_agent; "
-								 "LISTEN pankha_agent_status; "
-								 "LISTEN pankha_command_result; LISTEN pankha_alert; "
-								 "LISTEN pankha_credentials"))
+				/*
+				 * The ready hooks run once this is answered, not now: a
+				 * change committed before the server takes the LISTEN
+				 * would be neither notified nor seen by what they query.
+				 */
+				if (!PQsendQuery(dc->pg, listen_sql))
 				{
 					dc_lost(dc, PQerrorMessage(dc->pg));
 					return;
@@ -466,9 +527,6 @@ dc_poll_connect(struct db_conn *dc)
 				dc->listen_pending = true;
 				dc->listen_failed = false;
 				dc_flush(dc);
-				/* notifications may have been missed while it was down */
-				if (dc->was_up)
-					agents_claim_all();
 			}
 			else
 			{
@@ -578,7 +636,8 @@ dc_lost(struct db_conn *dc, const char *why)
 	if (dc->is_listen)
 	{
 		dc->listen_pending = false;
-		creds_listen_lost();
+		for (int i = 0; i < nlost; i++)
+			lost_hooks[i] ();
 	}
 	if (dc->head_result)
 	{
@@ -681,7 +740,24 @@ const struct lws_protocols db_protocol = {
 int
 db_init(struct lws_context *ctx, struct lws_vhost *vh)
 {
+	struct sbuf sql = {0};
+
 	db_vh = vh;
+	for (int i = 0; i < nchannels; i++)
+	{
+		bool		dup = false;
+
+		for (int k = 0; k < i; k++)
+			dup = dup || !strcmp(channels[k].channel, channels[i].channel);
+		if (!dup)
+			sbuf_printf(&sql, "%sLISTEN %s", sql.len ? "; " : "", channels[i].channel);
+	}
+	/* with nothing to listen to, the round still says when the connection is up */
+	if (!sql.len)
+		sbuf_puts(&sql, "SELECT");
+	if (sql.failed)
+		return -1;
+	listen_sql = sql.data;
 	nconns = 1 + (srv.cfg.db_pool < 2 ? 2 : srv.cfg.db_pool);
 	conns = calloc(nconns, sizeof(*conns));
 	if (!conns)
@@ -716,4 +792,6 @@ db_shutdown(void)
 		dc->pg = NULL;
 		dc->state = DC_DOWN;
 	}
+	free(listen_sql);
+	listen_sql = NULL;
 }

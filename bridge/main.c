@@ -585,7 +585,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
-	if (!srv.vhost || timers_init() || db_init(srv.context, srv.vhost))
+	/* modules register their channels and subscriptions before db_init() */
+	if (!srv.vhost || timers_init() || creds_init() || agents_init() || ui_init() ||
+		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);

@@ -82,22 +82,18 @@ ui_close_all(int code, const char *reason)
 		ui_close(c, code, reason);
 }
 
-/* The credential with selector changed: close the dashboards it no longer lets in. */
-void
-ui_credential_changed(const char *selector)
+/*
+ * A credential changed: close the dashboards it no longer lets in
+ * (selector NULL, after a full reload: every dashboard is rechecked).
+ */
+static void
+on_credential_changed(char kind, const char *user, const char *selector)
 {
+	if (kind != CRED_UI)
+		return;
 	for (struct ui_client *c = clients; c; c = c->next)
-		if (!strcmp(c->selector, selector) &&
+		if ((!selector || !strcmp(c->selector, selector)) &&
 			!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
-			ui_close(c, 4001, "revoked");
-}
-
-/* After a full reload: close every dashboard whose token is gone. */
-void
-ui_recheck_credentials(void)
-{
-	for (struct ui_client *c = clients; c; c = c->next)
-		if (!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
 			ui_close(c, 4001, "revoked");
 }
 
@@ -193,7 +189,7 @@ done:
 }
 
 /* NOTIFY from the extension: status changes, command results, alerts. */
-void
+static void
 ui_on_notify(const char *channel, const char *payload)
 {
 	const char *type = NULL;
@@ -235,6 +231,18 @@ ui_on_notify(const char *channel, const char *payload)
 	}
 	free(text);
 	cJSON_Delete(msg);
+}
+
+/* Register with the database and the credentials; called before db_init(). */
+int
+ui_init(void)
+{
+	if (db_listen("pankha_agent_status", ui_on_notify) ||
+		db_listen("pankha_command_result", ui_on_notify) ||
+		db_listen("pankha_alert", ui_on_notify) ||
+		creds_subscribe(on_credential_changed))
+		return -1;
+	return 0;
 }
 
 /* A topic the bridge knows how to fill. */
