@@ -116,6 +116,13 @@ struct pk_fan_limit
 	double		emergency_temp; /* this fan to 100 % at/above, 0 = none */
 };
 
+/* A fan's original pwm_enable, as recorded in the state directory. */
+struct pk_fanmode
+{
+	char		id[PK_ID_MAX + 1];
+	long		enable;
+};
+
 /* Everything discovered under <sysfs>/class/hwmon. */
 struct pk_hw
 {
@@ -243,6 +250,7 @@ struct pk_agent
 	double		buffer_seconds; /* how much unacked data to keep */
 	size_t		buffer_max_bytes;	/* byte bound of the buffer */
 	char	   *buffer_file;	/* persistence file, NULL = none */
+	char	   *state_dir;		/* where fan-modes is kept, NULL = nowhere */
 	double		failsafe_grace; /* seconds without server before failsafe */
 	double		ping_interval;	/* seconds between pings */
 	double		reconnect_min;	/* backoff floor, seconds */
@@ -272,6 +280,8 @@ struct pk_agent
 	bool		failsafe;		/* the server is lost beyond the grace */
 	int64_t		started_ms;		/* monotonic start time */
 	unsigned long reasserts;	/* total overrides of our pwm noticed */
+	struct pk_fanmode *fanmodes;	/* original pwm_enable by fan id (fanmodes.c) */
+	int			nfanmodes;
 	struct pk_link *link;		/* connection state (link.c) */
 	struct pk_sim *sim;			/* in-process simulator or NULL */
 };
@@ -291,6 +301,12 @@ int			pk_command_execute(struct pk_agent *a, const char *type, const cJSON *para
 void		pk_control_restore(struct pk_agent *a);
 void		pk_recent_free(struct pk_agent *a);
 double		pk_profile_eval(const struct pk_profile *p, double temp);
+
+/* fanmodes.c */
+void		pk_fanmodes_load(struct pk_agent *a);
+long		pk_fanmodes_original(struct pk_agent *a, struct pk_fan *f);
+void		pk_fanmodes_done(struct pk_agent *a, const bool *restored);
+void		pk_fanmodes_free(struct pk_agent *a);
 
 /* frames built from the current state (main.c) */
 char	   *pk_build_data(struct pk_agent *a, int64_t seq);

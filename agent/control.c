@@ -343,13 +343,14 @@ drive_fan(struct pk_agent *a, struct pk_fan *f, double want, const char *status,
 	bool		was_driving = f->written_pwm >= 0;
 	bool		overridden = false;
 
-	if (f->enable_path && pk_read_long(f->enable_path, &enable) != 0)
-		enable = -1;
 	if (!f->touched)
 	{
-		f->orig_enable = enable;
+		/* Recorded before the first write, where a restart finds it. */
+		f->orig_enable = pk_fanmodes_original(a, f);
 		f->touched = true;
 	}
+	if (f->enable_path && pk_read_long(f->enable_path, &enable) != 0)
+		enable = -1;
 	if (f->enable_path && enable != 1)
 	{
 		if (was_driving)
@@ -952,25 +953,37 @@ pk_command_handle(struct pk_agent *a, const cJSON *data)
 }
 
 /*
- * On exit: give every fan we touched its original pwm_enable back; where
- * that fails (or there is nothing to restore), leave it at full speed.
+ * On exit: give every fan we touched its original pwm_enable back (firmware
+ * mode when the original is unknown); where that fails, leave it at full
+ * speed.  Then drop the records of the fans given back (fanmodes.c).
  */
 void
 pk_control_restore(struct pk_agent *a)
 {
+	bool	   *restored = calloc((size_t) a->nfanmodes + 1, sizeof(bool));
+
 	for (int i = 0; i < a->hw.nfans; i++)
 	{
 		struct pk_fan *f = &a->hw.fans[i];
+		long		mode = f->orig_enable >= 0 ? f->orig_enable : 2;
+		bool		ok = true;
 
-		if (!f->touched || !f->pwm_path)
-			continue;
-		if (f->enable_path && f->orig_enable >= 0 &&
-			pk_write_long(f->enable_path, f->orig_enable) == 0)
+		if (f->touched && f->pwm_path)
 		{
-			pk_log(PK_LOG_INFO, "fan %s: pwm_enable restored to %ld", f->id, f->orig_enable);
-			continue;
+			ok = f->enable_path && pk_write_long(f->enable_path, mode) == 0;
+			if (ok)
+				pk_log(PK_LOG_INFO, "fan %s: pwm_enable restored to %ld", f->id, mode);
+			else
+			{
+				pk_log(PK_LOG_WARN, "fan %s: cannot restore pwm_enable; leaving it at full speed", f->id);
+				pk_write_long(f->pwm_path, 255);
+			}
 		}
-		pk_log(PK_LOG_WARN, "fan %s: cannot restore pwm_enable; leaving it at full speed", f->id);
-		pk_write_long(f->pwm_path, 255);
+		for (int j = 0; restored && j < a->nfanmodes; j++)
+			if (strcmp(a->fanmodes[j].id, f->id) == 0)
+				restored[j] = ok;
 	}
+	if (restored && a->nfanmodes > 0)
+		pk_fanmodes_done(a, restored);
+	free(restored);
 }
