@@ -123,6 +123,29 @@ struct pk_fanmode
 	long		enable;
 };
 
+/* A fan's minimum speed from this host's own configuration. */
+struct pk_fan_floor
+{
+	char		id[PK_ID_MAX + 1];
+	double		min_speed;		/* percent */
+};
+
+/*
+ * The safety limits of the host's own configuration (agent.conf, flags):
+ * nothing that arrives over the wire can make them less safe.  A fan's
+ * floor is the larger of its host floor and the limit the server sends;
+ * the server may lower the emergency temperature and raise the failsafe
+ * speed, not the reverse.
+ */
+struct pk_host_limits
+{
+	double		min_speed;		/* floor of every fan without its own, percent */
+	struct pk_fan_floor *fans;	/* per-fan floors (min-speed = FAN=PERCENT) */
+	int			nfans;
+	double		emergency_temp; /* highest emergency temperature allowed, 0 = none */
+	double		failsafe_speed; /* lowest failsafe speed allowed */
+};
+
 /* Everything discovered under <sysfs>/class/hwmon. */
 struct pk_hw
 {
@@ -266,8 +289,9 @@ struct pk_agent
 	unsigned	sim_seed;		/* simulator randomness */
 
 	/* state */
-	struct pk_settings settings;	/* effective settings */
-	struct pk_fan_limit *limits;	/* per-fan safety limits by id */
+	struct pk_settings settings;	/* settings as the server gave them */
+	struct pk_host_limits host;	/* this host's own safety limits */
+	struct pk_fan_limit *limits;	/* per-fan safety limits from the server, by id */
 	int			nlimits;
 	struct pk_hw hw;			/* sensors and fans */
 	struct pk_proc proc;		/* host figures */
@@ -288,6 +312,11 @@ struct pk_agent
 
 /* control.c */
 void		pk_settings_defaults(struct pk_settings *s);
+void		pk_host_limits_defaults(struct pk_host_limits *h);
+int			pk_host_min_speed_parse(struct pk_host_limits *h, const char *value, char *err, size_t errlen);
+void		pk_host_limits_free(struct pk_host_limits *h);
+double		pk_emergency_temp(struct pk_agent *a);
+double		pk_failsafe_speed(struct pk_agent *a);
 int			pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen);
 double		pk_fan_min(struct pk_agent *a, const char *fan_id);
 double		pk_fan_max(struct pk_agent *a, const char *fan_id);
