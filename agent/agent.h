@@ -116,6 +116,36 @@ struct pk_fan_limit
 	double		emergency_temp; /* this fan to 100 % at/above, 0 = none */
 };
 
+/* A fan's original pwm_enable, as recorded in the state directory. */
+struct pk_fanmode
+{
+	char		id[PK_ID_MAX + 1];
+	long		enable;
+};
+
+/* A fan's minimum speed from this host's own configuration. */
+struct pk_fan_floor
+{
+	char		id[PK_ID_MAX + 1];
+	double		min_speed;		/* percent */
+};
+
+/*
+ * The safety limits of the host's own configuration (agent.conf, flags):
+ * nothing that arrives over the wire can make them less safe.  A fan's
+ * floor is the larger of its host floor and the limit the server sends;
+ * the server may lower the emergency temperature and raise the failsafe
+ * speed, not the reverse.
+ */
+struct pk_host_limits
+{
+	double		min_speed;		/* floor of every fan without its own, percent */
+	struct pk_fan_floor *fans;	/* per-fan floors (min-speed = FAN=PERCENT) */
+	int			nfans;
+	double		emergency_temp; /* highest emergency temperature allowed, 0 = none */
+	double		failsafe_speed; /* lowest failsafe speed allowed */
+};
+
 /* Everything discovered under <sysfs>/class/hwmon. */
 struct pk_hw
 {
@@ -243,6 +273,7 @@ struct pk_agent
 	double		buffer_seconds; /* how much unacked data to keep */
 	size_t		buffer_max_bytes;	/* byte bound of the buffer */
 	char	   *buffer_file;	/* persistence file, NULL = none */
+	char	   *state_dir;		/* where fan-modes is kept, NULL = nowhere */
 	double		failsafe_grace; /* seconds without server before failsafe */
 	double		ping_interval;	/* seconds between pings */
 	double		reconnect_min;	/* backoff floor, seconds */
@@ -258,8 +289,9 @@ struct pk_agent
 	unsigned	sim_seed;		/* simulator randomness */
 
 	/* state */
-	struct pk_settings settings;	/* effective settings */
-	struct pk_fan_limit *limits;	/* per-fan safety limits by id */
+	struct pk_settings settings;	/* settings as the server gave them */
+	struct pk_host_limits host;	/* this host's own safety limits */
+	struct pk_fan_limit *limits;	/* per-fan safety limits from the server, by id */
 	int			nlimits;
 	struct pk_hw hw;			/* sensors and fans */
 	struct pk_proc proc;		/* host figures */
@@ -272,12 +304,19 @@ struct pk_agent
 	bool		failsafe;		/* the server is lost beyond the grace */
 	int64_t		started_ms;		/* monotonic start time */
 	unsigned long reasserts;	/* total overrides of our pwm noticed */
+	struct pk_fanmode *fanmodes;	/* original pwm_enable by fan id (fanmodes.c) */
+	int			nfanmodes;
 	struct pk_link *link;		/* connection state (link.c) */
 	struct pk_sim *sim;			/* in-process simulator or NULL */
 };
 
 /* control.c */
 void		pk_settings_defaults(struct pk_settings *s);
+void		pk_host_limits_defaults(struct pk_host_limits *h);
+int			pk_host_min_speed_parse(struct pk_host_limits *h, const char *value, char *err, size_t errlen);
+void		pk_host_limits_free(struct pk_host_limits *h);
+double		pk_emergency_temp(struct pk_agent *a);
+double		pk_failsafe_speed(struct pk_agent *a);
 int			pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen);
 double		pk_fan_min(struct pk_agent *a, const char *fan_id);
 double		pk_fan_max(struct pk_agent *a, const char *fan_id);
@@ -291,6 +330,12 @@ int			pk_command_execute(struct pk_agent *a, const char *type, const cJSON *para
 void		pk_control_restore(struct pk_agent *a);
 void		pk_recent_free(struct pk_agent *a);
 double		pk_profile_eval(const struct pk_profile *p, double temp);
+
+/* fanmodes.c */
+void		pk_fanmodes_load(struct pk_agent *a);
+long		pk_fanmodes_original(struct pk_agent *a, struct pk_fan *f);
+void		pk_fanmodes_done(struct pk_agent *a, const bool *restored);
+void		pk_fanmodes_free(struct pk_agent *a);
 
 /* frames built from the current state (main.c) */
 char	   *pk_build_data(struct pk_agent *a, int64_t seq);

@@ -12,6 +12,15 @@
  *   4. when the server has been lost beyond the grace, the failsafe speed is
  *      a floor for every fan the agent drives (profiles keep running);
  *   5. the result is clamped to the fan's [min_speed, max_speed].
+ * The floors come from this host's own configuration (min-speed,
+ * failsafe-speed, emergency-temp: struct pk_host_limits), which nothing
+ * remote can make less safe: a fan's min_speed is the larger of the host's
+ * and the limits an admin set in the catalog (config_update "fans",
+ * apply_profile), limits inside set_fan_speed only narrow that one
+ * command, the server's failsafe_speed only raises the host's and its
+ * emergency_temp only lowers it.  A compromised bridge, a MITM on ws:// or
+ * an operator token can therefore not stop a fan below the host's floor
+ * (security review M1).
  * pwmN_enable is saved before the first write and restored on exit, as
  * lm-sensors' fancontrol does.  A pwm or pwm_enable value changed behind our
  * back is written again at the next tick and counted.
@@ -54,6 +63,125 @@ pk_settings_defaults(struct pk_settings *s)
 	s->hysteresis = 3;
 	s->log_level = PK_LOG_INFO;
 	s->enable_fan_control = true;
+}
+
+/* The host's limits before agent.conf and the flags change them. */
+void
+pk_host_limits_defaults(struct pk_host_limits *h)
+{
+	h->min_speed = 0;
+	h->fans = NULL;
+	h->nfans = 0;
+	h->emergency_temp = 85;
+	h->failsafe_speed = 70;
+}
+
+/*
+ * One min-speed value: "PERCENT" sets the floor of every fan, "FAN=PERCENT"
+ * that of one fan; several may be given separated by commas.  0, or -1
+ * with a message naming the bad part.
+ */
+int
+pk_host_min_speed_parse(struct pk_host_limits *h, const char *value, char *err, size_t errlen)
+{
+	char	   *copy = strdup(value),
+			   *part,
+			   *save = NULL;
+	int			rc = 0;
+
+	if (!copy)
+	{
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (part = strtok_r(copy, ",", &save); part && rc == 0; part = strtok_r(NULL, ",", &save))
+	{
+		char	   *eq,
+				   *end,
+				   *id = NULL;
+		double		v;
+
+		while (*part == ' ' || *part == '\t')
+			part++;
+		end = part + strlen(part);
+		while (end > part && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if ((eq = strchr(part, '=')) != NULL)
+		{
+			id = part;
+			*eq = '\0';
+			part = eq + 1;
+			for (end = eq; end > id && (end[-1] == ' ' || end[-1] == '\t');)
+				*--end = '\0';
+			while (*part == ' ' || *part == '\t')
+				part++;
+			if (!*id || strlen(id) > PK_ID_MAX)
+			{
+				snprintf(err, errlen, "\"%.80s\": fan ids are 1 to %d bytes", id, PK_ID_MAX);
+				rc = -1;
+				break;
+			}
+		}
+		errno = 0;
+		v = strtod(part, &end);
+		if (errno || end == part || *end || !isfinite(v) || v < 0 || v > 100)
+		{
+			snprintf(err, errlen, "\"%.80s\" is not a percentage (0 to 100)", part);
+			rc = -1;
+			break;
+		}
+		if (!id)
+			h->min_speed = v;
+		else
+		{
+			int			i;
+			struct pk_fan_floor *grown;
+
+			for (i = 0; i < h->nfans && strcmp(h->fans[i].id, id) != 0; i++)
+				;
+			if (i == h->nfans)
+			{
+				grown = realloc(h->fans, sizeof(*grown) * (size_t) (h->nfans + 1));
+				if (!grown)
+				{
+					snprintf(err, errlen, "out of memory");
+					rc = -1;
+					break;
+				}
+				h->fans = grown;
+				snprintf(h->fans[i].id, sizeof(h->fans[i].id), "%s", id);
+				h->nfans++;
+			}
+			h->fans[i].min_speed = v;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+void
+pk_host_limits_free(struct pk_host_limits *h)
+{
+	free(h->fans);
+	h->fans = NULL;
+	h->nfans = 0;
+}
+
+/* The emergency temperature in force: the server may only lower the host's. */
+double
+pk_emergency_temp(struct pk_agent *a)
+{
+	if (a->host.emergency_temp > 0 && a->settings.emergency_temp > a->host.emergency_temp)
+		return a->host.emergency_temp;
+	return a->settings.emergency_temp;
+}
+
+/* The failsafe speed in force: the server may only raise the host's. */
+double
+pk_failsafe_speed(struct pk_agent *a)
+{
+	return a->settings.failsafe_speed > a->host.failsafe_speed ?
+		a->settings.failsafe_speed : a->host.failsafe_speed;
 }
 
 /* A finite number, or a string holding one (be liberal in what we accept). */
@@ -226,6 +354,15 @@ pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen
 	/* Everything is valid: apply. */
 	if (s.update_interval != a->settings.update_interval)
 		pk_log(PK_LOG_INFO, "update interval is now %g s", s.update_interval);
+	if (a->host.emergency_temp > 0 && s.emergency_temp > a->host.emergency_temp &&
+		s.emergency_temp != a->settings.emergency_temp)
+		pk_log(PK_LOG_WARN, "emergency_temp %g C from the server is above this host's %g C "
+			   "(emergency-temp): keeping %g C", s.emergency_temp, a->host.emergency_temp,
+			   a->host.emergency_temp);
+	if (s.failsafe_speed < a->host.failsafe_speed && s.failsafe_speed != a->settings.failsafe_speed)
+		pk_log(PK_LOG_WARN, "failsafe_speed %g %% from the server is below this host's %g %% "
+			   "(failsafe-speed): keeping %g %%", s.failsafe_speed, a->host.failsafe_speed,
+			   a->host.failsafe_speed);
 	if (a->settings.enable_fan_control && !s.enable_fan_control)
 	{
 		pk_log(PK_LOG_INFO, "fan control disabled by the server: fans go back to firmware");
@@ -252,23 +389,40 @@ pk_settings_apply(struct pk_agent *a, const cJSON *obj, char *err, size_t errlen
 	return 0;
 }
 
-/* The fan's configured minimum speed in percent (0 when none). */
+/* The fan's floor on this host alone: its own min-speed, else the default. */
+static double
+host_min(struct pk_agent *a, const char *fan_id)
+{
+	for (int i = 0; i < a->host.nfans; i++)
+		if (strcmp(a->host.fans[i].id, fan_id) == 0)
+			return a->host.fans[i].min_speed;
+	return a->host.min_speed;
+}
+
+/*
+ * The fan's minimum speed in percent: the server's limit where it is
+ * higher than the host's floor, else the host's floor.
+ */
 double
 pk_fan_min(struct pk_agent *a, const char *fan_id)
 {
+	double		lo = host_min(a, fan_id);
+
 	for (int i = 0; i < a->nlimits; i++)
-		if (strcmp(a->limits[i].id, fan_id) == 0)
+		if (strcmp(a->limits[i].id, fan_id) == 0 && a->limits[i].min_speed > lo)
 			return a->limits[i].min_speed;
-	return 0;
+	return lo;
 }
 
-/* The fan's configured maximum speed in percent (100 when none). */
+/* The fan's maximum speed in percent (100 when none), never below its minimum. */
 double
 pk_fan_max(struct pk_agent *a, const char *fan_id)
 {
+	double		lo = pk_fan_min(a, fan_id);
+
 	for (int i = 0; i < a->nlimits; i++)
 		if (strcmp(a->limits[i].id, fan_id) == 0)
-			return a->limits[i].max_speed;
+			return a->limits[i].max_speed > lo ? a->limits[i].max_speed : lo;
 	return 100;
 }
 
@@ -343,13 +497,14 @@ drive_fan(struct pk_agent *a, struct pk_fan *f, double want, const char *status,
 	bool		was_driving = f->written_pwm >= 0;
 	bool		overridden = false;
 
-	if (f->enable_path && pk_read_long(f->enable_path, &enable) != 0)
-		enable = -1;
 	if (!f->touched)
 	{
-		f->orig_enable = enable;
+		/* Recorded before the first write, where a restart finds it. */
+		f->orig_enable = pk_fanmodes_original(a, f);
 		f->touched = true;
 	}
+	if (f->enable_path && pk_read_long(f->enable_path, &enable) != 0)
+		enable = -1;
 	if (f->enable_path && enable != 1)
 	{
 		if (was_driving)
@@ -493,9 +648,9 @@ control_apply(struct pk_agent *a, char *err, size_t errlen)
 		want = f->mode == PK_FAN_MANUAL ? f->manual_speed : f->output;
 		if (f->mode == PK_FAN_PROFILE && want < 0)
 			want = f->profile ? f->profile->speeds[f->profile->npoints - 1] : 100;
-		if (a->failsafe && want < a->settings.failsafe_speed)
+		if (a->failsafe && want < pk_failsafe_speed(a))
 		{
-			want = a->settings.failsafe_speed;
+			want = pk_failsafe_speed(a);
 			status = "failsafe";
 		}
 		if (want < lo)
@@ -518,6 +673,7 @@ pk_control_tick(struct pk_agent *a, bool server_lost)
 {
 	bool		was_emergency = a->emergency;
 	struct pk_sensor *hot = NULL;
+	double		emergency_temp = pk_emergency_temp(a);
 
 	if (pk_hw_changed(&a->hw))
 		pk_hw_scan(&a->hw);
@@ -530,7 +686,7 @@ pk_control_tick(struct pk_agent *a, bool server_lost)
 
 		if (s->valid && s->temp > a->hottest)
 			a->hottest = s->temp;
-		if (s->valid && (s->temp >= a->settings.emergency_temp ||
+		if (s->valid && (s->temp >= emergency_temp ||
 						 (s->has_crit && s->crit_temp > 0 && s->temp >= s->crit_temp)))
 		{
 			a->emergency = true;
@@ -540,7 +696,7 @@ pk_control_tick(struct pk_agent *a, bool server_lost)
 	}
 	if (a->emergency && !was_emergency)
 		pk_log(PK_LOG_WARN, "sensor %s at %.1f C (emergency %.1f C, crit %.1f C): all fans to 100 %%",
-			   hot->id, hot->temp, a->settings.emergency_temp, hot->has_crit ? hot->crit_temp : 0);
+			   hot->id, hot->temp, emergency_temp, hot->has_crit ? hot->crit_temp : 0);
 	else if (!a->emergency && was_emergency)
 		pk_log(PK_LOG_INFO, "temperatures are below the emergency limit again");
 	if (server_lost != a->failsafe)
@@ -695,21 +851,55 @@ command_fan(struct pk_agent *a, const cJSON *params, char *err, size_t errlen)
 	return f;
 }
 
-/* Take min_speed/max_speed given in command parameters. */
+/*
+ * Limits given in command parameters.  apply_profile carries the fan's
+ * catalog limits (pankha.set_fan_limits, by an admin) and keeps them like
+ * config_update's "fans"; set_fan_speed's only narrow that one command
+ * (*lo, *hi) and are never kept.  Neither can take the floor below the
+ * host's own (pk_fan_min).
+ */
 static int
-command_limits(struct pk_agent *a, const char *fan_id, const cJSON *params, char *err, size_t errlen)
+command_limits(struct pk_agent *a, const char *fan_id, const cJSON *params, bool keep,
+			   double *lo_out, double *hi_out, char *err, size_t errlen)
 {
-	double		lo = pk_fan_min(a, fan_id),
-				hi = pk_fan_max(a, fan_id);
+	double		lo = 0,
+				hi = 100;
 	bool		has_lo,
 				has_hi;
 
 	if (opt_number(params, "min_speed", 0, 100, &lo, &has_lo, err, errlen) != 0 ||
 		opt_number(params, "max_speed", 0, 100, &hi, &has_hi, err, errlen) != 0)
 		return -1;
-	if (!has_lo && !has_hi)
-		return 0;
-	return pk_set_fan_limit(a, fan_id, lo, hi, err, errlen);
+	if (has_lo && has_hi && lo > hi)
+	{
+		snprintf(err, errlen, "min_speed %g is above max_speed %g", lo, hi);
+		return -1;
+	}
+	if (keep && (has_lo || has_hi))
+	{
+		double		cur_lo = 0,
+					cur_hi = 100;
+
+		for (int i = 0; i < a->nlimits; i++)
+			if (strcmp(a->limits[i].id, fan_id) == 0)
+			{
+				cur_lo = a->limits[i].min_speed;
+				cur_hi = a->limits[i].max_speed;
+			}
+		if (!has_lo)
+			lo = cur_lo < hi ? cur_lo : hi;
+		if (!has_hi)
+			hi = cur_hi > lo ? cur_hi : lo;
+		if (pk_set_fan_limit(a, fan_id, lo, hi, err, errlen) != 0)
+			return -1;
+	}
+	*lo_out = pk_fan_min(a, fan_id);
+	*hi_out = pk_fan_max(a, fan_id);
+	if (!keep && has_lo && lo > *lo_out)
+		*lo_out = lo;
+	if (!keep && has_hi && hi < *hi_out)
+		*hi_out = hi > *lo_out ? hi : *lo_out;
+	return 0;
 }
 
 /*
@@ -751,10 +941,8 @@ pk_command_execute(struct pk_agent *a, const char *type, const cJSON *params,
 			snprintf(err, errlen, "speed: %g is out of range (0 to 100)", speed);
 			return -1;
 		}
-		if (command_limits(a, f->id, params, err, errlen) != 0)
+		if (command_limits(a, f->id, params, false, &lo, &hi, err, errlen) != 0)
 			return -1;
-		lo = pk_fan_min(a, f->id);
-		hi = pk_fan_max(a, f->id);
 		if (speed < lo)
 		{
 			snprintf(err, errlen, "speed: %g %% is below the minimum of fan %s (%g %%)", speed, f->id, lo);
@@ -774,6 +962,8 @@ pk_command_execute(struct pk_agent *a, const char *type, const cJSON *params,
 	if (strcmp(type, "apply_profile") == 0)
 	{
 		struct pk_profile *p;
+		double		lo,
+					hi;
 
 		if (!a->settings.enable_fan_control)
 		{
@@ -782,10 +972,14 @@ pk_command_execute(struct pk_agent *a, const char *type, const cJSON *params,
 		}
 		if (!(f = command_fan(a, params, err, errlen)))
 			return -1;
-		if (command_limits(a, f->id, params, err, errlen) != 0)
-			return -1;
 		if (parse_profile(a, params, &p, err, errlen) != 0)
 			return -1;
+		/* Checked whole first: a command that fails changes nothing. */
+		if (command_limits(a, f->id, params, true, &lo, &hi, err, errlen) != 0)
+		{
+			pk_profile_free(p);
+			return -1;
+		}
 		pk_profile_free(f->profile);
 		f->profile = p;
 		f->mode = PK_FAN_PROFILE;
@@ -952,25 +1146,37 @@ pk_command_handle(struct pk_agent *a, const cJSON *data)
 }
 
 /*
- * On exit: give every fan we touched its original pwm_enable back; where
- * that fails (or there is nothing to restore), leave it at full speed.
+ * On exit: give every fan we touched its original pwm_enable back (firmware
+ * mode when the original is unknown); where that fails, leave it at full
+ * speed.  Then drop the records of the fans given back (fanmodes.c).
  */
 void
 pk_control_restore(struct pk_agent *a)
 {
+	bool	   *restored = calloc((size_t) a->nfanmodes + 1, sizeof(bool));
+
 	for (int i = 0; i < a->hw.nfans; i++)
 	{
 		struct pk_fan *f = &a->hw.fans[i];
+		long		mode = f->orig_enable >= 0 ? f->orig_enable : 2;
+		bool		ok = true;
 
-		if (!f->touched || !f->pwm_path)
-			continue;
-		if (f->enable_path && f->orig_enable >= 0 &&
-			pk_write_long(f->enable_path, f->orig_enable) == 0)
+		if (f->touched && f->pwm_path)
 		{
-			pk_log(PK_LOG_INFO, "fan %s: pwm_enable restored to %ld", f->id, f->orig_enable);
-			continue;
+			ok = f->enable_path && pk_write_long(f->enable_path, mode) == 0;
+			if (ok)
+				pk_log(PK_LOG_INFO, "fan %s: pwm_enable restored to %ld", f->id, mode);
+			else
+			{
+				pk_log(PK_LOG_WARN, "fan %s: cannot restore pwm_enable; leaving it at full speed", f->id);
+				pk_write_long(f->pwm_path, 255);
+			}
 		}
-		pk_log(PK_LOG_WARN, "fan %s: cannot restore pwm_enable; leaving it at full speed", f->id);
-		pk_write_long(f->pwm_path, 255);
+		for (int j = 0; restored && j < a->nfanmodes; j++)
+			if (strcmp(a->fanmodes[j].id, f->id) == 0)
+				restored[j] = ok;
 	}
+	if (restored && a->nfanmodes > 0)
+		pk_fanmodes_done(a, restored);
+	free(restored);
 }

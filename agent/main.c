@@ -30,7 +30,8 @@ enum opt_id
 	OPT_BUFFER_MAX_BYTES, OPT_BUFFER_FILE, OPT_FAILSAFE_GRACE, OPT_FAILSAFE_SPEED,
 	OPT_EMERGENCY_TEMP, OPT_PING_INTERVAL, OPT_RECONNECT_MIN, OPT_RECONNECT_MAX,
 	OPT_FALLBACK_AFTER, OPT_STATUS_INTERVAL, OPT_ENROLL, OPT_ENROLLMENT_KEY, OPT_SIMULATE,
-	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_HELP, OPT_VERSION
+	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_STATE_DIR, OPT_MIN_SPEED, OPT_HELP,
+	OPT_VERSION
 };
 
 /* One option: flag name, whether it takes a value, its default and help. */
@@ -59,9 +60,12 @@ static const struct opt_def opt_defs[] = {
 	{"buffer-seconds", OPT_BUFFER_SECONDS, true, "3600", "seconds of unacked frames to keep"},
 	{"buffer-max-bytes", OPT_BUFFER_MAX_BYTES, true, "33554432", "byte bound of that buffer"},
 	{"buffer-file", OPT_BUFFER_FILE, true, "none", "persist unacked frames in this file"},
+	{"state-dir", OPT_STATE_DIR, true, "/var/lib/pankha", "keeps the fans' original modes across crashes"},
 	{"failsafe-grace", OPT_FAILSAFE_GRACE, true, "60", "seconds without the server before failsafe"},
-	{"failsafe-speed", OPT_FAILSAFE_SPEED, true, "70", "failsafe fan speed in % until the server sets it"},
-	{"emergency-temp", OPT_EMERGENCY_TEMP, true, "85", "degrees C at which all fans go to 100 %"},
+	{"failsafe-speed", OPT_FAILSAFE_SPEED, true, "70", "fan speed in % without the server; it may only raise it"},
+	{"emergency-temp", OPT_EMERGENCY_TEMP, true, "85", "degrees C at which all fans go to 100 %; the server may only lower it"},
+	{"min-speed", OPT_MIN_SPEED, true, "0", "floor in % of every fan (PERCENT) or of one (FAN=PERCENT), repeatable; "
+	"nothing remote lowers it"},
 	{"ping-interval", OPT_PING_INTERVAL, true, "30", "seconds between pings"},
 	{"reconnect-min", OPT_RECONNECT_MIN, true, "1", "shortest reconnect delay, seconds"},
 	{"reconnect-max", OPT_RECONNECT_MAX, true, "60", "longest reconnect delay, seconds"},
@@ -213,12 +217,31 @@ set_option(struct pk_agent *a, const struct opt_def *o, const char *v)
 			return 0;
 		case OPT_BUFFER_FILE:
 			return set_string(&a->buffer_file, v);
+		case OPT_STATE_DIR:
+			return set_string(&a->state_dir, v);
 		case OPT_FAILSAFE_GRACE:
 			return parse_double(o->name, v, 0, 86400, &a->failsafe_grace);
 		case OPT_FAILSAFE_SPEED:
-			return parse_double(o->name, v, 0, 100, &a->settings.failsafe_speed);
+			if (parse_double(o->name, v, 0, 100, &a->host.failsafe_speed) != 0)
+				return -1;
+			a->settings.failsafe_speed = a->host.failsafe_speed;
+			return 0;
 		case OPT_EMERGENCY_TEMP:
-			return parse_double(o->name, v, 20, 150, &a->settings.emergency_temp);
+			if (parse_double(o->name, v, 20, 150, &a->host.emergency_temp) != 0)
+				return -1;
+			a->settings.emergency_temp = a->host.emergency_temp;
+			return 0;
+		case OPT_MIN_SPEED:
+			{
+				char		err[160];
+
+				if (pk_host_min_speed_parse(&a->host, v, err, sizeof(err)) != 0)
+				{
+					fprintf(stderr, "pankha-agent: --min-speed: %s\n", err);
+					return -1;
+				}
+				return 0;
+			}
 		case OPT_PING_INTERVAL:
 			return parse_double(o->name, v, 0.1, 3600, &a->ping_interval);
 		case OPT_RECONNECT_MIN:
@@ -354,6 +377,7 @@ configure(struct pk_agent *a, int argc, char **argv)
 	int			c;
 
 	pk_settings_defaults(&a->settings);
+	pk_host_limits_defaults(&a->host);
 	a->buffer_seconds = 3600;
 	a->buffer_max_bytes = 32u * 1024 * 1024;
 	a->failsafe_grace = 60;
@@ -368,7 +392,8 @@ configure(struct pk_agent *a, int argc, char **argv)
 	host[PK_ID_MAX] = '\0';
 	if (set_string(&a->server_url, "ws://127.0.0.1:8080") || set_string(&a->agent_id, host) ||
 		set_string(&a->token_file, "/etc/pankha/agent.token") || set_string(&a->sysfs_root, "/sys") ||
-		set_string(&a->proc_root, "/proc") || set_string(&a->disk_path, "/"))
+		set_string(&a->proc_root, "/proc") || set_string(&a->disk_path, "/") ||
+		set_string(&a->state_dir, "/var/lib/pankha"))
 		return 1;
 
 	for (size_t i = 0; i < NOPTS; i++)
@@ -544,6 +569,9 @@ main(int argc, char **argv)
 			return 1;
 		}
 		set_string(&a->sysfs_root, a->simulate_dir);
+		/* A simulated machine's fans are not the host's: keep their modes with them. */
+		if (a->state_dir && strcmp(a->state_dir, "/var/lib/pankha") == 0)
+			set_string(&a->state_dir, a->simulate_dir);
 	}
 	if (a->enroll_url && !a->enrollment_key)
 	{
@@ -556,6 +584,8 @@ main(int argc, char **argv)
 
 	if (pk_hw_init(&a->hw, a->sysfs_root) != 0 || pk_hw_scan(&a->hw) != 0)
 		return 1;
+	if (!a->enroll_url)
+		pk_fanmodes_load(a);
 	pk_proc_init(&a->proc, a->proc_root, a->disk_path);
 	if (pk_buffer_init(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
 					   a->buffer_max_bytes, a->buffer_file) != 0)
@@ -578,6 +608,7 @@ main(int argc, char **argv)
 	pk_recent_free(a);
 	pk_sim_free(a->sim);
 	free(a->limits);
+	pk_host_limits_free(&a->host);
 	free(a->server_url);
 	free(a->agent_id);
 	free(a->agent_name);
@@ -588,6 +619,8 @@ main(int argc, char **argv)
 	free(a->proc_root);
 	free(a->disk_path);
 	free(a->buffer_file);
+	free(a->state_dir);
+	pk_fanmodes_free(a);
 	free(a->enroll_url);
 	free(a->enrollment_key);
 	free(a->simulate_dir);

@@ -297,7 +297,8 @@ def make_tree(path):
 def start_agent(port, tree, *extra, log=None, env=None):
     args = [AGENT, "--config", "/dev/null", "--server", "ws://127.0.0.1:%d" % port,
             "--agent-id", "test-agent", "--token", "secret", "--sysfs-root", tree,
-            "--reconnect-min", "0.2", "--reconnect-max", "1"] + list(extra)
+            "--reconnect-min", "0.2", "--reconnect-max", "1",
+            "--state-dir", os.path.dirname(os.path.abspath(tree))] + list(extra)
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.Popen(args, stdout=log, stderr=log, env=e)
