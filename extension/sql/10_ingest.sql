@@ -37,6 +37,11 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
 COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
 'Store frames of many agents in one call (the bridge''s form). One row per frame: stored, or the sqlstate, message and detail of why it was refused; stored is false with no sqlstate for a frame already stored.';
 
+-- Frames more than 5 minutes ahead are stored near the server's time with
+-- their own timestamp in agent_ts, which stays their identity: ingest looks
+-- a re-sent one up here (few rows: only those frames are in the index).
+CREATE INDEX readings_ahead ON pankha.readings (agent_id, agent_ts) WHERE agent_ts IS NOT NULL;
+
 -- Catalog: new sensors and fans get the next free slot of their agent.
 -- Called by ingest only when its cache does not know an id (or a sensor's
 -- limits changed), so it is off the per-frame path; ingest_many records

@@ -8,3 +8,7 @@
 -- changes landed; use CREATE OR REPLACE for functions whose signature stays,
 -- DROP and CREATE (with the grants and comments again) where it changes.
 \echo Use "ALTER EXTENSION pankha UPDATE TO '0.2.0'" to load this file. \quit
+
+-- ingest: frames from agents whose clock is ahead keep their own timestamp
+-- as their identity (M4).
+CREATE INDEX readings_ahead ON pankha.readings (agent_id, agent_ts) WHERE agent_ts IS NOT NULL;

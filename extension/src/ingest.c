@@ -79,6 +79,8 @@ typedef struct AgentEntry
 	int			nlast_sensors;
 	int			nlast_fans;
 	CatalogEntry **last;		/* PK_MAX_SENSORS + PK_MAX_FANS entries, or NULL */
+	/* rows of this agent were stored ahead (agent_ts set): re-sends are looked up */
+	bool		has_ahead;
 } AgentEntry;
 
 typedef struct StatusEntry
@@ -91,10 +93,14 @@ typedef struct StatusEntry
 typedef struct PendingFrame
 {
 	const char *agent_id;
-	TimestampTz ts;
+	AgentEntry *agent;
+	TimestampTz ts;				/* where the row goes: the claim, or a server time */
+	TimestampTz claim;			/* the frame's own timestamp: its identity */
 	TimestampTz agent_ts;		/* 0 unless the clock was in the future */
+	bool		ahead;			/* more than 5 minutes ahead of the server */
 	bytea	   *payload;
 	bool		stored;
+	bool		duplicate;		/* already stored, or earlier in the same call */
 	bool		rejected;
 	bool		deferred;		/* waits for its catalog additions */
 	PkError		error;
@@ -139,6 +145,8 @@ static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
 static Oid	readings_oid = InvalidOid;	/* pankha.readings when the caches were filled */
 static bool readings_changed = false;	/* its partitions (or itself) changed since */
+static bool have_ahead_index = false;	/* pankha.readings_ahead exists (0.2.0 schema) */
+static bool bump_on_commit = false; /* tell other backends an agent went ahead */
 /*
  * The newest subtransaction in which the caches learnt something, or
  * InvalidSubTransactionId.  Only an abort of that subtransaction (or of one
@@ -171,7 +179,7 @@ static SlotResult assign_slots(AgentEntry *agent, PkFrame *frame, PkError *err);
 static void ensure_partition(TimestampTz ts);
 static void store_frames(PendingFrame *frames, int n, TimestampTz now);
 static uint64 insert_one(PendingFrame *pf, TimestampTz now);
-static uint64 insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+static uint64 insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 						  Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
 						  TimestampTz now);
 static void raise_error(const PkError *err, const char *prefix);
@@ -249,6 +257,9 @@ ensure_caches(void)
 		return;
 
 	readings_oid = get_relname_relid("readings", get_namespace_oid("pankha", false));
+	/* without it (a 0.1.0 schema) a look-up by agent_ts would scan every row */
+	have_ahead_index = OidIsValid(get_relname_relid("readings_ahead",
+													get_namespace_oid("pankha", false)));
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.hcxt = cache_context;
@@ -298,10 +309,28 @@ ingest_xact_callback(XactEvent event, void *arg)
 		if (learned_in != InvalidSubTransactionId)
 			reset_caches();
 		learned_in = InvalidSubTransactionId;
+		bump_on_commit = false;
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
+	{
 		learned_in = InvalidSubTransactionId;
+
+		/*
+		 * An agent's first rows stored ahead are committed: every backend
+		 * must reload that agent (now marked has_ahead), or a re-send it
+		 * receives would not be looked up.  Only after the commit, so that
+		 * the reload sees the rows.  Our own caches know it already.
+		 */
+		if (bump_on_commit && pankha_shared)
+		{
+			uint64		old = pg_atomic_fetch_add_u64(&pankha_shared->catalog_generation, 1);
+
+			if (old == cache_generation)
+				cache_generation = old + 1;
+		}
+		bump_on_commit = false;
+	}
 }
 
 /*
@@ -534,6 +563,8 @@ cache_catalog_rows(void)
 				entry->nlast_sensors = entry->nlast_fans = 0;
 				entry->last = NULL;
 			}
+			SPI_getbinval(tup, desc, 4, &isnull);
+			entry->has_ahead = !isnull;
 			continue;
 		}
 		key.kind = kind;
@@ -562,7 +593,9 @@ cache_catalog_rows(void)
 static void
 load_agents(Datum *agent_ids, int n)
 {
-	static SPIPlanPtr plan = NULL;
+	/* [1]: with the readings_ahead index, agents' rows stored ahead are noted */
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	SPIPlanPtr	plan = plans[have_ahead_index];
 	Datum		args[1];
 	int			ret;
 
@@ -571,19 +604,24 @@ load_agents(Datum *agent_ids, int n)
 	if (plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTARRAYOID};
+		char		sql[1024];
 
-		plan = SPI_prepare(
-			"SELECT a.agent_id, 'a'::\"char\", NULL::text, NULL::smallint, NULL::text, "
-			"NULL::real, NULL::real FROM pankha.agents a WHERE a.agent_id = ANY ($1) "
-			"UNION ALL SELECT s.agent_id, 's', s.sensor_id, s.slot, s.kind, s.max_temp, s.crit_temp "
-			"FROM pankha.sensors s WHERE s.agent_id = ANY ($1) "
-			"UNION ALL SELECT f.agent_id, 'f', f.fan_id, f.slot, NULL, NULL, NULL "
-			"FROM pankha.fans f WHERE f.agent_id = ANY ($1)",
-			1, argtypes);
+		snprintf(sql, sizeof(sql),
+				 "SELECT a.agent_id, 'a'::\"char\", NULL::text, %s, NULL::text, "
+				 "NULL::real, NULL::real FROM pankha.agents a WHERE a.agent_id = ANY ($1) "
+				 "UNION ALL SELECT s.agent_id, 's', s.sensor_id, s.slot, s.kind, s.max_temp, s.crit_temp "
+				 "FROM pankha.sensors s WHERE s.agent_id = ANY ($1) "
+				 "UNION ALL SELECT f.agent_id, 'f', f.fan_id, f.slot, NULL, NULL, NULL "
+				 "FROM pankha.fans f WHERE f.agent_id = ANY ($1)",
+				 have_ahead_index ?
+				 "CASE WHEN EXISTS (SELECT FROM pankha.readings r WHERE r.agent_id = a.agent_id "
+				 "AND r.agent_ts IS NOT NULL) THEN 1::smallint END" : "NULL::smallint");
+		plan = SPI_prepare(sql, 1, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the pankha catalog query: %s",
 				 SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
+		plans[have_ahead_index] = plan;
 	}
 	args[0] = PointerGetDatum(construct_array(agent_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 	ret = SPI_execute_plan(plan, args, NULL, true, 0);
@@ -1081,11 +1119,14 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 			return;
 	}
 
-	pf->ts = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
+	pf->agent = agent;
+	pf->claim = (TimestampTz) frame->timestamp_ms * 1000 - UNIX_EPOCH_USECS;
+	pf->ts = pf->claim;
 	if (in_future)
 	{
-		pf->agent_ts = pf->ts;
-		pf->ts = now;
+		/* stored near the server's time; store_frames picks the exact ts */
+		pf->ahead = true;
+		pf->agent_ts = pf->claim;
 	}
 
 	size = pk_payload_size(frame);
@@ -1116,9 +1157,27 @@ prepare_text_frame(PendingFrame *pf, const char *agent_id, char *json_text, int 
 	MemoryContextReset(scratch);
 }
 
-/* Compare two pending frames by (agent, ts), for duplicate detection. */
+/*
+ * Order pending frames by agent and their own timestamp (their identity),
+ * then by their place in the call, so the first of equal frames comes first.
+ */
 static int
-pending_cmp(const void *a, const void *b)
+claim_cmp(const void *a, const void *b)
+{
+	const PendingFrame *x = *(PendingFrame *const *) a;
+	const PendingFrame *y = *(PendingFrame *const *) b;
+	int			c = strcmp(x->agent_id, y->agent_id);
+
+	if (c != 0)
+		return c;
+	if (x->claim != y->claim)
+		return x->claim < y->claim ? -1 : 1;
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Order rows by their key in pankha.readings, (agent, ts). */
+static int
+row_cmp(const void *a, const void *b)
 {
 	const PendingFrame *x = *(PendingFrame *const *) a;
 	const PendingFrame *y = *(PendingFrame *const *) b;
@@ -1129,9 +1188,147 @@ pending_cmp(const void *a, const void *b)
 	return x->ts < y->ts ? -1 : (x->ts > y->ts ? 1 : 0);
 }
 
+/* Prepare a statement once for the life of the backend. */
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare a pankha query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
+ * Frames more than five minutes ahead of the server (pf->ahead) are stored
+ * near the server's time, with their own timestamp in agent_ts, so their
+ * key in pankha.readings is not their identity.  For them, and for every
+ * frame of an agent that has such rows (its clock may have come back
+ * within five minutes since: a re-send of an old frame is then not ahead),
+ * look the frame up by agent_ts, and give each new frame ahead a ts of its
+ * own.  Those agents are locked first (in a fixed order), so two calls
+ * never store the same frame twice or pick the same ts.
+ *
+ * A ts picked here is never a whole millisecond, so it cannot collide with
+ * a frame stored at its own timestamp (epoch milliseconds): it is the next
+ * free microsecond after now, or after the agent's newest row from now on,
+ * in the frames' own order.
+ */
+static void
+place_frames_ahead(PendingFrame **valid, int nvalid, TimestampTz now)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr lookup_plan = NULL;
+	static SPIPlanPtr newest_plan = NULL;
+	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum	   *agents = palloc(sizeof(Datum) * nvalid);
+	Datum	   *claims = palloc(sizeof(Datum) * nvalid);
+	PendingFrame **looked = palloc(sizeof(PendingFrame *) * nvalid);
+	Datum		args[2];
+	int			nlooked = 0;
+	int			nagents = 0;
+	TimestampTz next = 0;
+	int			ret;
+
+	/* every candidate, and each agent once (valid is sorted by agent) */
+	for (int i = 0; i < nvalid; i++)
+	{
+		PendingFrame *pf = valid[i];
+
+		if (pf->duplicate || !(pf->ahead || pf->agent->has_ahead))
+			continue;
+		if (nagents == 0 || strcmp(TextDatumGetCString(agents[nagents - 1]), pf->agent_id) != 0)
+			agents[nagents++] = CStringGetTextDatum(pf->agent_id);
+		claims[nlooked] = TimestampTzGetDatum(pf->claim);
+		looked[nlooked++] = pf;
+	}
+	if (nlooked == 0)
+		return;
+
+	args[0] = PointerGetDatum(construct_array(agents, nagents, TEXTOID, -1, false, TYPALIGN_INT));
+	ret = SPI_execute_plan(keep_plan(&lock_plan,
+									 "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pankha ahead'), l.h) "
+									 "FROM (SELECT DISTINCT pg_catalog.hashtext(a) AS h "
+									 "FROM unnest($1::text[]) AS a ORDER BY 1) l",
+									 1, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not lock agents: %s", SPI_result_code_string(ret));
+
+	if (have_ahead_index)
+	{
+		Datum	   *lookup_agents = palloc(sizeof(Datum) * nlooked);
+
+		for (int i = 0; i < nlooked; i++)
+			lookup_agents[i] = CStringGetTextDatum(looked[i]->agent_id);
+		args[0] = PointerGetDatum(construct_array(lookup_agents, nlooked, TEXTOID, -1, false,
+												  TYPALIGN_INT));
+		args[1] = PointerGetDatum(construct_array(claims, nlooked, TIMESTAMPTZOID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		ret = SPI_execute_plan(keep_plan(&lookup_plan,
+										 "SELECT u.i::integer FROM unnest($1::text[], $2::timestamptz[]) "
+										 "WITH ORDINALITY AS u(a, c, i) WHERE EXISTS (SELECT FROM pankha.readings r "
+										 "WHERE r.agent_id = u.a AND r.agent_ts = u.c AND r.agent_ts IS NOT NULL)",
+										 2, argtypes),
+							   args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not look up frames stored ahead: %s", SPI_result_code_string(ret));
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+														SPI_tuptable->tupdesc, 1, &isnull));
+
+			looked[i - 1]->duplicate = true;
+		}
+	}
+
+	/* the newest row of each agent from this millisecond on */
+	args[0] = PointerGetDatum(construct_array(agents, nagents, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = TimestampTzGetDatum(now - now % 1000);
+	argtypes[1] = TIMESTAMPTZOID;
+	ret = SPI_execute_plan(keep_plan(&newest_plan,
+									 "SELECT a, (SELECT max(r.ts) FROM pankha.readings r "
+									 "WHERE r.agent_id = a AND r.ts >= $2) "
+									 "FROM unnest($1::text[]) WITH ORDINALITY AS u(a, i) ORDER BY u.i",
+									 2, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != (uint64) nagents)
+		elog(ERROR, "could not read the newest frames: %s", SPI_result_code_string(ret));
+
+	for (int i = 0, a = -1; i < nlooked; i++)
+	{
+		PendingFrame *pf = looked[i];
+
+		if (a < 0 || strcmp(TextDatumGetCString(agents[a]), pf->agent_id) != 0)
+		{
+			bool		isnull;
+			Datum		newest;
+
+			a++;
+			newest = SPI_getbinval(SPI_tuptable->vals[a], SPI_tuptable->tupdesc, 2, &isnull);
+			next = now - now % 1000;
+			if (!isnull && DatumGetTimestampTz(newest) > next)
+				next = DatumGetTimestampTz(newest);
+		}
+		if (!pf->ahead || pf->duplicate)
+			continue;
+		next++;
+		if (next % 1000 == 0)
+			next++;
+		pf->ts = next;
+	}
+}
+
 /* Insert several rows with one statement over unnest(); returns how many were new. */
 static uint64
-insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
+insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 			Datum *agent_tss, bool *agent_ts_nulls, Datum *payloads, int nrows,
 			TimestampTz now)
 {
@@ -1174,7 +1371,8 @@ insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not store frames: %s", SPI_result_code_string(ret));
 
-	/* Mark the rows that were new, by key. */
+	/* Mark the rows that were new, by key (unique among rows). */
+	qsort(rows, nrows, sizeof(PendingFrame *), row_cmp);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -1185,10 +1383,7 @@ insert_many(PendingFrame **valid, int nvalid, Datum *agent_ids, Datum *tss,
 
 		probe.agent_id = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 		probe.ts = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		hit = bsearch(&probe_ptr, valid, nvalid, sizeof(PendingFrame *), pending_cmp);
-		/* step back to the first of equal keys: that one was inserted */
-		while (hit && hit > valid && pending_cmp(hit - 1, hit) == 0)
-			hit--;
+		hit = bsearch(&probe_ptr, rows, nrows, sizeof(PendingFrame *), row_cmp);
 		if (hit)
 			(*hit)->stored = true;
 	}
@@ -1241,6 +1436,7 @@ static void
 store_frames(PendingFrame *frames, int n, TimestampTz now)
 {
 	PendingFrame **valid = palloc(sizeof(PendingFrame *) * n);
+	PendingFrame **rows = palloc(sizeof(PendingFrame *) * n);
 	Datum	   *agent_ids = palloc(sizeof(Datum) * n);
 	Datum	   *tss = palloc(sizeof(Datum) * n);
 	Datum	   *agent_tss = palloc(sizeof(Datum) * n);
@@ -1257,15 +1453,26 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 	if (nvalid == 0)
 		return;
 
-	/* A key repeated within the batch is stored once, at its first place. */
-	qsort(valid, nvalid, sizeof(PendingFrame *), pending_cmp);
+	/*
+	 * A frame is its agent and its own timestamp: one repeated within the
+	 * call is stored once, at its first place; those stored ahead before
+	 * are found by place_frames_ahead().
+	 */
+	qsort(valid, nvalid, sizeof(PendingFrame *), claim_cmp);
+	for (int i = 1; i < nvalid; i++)
+		if (strcmp(valid[i - 1]->agent_id, valid[i]->agent_id) == 0 &&
+			valid[i - 1]->claim == valid[i]->claim)
+			valid[i]->duplicate = true;
+	place_frames_ahead(valid, nvalid, now);
+
 	for (int i = 0; i < nvalid; i++)
 	{
 		PendingFrame *pf = valid[i];
 
-		if (i > 0 && pending_cmp(&valid[i - 1], &valid[i]) == 0)
+		if (pf->duplicate)
 			continue;
 		ensure_partition(pf->ts);
+		rows[nrows] = pf;
 		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
 		tss[nrows] = TimestampTzGetDatum(pf->ts);
 		agent_tss[nrows] = TimestampTzGetDatum(pf->agent_ts);
@@ -1274,11 +1481,22 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		nrows++;
 	}
 
-	if (nrows == 1)
-		stored = insert_one(valid[0], now);
+	if (nrows == 0)
+		stored = 0;
+	else if (nrows == 1)
+		stored = insert_one(rows[0], now);
 	else
-		stored = insert_many(valid, nvalid, agent_ids, tss, agent_tss, agent_ts_nulls,
+		stored = insert_many(rows, agent_ids, tss, agent_tss, agent_ts_nulls,
 							 payloads, nrows, now);
+
+	/* An agent's first rows ahead: every backend must look its frames up. */
+	for (int i = 0; i < nrows; i++)
+		if (rows[i]->ahead && rows[i]->stored && !rows[i]->agent->has_ahead)
+		{
+			rows[i]->agent->has_ahead = true;
+			cache_learnt();
+			bump_on_commit = true;
+		}
 	pg_atomic_fetch_add_u64(&pankha_shared->frames_stored, stored);
 
 	/* Liveness: every valid frame, new or re-sent, shows the agent is alive. */
