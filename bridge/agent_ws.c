@@ -174,8 +174,8 @@ agent_release(struct agent *a)
 {
 	if (--a->refs > 0)
 		return;
-	outq_clear(&a->out);
-	free(a->rx);
+	outq_clear(&a->ws.out);
+	free(a->ws.rx);
 	free(a->group);
 	free(a->agent_id);
 	free(a);
@@ -183,40 +183,18 @@ agent_release(struct agent *a)
 
 /* ---------------------------------------------------------------- output */
 
-/* Queue a message to an agent; a client that does not read is dropped. */
+/* Queue a message to an agent (ws.c drops a client that does not read). */
 void
 agent_send(struct agent *a, const char *text, size_t len, bool is_command)
 {
-	if (!a->wsi || a->close_code)
-		return;
-	if (a->out.bytes + len > srv.cfg.max_queued_out)
-	{
-		outq_clear(&a->out);
-		agent_close(a, LWS_CLOSE_STATUS_POLICY_VIOLATION, "not reading");
-		return;
-	}
-	if (outq_push(&a->out, text, len, is_command))
-	{
-		agent_close(a, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-		return;
-	}
-	lws_callback_on_writable(a->wsi);
+	ws_send(&a->ws, text, len, is_command);
 }
 
 /* Send a cJSON message and free it. */
 static void
 send_json(struct agent *a, cJSON *msg, bool is_command)
 {
-	char	   *text;
-
-	if (!msg)
-		return;
-	text = cJSON_PrintUnformatted(msg);
-	cJSON_Delete(msg);
-	if (!text)
-		return;
-	agent_send(a, text, strlen(text), is_command);
-	free(text);
+	ws_send_json(&a->ws, msg, is_command);
 }
 
 /* {"type":"error","data":{"code":...,"message":...[,"seq":N]}} */
@@ -239,26 +217,7 @@ send_error(struct agent *a, const char *code, const char *message, int64_t seq)
 void
 agent_close(struct agent *a, int code, const char *reason)
 {
-	if (!a->wsi || a->close_code)
-		return;
-	a->close_code = code;
-	snprintf(a->close_reason, sizeof(a->close_reason), "%s", reason);
-	if (a->rx_paused)
-	{
-		lws_rx_flow_control(a->wsi, 1);
-		a->rx_paused = false;
-	}
-	lws_callback_on_writable(a->wsi);
-	/* if it never becomes writable, drop it anyway */
-	lws_set_timeout(a->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
-}
-
-/* Close every agent connection (shutdown). */
-void
-agents_close_all(int code, const char *reason)
-{
-	for (struct agent *a = all_head; a; a = a->all_next)
-		agent_close(a, code, reason);
+	ws_close(&a->ws, code, reason);
 }
 
 /* ---------------------------------------------------------------- history */
@@ -288,14 +247,14 @@ record_closed(struct agent *a)
 	if (!q)
 		return;
 	snprintf(num[0], sizeof(num[0]), "%lld", (long long) a->connection_id);
-	snprintf(num[1], sizeof(num[1]), "%d", a->close_code ? a->close_code : 1006);
+	snprintf(num[1], sizeof(num[1]), "%d", a->ws.close_code ? a->ws.close_code : 1006);
 	snprintf(num[2], sizeof(num[2]), "%llu", (unsigned long long) a->frames_in);
 	snprintf(num[3], sizeof(num[3]), "%llu", (unsigned long long) a->bytes_in);
-	snprintf(num[4], sizeof(num[4]), "%llu", (unsigned long long) a->frames_out);
-	snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long) a->bytes_out);
+	snprintf(num[4], sizeof(num[4]), "%llu", (unsigned long long) a->ws.frames_out);
+	snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long) a->ws.bytes_out);
 	if (db_query_param(q, num[0], strlen(num[0])) ||
 		db_query_param(q, num[1], strlen(num[1])) ||
-		db_query_param(q, a->close_reason, strlen(a->close_reason)) ||
+		db_query_param(q, a->ws.close_reason, strlen(a->ws.close_reason)) ||
 		db_query_param(q, num[2], strlen(num[2])) ||
 		db_query_param(q, num[3], strlen(num[3])) ||
 		db_query_param(q, num[4], strlen(num[4])) ||
@@ -313,7 +272,7 @@ settings_done(struct db_query *q, PGresult *res)
 {
 	struct agent *a = q->arg;
 
-	if (a->wsi && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	if (a->ws.wsi && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		struct sbuf b = {0};
 		const char *settings = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
@@ -325,11 +284,11 @@ settings_done(struct db_query *q, PGresult *res)
 			agent_send(a, b.data, b.len, false);
 		sbuf_free(&b);
 	}
-	else if (a->wsi)
+	else if (a->ws.wsi)
 		blog("warn", "effective_settings", "agent %s: %s", a->agent_id,
 			 PQresultErrorMessage(res));
 	/* then everything that waited for it while it was away */
-	if (a->wsi)
+	if (a->ws.wsi)
 		agent_want_commands(a);
 	agent_release(a);
 }
@@ -378,19 +337,13 @@ update_pause(struct agent *a)
 {
 	bool		want_pause;
 
-	if (!a->wsi || a->close_code)
+	if (!a->ws.wsi || a->ws.close_code)
 		return;
 	want_pause = paused_all || a->held >= srv.cfg.agent_held_frames;
-	if (want_pause && !a->rx_paused)
-	{
-		lws_rx_flow_control(a->wsi, 0);
-		a->rx_paused = true;
-	}
-	else if (!want_pause && a->rx_paused && a->held <= srv.cfg.agent_held_frames / 2)
-	{
-		lws_rx_flow_control(a->wsi, 1);
-		a->rx_paused = false;
-	}
+	if (want_pause && !a->ws.rx_paused)
+		ws_pause_rx(&a->ws, true);
+	else if (!want_pause && a->ws.rx_paused && a->held <= srv.cfg.agent_held_frames / 2)
+		ws_pause_rx(&a->ws, false);
 }
 
 /* Global backpressure: stop reading everyone while too much is held. */
@@ -487,7 +440,7 @@ send_acks(struct batch *b)
 		if (b->frames[i]->seq >= 0)
 			a->ack_due = true;
 		if ((last ? last[i] : a->held == 1) && (a->requeued == 0 || a->held == 1) &&
-			a->ack_due && a->pending_ack >= 0 && a->wsi)
+			a->ack_due && a->pending_ack >= 0 && a->ws.wsi)
 		{
 			char		text[96];
 			int			n = snprintf(text, sizeof(text),
@@ -535,7 +488,7 @@ ingest_done(struct db_query *q, PGresult *res)
 			else
 			{
 				srv.m.frames_rejected++;
-				if (f->agent->wsi)
+				if (f->agent->ws.wsi)
 					send_error(f->agent, "invalid_frame",
 							   PQgetisnull(res, r, 3) ? "frame rejected" : PQgetvalue(res, r, 3),
 							   f->seq);
@@ -754,7 +707,7 @@ agents_flush(void)
 void
 agent_want_commands(struct agent *a)
 {
-	if (a->claim_wanted || !a->wsi || !a->connection_id)
+	if (a->claim_wanted || !a->ws.wsi || !a->connection_id)
 		return;
 	if (claim_count == claim_cap)
 	{
@@ -836,7 +789,7 @@ claim_done(struct db_query *q, PGresult *res)
 		{
 			struct agent *a = agent_find(PQgetvalue(res, r, 1));
 
-			if (a && a->wsi && !a->close_code)
+			if (a && a->ws.wsi && !a->ws.close_code)
 				push_command(a, res, r);
 			/* else: it stays claimed until its visibility runs out */
 		}
@@ -974,7 +927,7 @@ on_credential_changed(char kind, const char *agent_id, const char *selector)
 		return;
 	}
 	for (struct agent *a = all_head; a; a = a->all_next)
-		if (a->wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+		if (a->ws.wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
 }
 
@@ -1001,7 +954,7 @@ ack_done(struct db_query *q, PGresult *res)
 {
 	struct agent *a = q->arg;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK && a->wsi)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && a->ws.wsi)
 		send_error(a, "invalid_command_ack",
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "command_ack failed", -1);
@@ -1013,7 +966,7 @@ status_done(struct db_query *q, PGresult *res)
 {
 	struct agent *a = q->arg;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK && a->wsi)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && a->ws.wsi)
 		send_error(a, "invalid_status",
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "status not stored", -1);
@@ -1200,9 +1153,9 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	for (struct agent *a = all_head; a; a = a->all_next)
 	{
 		/* while we do not read from it, an agent cannot be heard */
-		if (a->rx_paused)
-			a->last_rx = now;
-		if (a->wsi && !a->close_code && silence > 0 && now - a->last_rx > silence)
+		if (a->ws.rx_paused)
+			a->ws.last_rx = now;
+		if (a->ws.wsi && !a->ws.close_code && silence > 0 && now - a->ws.last_rx > silence)
 		{
 			srv.m.closed_silent++;
 			agent_close(a, 4002, "silent too long");
@@ -1221,24 +1174,19 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 /* ---------------------------------------------------------------- lws */
 
 /*
- * Decide on an upgrade to /ws/agent; 0 accepts (and sets *session), other
- * values refuse after an HTTP status was sent.
+ * Decide on an upgrade to /ws/agent once ws.c admitted it: 0 accepts
+ * (and sets *conn), other values refuse after an HTTP status was sent.
  */
-int
-agent_ws_filter(struct lws *wsi, void **session)
+static int
+agent_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 {
-	char		id[128], buf[160], peer[64];
+	char		id[128], buf[160];
 	const char *arg;
 	char	   *token = NULL;
 	struct cred_grant grant;
 	enum cred_verdict verdict;
 	struct agent *a;
 	int			n;
-
-	if (srv.draining)
-		return http_refuse(wsi, 503, "shutting down");
-	if (agents_count() + ui_count() >= srv.cfg.max_connections)
-		return http_refuse(wsi, 503, "too many connections");
 
 	id[0] = '\0';
 	arg = lws_get_urlarg_by_name(wsi, "agent_id=", buf, sizeof(buf));
@@ -1252,224 +1200,143 @@ agent_ws_filter(struct lws *wsi, void **session)
 			id[0] = '\0';
 	}
 	if (!agent_id_valid(id))
-		return http_refuse(wsi, 401, "agent id missing or invalid");
+		return ws_refuse(wsi, 401, "agent id missing or invalid");
+	if (!attempts_allow("agent", id, srv.cfg.connects_per_minute_agent))
+		return ws_refuse(wsi, 429, "too many connection attempts");
 
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip) ||
-		!attempts_allow("agent", id, srv.cfg.connects_per_minute_agent))
-		return http_refuse(wsi, 429, "too many connection attempts");
-
-	if (http_header_token(wsi, &token) < 0)
-		return http_refuse(wsi, 500, "out of memory");
+	if (http_bearer_token(wsi, &token) < 0)
+		return ws_refuse(wsi, 500, "out of memory");
 	verdict = creds_check(CRED_AGENT, id, token, peer, &grant);
 	free(token);
 	if (verdict == CRED_UNAVAILABLE)
-		return http_refuse(wsi, 503, "database unavailable");
+		return ws_refuse(wsi, 503, "database unavailable");
 	if (verdict == CRED_REFUSED)
 	{
 		blog("info", "agent_refused", "agent %s from %s: bad credentials", id, peer);
 		srv.m.handshakes_refused++;
-		return http_refuse(wsi, 401, "invalid agent credentials");
+		return ws_refuse(wsi, 401, "invalid agent credentials");
 	}
 
 	a = calloc(1, sizeof(*a));
 	if (!a || !(a->agent_id = strdup(id)))
 	{
 		free(a);
-		return http_refuse(wsi, 500, "out of memory");
+		return ws_refuse(wsi, 500, "out of memory");
 	}
 	memcpy(a->selector, grant.selector, sizeof(a->selector));
 	snprintf(a->remote, sizeof(a->remote), "%s", peer);
 	a->refs = 1;				/* the connection's */
 	a->pending_ack = a->acked = -1;
-	*session = a;
+	*conn = &a->ws;
 	return 0;
 }
 
-/* The agent side of the shared WebSocket protocol callback. */
-int
-agent_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-				  void *user, void *in, size_t len)
+/* The upgrade completed: replace an older connection, say hello, record it. */
+static int
+agent_established(struct ws_conn *c)
 {
-	struct ws_session *s = user;
-	struct agent *a = s ? s->obj : NULL;
+	struct agent *a = lws_container_of(c, struct agent, ws);
+	struct agent *old = agent_find(a->agent_id);
+	struct db_query *q;
+	cJSON	   *msg, *data;
 
-	switch (reason)
+	if (!sweep_started)
 	{
-		case LWS_CALLBACK_ESTABLISHED:
-			{
-				struct agent *old = agent_find(a->agent_id);
-				struct db_query *q;
-				cJSON	   *msg, *data;
-
-				if (!sweep_started)
-				{
-					sweep_started = true;
-					minute_started = now_us();
-					timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
-				}
-				if (old)
-				{
-					table_remove(old);
-					agent_close(old, 4000, "replaced");
-				}
-				a->wsi = wsi;
-				a->last_rx = a->tokens_at = now_us();
-				a->tokens = srv.cfg.rate_per_minute;
-				if (!table_insert(a))
-					return -1;
-				a->all_next = all_head;
-				if (all_head)
-					all_head->all_prev = a;
-				all_head = a;
-				live_count++;
-
-				msg = cJSON_CreateObject();
-				cJSON_AddStringToObject(msg, "type", "connected");
-				data = cJSON_AddObjectToObject(msg, "data");
-				cJSON_AddStringToObject(data, "agent_id", a->agent_id);
-				cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
-				cJSON_AddNumberToObject(data, "max_message", (double) srv.cfg.max_message);
-				cJSON_AddNumberToObject(data, "rate_per_minute", srv.cfg.rate_per_minute);
-				send_json(a, msg, false);
-
-				q = db_query_new(LANE_GENERAL,
-								 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
-								 opened_done, a);
-				if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
-					db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
-					db_query_param(q, a->remote, strlen(a->remote)))
-				{
-					if (q)
-						db_query_free(q);
-					return -1;
-				}
-				a->refs++;
-				db_submit(q);
-				blog("info", "agent_connected", "agent %s from %s", a->agent_id, a->remote);
-				break;
-			}
-
-		case LWS_CALLBACK_RECEIVE:
-			if (!a || a->close_code)
-				break;
-			a->last_rx = now_us();
-			if (lws_frame_is_binary(wsi))
-			{
-				if (lws_is_final_fragment(wsi))
-					send_error(a, "invalid_message", "binary frames are not accepted", -1);
-				break;
-			}
-			if (a->rx_len + len > srv.cfg.max_message)
-			{
-				srv.m.closed_too_big++;
-				free(a->rx);
-				a->rx = NULL;
-				a->rx_len = a->rx_cap = 0;
-				agent_close(a, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-				break;
-			}
-			if (!a->rx_len && lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi))
-			{
-				/* the usual case: the whole message in one piece */
-				handle_message(a, in, len);
-				break;
-			}
-			if (a->rx_len + len > a->rx_cap)
-			{
-				size_t		ncap = a->rx_len + len + 1024;
-				unsigned char *n;
-
-				if (ncap > srv.cfg.max_message)
-					ncap = srv.cfg.max_message;
-				n = realloc(a->rx, ncap);
-				if (!n)
-				{
-					lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-									 (unsigned char *) "out of memory", 13);
-					return -1;
-				}
-				a->rx = n;
-				a->rx_cap = ncap;
-			}
-			memcpy(a->rx + a->rx_len, in, len);
-			a->rx_len += len;
-			if (lws_is_final_fragment(wsi))
-			{
-				handle_message(a, (const char *) a->rx, a->rx_len);
-				free(a->rx);	/* keep idle connections small */
-				a->rx = NULL;
-				a->rx_len = a->rx_cap = 0;
-			}
-			break;
-
-		case LWS_CALLBACK_SERVER_WRITEABLE:
-			if (!a)
-				break;
-			if (a->out.head)
-			{
-				/* what was queued before a close still goes out first */
-				if (outq_write_one(wsi, &a->out, &a->frames_out, &a->bytes_out) < 0)
-					return -1;
-				if (a->close_code && !a->out.head)
-					lws_callback_on_writable(wsi);
-				break;
-			}
-			if (a->close_code)
-			{
-				lws_close_reason(wsi, a->close_code, (unsigned char *) a->close_reason,
-								 strlen(a->close_reason));
-				return -1;
-			}
-			break;
-
-		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-			if (a && !a->close_code)
-			{
-				a->close_code = len >= 2 ?
-					(((unsigned char *) in)[0] << 8 | ((unsigned char *) in)[1]) : 1005;
-				if (a->close_code < 1000 || a->close_code > 4999)
-					a->close_code = 1002;
-				snprintf(a->close_reason, sizeof(a->close_reason), "%.*s",
-						 len > 2 ? (int) (len - 2 < 60 ? len - 2 : 60) : 0,
-						 len > 2 ? (char *) in + 2 : "");
-			}
-			break;
-
-		case LWS_CALLBACK_CLOSED:
-			if (!a)
-				break;
-			if (agent_find(a->agent_id) == a)
-				table_remove(a);
-			if (a->all_prev)
-				a->all_prev->all_next = a->all_next;
-			else if (all_head == a)
-				all_head = a->all_next;
-			if (a->all_next)
-				a->all_next->all_prev = a->all_prev;
-			a->all_next = a->all_prev = NULL;
-			live_count--;
-			a->wsi = NULL;
-			a->closed = true;
-			if (!a->close_code)
-			{
-				a->close_code = 1006;
-				snprintf(a->close_reason, sizeof(a->close_reason), "connection lost");
-			}
-			outq_clear(&a->out);
-			free(a->rx);
-			a->rx = NULL;
-			a->rx_len = a->rx_cap = 0;
-			blog("info", "agent_closed", "agent %s code %d %s", a->agent_id,
-				 a->close_code, a->close_reason);
-			if (a->connection_id)
-				record_closed(a);
-			s->obj = NULL;
-			agent_release(a);
-			break;
-
-		default:
-			break;
+		sweep_started = true;
+		minute_started = now_us();
+		timer_schedule(&sweep_sul, sweep_cb, LWS_US_PER_SEC);
 	}
+	if (old)
+	{
+		table_remove(old);
+		agent_close(old, 4000, "replaced");
+	}
+	a->tokens_at = now_us();
+	a->tokens = srv.cfg.rate_per_minute;
+	if (!table_insert(a))
+		return -1;
+	a->all_next = all_head;
+	if (all_head)
+		all_head->all_prev = a;
+	all_head = a;
+	live_count++;
+
+	msg = cJSON_CreateObject();
+	cJSON_AddStringToObject(msg, "type", "connected");
+	data = cJSON_AddObjectToObject(msg, "data");
+	cJSON_AddStringToObject(data, "agent_id", a->agent_id);
+	cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
+	cJSON_AddNumberToObject(data, "max_message", (double) srv.cfg.max_message);
+	cJSON_AddNumberToObject(data, "rate_per_minute", srv.cfg.rate_per_minute);
+	send_json(a, msg, false);
+
+	q = db_query_new(LANE_GENERAL,
+					 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
+					 opened_done, a);
+	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
+		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
+		db_query_param(q, a->remote, strlen(a->remote)))
+	{
+		if (q)
+			db_query_free(q);
+		return -1;
+	}
+	a->refs++;
+	db_submit(q);
+	blog("info", "agent_connected", "agent %s from %s", a->agent_id, a->remote);
 	return 0;
 }
+
+/* One complete message from an agent. */
+static void
+agent_message(struct ws_conn *c, const char *text, size_t len, bool binary)
+{
+	struct agent *a = lws_container_of(c, struct agent, ws);
+
+	if (binary)
+		send_error(a, "invalid_message", "binary frames are not accepted", -1);
+	else
+		handle_message(a, text, len);
+}
+
+/* The socket closed: out of the table, and its end recorded. */
+static void
+agent_closed(struct ws_conn *c)
+{
+	struct agent *a = lws_container_of(c, struct agent, ws);
+
+	if (agent_find(a->agent_id) == a)
+		table_remove(a);
+	if (a->all_prev)
+		a->all_prev->all_next = a->all_next;
+	else if (all_head == a)
+		all_head = a->all_next;
+	if (a->all_next)
+		a->all_next->all_prev = a->all_prev;
+	a->all_next = a->all_prev = NULL;
+	live_count--;
+	a->closed = true;
+	blog("info", "agent_closed", "agent %s code %d %s", a->agent_id,
+		 a->ws.close_code, a->ws.close_reason);
+	if (a->connection_id)
+		record_closed(a);
+	agent_release(a);
+}
+
+/* Accepted by the filter but never established. */
+static void
+agent_discard(struct ws_conn *c)
+{
+	agent_release(lws_container_of(c, struct agent, ws));
+}
+
+const struct ws_endpoint agent_ws_endpoint = {
+	.path = "/ws/agent",
+	.what = "an agent",
+	.slow_reason = "not reading",
+	.filter = agent_filter,
+	.established = agent_established,
+	.message = agent_message,
+	.closed = agent_closed,
+	.discard = agent_discard,
+};

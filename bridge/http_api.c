@@ -59,86 +59,6 @@ req_release(struct http_req *r)
 	free(r);
 }
 
-/* Refuse a WebSocket handshake from a filter callback. */
-int
-http_refuse(struct lws *wsi, unsigned int status, const char *message)
-{
-	struct sbuf body = {0}, resp = {0};
-	cJSON	   *o = cJSON_CreateObject();
-	char	   *text = NULL;
-	const char *phrase;
-
-	switch (status)
-	{
-		case 401: phrase = "Unauthorized"; break;
-		case 404: phrase = "Not Found"; break;
-		case 429: phrase = "Too Many Requests"; break;
-		case 503: phrase = "Service Unavailable"; break;
-		default: phrase = "Error"; break;
-	}
-	if (o)
-	{
-		cJSON_AddStringToObject(o, "error", message);
-		text = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
-	}
-	sbuf_puts(&body, text ? text : "{}");
-	free(text);
-	/* the status line and headers are written as they are: lws would say HTTP/1.0 here */
-	for (int i = 0; i < LWS_PRE; i++)
-		sbuf_append(&resp, " ", 1);
-	sbuf_printf(&resp, "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
-				"content-length: %zu\r\nconnection: close\r\n%s\r\n%s",
-				status, phrase, body.len,
-				status == 401 ? "www-authenticate: Bearer\r\n" : "",
-				body.data ? body.data : "");
-	if (!resp.failed && !body.failed)
-		lws_write(wsi, (unsigned char *) resp.data + LWS_PRE, resp.len - LWS_PRE,
-				  LWS_WRITE_HTTP_HEADERS);
-	sbuf_free(&body);
-	sbuf_free(&resp);
-	return -1;
-}
-
-/* The bearer token of the Authorization header: 0 (and *out maybe NULL), -1 no memory. */
-int
-http_header_token(struct lws *wsi, char **out)
-{
-	int			n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-	char	   *buf;
-	char	   *t;
-
-	*out = NULL;
-	if (n <= 0)
-		return 0;
-	buf = malloc((size_t) n + 1);
-	if (!buf)
-		return -1;
-	if (lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-	{
-		free(buf);
-		return 0;
-	}
-	if (strncasecmp(buf, "Bearer ", 7))
-	{
-		free(buf);
-		return 0;
-	}
-	for (t = buf + 7; *t == ' '; t++)
-		;
-	if (*t)
-	{
-		*out = strdup(t);
-		if (!*out)
-		{
-			free(buf);
-			return -1;
-		}
-	}
-	free(buf);
-	return 0;
-}
-
 /* Set the response and ask to write it. */
 static void
 respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len)
@@ -817,7 +737,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				if (n < 0)
 					r->path[0] = '\0';
 				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
-				if (http_header_token(wsi, &r->token) < 0)
+				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
 				{
 					static const char *const names[4] = {"series=", "from=", "to=", "resolution="};

@@ -18,21 +18,15 @@
 /* One dashboard connection. */
 struct ui_client
 {
+	struct ws_conn ws;			/* the WebSocket connection (ws.c) */
 	struct ui_client *next;
 	struct ui_client *prev;
-	struct lws *wsi;			/* NULL once closed */
 	int			refs;			/* wsi + queries */
 	char		user[65];
 	char		role[12];		/* viewer, operator or admin */
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
 	char	  **topics;
 	int			ntopics;
-	struct outq out;
-	int			close_code;
-	char		close_reason[64];
-	unsigned char *rx;			/* message being reassembled */
-	size_t		rx_len;
-	uint64_t	frames_out, bytes_out;
 };
 
 static struct ui_client *clients;
@@ -58,28 +52,16 @@ ui_release(struct ui_client *c)
 	for (int i = 0; i < c->ntopics; i++)
 		free(c->topics[i]);
 	free(c->topics);
-	outq_clear(&c->out);
-	free(c->rx);
+	outq_clear(&c->ws.out);
+	free(c->ws.rx);
 	free(c);
 }
 
 /* Close a dashboard's connection with code and reason (from anywhere). */
-void
+static void
 ui_close(struct ui_client *c, int code, const char *reason)
 {
-	if (!c->wsi || c->close_code)
-		return;
-	c->close_code = code;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
-	lws_callback_on_writable(c->wsi);
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
-}
-
-void
-ui_close_all(int code, const char *reason)
-{
-	for (struct ui_client *c = clients; c; c = c->next)
-		ui_close(c, code, reason);
+	ws_close(&c->ws, code, reason);
 }
 
 /*
@@ -97,37 +79,17 @@ on_credential_changed(char kind, const char *user, const char *selector)
 			ui_close(c, 4001, "revoked");
 }
 
-/* Queue a message; a client that has too much unread is dropped. */
+/* Queue a message (ws.c drops a client that has too much unread). */
 static void
 ui_send(struct ui_client *c, const char *text, size_t len)
 {
-	if (!c->wsi || c->close_code)
-		return;
-	if (c->out.bytes + len > srv.cfg.max_queued_out)
-	{
-		srv.m.ui_dropped_slow++;
-		blog("warn", "ui_dropped", "dashboard %s does not read; dropped", c->user);
-		outq_clear(&c->out);
-		ui_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
-		return;
-	}
-	if (outq_push(&c->out, text, len, false))
-	{
-		ui_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-		return;
-	}
-	lws_callback_on_writable(c->wsi);
+	ws_send(&c->ws, text, len, false);
 }
 
 static void
 ui_send_json(struct ui_client *c, cJSON *msg)
 {
-	char	   *text = msg ? cJSON_PrintUnformatted(msg) : NULL;
-
-	cJSON_Delete(msg);
-	if (text)
-		ui_send(c, text, strlen(text));
-	free(text);
+	ws_send_json(&c->ws, msg, false);
 }
 
 static void
@@ -344,7 +306,7 @@ command_done(struct db_query *q, PGresult *res)
 	struct ui_request *r = q->arg;
 	struct ui_client *c = r->client;
 
-	if (c->wsi)
+	if (c->ws.wsi)
 	{
 		cJSON	   *msg = cJSON_CreateObject();
 		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
@@ -455,7 +417,7 @@ setting_done(struct db_query *q, PGresult *res)
 	struct ui_request *r = q->arg;
 	struct ui_client *c = r->client;
 
-	if (c->wsi)
+	if (c->ws.wsi)
 	{
 		cJSON	   *msg = cJSON_CreateObject();
 		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
@@ -593,25 +555,17 @@ subprotocol_token(struct lws *wsi)
 	return found;
 }
 
-/* Decide on an upgrade to /ws/ui (see agent_ws_filter). */
-int
-ui_ws_filter(struct lws *wsi, void **session)
+/* Decide on an upgrade to /ws/ui once ws.c admitted it (see agent_filter). */
+static int
+ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 {
 	char	   *token = NULL;
-	char		peer[64];
 	struct cred_grant grant;
 	enum cred_verdict verdict;
 	struct ui_client *c;
 
-	if (srv.draining)
-		return http_refuse(wsi, 503, "shutting down");
-	if (agents_count() + ui_count() >= srv.cfg.max_connections)
-		return http_refuse(wsi, 503, "too many connections");
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
-		return http_refuse(wsi, 429, "too many connection attempts");
-	if (http_header_token(wsi, &token) < 0)
-		return http_refuse(wsi, 500, "out of memory");
+	if (http_bearer_token(wsi, &token) < 0)
+		return ws_refuse(wsi, 500, "out of memory");
 	if (!token)
 	{
 		int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
@@ -627,125 +581,95 @@ ui_ws_filter(struct lws *wsi, void **session)
 	if (!token)
 	{
 		srv.m.handshakes_refused++;
-		return http_refuse(wsi, 401, "dashboard token missing");
+		return ws_refuse(wsi, 401, "dashboard token missing");
 	}
 	verdict = creds_check(CRED_UI, NULL, token, peer, &grant);
 	free(token);
 	if (verdict == CRED_UNAVAILABLE)
-		return http_refuse(wsi, 503, "database unavailable");
+		return ws_refuse(wsi, 503, "database unavailable");
 	if (verdict == CRED_REFUSED)
 	{
 		blog("info", "ui_refused", "dashboard from %s: bad token", peer);
 		srv.m.handshakes_refused++;
-		return http_refuse(wsi, 401, "invalid dashboard token");
+		return ws_refuse(wsi, 401, "invalid dashboard token");
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return http_refuse(wsi, 500, "out of memory");
+		return ws_refuse(wsi, 500, "out of memory");
 	memcpy(c->user, grant.owner, sizeof(c->user));
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
 	c->refs = 1;
-	*session = c;
+	*conn = &c->ws;
 	return 0;
 }
 
-/* The dashboard side of the shared WebSocket protocol callback. */
-int
-ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-			   void *user, void *in, size_t len)
+/* The upgrade completed: say who the dashboard is. */
+static int
+ui_established(struct ws_conn *conn)
 {
-	struct ws_session *s = user;
-	struct ui_client *c = s ? s->obj : NULL;
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
 
-	switch (reason)
-	{
-		case LWS_CALLBACK_ESTABLISHED:
-			{
-				cJSON	   *msg = cJSON_CreateObject();
-				cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
-
-				c->wsi = wsi;
-				c->next = clients;
-				if (clients)
-					clients->prev = c;
-				clients = c;
-				nclients++;
-				cJSON_AddStringToObject(msg, "type", "connected");
-				cJSON_AddStringToObject(data, "user", c->user);
-				cJSON_AddStringToObject(data, "role", c->role);
-				cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
-				ui_send_json(c, msg);
-				break;
-			}
-		case LWS_CALLBACK_RECEIVE:
-			if (!c || c->close_code)
-				break;
-			if (c->rx_len + len > srv.cfg.max_message)
-			{
-				free(c->rx);
-				c->rx = NULL;
-				c->rx_len = 0;
-				ui_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-				break;
-			}
-			if (!c->rx_len && lws_is_final_fragment(wsi))
-			{
-				ui_message(c, in, len);
-				break;
-			}
-			{
-				unsigned char *n = realloc(c->rx, c->rx_len + len);
-
-				if (!n)
-					return -1;
-				c->rx = n;
-				memcpy(c->rx + c->rx_len, in, len);
-				c->rx_len += len;
-			}
-			if (lws_is_final_fragment(wsi))
-			{
-				ui_message(c, (const char *) c->rx, c->rx_len);
-				free(c->rx);
-				c->rx = NULL;
-				c->rx_len = 0;
-			}
-			break;
-		case LWS_CALLBACK_SERVER_WRITEABLE:
-			if (!c)
-				break;
-			if (c->out.head)
-			{
-				if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
-					return -1;
-				if (c->close_code && !c->out.head)
-					lws_callback_on_writable(wsi);
-				break;
-			}
-			if (c->close_code)
-			{
-				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
-								 strlen(c->close_reason));
-				return -1;
-			}
-			break;
-		case LWS_CALLBACK_CLOSED:
-			if (!c)
-				break;
-			if (c->prev)
-				c->prev->next = c->next;
-			else if (clients == c)
-				clients = c->next;
-			if (c->next)
-				c->next->prev = c->prev;
-			nclients--;
-			c->wsi = NULL;
-			outq_clear(&c->out);
-			s->obj = NULL;
-			ui_release(c);
-			break;
-		default:
-			break;
-	}
+	c->next = clients;
+	if (clients)
+		clients->prev = c;
+	clients = c;
+	nclients++;
+	cJSON_AddStringToObject(msg, "type", "connected");
+	cJSON_AddStringToObject(data, "user", c->user);
+	cJSON_AddStringToObject(data, "role", c->role);
+	cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
+	ui_send_json(c, msg);
 	return 0;
 }
+
+static void
+ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
+{
+	ui_message(lws_container_of(conn, struct ui_client, ws), text, len);
+}
+
+static void
+ui_closed(struct ws_conn *conn)
+{
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (clients == c)
+		clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nclients--;
+	ui_release(c);
+}
+
+static void
+ui_discard(struct ws_conn *conn)
+{
+	ui_release(lws_container_of(conn, struct ui_client, ws));
+}
+
+/* The send queue overflowed: the dashboard does not read. */
+static void
+ui_dropped(struct ws_conn *conn)
+{
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	srv.m.ui_dropped_slow++;
+	blog("warn", "ui_dropped", "dashboard %s does not read; dropped", c->user);
+}
+
+const struct ws_endpoint ui_ws_endpoint = {
+	.path = "/ws/ui",
+	.what = "a dashboard",
+	.slow_reason = "too slow",
+	.filter = ui_filter,
+	.established = ui_established,
+	.message = ui_ws_message,
+	.closed = ui_closed,
+	.discard = ui_discard,
+	.dropped = ui_dropped,
+};
