@@ -7,7 +7,13 @@
  * with Content-Encoding: gzip, and answered from the query's callback by
  * asking for a WRITEABLE callback.  Errors are JSON {"error": message}.
  */
-#include "bridge.h"
+#include "http_api.h"
+#include "agents.h"
+#include "credentials.h"
+#include "db.h"
+#include "ingest_batch.h"
+#include "tls.h"
+#include "ui_ws.h"
 
 #include <malloc.h>
 #include <string.h>

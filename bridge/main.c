@@ -7,7 +7,16 @@
  * exits 0.  SIGHUP reopens the log file and reloads the TLS certificate
  * (tls.c).
  */
-#include "bridge.h"
+#include "agent_commands.h"
+#include "agent_ws.h"
+#include "agents.h"
+#include "credentials.h"
+#include "db.h"
+#include "http_api.h"
+#include "ingest_batch.h"
+#include "tls.h"
+#include "ui_ws.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -254,7 +263,7 @@ drain_cb(lws_sorted_usec_list_t *sul)
 
 	if (drain_stage == 0)
 	{
-		agents_flush();
+		ingest_flush();
 		if ((ingest_held() == 0 && db_lane_load(LANE_INGEST) == 0) ||
 			waited > 10 * LWS_US_PER_SEC)
 		{
@@ -518,7 +527,8 @@ main(int argc, char **argv)
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
-	if (!srv.vhost || timers_init() || creds_init() || agents_init() || ui_init() ||
+	if (!srv.vhost || timers_init() || creds_init() || agents_init() ||
+		agent_commands_init() || ui_init() ||
 		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");

@@ -9,7 +9,11 @@
  * Operators and admins may send commands.  A client that does not read
  * what it is sent is dropped rather than allowed to grow the bridge.
  */
-#include "bridge.h"
+#include "ui_ws.h"
+#include "agents.h"
+#include "credentials.h"
+#include "db.h"
+#include "ingest_batch.h"
 
 #include <string.h>
 
@@ -38,7 +42,7 @@ ui_count(void)
 	return nclients;
 }
 
-bool
+static bool
 ui_any(void)
 {
 	return clients != NULL;
@@ -118,7 +122,7 @@ subscribed(struct ui_client *c, const char *topic)
  * "agents.<id>" or "groups.<its group>"; with agent_id NULL it is an alert
  * and goes to "alerts".
  */
-void
+static void
 ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
 {
 	struct sbuf by_agent = {0}, by_group = {0};
@@ -202,7 +206,8 @@ ui_init(void)
 	if (db_listen("pankha_agent_status", ui_on_notify) ||
 		db_listen("pankha_command_result", ui_on_notify) ||
 		db_listen("pankha_alert", ui_on_notify) ||
-		creds_subscribe(on_credential_changed))
+		creds_subscribe(on_credential_changed) ||
+		ingest_on_stored(ui_any, ui_broadcast))
 		return -1;
 	return 0;
 }
