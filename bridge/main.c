@@ -13,6 +13,7 @@
 #include "credentials.h"
 #include "db.h"
 #include "http_api.h"
+#include "http_routes.h"
 #include "ingest_batch.h"
 #include "tls.h"
 #include "ui_ws.h"
@@ -433,6 +434,7 @@ main(int argc, char **argv)
 	srv.started = now_us();
 
 	ws_init(endpoints);
+	http_init(http_routes, http_nroutes);
 
 	memset(&info, 0, sizeof(info));
 	info.port = port;

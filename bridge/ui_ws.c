@@ -10,6 +10,7 @@
  * what it is sent is dropped rather than allowed to grow the bridge.
  */
 #include "ui_ws.h"
+#include "actions.h"
 #include "agents.h"
 #include "credentials.h"
 #include "db.h"
@@ -341,61 +342,29 @@ command_done(struct db_query *q, PGresult *res)
 static void
 handle_command(struct ui_client *c, cJSON *data)
 {
-	const char *agent = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "agent_id"));
-	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "command_type"));
-	cJSON	   *params = cJSON_GetObjectItemCaseSensitive(data, "parameters");
-	cJSON	   *prio = cJSON_GetObjectItemCaseSensitive(data, "priority");
-	cJSON	   *ttl = cJSON_GetObjectItemCaseSensitive(data, "ttl_seconds");
 	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct command_args a;
+	struct action_error err;
 	struct ui_request *r;
 	struct db_query *q;
-	char	   *ptext;
-	char		ttltext[32];
 
-	if (!strcmp(c->role, "viewer"))
+	if (action_check_command(data, "data.", NULL, &a, &err))
 	{
-		ui_error(c, "forbidden", "viewers may not send commands");
+		ui_error(c, "invalid_message", err.message);
+		command_args_free(&a);
 		return;
 	}
-	if (!agent)
-	{
-		ui_error(c, "invalid_message", "data.agent_id: missing or not a string");
-		return;
-	}
-	if (!type)
-	{
-		ui_error(c, "invalid_message", "data.command_type: missing or not a string");
-		return;
-	}
-	if (params && !cJSON_IsObject(params))
-	{
-		ui_error(c, "invalid_message", "data.parameters: not an object");
-		return;
-	}
-	if (prio && !cJSON_IsString(prio))
-	{
-		ui_error(c, "invalid_message", "data.priority: not a string");
-		return;
-	}
-	if (ttl && (!cJSON_IsNumber(ttl) || ttl->valuedouble <= 0 || ttl->valuedouble > 86400 * 30))
-	{
-		ui_error(c, "invalid_message", "data.ttl_seconds: not a number between 0 and 2592000");
-		return;
-	}
-	snprintf(ttltext, sizeof(ttltext), "%d seconds", ttl ? (int) ttl->valuedouble : 300);
-	ptext = params ? cJSON_PrintUnformatted(params) : strdup("{}");
 	r = calloc(1, sizeof(*r));
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
-	if (!ptext || !r || !q || !(r->agent_id = strdup(agent)) ||
+	if (!r || !q || !(r->agent_id = strdup(a.agent_id)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
-		db_query_param(q, agent, strlen(agent)) ||
-		db_query_param(q, type, strlen(type)) ||
-		db_query_param(q, ptext, strlen(ptext)) ||
-		db_query_param(q, prio ? prio->valuestring : "normal",
-					   strlen(prio ? prio->valuestring : "normal")) ||
-		db_query_param(q, ttltext, strlen(ttltext)) ||
+		db_query_param(q, a.agent_id, strlen(a.agent_id)) ||
+		db_query_param(q, a.command_type, strlen(a.command_type)) ||
+		db_query_param(q, a.parameters, strlen(a.parameters)) ||
+		db_query_param(q, a.priority, strlen(a.priority)) ||
+		db_query_param(q, a.ttl, strlen(a.ttl)) ||
 		db_query_param(q, c->user, strlen(c->user)))
 	{
 		if (q)
@@ -406,11 +375,11 @@ handle_command(struct ui_client *c, cJSON *data)
 			free(r->request_id);
 		}
 		free(r);
-		free(ptext);
+		command_args_free(&a);
 		ui_error(c, "internal_error", "out of memory");
 		return;
 	}
-	free(ptext);
+	command_args_free(&a);
 	r->client = c;
 	c->refs++;
 	db_submit(q);
@@ -451,45 +420,75 @@ setting_done(struct db_query *q, PGresult *res)
 static void
 handle_setting(struct ui_client *c, cJSON *data)
 {
-	const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "scope"));
-	const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "key"));
-	cJSON	   *value = cJSON_GetObjectItemCaseSensitive(data, "value");
 	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct setting_args a;
+	struct action_error err;
 	struct ui_request *r;
 	struct db_query *q;
-	char	   *vtext;
 
-	if (!strcmp(c->role, "viewer"))
+	if (action_check_setting(data, "data.", &a, &err))
 	{
-		ui_error(c, "forbidden", "viewers may not change settings");
+		ui_error(c, "invalid_message", err.message);
+		setting_args_free(&a);
 		return;
 	}
-	if (!scope || !key || !value)
-	{
-		ui_error(c, "invalid_message", "data.scope, data.key and data.value are required");
-		return;
-	}
-	vtext = cJSON_PrintUnformatted(value);
 	r = calloc(1, sizeof(*r));
 	q = db_query_new(LANE_GENERAL, "SELECT pankha.set_setting($1, $2, $3::jsonb, $4)", setting_done, r);
-	if (!vtext || !r || !q || (rid && !(r->request_id = strdup(rid))) ||
-		db_query_param(q, scope, strlen(scope)) || db_query_param(q, key, strlen(key)) ||
-		db_query_param(q, vtext, strlen(vtext)) || db_query_param(q, c->user, strlen(c->user)))
+	if (!r || !q || (rid && !(r->request_id = strdup(rid))) ||
+		db_query_param(q, a.scope, strlen(a.scope)) || db_query_param(q, a.key, strlen(a.key)) ||
+		db_query_param(q, a.value, strlen(a.value)) || db_query_param(q, c->user, strlen(c->user)))
 	{
 		if (q)
 			db_query_free(q);
 		if (r)
 			free(r->request_id);
 		free(r);
-		free(vtext);
+		setting_args_free(&a);
 		ui_error(c, "internal_error", "out of memory");
 		return;
 	}
-	free(vtext);
+	setting_args_free(&a);
 	r->client = c;
 	c->refs++;
 	db_submit(q);
 }
+
+static void
+handle_subscribe_msg(struct ui_client *c, cJSON *data)
+{
+	handle_subscribe(c, data, true);
+}
+
+static void
+handle_unsubscribe_msg(struct ui_client *c, cJSON *data)
+{
+	handle_subscribe(c, data, false);
+}
+
+static void
+handle_ping(struct ui_client *c, cJSON *data)
+{
+	ui_send(c, "{\"type\":\"pong\"}", 15);
+}
+
+/*
+ * The messages a dashboard may send: a new one is a row.  min_role is
+ * the least role of the token (else "forbidden"); with data_object the
+ * message's "data" must be an object (else "invalid_message").
+ */
+static const struct
+{
+	const char *type;
+	enum role	min_role;
+	bool		data_object;
+	void		(*handle) (struct ui_client *c, cJSON *data);
+}			ui_messages[] = {
+	{"subscribe", ROLE_VIEWER, false, handle_subscribe_msg},
+	{"unsubscribe", ROLE_VIEWER, false, handle_unsubscribe_msg},
+	{"ping", ROLE_VIEWER, false, handle_ping},
+	{"command", ROLE_OPERATOR, true, handle_command},
+	{"set_setting", ROLE_OPERATOR, true, handle_setting},
+};
 
 static void
 ui_message(struct ui_client *c, const char *text, size_t len)
@@ -508,21 +507,31 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 	t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "type"));
 	data = cJSON_GetObjectItemCaseSensitive(root, "data");
 	if (!t)
-		ui_error(c, "invalid_message", "type: missing or not a string");
-	else if (!strcmp(t, "subscribe") || !strcmp(t, "unsubscribe"))
-		handle_subscribe(c, data, !strcmp(t, "subscribe"));
-	else if (!strcmp(t, "ping"))
-		ui_send(c, "{\"type\":\"pong\"}", 15);
-	else if (!strcmp(t, "command") || !strcmp(t, "set_setting"))
 	{
-		if (!cJSON_IsObject(data))
-			ui_error(c, "invalid_message", "data: missing or not an object");
-		else if (!strcmp(t, "command"))
-			handle_command(c, data);
-		else
-			handle_setting(c, data);
+		ui_error(c, "invalid_message", "type: missing or not a string");
+		cJSON_Delete(root);
+		return;
 	}
-	else
+	for (size_t i = 0; i < sizeof(ui_messages) / sizeof(ui_messages[0]); i++)
+	{
+		if (strcmp(t, ui_messages[i].type))
+			continue;
+		if (ui_messages[i].data_object && !cJSON_IsObject(data))
+			ui_error(c, "invalid_message", "data: missing or not an object");
+		else if (!role_allows(c->role, ui_messages[i].min_role))
+		{
+			struct sbuf m = {0};
+
+			sbuf_printf(&m, "\"%s\" needs the %s role (this token has %s)", t,
+						role_name(ui_messages[i].min_role), c->role);
+			ui_error(c, "forbidden", m.failed ? "not allowed" : m.data);
+			sbuf_free(&m);
+		}
+		else
+			ui_messages[i].handle(c, data);
+		cJSON_Delete(root);
+		return;
+	}
 	{
 		struct sbuf m = {0};
 
