@@ -25,7 +25,8 @@
  * gathered for a few milliseconds and sent in one pankha.record_handshakes
  * call on the general lane.
  */
-#include "bridge.h"
+#include "credentials.h"
+#include "db.h"
 
 #include <math.h>
 #include <string.h>

@@ -20,7 +20,7 @@
  * protocols) and what to do once a LISTEN round is in effect or lost
  * (db_on_listen_ready, db_on_listen_lost).
  */
-#include "bridge.h"
+#include "db.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -567,7 +567,7 @@ dc_adopt(struct db_conn *dc)
 	info.vh = db_vh;
 	info.type = LWS_ADOPT_RAW_FILE_DESC;
 	info.fd.filefd = fd;
-	info.vh_prot_name = db_protocol.name;
+	info.vh_prot_name = DB_PROTOCOL_NAME;
 	info.opaque = dc;
 	dc->wsi = lws_adopt_descriptor_vhost_via_info(&info);
 	return dc->wsi ? 0 : -1;	/* lws closed fd on failure */
@@ -694,7 +694,7 @@ dc_retry_cb(lws_sorted_usec_list_t *sul)
 }
 
 /* The raw-file protocol the database sockets are adopted into. */
-static int
+int
 db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			void *in, size_t len)
 {
@@ -732,9 +732,6 @@ db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	return 0;
 }
 
-const struct lws_protocols db_protocol = {
-	"pankha-db", db_callback, 0, 0, 0, NULL, 0
-};
 
 /* Create the connections and start connecting them. */
 int

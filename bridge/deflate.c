@@ -50,7 +50,7 @@
  * offer) would need 32 KB kept each; they are answered with
  * client_no_context_takeover and compress each message on its own.
  */
-#include "bridge.h"
+#include "deflate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -180,7 +180,7 @@ read_offer(struct lws *wsi, struct offer *o)
  * permessage-deflate answer.
  */
 void
-deflate_answer(struct lws *wsi, struct ws_session *s, struct lws_process_html_args *args)
+deflate_answer(struct lws *wsi, struct deflate_state *s, struct lws_process_html_args *args)
 {
 	static const char answer[] = "Sec-WebSocket-Extensions: permessage-deflate";
 	struct offer o;
@@ -236,7 +236,7 @@ deflate_answer(struct lws *wsi, struct ws_session *s, struct lws_process_html_ar
  * which of them lws may free after each message.
  */
 void
-deflate_established(struct lws *wsi, struct ws_session *s)
+deflate_established(struct lws *wsi, struct deflate_state *s)
 {
 	char		v[8];
 
@@ -263,7 +263,7 @@ deflate_established(struct lws *wsi, struct ws_session *s)
 
 /* Free the inflater and window a connection holds. */
 void
-deflate_session_end(struct ws_session *s)
+deflate_session_end(struct deflate_state *s)
 {
 	if (s->parked)
 		srv.m.deflate_parked--;
@@ -286,7 +286,7 @@ deflate_session_end(struct ws_session *s)
  * window cannot be kept.
  */
 static void
-park(struct ws_session *s, bool keep_window)
+park(struct deflate_state *s, bool keep_window)
 {
 	uInt		len = 0;
 
@@ -316,7 +316,7 @@ park(struct ws_session *s, bool keep_window)
 
 /* Give a connection an inflater, holding its parked window if any; -1 on error. */
 static int
-unpark(struct ws_session *s)
+unpark(struct deflate_state *s)
 {
 	z_stream   *z = calloc(1, sizeof(*z));
 
@@ -338,15 +338,23 @@ unpark(struct ws_session *s)
 	return 0;
 }
 
+static deflate_state_fn state_of;
+static deflate_refuse_fn refuse;
+
+/* How to find a connection's state from its wsi, and how to close it. */
+void
+deflate_set_hooks(deflate_state_fn state_fn, deflate_refuse_fn refuse_fn)
+{
+	state_of = state_fn;
+	refuse = refuse_fn;
+}
+
 /* Close a connection whose compressed stream cannot go on. */
 static void
-refuse_stream(struct ws_session *s, int code, const char *reason)
+refuse_stream(struct lws *wsi, struct deflate_state *s, int code, const char *reason)
 {
 	s->discarding = true;
-	if (s->kind == WS_AGENT)
-		agent_close(s->obj, code, reason);
-	else if (s->kind == WS_UI)
-		ui_close(s->obj, code, reason);
+	refuse(wsi, code, reason);
 }
 
 /*
@@ -355,7 +363,7 @@ refuse_stream(struct ws_session *s, int code, const char *reason)
  * message gets the four bytes RFC 7692 7.2.2 has the sender strip.
  */
 static int
-inflate_payload(struct lws *wsi, struct ws_session *s, struct rx_buffers *b)
+inflate_payload(struct lws *wsi, struct deflate_state *s, struct rx_buffers *b)
 {
 	static unsigned char trailer[] = {0x00, 0x00, 0xff, 0xff};
 	bool		end = lws_is_final_fragment(wsi);
@@ -374,7 +382,7 @@ inflate_payload(struct lws *wsi, struct ws_session *s, struct rx_buffers *b)
 	if (!s->inflater && unpark(s))
 	{
 		blog("error", "deflate", "cannot allocate an inflater");
-		refuse_stream(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		refuse_stream(wsi, s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 		goto used;
 	}
 	z = s->inflater;
@@ -401,8 +409,8 @@ inflate_payload(struct lws *wsi, struct ws_session *s, struct rx_buffers *b)
 	if (zr != Z_OK && zr != Z_BUF_ERROR && zr != Z_STREAM_END)
 	{
 		blog("warn", "deflate", "%s sent invalid compressed data: %s",
-			 s->kind == WS_AGENT ? "an agent" : "a dashboard", z->msg ? z->msg : "zlib error");
-		refuse_stream(s, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid compressed data");
+			 s->who ? s->who : "a client", z->msg ? z->msg : "zlib error");
+		refuse_stream(wsi, s, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid compressed data");
 		b->out.len = 0;
 	}
 	else if (s->inflated > srv.cfg.max_message)
@@ -441,11 +449,10 @@ deflate_extension(struct lws_context *context, const struct lws_extension *ext,
 				  struct lws *wsi, enum lws_extension_callback_reasons reason,
 				  void *user, void *in, size_t len)
 {
-	struct ws_session *s;
+	struct deflate_state *s;
 	struct rx_buffers *b = in;
 
-	if (!OWN_INFLATE || reason != LWS_EXT_CB_PAYLOAD_RX || !(s = lws_wsi_user(wsi)) ||
-		s->kind == WS_NONE)
+	if (!OWN_INFLATE || reason != LWS_EXT_CB_PAYLOAD_RX || !state_of || !(s = state_of(wsi)))
 		return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
 
 	if (!s->in_message)

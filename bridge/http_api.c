@@ -1,17 +1,24 @@
 /*
- * http_api.c - the HTTP side: probes, metrics, agent enrollment and sync,
- * and the JSON endpoints of the dashboard.
+ * http_api.c - HTTP requests: collecting them, routing them through the
+ * route table (http_routes.c), authenticating dashboards, and answering.
  *
  * Each request lives in a heap struct (it may outlive its socket while a
  * query runs).  Bodies are collected up to --max-body, gunzipped when sent
  * with Content-Encoding: gzip, and answered from the query's callback by
- * asking for a WRITEABLE callback.  Errors are JSON {"error": message}.
+ * asking for a WRITEABLE callback.  Errors are JSON {"error": message}:
+ * 404 for no route, 405 for a route with another method, 413, 503 with
+ * the database down, 401 and 403 for dashboard tokens and roles, 400 for
+ * a body that is not a JSON object.
  */
-#include "bridge.h"
+#include "http_api.h"
+#include "tls.h"
 
-#include <malloc.h>
 #include <string.h>
 #include <zlib.h>
+
+#define HTTP_MAX_ARGS 4			/* {name} segments in one pattern */
+#define HTTP_MAX_QUERY 16		/* query arguments kept */
+#define HTTP_MAX_SEGMENT 128	/* bytes of one {name} segment */
 
 /* One HTTP request. */
 struct http_req
@@ -26,9 +33,13 @@ struct http_req
 	unsigned char *body;
 	size_t		body_len;
 	bool		body_too_big;
+	const struct http_route *route; /* once matched */
 	char		role[16];		/* dashboard role once authenticated */
 	char		user[80];		/* dashboard user once authenticated */
-	char	   *args[4];		/* series, from, to, resolution (query string) */
+	const char *arg_names[HTTP_MAX_ARGS];	/* {name}s of the route's pattern */
+	char	   *args[HTTP_MAX_ARGS];	/* and the segments they matched */
+	char	   *query[HTTP_MAX_QUERY];	/* "name=value" (decoded by lws) */
+	int			nquery;
 	int			null_status;	/* status when the query returns NULL */
 	const char *null_message;	/* and its message */
 	int			status;			/* response */
@@ -44,7 +55,18 @@ struct http_session
 	struct http_req *req;
 };
 
+static const struct http_route *routes;
+static size_t nroutes;
+
 static void route(struct http_req *r);
+
+/* The route table (http_routes.c). */
+void
+http_init(const struct http_route *table, size_t n)
+{
+	routes = table;
+	nroutes = n;
+}
 
 static void
 req_release(struct http_req *r)
@@ -54,94 +76,61 @@ req_release(struct http_req *r)
 	free(r->token);
 	free(r->body);
 	free(r->resp);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < HTTP_MAX_ARGS; i++)
 		free(r->args[i]);
+	for (int i = 0; i < r->nquery; i++)
+		free(r->query[i]);
 	free(r);
 }
 
-/* Refuse a WebSocket handshake from a filter callback. */
-int
-http_refuse(struct lws *wsi, unsigned int status, const char *message)
-{
-	struct sbuf body = {0}, resp = {0};
-	cJSON	   *o = cJSON_CreateObject();
-	char	   *text = NULL;
-	const char *phrase;
+/* ---------------------------------------------------------------- for handlers */
 
-	switch (status)
-	{
-		case 401: phrase = "Unauthorized"; break;
-		case 404: phrase = "Not Found"; break;
-		case 429: phrase = "Too Many Requests"; break;
-		case 503: phrase = "Service Unavailable"; break;
-		default: phrase = "Error"; break;
-	}
-	if (o)
-	{
-		cJSON_AddStringToObject(o, "error", message);
-		text = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
-	}
-	sbuf_puts(&body, text ? text : "{}");
-	free(text);
-	/* the status line and headers are written as they are: lws would say HTTP/1.0 here */
-	for (int i = 0; i < LWS_PRE; i++)
-		sbuf_append(&resp, " ", 1);
-	sbuf_printf(&resp, "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
-				"content-length: %zu\r\nconnection: close\r\n%s\r\n%s",
-				status, phrase, body.len,
-				status == 401 ? "www-authenticate: Bearer\r\n" : "",
-				body.data ? body.data : "");
-	if (!resp.failed && !body.failed)
-		lws_write(wsi, (unsigned char *) resp.data + LWS_PRE, resp.len - LWS_PRE,
-				  LWS_WRITE_HTTP_HEADERS);
-	sbuf_free(&body);
-	sbuf_free(&resp);
-	return -1;
+/* The path segment {name} of the route's pattern matched, or NULL. */
+const char *
+http_arg(struct http_req *r, const char *name)
+{
+	size_t		n = strlen(name);
+
+	for (int i = 0; i < HTTP_MAX_ARGS && r->arg_names[i]; i++)
+		if (!strncmp(r->arg_names[i], name, n) && r->arg_names[i][n] == '}')
+			return r->args[i];
+	return NULL;
 }
 
-/* The bearer token of the Authorization header: 0 (and *out maybe NULL), -1 no memory. */
-int
-http_header_token(struct lws *wsi, char **out)
+/* The query argument name (?name=value), or NULL. */
+const char *
+http_query(struct http_req *r, const char *name)
 {
-	int			n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-	char	   *buf;
-	char	   *t;
+	size_t		n = strlen(name);
 
-	*out = NULL;
-	if (n <= 0)
-		return 0;
-	buf = malloc((size_t) n + 1);
-	if (!buf)
-		return -1;
-	if (lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-	{
-		free(buf);
-		return 0;
-	}
-	if (strncasecmp(buf, "Bearer ", 7))
-	{
-		free(buf);
-		return 0;
-	}
-	for (t = buf + 7; *t == ' '; t++)
-		;
-	if (*t)
-	{
-		*out = strdup(t);
-		if (!*out)
-		{
-			free(buf);
-			return -1;
-		}
-	}
-	free(buf);
-	return 0;
+	for (int i = 0; i < r->nquery; i++)
+		if (!strncmp(r->query[i], name, n) && r->query[i][n] == '=')
+			return r->query[i] + n + 1;
+	return NULL;
+}
+
+const char *
+http_token(struct http_req *r)
+{
+	return r->token;
+}
+
+const char *
+http_peer(struct http_req *r)
+{
+	return r->peer;
+}
+
+/* The dashboard user (routes with a dashboard role), else "". */
+const char *
+http_user(struct http_req *r)
+{
+	return r->user;
 }
 
 /* Set the response and ask to write it. */
-static void
-respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len)
+void
+http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len)
 {
 	if (r->answered)
 		return;
@@ -160,15 +149,15 @@ respond(struct http_req *r, int status, const char *ctype, const char *body, siz
 		lws_callback_on_writable(r->wsi);
 }
 
-static void
-respond_json(struct http_req *r, int status, const char *json)
+void
+http_respond_json(struct http_req *r, int status, const char *json)
 {
-	respond(r, status, "application/json", json, strlen(json));
+	http_respond(r, status, "application/json", json, strlen(json));
 }
 
 /* {"error": message} with status. */
-static void
-respond_error(struct http_req *r, int status, const char *message)
+void
+http_respond_error(struct http_req *r, int status, const char *message)
 {
 	cJSON	   *o = cJSON_CreateObject();
 	char	   *text;
@@ -176,8 +165,16 @@ respond_error(struct http_req *r, int status, const char *message)
 	cJSON_AddStringToObject(o, "error", message);
 	text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	respond_json(r, status, text ? text : "{\"error\":\"out of memory\"}");
+	http_respond_json(r, status, text ? text : "{\"error\":\"out of memory\"}");
 	free(text);
+}
+
+/* What http_run_json answers when its query returns no row or NULL (default 404). */
+void
+http_on_null(struct http_req *r, int status, const char *message)
+{
+	r->null_status = status;
+	r->null_message = message;
 }
 
 /* HTTP status for a failed query: the client's fault or ours. */
@@ -207,121 +204,43 @@ json_result_done(struct db_query *q, PGresult *res)
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		!PQgetisnull(res, 0, 0))
-		respond_json(r, 200, PQgetvalue(res, 0, 0));
+		http_respond_json(r, 200, PQgetvalue(res, 0, 0));
 	else if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		respond_error(r, r->null_status ? r->null_status : 404,
-					  r->null_message ? r->null_message : "not found");
+		http_respond_error(r, r->null_status ? r->null_status : 404,
+						   r->null_message ? r->null_message : "not found");
 	else
 	{
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-		respond_error(r, status_for(res), m ? m : "database error");
+		http_respond_error(r, status_for(res), m ? m : "database error");
 	}
 	req_release(r);
 }
 
-/* Run sql with up to DB_MAX_PARAMS text parameters and answer its JSON. */
-static void
-run_json(struct http_req *r, const char *sql, int n, const char *const *params)
+/*
+ * Run sql with up to DB_MAX_PARAMS text parameters (NULL: SQL NULL) and
+ * answer with the one text value it returns: 200 with it as JSON, the
+ * http_on_null() status without it, the status_for() its error.
+ */
+void
+http_run_json(struct http_req *r, const char *sql, int n, const char *const *params)
 {
 	struct db_query *q = db_query_new(LANE_GENERAL, sql, json_result_done, r);
 
 	if (!q)
 	{
-		respond_error(r, 500, "out of memory");
+		http_respond_error(r, 500, "out of memory");
 		return;
 	}
 	for (int i = 0; i < n; i++)
 		if (db_query_param(q, params[i], params[i] ? strlen(params[i]) : 0))
 		{
 			db_query_free(q);
-			respond_error(r, 500, "out of memory");
+			http_respond_error(r, 500, "out of memory");
 			return;
 		}
 	r->refs++;
 	db_submit(q);
-}
-
-/* ---------------------------------------------------------------- metrics */
-
-static void
-metric(struct sbuf *b, const char *name, const char *type, const char *help,
-	   const char *labels, double v)
-{
-	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type,
-				name, labels ? labels : "", v);
-}
-
-static void
-metric_histogram(struct sbuf *b, const struct histogram *h)
-{
-	uint64_t	cum = 0;
-
-	sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
-	for (int i = 0; i < h->nbounds; i++)
-	{
-		cum += h->counts[i];
-		sbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i],
-					(unsigned long long) cum);
-	}
-	cum += h->counts[h->nbounds];
-	sbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n",
-				h->name, (unsigned long long) cum, h->name, h->sum, h->name,
-				(unsigned long long) h->count);
-}
-
-static void
-serve_metrics(struct http_req *r)
-{
-	struct sbuf b = {0};
-	const struct metrics *m = &srv.m;
-
-	sbuf_printf(&b, "# HELP pankha_bridge_connections Open WebSocket connections by kind.\n"
-				"# TYPE pankha_bridge_connections gauge\n"
-				"pankha_bridge_connections{kind=\"agent\"} %d\n"
-				"pankha_bridge_connections{kind=\"dashboard\"} %d\n",
-				agents_count(), ui_count());
-	metric(&b, "pankha_bridge_frames_received_total", "counter", "Data frames read from agents.", NULL, m->frames_received);
-	metric(&b, "pankha_bridge_frames_committed_total", "counter", "Data frames committed (stored or already stored).", NULL, m->frames_committed);
-	metric(&b, "pankha_bridge_frames_rejected_total", "counter", "Data frames the extension rejected.", NULL, m->frames_rejected);
-	metric(&b, "pankha_bridge_frames_held", "gauge", "Data frames waiting for their commit.", NULL, ingest_held());
-	metric(&b, "pankha_bridge_messages_invalid_total", "counter", "Malformed or unknown messages answered with an error.", NULL, m->messages_invalid);
-	metric(&b, "pankha_bridge_commands_pushed_total", "counter", "Commands written to agents.", NULL, m->commands_pushed);
-	metric(&b, "pankha_bridge_commands_acked_total", "counter", "Commands agents acknowledged as done.", NULL, m->commands_acked);
-	metric(&b, "pankha_bridge_commands_failed_total", "counter", "Commands agents reported as failed.", NULL, m->commands_failed);
-	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
-	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
-	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
-	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
-	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
-	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
-	metric(&b, "pankha_bridge_closed_too_big_total", "counter", "Connections closed for oversize messages.", NULL, m->closed_too_big);
-	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
-	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
-	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
-	metric(&b, "pankha_bridge_credentials", "gauge", "Live agent and dashboard tokens the bridge checks handshakes against.", NULL, creds_count());
-	metric(&b, "pankha_bridge_credentials_ready", "gauge", "1 when the credentials are loaded and handshakes can be answered.", NULL, creds_ready());
-	metric(&b, "pankha_bridge_credential_loads_total", "counter", "Complete loads of the credentials (start, database reconnects).", NULL, m->credential_loads);
-	metric(&b, "pankha_bridge_credential_refreshes_total", "counter", "Reloads of credentials a NOTIFY named.", NULL, m->credential_refreshes);
-	{
-		/* where RSS goes: allocated bytes, and free ones the heap still holds */
-		struct mallinfo2 mi = mallinfo2();
-
-		sbuf_printf(&b, "# HELP pankha_bridge_heap_bytes Heap bytes allocated and held free (glibc mallinfo2).\n"
-					"# TYPE pankha_bridge_heap_bytes gauge\n"
-					"pankha_bridge_heap_bytes{state=\"in_use\"} %zu\n"
-					"pankha_bridge_heap_bytes{state=\"free\"} %zu\n",
-					mi.uordblks + mi.hblkhd, mi.fordblks);
-	}
-	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
-	metric_histogram(&b, &m->batch_size);
-	metric_histogram(&b, &m->commit_seconds);
-	metric_histogram(&b, &m->command_seconds);
-	if (b.failed)
-		respond_error(r, 500, "out of memory");
-	else
-		respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
-	sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------- body */
@@ -389,281 +308,86 @@ gunzip_body(struct http_req *r, const char **err)
 	return 0;
 }
 
-/* ---------------------------------------------------------------- routes */
+/* ---------------------------------------------------------------- routing */
 
-static void
-serve_register(struct http_req *r, cJSON *body)
-{
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "agent_id"));
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "name"));
-	const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "hostname"));
-	cJSON	   *caps = cJSON_GetObjectItemCaseSensitive(body, "capabilities");
-	char	   *capstext;
-	const char *params[6];
-
-	if (!r->token)
-	{
-		respond_error(r, 401, "enrollment key missing (Authorization: Bearer <key>)");
-		return;
-	}
-	if (!id)
-	{
-		respond_error(r, 400, "agent_id: missing or not a string");
-		return;
-	}
-	if (caps && !cJSON_IsObject(caps))
-	{
-		respond_error(r, 400, "capabilities: not an object");
-		return;
-	}
-	capstext = caps ? cJSON_PrintUnformatted(caps) : strdup("{}");
-	if (!capstext)
-	{
-		respond_error(r, 500, "out of memory");
-		return;
-	}
-	params[0] = r->token;
-	params[1] = id;
-	params[2] = name ? name : id;
-	params[3] = host;
-	params[4] = capstext;
-	params[5] = r->peer;
-	r->null_status = 401;
-	r->null_message = "invalid enrollment key";
-	run_json(r, "SELECT json_build_object('agent_id', $2::text, 'token', t)::text"
-			 " FROM pankha.try_enroll_agent($1, $2, $3, $4, $5::jsonb, $6) AS t"
-			 " WHERE t IS NOT NULL", 6, params);
-	free(capstext);
-}
-
-static void
-serve_sync(struct http_req *r, cJSON *body)
-{
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "agent_id"));
-	cJSON	   *frames = cJSON_GetObjectItemCaseSensitive(body, "frames");
-	cJSON	   *acks = cJSON_GetObjectItemCaseSensitive(body, "acks");
-	char	   *ftext, *atext;
-	const char *params[5];
-
-	if (!r->token)
-	{
-		respond_error(r, 401, "agent token missing (Authorization: Bearer <token>)");
-		return;
-	}
-	if (!id)
-	{
-		respond_error(r, 400, "agent_id: missing or not a string");
-		return;
-	}
-	if ((frames && !cJSON_IsArray(frames)) || (acks && !cJSON_IsArray(acks)))
-	{
-		respond_error(r, 400, "frames and acks must be arrays");
-		return;
-	}
-	ftext = frames ? cJSON_PrintUnformatted(frames) : strdup("[]");
-	atext = acks ? cJSON_PrintUnformatted(acks) : strdup("[]");
-	if (!ftext || !atext)
-	{
-		free(ftext);
-		free(atext);
-		respond_error(r, 500, "out of memory");
-		return;
-	}
-	params[0] = id;
-	params[1] = r->token;
-	params[2] = r->peer;
-	params[3] = ftext;
-	params[4] = atext;
-	r->null_status = 401;
-	r->null_message = "invalid agent credentials";
-	run_json(r, "SELECT pankha.agent_sync($1, $2, $3, $4::jsonb, $5::jsonb)::text", 5, params);
-	free(ftext);
-	free(atext);
-}
-
-/* Does role meet need (viewer < operator < admin)? */
+/*
+ * Does path match pattern?  "{name}" matches one non-empty segment (at
+ * most HTTP_MAX_SEGMENT bytes), kept in r when r is not NULL.
+ */
 static bool
-role_at_least(const char *role, const char *need)
+match(const char *pattern, const char *path, struct http_req *r)
 {
-	static const char *order[] = {"viewer", "operator", "admin"};
-	int			have = -1, want = 0;
+	int			nargs = 0;
 
-	for (int i = 0; i < 3; i++)
+	while (*pattern && *path)
 	{
-		if (!strcmp(role, order[i]))
-			have = i;
-		if (!strcmp(need, order[i]))
-			want = i;
+		if (*pattern == '{')
+		{
+			const char *close = strchr(pattern, '}');
+			size_t		seg = strcspn(path, "/");
+
+			if (!close || seg == 0 || seg > HTTP_MAX_SEGMENT || nargs >= HTTP_MAX_ARGS)
+				return false;
+			if (r)
+			{
+				r->arg_names[nargs] = NULL;
+				free(r->args[nargs]);
+				if (!(r->args[nargs] = xstrndup(path, seg)))
+					return false;
+				/* the name is the pattern's text, compared up to its '}' */
+				r->arg_names[nargs] = pattern + 1;
+			}
+			nargs++;
+			pattern = close + 1;
+			path += seg;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return false;
 	}
-	return have >= want;
+	return !*pattern && !*path;
 }
 
-/* The dashboard routes, once the token's role is known. */
-static void
-serve_dashboard(struct http_req *r, cJSON *body)
+/* The route for a request: *r->route, or why not (404, 405). */
+static int
+find_route(struct http_req *r)
 {
-	char		id[80];
-	const char *rest;
-	const char *params[6];
+	const char *method = r->post ? "POST" : "GET";
+	bool		other_method = false;
 
-	if (!strcmp(r->path, "/api/v1/agents") && !r->post)
+	for (size_t i = 0; i < nroutes; i++)
 	{
-		run_json(r,
-				 "SELECT coalesce(json_agg(x ORDER BY x.agent_id), '[]')::text FROM ("
-				 " SELECT a.agent_id, a.name, a.hostname, a.status, a.last_seen,"
-				 "  (SELECT count(*) FROM pankha.sensors s WHERE s.agent_id = a.agent_id) AS sensors,"
-				 "  (SELECT count(*) FROM pankha.fans f WHERE f.agent_id = a.agent_id) AS fans"
-				 " FROM pankha.agents a) x", 0, NULL);
-		return;
+		if (!match(routes[i].pattern, r->path, NULL))
+			continue;
+		if (strcmp(routes[i].method, method))
+		{
+			other_method = true;
+			continue;
+		}
+		r->route = &routes[i];
+		return match(routes[i].pattern, r->path, r) ? 0 : 500;
 	}
-	if (!strcmp(r->path, "/api/v1/settings") && r->post)
-	{
-		const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "scope"));
-		const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "key"));
-		cJSON	   *value = cJSON_GetObjectItemCaseSensitive(body, "value");
-		char	   *vtext;
+	return other_method ? 405 : 404;
+}
 
-		if (!role_at_least(r->role, "operator"))
-		{
-			respond_error(r, 403, "viewers may not change settings");
-			return;
-		}
-		if (!scope || !key || !value)
-		{
-			respond_error(r, 400, "scope, key and value are required (scope: global, group:<name> or agent:<id>)");
-			return;
-		}
-		vtext = cJSON_PrintUnformatted(value);
-		if (!vtext)
-		{
-			respond_error(r, 500, "out of memory");
-			return;
-		}
-		params[0] = scope;
-		params[1] = key;
-		params[2] = vtext;
-		params[3] = r->user;
-		run_json(r, "SELECT json_build_object('agents_updated', "
-				 "pankha.set_setting($1, $2, $3::jsonb, $4))::text", 4, params);
-		free(vtext);
-		return;
-	}
-	if (!strcmp(r->path, "/api/v1/alerts") && r->post)
-	{
-		char	   *text;
+/* Run the route's handler with the body parsed. */
+static void
+run_route(struct http_req *r)
+{
+	cJSON	   *body = NULL;
 
-		if (!role_at_least(r->role, "admin"))
-		{
-			respond_error(r, 403, "only admins may post alerts");
-			return;
-		}
+	if (r->post)
+	{
+		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
 		{
-			respond_error(r, 400, "body must be a JSON object");
+			cJSON_Delete(body);
+			http_respond_error(r, 400, "body is not a JSON object");
 			return;
 		}
-		text = cJSON_PrintUnformatted(body);
-		params[0] = text;
-		if (text && strlen(text) > 7900)
-			respond_error(r, 400, "alert too large (at most 7900 bytes)");
-		else if (text)
-			run_json(r, "SELECT json_build_object('sent', true, 'at', now())::text"
-					 " FROM pg_notify('pankha_alert', $1)", 1, params);
-		else
-			respond_error(r, 500, "out of memory");
-		free(text);
-		return;
 	}
-	if (strncmp(r->path, "/api/v1/agents/", 15))
-	{
-		respond_error(r, 404, "no such endpoint");
-		return;
-	}
-	rest = strchr(r->path + 15, '/');
-	if (!rest || rest == r->path + 15 || (size_t) (rest - (r->path + 15)) >= sizeof(id))
-	{
-		respond_error(r, 404, "no such endpoint");
-		return;
-	}
-	memcpy(id, r->path + 15, rest - (r->path + 15));
-	id[rest - (r->path + 15)] = '\0';
-	params[0] = id;
-
-	if (!strcmp(rest, "/commands") && r->post)
-	{
-		const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "command_type"));
-		cJSON	   *p = cJSON_GetObjectItemCaseSensitive(body, "parameters");
-		const char *prio = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "priority"));
-		cJSON	   *ttl = cJSON_GetObjectItemCaseSensitive(body, "ttl_seconds");
-		char	   *ptext;
-		char		ttltext[32];
-
-		if (!role_at_least(r->role, "operator"))
-		{
-			respond_error(r, 403, "viewers may not send commands");
-			return;
-		}
-		if (!type)
-		{
-			respond_error(r, 400, "command_type: missing or not a string");
-			return;
-		}
-		if (p && !cJSON_IsObject(p))
-		{
-			respond_error(r, 400, "parameters: not an object");
-			return;
-		}
-		if (ttl && (!cJSON_IsNumber(ttl) || ttl->valuedouble <= 0))
-		{
-			respond_error(r, 400, "ttl_seconds: not a positive number");
-			return;
-		}
-		snprintf(ttltext, sizeof(ttltext), "%d seconds", ttl ? (int) ttl->valuedouble : 300);
-		ptext = p ? cJSON_PrintUnformatted(p) : strdup("{}");
-		if (!ptext)
-		{
-			respond_error(r, 500, "out of memory");
-			return;
-		}
-		params[1] = type;
-		params[2] = ptext;
-		params[3] = prio ? prio : "normal";
-		params[4] = ttltext;
-		params[5] = r->user;
-		run_json(r, "SELECT json_build_object('command_id', "
-				 "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6))::text", 6, params);
-		free(ptext);
-		return;
-	}
-	if (!strcmp(rest, "/latest") && !r->post)
-	{
-		r->null_status = 404;
-		r->null_message = "no frame from this agent yet";
-		run_json(r, "SELECT row_to_json(l)::text FROM pankha.latest l WHERE l.agent_id = $1", 1, params);
-		return;
-	}
-	if (!strcmp(rest, "/history") && !r->post)
-	{
-		if (!r->args[0])
-		{
-			respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
-			return;
-		}
-		params[1] = r->args[0];
-		params[2] = r->args[1];
-		params[3] = r->args[2];
-		params[4] = r->args[3];
-		run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
-				 "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
-				 "$5::interval) h", 5, params);
-		return;
-	}
-	if (!strcmp(rest, "/settings") && !r->post)
-	{
-		run_json(r, "SELECT pankha.effective_settings($1)::text", 1, params);
-		return;
-	}
-	respond_error(r, 404, "no such endpoint");
+	r->route->handle(r, body);
+	cJSON_Delete(body);
 }
 
 static void
@@ -675,23 +399,24 @@ ui_auth_done(struct db_query *q, PGresult *res)
 	{
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-		respond_error(r, status_for(res), m ? m : "database error");
+		http_respond_error(r, status_for(res), m ? m : "database error");
 	}
 	else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
-		respond_error(r, 401, "invalid dashboard token");
+		http_respond_error(r, 401, "invalid dashboard token");
 	else
 	{
-		cJSON	   *body = NULL;
-
 		snprintf(r->role, sizeof(r->role), "%s", PQgetvalue(res, 0, 0));
 		snprintf(r->user, sizeof(r->user), "%s", PQgetvalue(res, 0, 1));
-		if (r->post)
-			body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
-		if (r->post && !body)
-			respond_error(r, 400, "body is not valid JSON");
+		if (!role_allows(r->role, r->route->min_role))
+		{
+			char		m[96];
+
+			snprintf(m, sizeof(m), "this needs the %s role (the token has %s)",
+					 role_name(r->route->min_role), r->role);
+			http_respond_error(r, 403, m);
+		}
 		else
-			serve_dashboard(r, body);
-		cJSON_Delete(body);
+			run_route(r);
 	}
 	req_release(r);
 }
@@ -700,38 +425,23 @@ ui_auth_done(struct db_query *q, PGresult *res)
 static void
 route(struct http_req *r)
 {
-	cJSON	   *body = NULL;
+	int			rc = find_route(r);
 
-	if (!strcmp(r->path, "/healthz"))
+	if (rc)
 	{
-		respond_json(r, 200, "{\"status\":\"ok\"}");
+		http_respond_error(r, rc, rc == 405 ? (r->post ? "use GET" : "use POST") :
+						   rc == 404 ? (strncmp(r->path, "/api/", 5) ? "not found" : "no such endpoint") :
+						   "out of memory");
 		return;
 	}
-	if (!strcmp(r->path, "/readyz"))
+	if (r->route->min_role == ROLE_PUBLIC)
 	{
-		if (creds_ready() && !srv.draining)
-			respond_json(r, 200, "{\"ready\":true}");
-		else
-			respond_json(r, 503, srv.draining ?
-						 "{\"ready\":false,\"reason\":\"shutting down\"}" :
-						 db_ready() ?
-						 "{\"ready\":false,\"reason\":\"loading credentials\"}" :
-						 "{\"ready\":false,\"reason\":\"database unavailable\"}");
-		return;
-	}
-	if (!strcmp(r->path, "/metrics"))
-	{
-		serve_metrics(r);
-		return;
-	}
-	if (strncmp(r->path, "/api/", 5))
-	{
-		respond_error(r, 404, "not found");
+		run_route(r);
 		return;
 	}
 	if (r->body_too_big)
 	{
-		respond_error(r, 413, "request body too large");
+		http_respond_error(r, 413, "request body too large");
 		return;
 	}
 	if (r->gzip && r->body_len)
@@ -741,35 +451,23 @@ route(struct http_req *r)
 
 		if (rc)
 		{
-			respond_error(r, rc == -2 ? 413 : 400, err);
+			http_respond_error(r, rc == -2 ? 413 : 400, err);
 			return;
 		}
 	}
 	if (!db_ready())
 	{
-		respond_error(r, 503, "database unavailable");
+		http_respond_error(r, 503, "database unavailable");
 		return;
 	}
-	if (!strcmp(r->path, "/api/v1/agents/register") || !strcmp(r->path, "/api/v1/agents/sync"))
+	if (r->route->min_role == ROLE_AGENT)
 	{
-		if (!r->post)
-		{
-			respond_error(r, 405, "use POST");
-			return;
-		}
-		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
-		if (!cJSON_IsObject(body))
-			respond_error(r, 400, "body is not a JSON object");
-		else if (!strcmp(r->path, "/api/v1/agents/register"))
-			serve_register(r, body);
-		else
-			serve_sync(r, body);
-		cJSON_Delete(body);
+		run_route(r);
 		return;
 	}
 	if (!r->token)
 	{
-		respond_error(r, 401, "dashboard token missing (Authorization: Bearer <token>)");
+		http_respond_error(r, 401, "dashboard token missing (Authorization: Bearer <token>)");
 		return;
 	}
 	{
@@ -782,7 +480,7 @@ route(struct http_req *r)
 		{
 			if (q)
 				db_query_free(q);
-			respond_error(r, 500, "out of memory");
+			http_respond_error(r, 500, "out of memory");
 			return;
 		}
 		r->refs++;
@@ -817,24 +515,24 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				if (n < 0)
 					r->path[0] = '\0';
 				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
-				if (http_header_token(wsi, &r->token) < 0)
+				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
+				/* the query arguments, each "name=value" as lws decoded it */
+				for (int i = 0; r->nquery < HTTP_MAX_QUERY; i++)
 				{
-					static const char *const names[4] = {"series=", "from=", "to=", "resolution="};
-					int			alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-					char	   *abuf = alen > 0 ? malloc((size_t) alen + 1) : NULL;
+					int			flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
 
-					for (int i = 0; abuf && i < 4; i++)
+					if (flen <= 0)
+						break;
+					if (!(r->query[r->nquery] = malloc((size_t) flen + 1)))
+						return -1;
+					if (lws_hdr_copy_fragment(wsi, r->query[r->nquery], flen + 1,
+											  WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
 					{
-						const char *v = lws_get_urlarg_by_name(wsi, names[i], abuf, alen + 1);
-
-						if (v && !(r->args[i] = strdup(v)))
-						{
-							free(abuf);
-							return -1;
-						}
+						free(r->query[r->nquery]);
+						break;
 					}
-					free(abuf);
+					r->nquery++;
 				}
 				if (lws_hdr_copy(wsi, enc, sizeof(enc), WSI_TOKEN_HTTP_CONTENT_ENCODING) > 0 &&
 					!strcasecmp(enc, "gzip"))

@@ -7,7 +7,17 @@
  * exits 0.  SIGHUP reopens the log file and reloads the TLS certificate
  * (tls.c).
  */
-#include "bridge.h"
+#include "agent_commands.h"
+#include "agent_ws.h"
+#include "agents.h"
+#include "credentials.h"
+#include "db.h"
+#include "http_api.h"
+#include "http_routes.h"
+#include "ingest_batch.h"
+#include "tls.h"
+#include "ui_ws.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -235,67 +245,6 @@ parse_options(int argc, char **argv)
 	}
 }
 
-/* ---------------------------------------------------------------- ws */
-
-/*
- * The one WebSocket protocol callback: the handshake filter picks the
- * endpoint by path, and from then on each session goes to its file.
- */
-static int
-ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			void *in, size_t len)
-{
-	struct ws_session *s = user;
-
-	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
-	{
-		char		path[64];
-		int			n = lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI);
-
-		if (n <= 0)
-			return http_refuse(wsi, 404, "not found");
-		if (!strcmp(path, "/ws/agent"))
-		{
-			s->kind = WS_AGENT;
-			return agent_ws_filter(wsi, &s->obj);
-		}
-		if (!strcmp(path, "/ws/ui"))
-		{
-			s->kind = WS_UI;
-			return ui_ws_filter(wsi, &s->obj);
-		}
-		return http_refuse(wsi, 404, "no WebSocket endpoint here");
-	}
-	if (s && (reason == LWS_CALLBACK_CLOSED || reason == LWS_CALLBACK_WSI_DESTROY))
-		deflate_session_end(s);
-	if (!s || !s->obj)
-		return 0;
-	if (reason == LWS_CALLBACK_ADD_HEADERS && srv.cfg.deflate)
-	{
-		deflate_answer(wsi, s, in);
-		return 0;
-	}
-	if (reason == LWS_CALLBACK_ESTABLISHED && srv.cfg.deflate)
-		deflate_established(wsi, s);
-	if (s->kind == WS_AGENT)
-	{
-		if (reason == LWS_CALLBACK_WSI_DESTROY)
-		{
-			/* refused after the filter accepted: never established */
-			struct agent *a = s->obj;
-
-			s->obj = NULL;
-			if (!a->wsi && !a->closed)
-				agent_release(a);
-			return 0;
-		}
-		return agent_ws_callback(wsi, reason, user, in, len);
-	}
-	if (s->kind == WS_UI)
-		return ui_ws_callback(wsi, reason, user, in, len);
-	return 0;
-}
-
 /* ---------------------------------------------------------------- signals */
 
 static struct ev_loop *loop;
@@ -315,7 +264,7 @@ drain_cb(lws_sorted_usec_list_t *sul)
 
 	if (drain_stage == 0)
 	{
-		agents_flush();
+		ingest_flush();
 		if ((ingest_held() == 0 && db_lane_load(LANE_INGEST) == 0) ||
 			waited > 10 * LWS_US_PER_SEC)
 		{
@@ -323,8 +272,7 @@ drain_cb(lws_sorted_usec_list_t *sul)
 				blog("error", "shutdown", "%zu frames not committed (database down?)",
 					 ingest_held());
 			drain_stage = 1;
-			agents_close_all(LWS_CLOSE_STATUS_GOINGAWAY, "bridge shutting down");
-			ui_close_all(LWS_CLOSE_STATUS_GOINGAWAY, "bridge shutting down");
+			ws_close_all(LWS_CLOSE_STATUS_GOINGAWAY, "bridge shutting down");
 		}
 	}
 	else if (drain_stage == 1)
@@ -423,10 +371,24 @@ raise_fd_limit(rlim_t want)
 			 (unsigned long long) rl.rlim_cur, (unsigned long long) want);
 }
 
+/* Every protocol of the vhost: HTTP, the two WebSocket ones, the database sockets. */
+static const struct lws_protocols protocols[] = {
+	HTTP_PROTOCOL,
+	WS_PROTOCOLS,
+	DB_PROTOCOL,
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* The WebSocket endpoints, by path (ws.c). */
+static const struct ws_endpoint *const endpoints[] = {
+	&agent_ws_endpoint,
+	&ui_ws_endpoint,
+	NULL
+};
+
 int
 main(int argc, char **argv)
 {
-	static struct lws_protocols protocols[4];
 	void	   *foreign_loops[1];
 	static struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", ""};
 	static struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "pankha", ""};
@@ -471,32 +433,13 @@ main(int argc, char **argv)
 				   latency_bounds, 13);
 	srv.started = now_us();
 
-	protocols[0] = (struct lws_protocols)
-	{
-		"http", http_callback, 64, 0, 0, NULL, 0
-	};
-	protocols[1] = (struct lws_protocols)
-	{
-		"pankha", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
-	};
-	protocols[2] = (struct lws_protocols)
-	{
-		"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0
-	};
-	protocols[3] = db_protocol;
-	/* the list must end with a zeroed entry: use a bigger static array */
-	{
-		static struct lws_protocols list[5];
-
-		memcpy(list, protocols, sizeof(protocols));
-		memset(&list[4], 0, sizeof(list[4]));
-		srv.ws_protocols = list;
-	}
+	ws_init(endpoints);
+	http_init(http_routes, http_nroutes);
 
 	memset(&info, 0, sizeof(info));
 	info.port = port;
 	info.iface = host;
-	info.protocols = srv.ws_protocols;
+	info.protocols = protocols;
 	info.pvo = &pvo;
 	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
 		LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -586,7 +529,8 @@ main(int argc, char **argv)
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
-	if (!srv.vhost || timers_init() || creds_init() || agents_init() || ui_init() ||
+	if (!srv.vhost || timers_init() || creds_init() || agents_init() ||
+		agent_commands_init() || ui_init() ||
 		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");

@@ -17,7 +17,7 @@
  * key that do not match, it left the vhost with the new certificate and no
  * usable key, and every later TLS handshake failed.
  */
-#include "bridge.h"
+#include "tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>

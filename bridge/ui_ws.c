@@ -9,7 +9,12 @@
  * Operators and admins may send commands.  A client that does not read
  * what it is sent is dropped rather than allowed to grow the bridge.
  */
-#include "bridge.h"
+#include "ui_ws.h"
+#include "actions.h"
+#include "agents.h"
+#include "credentials.h"
+#include "db.h"
+#include "ingest_batch.h"
 
 #include <string.h>
 
@@ -18,21 +23,15 @@
 /* One dashboard connection. */
 struct ui_client
 {
+	struct ws_conn ws;			/* the WebSocket connection (ws.c) */
 	struct ui_client *next;
 	struct ui_client *prev;
-	struct lws *wsi;			/* NULL once closed */
 	int			refs;			/* wsi + queries */
 	char		user[65];
 	char		role[12];		/* viewer, operator or admin */
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
 	char	  **topics;
 	int			ntopics;
-	struct outq out;
-	int			close_code;
-	char		close_reason[64];
-	unsigned char *rx;			/* message being reassembled */
-	size_t		rx_len;
-	uint64_t	frames_out, bytes_out;
 };
 
 static struct ui_client *clients;
@@ -44,7 +43,7 @@ ui_count(void)
 	return nclients;
 }
 
-bool
+static bool
 ui_any(void)
 {
 	return clients != NULL;
@@ -58,28 +57,16 @@ ui_release(struct ui_client *c)
 	for (int i = 0; i < c->ntopics; i++)
 		free(c->topics[i]);
 	free(c->topics);
-	outq_clear(&c->out);
-	free(c->rx);
+	outq_clear(&c->ws.out);
+	free(c->ws.rx);
 	free(c);
 }
 
 /* Close a dashboard's connection with code and reason (from anywhere). */
-void
+static void
 ui_close(struct ui_client *c, int code, const char *reason)
 {
-	if (!c->wsi || c->close_code)
-		return;
-	c->close_code = code;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
-	lws_callback_on_writable(c->wsi);
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
-}
-
-void
-ui_close_all(int code, const char *reason)
-{
-	for (struct ui_client *c = clients; c; c = c->next)
-		ui_close(c, code, reason);
+	ws_close(&c->ws, code, reason);
 }
 
 /*
@@ -97,37 +84,17 @@ on_credential_changed(char kind, const char *user, const char *selector)
 			ui_close(c, 4001, "revoked");
 }
 
-/* Queue a message; a client that has too much unread is dropped. */
+/* Queue a message (ws.c drops a client that has too much unread). */
 static void
 ui_send(struct ui_client *c, const char *text, size_t len)
 {
-	if (!c->wsi || c->close_code)
-		return;
-	if (c->out.bytes + len > srv.cfg.max_queued_out)
-	{
-		srv.m.ui_dropped_slow++;
-		blog("warn", "ui_dropped", "dashboard %s does not read; dropped", c->user);
-		outq_clear(&c->out);
-		ui_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
-		return;
-	}
-	if (outq_push(&c->out, text, len, false))
-	{
-		ui_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-		return;
-	}
-	lws_callback_on_writable(c->wsi);
+	ws_send(&c->ws, text, len, false);
 }
 
 static void
 ui_send_json(struct ui_client *c, cJSON *msg)
 {
-	char	   *text = msg ? cJSON_PrintUnformatted(msg) : NULL;
-
-	cJSON_Delete(msg);
-	if (text)
-		ui_send(c, text, strlen(text));
-	free(text);
+	ws_send_json(&c->ws, msg, false);
 }
 
 static void
@@ -156,7 +123,7 @@ subscribed(struct ui_client *c, const char *topic)
  * "agents.<id>" or "groups.<its group>"; with agent_id NULL it is an alert
  * and goes to "alerts".
  */
-void
+static void
 ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
 {
 	struct sbuf by_agent = {0}, by_group = {0};
@@ -240,7 +207,8 @@ ui_init(void)
 	if (db_listen("pankha_agent_status", ui_on_notify) ||
 		db_listen("pankha_command_result", ui_on_notify) ||
 		db_listen("pankha_alert", ui_on_notify) ||
-		creds_subscribe(on_credential_changed))
+		creds_subscribe(on_credential_changed) ||
+		ingest_on_stored(ui_any, ui_broadcast))
 		return -1;
 	return 0;
 }
@@ -344,7 +312,7 @@ command_done(struct db_query *q, PGresult *res)
 	struct ui_request *r = q->arg;
 	struct ui_client *c = r->client;
 
-	if (c->wsi)
+	if (c->ws.wsi)
 	{
 		cJSON	   *msg = cJSON_CreateObject();
 		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
@@ -374,61 +342,29 @@ command_done(struct db_query *q, PGresult *res)
 static void
 handle_command(struct ui_client *c, cJSON *data)
 {
-	const char *agent = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "agent_id"));
-	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "command_type"));
-	cJSON	   *params = cJSON_GetObjectItemCaseSensitive(data, "parameters");
-	cJSON	   *prio = cJSON_GetObjectItemCaseSensitive(data, "priority");
-	cJSON	   *ttl = cJSON_GetObjectItemCaseSensitive(data, "ttl_seconds");
 	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct command_args a;
+	struct action_error err;
 	struct ui_request *r;
 	struct db_query *q;
-	char	   *ptext;
-	char		ttltext[32];
 
-	if (!strcmp(c->role, "viewer"))
+	if (action_check_command(data, "data.", NULL, &a, &err))
 	{
-		ui_error(c, "forbidden", "viewers may not send commands");
+		ui_error(c, "invalid_message", err.message);
+		command_args_free(&a);
 		return;
 	}
-	if (!agent)
-	{
-		ui_error(c, "invalid_message", "data.agent_id: missing or not a string");
-		return;
-	}
-	if (!type)
-	{
-		ui_error(c, "invalid_message", "data.command_type: missing or not a string");
-		return;
-	}
-	if (params && !cJSON_IsObject(params))
-	{
-		ui_error(c, "invalid_message", "data.parameters: not an object");
-		return;
-	}
-	if (prio && !cJSON_IsString(prio))
-	{
-		ui_error(c, "invalid_message", "data.priority: not a string");
-		return;
-	}
-	if (ttl && (!cJSON_IsNumber(ttl) || ttl->valuedouble <= 0 || ttl->valuedouble > 86400 * 30))
-	{
-		ui_error(c, "invalid_message", "data.ttl_seconds: not a number between 0 and 2592000");
-		return;
-	}
-	snprintf(ttltext, sizeof(ttltext), "%d seconds", ttl ? (int) ttl->valuedouble : 300);
-	ptext = params ? cJSON_PrintUnformatted(params) : strdup("{}");
 	r = calloc(1, sizeof(*r));
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
-	if (!ptext || !r || !q || !(r->agent_id = strdup(agent)) ||
+	if (!r || !q || !(r->agent_id = strdup(a.agent_id)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
-		db_query_param(q, agent, strlen(agent)) ||
-		db_query_param(q, type, strlen(type)) ||
-		db_query_param(q, ptext, strlen(ptext)) ||
-		db_query_param(q, prio ? prio->valuestring : "normal",
-					   strlen(prio ? prio->valuestring : "normal")) ||
-		db_query_param(q, ttltext, strlen(ttltext)) ||
+		db_query_param(q, a.agent_id, strlen(a.agent_id)) ||
+		db_query_param(q, a.command_type, strlen(a.command_type)) ||
+		db_query_param(q, a.parameters, strlen(a.parameters)) ||
+		db_query_param(q, a.priority, strlen(a.priority)) ||
+		db_query_param(q, a.ttl, strlen(a.ttl)) ||
 		db_query_param(q, c->user, strlen(c->user)))
 	{
 		if (q)
@@ -439,11 +375,11 @@ handle_command(struct ui_client *c, cJSON *data)
 			free(r->request_id);
 		}
 		free(r);
-		free(ptext);
+		command_args_free(&a);
 		ui_error(c, "internal_error", "out of memory");
 		return;
 	}
-	free(ptext);
+	command_args_free(&a);
 	r->client = c;
 	c->refs++;
 	db_submit(q);
@@ -455,7 +391,7 @@ setting_done(struct db_query *q, PGresult *res)
 	struct ui_request *r = q->arg;
 	struct ui_client *c = r->client;
 
-	if (c->wsi)
+	if (c->ws.wsi)
 	{
 		cJSON	   *msg = cJSON_CreateObject();
 		cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
@@ -484,45 +420,75 @@ setting_done(struct db_query *q, PGresult *res)
 static void
 handle_setting(struct ui_client *c, cJSON *data)
 {
-	const char *scope = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "scope"));
-	const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "key"));
-	cJSON	   *value = cJSON_GetObjectItemCaseSensitive(data, "value");
 	const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "request_id"));
+	struct setting_args a;
+	struct action_error err;
 	struct ui_request *r;
 	struct db_query *q;
-	char	   *vtext;
 
-	if (!strcmp(c->role, "viewer"))
+	if (action_check_setting(data, "data.", &a, &err))
 	{
-		ui_error(c, "forbidden", "viewers may not change settings");
+		ui_error(c, "invalid_message", err.message);
+		setting_args_free(&a);
 		return;
 	}
-	if (!scope || !key || !value)
-	{
-		ui_error(c, "invalid_message", "data.scope, data.key and data.value are required");
-		return;
-	}
-	vtext = cJSON_PrintUnformatted(value);
 	r = calloc(1, sizeof(*r));
 	q = db_query_new(LANE_GENERAL, "SELECT pankha.set_setting($1, $2, $3::jsonb, $4)", setting_done, r);
-	if (!vtext || !r || !q || (rid && !(r->request_id = strdup(rid))) ||
-		db_query_param(q, scope, strlen(scope)) || db_query_param(q, key, strlen(key)) ||
-		db_query_param(q, vtext, strlen(vtext)) || db_query_param(q, c->user, strlen(c->user)))
+	if (!r || !q || (rid && !(r->request_id = strdup(rid))) ||
+		db_query_param(q, a.scope, strlen(a.scope)) || db_query_param(q, a.key, strlen(a.key)) ||
+		db_query_param(q, a.value, strlen(a.value)) || db_query_param(q, c->user, strlen(c->user)))
 	{
 		if (q)
 			db_query_free(q);
 		if (r)
 			free(r->request_id);
 		free(r);
-		free(vtext);
+		setting_args_free(&a);
 		ui_error(c, "internal_error", "out of memory");
 		return;
 	}
-	free(vtext);
+	setting_args_free(&a);
 	r->client = c;
 	c->refs++;
 	db_submit(q);
 }
+
+static void
+handle_subscribe_msg(struct ui_client *c, cJSON *data)
+{
+	handle_subscribe(c, data, true);
+}
+
+static void
+handle_unsubscribe_msg(struct ui_client *c, cJSON *data)
+{
+	handle_subscribe(c, data, false);
+}
+
+static void
+handle_ping(struct ui_client *c, cJSON *data)
+{
+	ui_send(c, "{\"type\":\"pong\"}", 15);
+}
+
+/*
+ * The messages a dashboard may send: a new one is a row.  min_role is
+ * the least role of the token (else "forbidden"); with data_object the
+ * message's "data" must be an object (else "invalid_message").
+ */
+static const struct
+{
+	const char *type;
+	enum role	min_role;
+	bool		data_object;
+	void		(*handle) (struct ui_client *c, cJSON *data);
+}			ui_messages[] = {
+	{"subscribe", ROLE_VIEWER, false, handle_subscribe_msg},
+	{"unsubscribe", ROLE_VIEWER, false, handle_unsubscribe_msg},
+	{"ping", ROLE_VIEWER, false, handle_ping},
+	{"command", ROLE_OPERATOR, true, handle_command},
+	{"set_setting", ROLE_OPERATOR, true, handle_setting},
+};
 
 static void
 ui_message(struct ui_client *c, const char *text, size_t len)
@@ -541,21 +507,31 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 	t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "type"));
 	data = cJSON_GetObjectItemCaseSensitive(root, "data");
 	if (!t)
-		ui_error(c, "invalid_message", "type: missing or not a string");
-	else if (!strcmp(t, "subscribe") || !strcmp(t, "unsubscribe"))
-		handle_subscribe(c, data, !strcmp(t, "subscribe"));
-	else if (!strcmp(t, "ping"))
-		ui_send(c, "{\"type\":\"pong\"}", 15);
-	else if (!strcmp(t, "command") || !strcmp(t, "set_setting"))
 	{
-		if (!cJSON_IsObject(data))
-			ui_error(c, "invalid_message", "data: missing or not an object");
-		else if (!strcmp(t, "command"))
-			handle_command(c, data);
-		else
-			handle_setting(c, data);
+		ui_error(c, "invalid_message", "type: missing or not a string");
+		cJSON_Delete(root);
+		return;
 	}
-	else
+	for (size_t i = 0; i < sizeof(ui_messages) / sizeof(ui_messages[0]); i++)
+	{
+		if (strcmp(t, ui_messages[i].type))
+			continue;
+		if (ui_messages[i].data_object && !cJSON_IsObject(data))
+			ui_error(c, "invalid_message", "data: missing or not an object");
+		else if (!role_allows(c->role, ui_messages[i].min_role))
+		{
+			struct sbuf m = {0};
+
+			sbuf_printf(&m, "\"%s\" needs the %s role (this token has %s)", t,
+						role_name(ui_messages[i].min_role), c->role);
+			ui_error(c, "forbidden", m.failed ? "not allowed" : m.data);
+			sbuf_free(&m);
+		}
+		else
+			ui_messages[i].handle(c, data);
+		cJSON_Delete(root);
+		return;
+	}
 	{
 		struct sbuf m = {0};
 
@@ -593,25 +569,17 @@ subprotocol_token(struct lws *wsi)
 	return found;
 }
 
-/* Decide on an upgrade to /ws/ui (see agent_ws_filter). */
-int
-ui_ws_filter(struct lws *wsi, void **session)
+/* Decide on an upgrade to /ws/ui once ws.c admitted it (see agent_filter). */
+static int
+ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 {
 	char	   *token = NULL;
-	char		peer[64];
 	struct cred_grant grant;
 	enum cred_verdict verdict;
 	struct ui_client *c;
 
-	if (srv.draining)
-		return http_refuse(wsi, 503, "shutting down");
-	if (agents_count() + ui_count() >= srv.cfg.max_connections)
-		return http_refuse(wsi, 503, "too many connections");
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
-		return http_refuse(wsi, 429, "too many connection attempts");
-	if (http_header_token(wsi, &token) < 0)
-		return http_refuse(wsi, 500, "out of memory");
+	if (http_bearer_token(wsi, &token) < 0)
+		return ws_refuse(wsi, 500, "out of memory");
 	if (!token)
 	{
 		int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
@@ -627,125 +595,95 @@ ui_ws_filter(struct lws *wsi, void **session)
 	if (!token)
 	{
 		srv.m.handshakes_refused++;
-		return http_refuse(wsi, 401, "dashboard token missing");
+		return ws_refuse(wsi, 401, "dashboard token missing");
 	}
 	verdict = creds_check(CRED_UI, NULL, token, peer, &grant);
 	free(token);
 	if (verdict == CRED_UNAVAILABLE)
-		return http_refuse(wsi, 503, "database unavailable");
+		return ws_refuse(wsi, 503, "database unavailable");
 	if (verdict == CRED_REFUSED)
 	{
 		blog("info", "ui_refused", "dashboard from %s: bad token", peer);
 		srv.m.handshakes_refused++;
-		return http_refuse(wsi, 401, "invalid dashboard token");
+		return ws_refuse(wsi, 401, "invalid dashboard token");
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return http_refuse(wsi, 500, "out of memory");
+		return ws_refuse(wsi, 500, "out of memory");
 	memcpy(c->user, grant.owner, sizeof(c->user));
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
 	c->refs = 1;
-	*session = c;
+	*conn = &c->ws;
 	return 0;
 }
 
-/* The dashboard side of the shared WebSocket protocol callback. */
-int
-ui_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-			   void *user, void *in, size_t len)
+/* The upgrade completed: say who the dashboard is. */
+static int
+ui_established(struct ws_conn *conn)
 {
-	struct ws_session *s = user;
-	struct ui_client *c = s ? s->obj : NULL;
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
 
-	switch (reason)
-	{
-		case LWS_CALLBACK_ESTABLISHED:
-			{
-				cJSON	   *msg = cJSON_CreateObject();
-				cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
-
-				c->wsi = wsi;
-				c->next = clients;
-				if (clients)
-					clients->prev = c;
-				clients = c;
-				nclients++;
-				cJSON_AddStringToObject(msg, "type", "connected");
-				cJSON_AddStringToObject(data, "user", c->user);
-				cJSON_AddStringToObject(data, "role", c->role);
-				cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
-				ui_send_json(c, msg);
-				break;
-			}
-		case LWS_CALLBACK_RECEIVE:
-			if (!c || c->close_code)
-				break;
-			if (c->rx_len + len > srv.cfg.max_message)
-			{
-				free(c->rx);
-				c->rx = NULL;
-				c->rx_len = 0;
-				ui_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-				break;
-			}
-			if (!c->rx_len && lws_is_final_fragment(wsi))
-			{
-				ui_message(c, in, len);
-				break;
-			}
-			{
-				unsigned char *n = realloc(c->rx, c->rx_len + len);
-
-				if (!n)
-					return -1;
-				c->rx = n;
-				memcpy(c->rx + c->rx_len, in, len);
-				c->rx_len += len;
-			}
-			if (lws_is_final_fragment(wsi))
-			{
-				ui_message(c, (const char *) c->rx, c->rx_len);
-				free(c->rx);
-				c->rx = NULL;
-				c->rx_len = 0;
-			}
-			break;
-		case LWS_CALLBACK_SERVER_WRITEABLE:
-			if (!c)
-				break;
-			if (c->out.head)
-			{
-				if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
-					return -1;
-				if (c->close_code && !c->out.head)
-					lws_callback_on_writable(wsi);
-				break;
-			}
-			if (c->close_code)
-			{
-				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
-								 strlen(c->close_reason));
-				return -1;
-			}
-			break;
-		case LWS_CALLBACK_CLOSED:
-			if (!c)
-				break;
-			if (c->prev)
-				c->prev->next = c->next;
-			else if (clients == c)
-				clients = c->next;
-			if (c->next)
-				c->next->prev = c->prev;
-			nclients--;
-			c->wsi = NULL;
-			outq_clear(&c->out);
-			s->obj = NULL;
-			ui_release(c);
-			break;
-		default:
-			break;
-	}
+	c->next = clients;
+	if (clients)
+		clients->prev = c;
+	clients = c;
+	nclients++;
+	cJSON_AddStringToObject(msg, "type", "connected");
+	cJSON_AddStringToObject(data, "user", c->user);
+	cJSON_AddStringToObject(data, "role", c->role);
+	cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
+	ui_send_json(c, msg);
 	return 0;
 }
+
+static void
+ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
+{
+	ui_message(lws_container_of(conn, struct ui_client, ws), text, len);
+}
+
+static void
+ui_closed(struct ws_conn *conn)
+{
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (clients == c)
+		clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nclients--;
+	ui_release(c);
+}
+
+static void
+ui_discard(struct ws_conn *conn)
+{
+	ui_release(lws_container_of(conn, struct ui_client, ws));
+}
+
+/* The send queue overflowed: the dashboard does not read. */
+static void
+ui_dropped(struct ws_conn *conn)
+{
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	srv.m.ui_dropped_slow++;
+	blog("warn", "ui_dropped", "dashboard %s does not read; dropped", c->user);
+}
+
+const struct ws_endpoint ui_ws_endpoint = {
+	.path = "/ws/ui",
+	.what = "a dashboard",
+	.slow_reason = "too slow",
+	.filter = ui_filter,
+	.established = ui_established,
+	.message = ui_ws_message,
+	.closed = ui_closed,
+	.discard = ui_discard,
+	.dropped = ui_dropped,
+};

@@ -3,7 +3,7 @@
  * queues, growable strings, histograms, the connection-attempt limiter and
  * logging.
  */
-#include "bridge.h"
+#include "server.h"
 
 #include <arpa/inet.h>
 
@@ -39,6 +39,45 @@ xstrndup(const char *s, size_t n)
 	memcpy(d, s, n);
 	d[n] = '\0';
 	return d;
+}
+
+/* The bearer token of the Authorization header: 0 (and *out maybe NULL), -1 no memory. */
+int
+http_bearer_token(struct lws *wsi, char **out)
+{
+	int			n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+	char	   *buf;
+	char	   *t;
+
+	*out = NULL;
+	if (n <= 0)
+		return 0;
+	buf = malloc((size_t) n + 1);
+	if (!buf)
+		return -1;
+	if (lws_hdr_copy(wsi, buf, n + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+	{
+		free(buf);
+		return 0;
+	}
+	if (strncasecmp(buf, "Bearer ", 7))
+	{
+		free(buf);
+		return 0;
+	}
+	for (t = buf + 7; *t == ' '; t++)
+		;
+	if (*t)
+	{
+		*out = strdup(t);
+		if (!*out)
+		{
+			free(buf);
+			return -1;
+		}
+	}
+	free(buf);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- outq */

@@ -1,0 +1,261 @@
+/*
+ * agent_commands.c - what the bridge pushes to agents: their effective
+ * settings once a connection is recorded, and the commands claimed for
+ * them.
+ *
+ * Commands are claimed with pankha.claim_commands, for every agent with
+ * something waiting in one call: when the extension's NOTIFY
+ * pankha_command names an agent connected here, after every connect (once
+ * its settings went out), and for every connected agent once a LISTEN is
+ * in effect again after a reconnect (notifications may have been missed
+ * while it was away).  Each claimed command goes out as "command", or for
+ * update_settings as "config_update" carrying its command_id.
+ */
+#include "agent_commands.h"
+#include "db.h"
+
+#include <string.h>
+
+/* Agents whose waiting commands should be claimed. */
+static struct agent **claim_list;
+static size_t claim_count, claim_cap;
+static struct btimer claim_sul;
+static bool claim_sul_armed;
+static bool claim_in_flight;
+
+static void schedule_claim(void);
+
+static void
+settings_done(struct db_query *q, PGresult *res)
+{
+	struct agent *a = q->arg;
+
+	if (a->ws.wsi && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	{
+		struct sbuf b = {0};
+		const char *settings = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
+
+		sbuf_puts(&b, "{\"type\":\"config_update\",\"data\":");
+		sbuf_puts(&b, settings);
+		sbuf_puts(&b, "}");
+		if (!b.failed)
+			agent_send(a, b.data, b.len, false);
+		sbuf_free(&b);
+	}
+	else if (a->ws.wsi)
+		blog("warn", "effective_settings", "agent %s: %s", a->agent_id,
+			 PQresultErrorMessage(res));
+	/* then everything that waited for it while it was away */
+	if (a->ws.wsi)
+		agent_want_commands(a);
+	agent_release(a);
+}
+
+/* A connection was recorded: send its effective settings, then its commands. */
+static void
+on_opened(struct agent *a)
+{
+	struct db_query *s = db_query_new(LANE_GENERAL,
+									  "SELECT pankha.effective_settings($1)::text",
+									  settings_done, a);
+
+	if (s && !db_query_param(s, a->agent_id, strlen(a->agent_id)))
+	{
+		a->refs++;
+		db_submit(s);
+	}
+	else if (s)
+		db_query_free(s);
+}
+
+/* Ask for an agent's waiting commands at the next claim. */
+void
+agent_want_commands(struct agent *a)
+{
+	if (a->claim_wanted || !a->ws.wsi || !a->connection_id)
+		return;
+	if (claim_count == claim_cap)
+	{
+		size_t		ncap = claim_cap ? claim_cap * 2 : 64;
+		struct agent **n = realloc(claim_list, ncap * sizeof(*n));
+
+		if (!n)
+			return;				/* the next notification will try again */
+		claim_list = n;
+		claim_cap = ncap;
+	}
+	a->claim_wanted = true;
+	a->refs++;
+	claim_list[claim_count++] = a;
+	schedule_claim();
+}
+
+/* Claim for every connected agent (LISTEN is in effect again). */
+static void
+agents_claim_all(void)
+{
+	for (struct agent *a = agents_first(); a; a = a->all_next)
+		agent_want_commands(a);
+}
+
+/* Build the message an agent receives for one claimed command. */
+static void
+push_command(struct agent *a, PGresult *res, int r)
+{
+	const char *id = PQgetvalue(res, r, 0);
+	const char *type = PQgetvalue(res, r, 2);
+	cJSON	   *params = cJSON_Parse(PQgetisnull(res, r, 3) ? "{}" : PQgetvalue(res, r, 3));
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *data;
+
+	if (!msg || !params)
+	{
+		cJSON_Delete(msg);
+		cJSON_Delete(params);
+		return;
+	}
+	if (!strcmp(type, "update_settings") && cJSON_IsObject(params))
+	{
+		/* settings go out as config_update carrying the command id */
+		cJSON_AddStringToObject(msg, "type", "config_update");
+		cJSON_DeleteItemFromObjectCaseSensitive(params, "command_id");
+		cJSON_AddStringToObject(params, "command_id", id);
+		cJSON_AddItemToObject(msg, "data", params);
+	}
+	else
+	{
+		cJSON_AddStringToObject(msg, "type", "command");
+		data = cJSON_AddObjectToObject(msg, "data");
+		cJSON_AddStringToObject(data, "command_id", id);
+		cJSON_AddStringToObject(data, "command_type", type);
+		cJSON_AddItemToObject(data, "parameters", params);
+		cJSON_AddStringToObject(data, "priority",
+								PQgetisnull(res, r, 4) ? "normal" : PQgetvalue(res, r, 4));
+	}
+	agent_send_json(a, msg, true);
+}
+
+/* The agents of one claim call, released when it completes. */
+struct claim
+{
+	size_t		n;
+	struct agent **agents;
+};
+
+
+static void
+claim_done(struct db_query *q, PGresult *res)
+{
+	struct claim *c = q->arg;
+
+	claim_in_flight = false;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	{
+		for (int r = 0; r < PQntuples(res); r++)
+		{
+			struct agent *a = agent_find(PQgetvalue(res, r, 1));
+
+			if (a && a->ws.wsi && !a->ws.close_code)
+				push_command(a, res, r);
+			/* else: it stays claimed until its visibility runs out */
+		}
+		for (size_t i = 0; i < c->n; i++)
+			agent_release(c->agents[i]);
+	}
+	else
+	{
+		blog("error", "claim_commands", "%s", PQresultErrorMessage(res));
+		/* put them back for the next claim */
+		for (size_t i = 0; i < c->n; i++)
+		{
+			c->agents[i]->claim_wanted = false;
+			agent_want_commands(c->agents[i]);
+			agent_release(c->agents[i]);
+		}
+	}
+	free(c->agents);
+	free(c);
+	if (claim_count)
+		schedule_claim();
+}
+
+static void
+claim_cb(lws_sorted_usec_list_t *sul)
+{
+	struct claim *c;
+	struct sbuf ids = {0};
+	struct db_query *q;
+	char		vis[32], max[32];
+
+	claim_sul_armed = false;
+	if (!claim_count || claim_in_flight)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->agents = claim_list;
+	c->n = claim_count;
+	claim_list = NULL;
+	claim_count = claim_cap = 0;
+
+	sbuf_text_array_begin(&ids);
+	for (size_t i = 0; i < c->n; i++)
+	{
+		c->agents[i]->claim_wanted = false;
+		sbuf_text_array_elem(&ids, c->agents[i]->agent_id, strlen(c->agents[i]->agent_id));
+	}
+	sbuf_text_array_end(&ids, c->n);
+	snprintf(vis, sizeof(vis), "%d seconds", srv.cfg.command_visibility_s);
+	snprintf(max, sizeof(max), "%zu", c->n * 100 > 10000 ? 10000 : c->n * 100);
+	q = db_query_new(LANE_GENERAL,
+					 "SELECT command_id, agent_id, command_type, parameters, priority, attempts "
+					 "FROM pankha.claim_commands($1::text[], $2::interval, $3::integer)",
+					 claim_done, c);
+	if (!q || db_query_param_sbuf(q, &ids) ||
+		db_query_param(q, vis, strlen(vis)) || db_query_param(q, max, strlen(max)))
+	{
+		if (q)
+			db_query_free(q);
+		for (size_t i = 0; i < c->n; i++)
+			agent_release(c->agents[i]);
+		free(c->agents);
+		free(c);
+		sbuf_free(&ids);
+		return;
+	}
+	sbuf_free(&ids);
+	claim_in_flight = true;
+	db_submit(q);
+}
+
+static void
+schedule_claim(void)
+{
+	if (claim_sul_armed || claim_in_flight)
+		return;
+	claim_sul_armed = true;
+	timer_schedule(&claim_sul, claim_cb, 1);
+}
+
+/* NOTIFY pankha_command: claim for the agent it names, if connected here. */
+static void
+on_command_notify(const char *channel, const char *payload)
+{
+	cJSON	   *p = cJSON_Parse(payload);
+	struct agent *a = agent_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id")));
+
+	if (a)
+		agent_want_commands(a);
+	cJSON_Delete(p);
+}
+
+/* Register with the database and the agents; called before db_init(). */
+int
+agent_commands_init(void)
+{
+	if (db_listen("pankha_command", on_command_notify) ||
+		db_on_listen_ready(agents_claim_all) ||
+		agents_on_opened(on_opened))
+		return -1;
+	return 0;
+}

@@ -1,0 +1,13 @@
+/*
+ * agent_commands.h - what the bridge pushes to agents (agent_commands.c):
+ * their settings when they connect, and the commands claimed for them.
+ */
+#ifndef PANKHA_AGENT_COMMANDS_H
+#define PANKHA_AGENT_COMMANDS_H
+
+#include "agents.h"
+
+int			agent_commands_init(void);
+void		agent_want_commands(struct agent *a);
+
+#endif							/* PANKHA_AGENT_COMMANDS_H */

@@ -1,0 +1,70 @@
+/*
+ * db.h - PostgreSQL from inside the event loop (db.c): queries on lanes
+ * of non-blocking pipelined connections, and NOTIFY dispatched by channel
+ * to the handlers modules register.
+ */
+#ifndef PANKHA_DB_H
+#define PANKHA_DB_H
+
+#include <libpq-fe.h>
+
+#include "server.h"
+
+/* Which connections may run a query: ingest keeps commit order. */
+enum db_lane
+{
+	LANE_INGEST = 0,
+	LANE_GENERAL = 1,
+	LANE_COUNT
+};
+
+struct db_query;
+typedef void (*db_done_fn) (struct db_query *q, PGresult *res);
+
+#define DB_MAX_PARAMS 8
+
+/* A query waiting for, or running on, a database connection. */
+struct db_query
+{
+	struct db_query *next;
+	enum db_lane lane;
+	const char *sql;			/* static text */
+	int			nparams;
+	char	   *params[DB_MAX_PARAMS];	/* owned copies (NULL: SQL NULL) */
+	int			lengths[DB_MAX_PARAMS]; /* of binary parameters */
+	int			formats[DB_MAX_PARAMS]; /* 0 text, 1 binary */
+	db_done_fn	done;			/* called with the result, then freed */
+	void	   *arg;			/* for done */
+	lws_usec_t	sent_at;		/* when it went to the server */
+	bool		retry_on_error; /* re-run on errors that are not the query's fault */
+	bool		result_kept;	/* done() kept the PGresult and will PQclear it */
+};
+
+struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);
+int			db_query_param(struct db_query *q, const char *value, size_t len);
+int			db_query_param_sbuf(struct db_query *q, struct sbuf *b);
+void		db_query_free(struct db_query *q);
+void		db_submit(struct db_query *q);
+int			db_lane_load(enum db_lane lane);
+bool		db_ready(void);
+int			db_init(struct lws_context *ctx, struct lws_vhost *vh);
+void		db_shutdown(void);
+bool		db_idle(void);
+bool		db_error_is_data(PGresult *res);
+
+/* A NOTIFY on a channel a module asked for, and LISTEN coming and going. */
+typedef void (*db_notify_fn) (const char *channel, const char *payload);
+typedef void (*db_event_fn) (void);
+int			db_listen(const char *channel, db_notify_fn fn);
+int			db_on_listen_ready(db_event_fn fn);
+int			db_on_listen_lost(db_event_fn fn);
+
+
+int			db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+						void *in, size_t len);
+
+/* The raw-file protocol the database sockets are adopted into. */
+#define DB_PROTOCOL_NAME "pankha-db"
+#define DB_PROTOCOL {DB_PROTOCOL_NAME, db_callback, 0, 0, 0, NULL, 0}
+
+#endif							/* PANKHA_DB_H */

@@ -1,0 +1,354 @@
+/*
+ * http_routes.c - the routes of the HTTP API: the table, and a handler
+ * for each row.
+ *
+ * Adding an endpoint is adding a row to http_routes[] below and its
+ * handler above it (see bridge/README.md, "Adding an endpoint").  By the
+ * time a handler runs, http_api.c has matched the method and path,
+ * checked the role, inflated and parsed the body; the handler validates
+ * what it reads (with the validator of actions.c when /ws/ui has the same
+ * action) and answers, usually with one http_run_json() call of the
+ * extension's function.
+ */
+#include "http_routes.h"
+#include "agents.h"
+#include "credentials.h"
+#include "ingest_batch.h"
+#include "ui_ws.h"
+
+#include <malloc.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- probes */
+
+/* GET /healthz: the process answers. */
+static void
+get_healthz(struct http_req *r, cJSON *body)
+{
+	http_respond_json(r, 200, "{\"status\":\"ok\"}");
+}
+
+/* GET /readyz: database up, credentials loaded, not draining. */
+static void
+get_readyz(struct http_req *r, cJSON *body)
+{
+	if (creds_ready() && !srv.draining)
+		http_respond_json(r, 200, "{\"ready\":true}");
+	else
+		http_respond_json(r, 503, srv.draining ?
+						  "{\"ready\":false,\"reason\":\"shutting down\"}" :
+						  db_ready() ?
+						  "{\"ready\":false,\"reason\":\"loading credentials\"}" :
+						  "{\"ready\":false,\"reason\":\"database unavailable\"}");
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static void
+metric(struct sbuf *b, const char *name, const char *type, const char *help,
+	   const char *labels, double v)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type,
+				name, labels ? labels : "", v);
+}
+
+static void
+metric_histogram(struct sbuf *b, const struct histogram *h)
+{
+	uint64_t	cum = 0;
+
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+	for (int i = 0; i < h->nbounds; i++)
+	{
+		cum += h->counts[i];
+		sbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i],
+					(unsigned long long) cum);
+	}
+	cum += h->counts[h->nbounds];
+	sbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n",
+				h->name, (unsigned long long) cum, h->name, h->sum, h->name,
+				(unsigned long long) h->count);
+}
+
+/* GET /metrics: Prometheus text. */
+static void
+get_metrics(struct http_req *r, cJSON *body)
+{
+	struct sbuf b = {0};
+	const struct metrics *m = &srv.m;
+
+	sbuf_printf(&b, "# HELP pankha_bridge_connections Open WebSocket connections by kind.\n"
+				"# TYPE pankha_bridge_connections gauge\n"
+				"pankha_bridge_connections{kind=\"agent\"} %d\n"
+				"pankha_bridge_connections{kind=\"dashboard\"} %d\n",
+				agents_count(), ui_count());
+	metric(&b, "pankha_bridge_frames_received_total", "counter", "Data frames read from agents.", NULL, m->frames_received);
+	metric(&b, "pankha_bridge_frames_committed_total", "counter", "Data frames committed (stored or already stored).", NULL, m->frames_committed);
+	metric(&b, "pankha_bridge_frames_rejected_total", "counter", "Data frames the extension rejected.", NULL, m->frames_rejected);
+	metric(&b, "pankha_bridge_frames_held", "gauge", "Data frames waiting for their commit.", NULL, ingest_held());
+	metric(&b, "pankha_bridge_messages_invalid_total", "counter", "Malformed or unknown messages answered with an error.", NULL, m->messages_invalid);
+	metric(&b, "pankha_bridge_commands_pushed_total", "counter", "Commands written to agents.", NULL, m->commands_pushed);
+	metric(&b, "pankha_bridge_commands_acked_total", "counter", "Commands agents acknowledged as done.", NULL, m->commands_acked);
+	metric(&b, "pankha_bridge_commands_failed_total", "counter", "Commands agents reported as failed.", NULL, m->commands_failed);
+	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
+	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
+	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
+	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
+	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
+	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
+	metric(&b, "pankha_bridge_closed_too_big_total", "counter", "Connections closed for oversize messages.", NULL, m->closed_too_big);
+	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
+	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
+	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
+	metric(&b, "pankha_bridge_credentials", "gauge", "Live agent and dashboard tokens the bridge checks handshakes against.", NULL, creds_count());
+	metric(&b, "pankha_bridge_credentials_ready", "gauge", "1 when the credentials are loaded and handshakes can be answered.", NULL, creds_ready());
+	metric(&b, "pankha_bridge_credential_loads_total", "counter", "Complete loads of the credentials (start, database reconnects).", NULL, m->credential_loads);
+	metric(&b, "pankha_bridge_credential_refreshes_total", "counter", "Reloads of credentials a NOTIFY named.", NULL, m->credential_refreshes);
+	{
+		/* where RSS goes: allocated bytes, and free ones the heap still holds */
+		struct mallinfo2 mi = mallinfo2();
+
+		sbuf_printf(&b, "# HELP pankha_bridge_heap_bytes Heap bytes allocated and held free (glibc mallinfo2).\n"
+					"# TYPE pankha_bridge_heap_bytes gauge\n"
+					"pankha_bridge_heap_bytes{state=\"in_use\"} %zu\n"
+					"pankha_bridge_heap_bytes{state=\"free\"} %zu\n",
+					mi.uordblks + mi.hblkhd, mi.fordblks);
+	}
+	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
+	metric_histogram(&b, &m->batch_size);
+	metric_histogram(&b, &m->commit_seconds);
+	metric_histogram(&b, &m->command_seconds);
+	if (b.failed)
+		http_respond_error(r, 500, "out of memory");
+	else
+		http_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+	sbuf_free(&b);
+}
+
+/* ---------------------------------------------------------------- agents */
+
+/* POST /api/v1/agents/register: enrollment key as bearer. */
+static void
+post_register(struct http_req *r, cJSON *body)
+{
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "agent_id"));
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "name"));
+	const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "hostname"));
+	cJSON	   *caps = cJSON_GetObjectItemCaseSensitive(body, "capabilities");
+	char	   *capstext;
+	const char *params[6];
+
+	if (!http_token(r))
+	{
+		http_respond_error(r, 401, "enrollment key missing (Authorization: Bearer <key>)");
+		return;
+	}
+	if (!id)
+	{
+		http_respond_error(r, 400, "agent_id: missing or not a string");
+		return;
+	}
+	if (caps && !cJSON_IsObject(caps))
+	{
+		http_respond_error(r, 400, "capabilities: not an object");
+		return;
+	}
+	capstext = caps ? cJSON_PrintUnformatted(caps) : strdup("{}");
+	if (!capstext)
+	{
+		http_respond_error(r, 500, "out of memory");
+		return;
+	}
+	params[0] = http_token(r);
+	params[1] = id;
+	params[2] = name ? name : id;
+	params[3] = host;
+	params[4] = capstext;
+	params[5] = http_peer(r);
+	http_on_null(r, 401, "invalid enrollment key");
+	http_run_json(r, "SELECT json_build_object('agent_id', $2::text, 'token', t)::text"
+			 " FROM pankha.try_enroll_agent($1, $2, $3, $4, $5::jsonb, $6) AS t"
+			 " WHERE t IS NOT NULL", 6, params);
+	free(capstext);
+}
+
+/* POST /api/v1/agents/sync: the HTTP fallback of an agent (agent token). */
+static void
+post_sync(struct http_req *r, cJSON *body)
+{
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "agent_id"));
+	cJSON	   *frames = cJSON_GetObjectItemCaseSensitive(body, "frames");
+	cJSON	   *acks = cJSON_GetObjectItemCaseSensitive(body, "acks");
+	char	   *ftext, *atext;
+	const char *params[5];
+
+	if (!http_token(r))
+	{
+		http_respond_error(r, 401, "agent token missing (Authorization: Bearer <token>)");
+		return;
+	}
+	if (!id)
+	{
+		http_respond_error(r, 400, "agent_id: missing or not a string");
+		return;
+	}
+	if ((frames && !cJSON_IsArray(frames)) || (acks && !cJSON_IsArray(acks)))
+	{
+		http_respond_error(r, 400, "frames and acks must be arrays");
+		return;
+	}
+	ftext = frames ? cJSON_PrintUnformatted(frames) : strdup("[]");
+	atext = acks ? cJSON_PrintUnformatted(acks) : strdup("[]");
+	if (!ftext || !atext)
+	{
+		free(ftext);
+		free(atext);
+		http_respond_error(r, 500, "out of memory");
+		return;
+	}
+	params[0] = id;
+	params[1] = http_token(r);
+	params[2] = http_peer(r);
+	params[3] = ftext;
+	params[4] = atext;
+	http_on_null(r, 401, "invalid agent credentials");
+	http_run_json(r, "SELECT pankha.agent_sync($1, $2, $3, $4::jsonb, $5::jsonb)::text", 5, params);
+	free(ftext);
+	free(atext);
+}
+
+/* ---------------------------------------------------------------- dashboard */
+
+/* GET /api/v1/agents: every agent with status, last_seen, sensor and fan counts. */
+static void
+get_agents(struct http_req *r, cJSON *body)
+{
+	http_run_json(r,
+				  "SELECT coalesce(json_agg(x ORDER BY x.agent_id), '[]')::text FROM ("
+				  " SELECT a.agent_id, a.name, a.hostname, a.status, a.last_seen,"
+				  "  (SELECT count(*) FROM pankha.sensors s WHERE s.agent_id = a.agent_id) AS sensors,"
+				  "  (SELECT count(*) FROM pankha.fans f WHERE f.agent_id = a.agent_id) AS fans"
+				  " FROM pankha.agents a) x", 0, NULL);
+}
+
+/* GET /api/v1/agents/{id}/latest */
+static void
+get_latest(struct http_req *r, cJSON *body)
+{
+	const char *params[] = {http_arg(r, "id")};
+
+	http_on_null(r, 404, "no frame from this agent yet");
+	http_run_json(r, "SELECT row_to_json(l)::text FROM pankha.latest l WHERE l.agent_id = $1",
+				  1, params);
+}
+
+/* GET /api/v1/agents/{id}/history?series=&from=&to=&resolution= */
+static void
+get_history(struct http_req *r, cJSON *body)
+{
+	const char *params[] = {http_arg(r, "id"), http_query(r, "series"), http_query(r, "from"),
+	http_query(r, "to"), http_query(r, "resolution")};
+
+	if (!params[1])
+	{
+		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
+		return;
+	}
+	http_run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
+				  "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
+				  "$5::interval) h", 5, params);
+}
+
+/* GET /api/v1/agents/{id}/settings: effective settings. */
+static void
+get_settings(struct http_req *r, cJSON *body)
+{
+	const char *params[] = {http_arg(r, "id")};
+
+	http_run_json(r, "SELECT pankha.effective_settings($1)::text", 1, params);
+}
+
+/* POST /api/v1/agents/{id}/commands: the command validator of actions.c, then pankha.send_command. */
+static void
+post_command(struct http_req *r, cJSON *body)
+{
+	struct command_args a;
+	struct action_error err;
+
+	if (action_check_command(body, "", http_arg(r, "id"), &a, &err))
+	{
+		http_respond_error(r, 400, err.message);
+		command_args_free(&a);
+		return;
+	}
+	{
+		const char *params[] = {a.agent_id, a.command_type, a.parameters, a.priority, a.ttl,
+		http_user(r)};
+
+		http_run_json(r, "SELECT json_build_object('command_id', "
+					  "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6))::text", 6, params);
+	}
+	command_args_free(&a);
+}
+
+/* POST /api/v1/settings: the setting validator of actions.c, then pankha.set_setting. */
+static void
+post_setting(struct http_req *r, cJSON *body)
+{
+	struct setting_args a;
+	struct action_error err;
+
+	if (action_check_setting(body, "", &a, &err))
+	{
+		http_respond_error(r, 400, err.message);
+		setting_args_free(&a);
+		return;
+	}
+	{
+		const char *params[] = {a.scope, a.key, a.value, http_user(r)};
+
+		http_run_json(r, "SELECT json_build_object('agents_updated', "
+					  "pankha.set_setting($1, $2, $3::jsonb, $4))::text", 4, params);
+	}
+	setting_args_free(&a);
+}
+
+/* POST /api/v1/alerts: the body goes to every dashboard on topic alerts. */
+static void
+post_alert(struct http_req *r, cJSON *body)
+{
+	char	   *text = cJSON_PrintUnformatted(body);
+	const char *params[] = {text};
+
+	if (text && strlen(text) > 7900)
+		http_respond_error(r, 400, "alert too large (at most 7900 bytes)");
+	else if (text)
+		http_run_json(r, "SELECT json_build_object('sent', true, 'at', now())::text"
+					  " FROM pg_notify('pankha_alert', $1)", 1, params);
+	else
+		http_respond_error(r, 500, "out of memory");
+	free(text);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+/*
+ * Every route: method, pattern ({name} is one path segment, read with
+ * http_arg), the least role, the handler.  First match wins.
+ */
+const struct http_route http_routes[] = {
+	{"GET", "/healthz", ROLE_PUBLIC, get_healthz},
+	{"GET", "/readyz", ROLE_PUBLIC, get_readyz},
+	{"GET", "/metrics", ROLE_PUBLIC, get_metrics},
+	{"POST", "/api/v1/agents/register", ROLE_AGENT, post_register},
+	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
+	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
+	{"GET", "/api/v1/agents/{id}/latest", ROLE_VIEWER, get_latest},
+	{"GET", "/api/v1/agents/{id}/history", ROLE_VIEWER, get_history},
+	{"GET", "/api/v1/agents/{id}/settings", ROLE_VIEWER, get_settings},
+	{"POST", "/api/v1/agents/{id}/commands", ROLE_OPERATOR, post_command},
+	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
+	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},
+};
+
+const size_t http_nroutes = sizeof(http_routes) / sizeof(http_routes[0]);

@@ -1,0 +1,445 @@
+/*
+ * ingest_batch.c - data frames from every agent to the database, in
+ * batches, with backpressure and the ack rules.
+ *
+ * Frames wait --batch-window-ms (or until --batch-max) and go as text to
+ * pankha.ingest_many in one call on the ingest lane; --pipeline-depth
+ * calls may be in flight.  Batches commit in order, so after each commit
+ * the agents in it get an ack with their highest committed seq; a frame
+ * the extension rejected gets invalid_frame and counts as handled.
+ * Frames are held until committed: a batch that fails for a reason not
+ * its frames' goes back to the front and is sent again; nothing is
+ * acknowledged before its commit.  Past --agent-held-frames frames of one
+ * agent, or --max-held-frames overall, reading from those sockets pauses
+ * so that TCP pushes back.  Newly stored frames go to whoever registered
+ * with ingest_on_stored() (the dashboards).
+ */
+#include "ingest_batch.h"
+#include "db.h"
+
+#include <string.h>
+
+/* One data frame held until its batch commits. */
+struct frame
+{
+	struct frame *next;
+	struct agent *agent;		/* holds a reference */
+	int64_t		seq;			/* -1 when the frame had none */
+	bool		single;			/* send alone (its batch failed as a whole) */
+	bool		requeued;		/* went back to the front: may commit after later frames */
+	char	   *json;			/* the message as received */
+	size_t		len;
+	char	   *fwd;			/* the message for dashboards, or NULL */
+	size_t		fwd_len;
+};
+
+/* A batch of frames in one ingest_many call. */
+struct batch
+{
+	int			n;
+	struct frame **frames;
+};
+
+/* Frames waiting for a batch, and all frames held (waiting or in flight). */
+static struct frame *pend_head, *pend_tail;
+static size_t pend_count;
+static size_t held_total;
+static bool paused_all;
+static lws_usec_t ingest_retry_at;
+static struct btimer batch_sul;
+static bool batch_sul_armed;
+
+/* Who gets committed frames. */
+static ingest_wanted_fn forward_wanted;
+static ingest_stored_fn forward_stored;
+
+static void batcher(void);
+static void schedule_batcher(lws_usec_t delay);
+
+/* Hand newly stored frames to stored() while wanted() says so; one subscriber. */
+int
+ingest_on_stored(ingest_wanted_fn wanted, ingest_stored_fn stored)
+{
+	if (forward_stored)
+		return -1;
+	forward_wanted = wanted;
+	forward_stored = stored;
+	return 0;
+}
+
+size_t
+ingest_held(void)
+{
+	return held_total;
+}
+
+/* Pause or resume reading from an agent according to what it holds. */
+static void
+update_pause(struct agent *a)
+{
+	bool		want_pause;
+
+	if (!a->ws.wsi || a->ws.close_code)
+		return;
+	want_pause = paused_all || a->held >= srv.cfg.agent_held_frames;
+	if (want_pause && !a->ws.rx_paused)
+		ws_pause_rx(&a->ws, true);
+	else if (!want_pause && a->ws.rx_paused && a->held <= srv.cfg.agent_held_frames / 2)
+		ws_pause_rx(&a->ws, false);
+}
+
+/* Global backpressure: stop reading everyone while too much is held. */
+static void
+update_global_pause(void)
+{
+	bool		was = paused_all;
+
+	if (!paused_all && held_total >= (size_t) srv.cfg.max_held_frames)
+		paused_all = true;
+	else if (paused_all && held_total <= (size_t) srv.cfg.max_held_frames / 2)
+		paused_all = false;
+	if (was == paused_all)
+		return;
+	if (paused_all)
+	{
+		srv.m.read_pauses++;
+		blog("warn", "backpressure", "%zu frames held: reading paused", held_total);
+	}
+	else
+		blog("info", "backpressure", "%zu frames held: reading resumed", held_total);
+	for (struct agent *a = agents_first(); a; a = a->all_next)
+		update_pause(a);
+}
+
+static void
+frame_free(struct frame *f)
+{
+	struct agent *a = f->agent;
+
+	a->held--;
+	held_total--;
+	if (f->requeued)
+		a->requeued--;
+	free(f->json);
+	free(f->fwd);
+	free(f);
+	update_pause(a);
+	agent_release(a);
+}
+
+/* Put frames back at the front of the waiting list, in order. */
+static void
+requeue_front(struct frame **frames, int n, bool single)
+{
+	for (int i = n - 1; i >= 0; i--)
+	{
+		struct frame *f = frames[i];
+
+		f->single = single || f->single;
+		if (!f->requeued)
+		{
+			f->requeued = true;
+			f->agent->requeued++;
+		}
+		f->next = pend_head;
+		pend_head = f;
+		if (!pend_tail)
+			pend_tail = f;
+		pend_count++;
+	}
+}
+
+/*
+ * Send an ack to each agent of the batch that had frames with seq in it.
+ * Batches run in order on the one ingest connection, so when this one
+ * commits every earlier frame has too; the exception is a frame put back
+ * at the front after a failure, which may commit after later frames: an
+ * agent with such a frame outstanding is acked only once it holds nothing.
+ * A re-sent frame gets the ack again.
+ */
+static void
+send_acks(struct batch *b)
+{
+	static uint64_t batch_serial;
+	bool	   *last = calloc(b->n ? b->n : 1, sizeof(bool));
+
+	/* mark each agent's last frame in the batch: it is acked once, there */
+	batch_serial++;
+	for (int i = b->n - 1; last && i >= 0; i--)
+	{
+		struct agent *a = b->frames[i]->agent;
+
+		if (a->ack_mark != batch_serial)
+		{
+			a->ack_mark = batch_serial;
+			last[i] = true;
+		}
+	}
+	for (int i = 0; i < b->n; i++)
+	{
+		struct agent *a = b->frames[i]->agent;
+
+		if (b->frames[i]->seq >= 0)
+			a->ack_due = true;
+		if ((last ? last[i] : a->held == 1) && (a->requeued == 0 || a->held == 1) &&
+			a->ack_due && a->pending_ack >= 0 && a->ws.wsi)
+		{
+			char		text[96];
+			int			n = snprintf(text, sizeof(text),
+									 "{\"type\":\"ack\",\"data\":{\"seq\":%lld}}",
+									 (long long) a->pending_ack);
+
+			agent_send(a, text, (size_t) n, false);
+			a->acked = a->pending_ack;
+			a->ack_due = false;
+		}
+		frame_free(b->frames[i]);
+		b->frames[i] = NULL;
+	}
+	free(last);
+}
+
+static void
+ingest_done(struct db_query *q, PGresult *res)
+{
+	struct batch *b = q->arg;
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_TUPLES_OK)
+	{
+		bool	   *seen = calloc(b->n, sizeof(bool));
+		int			rows = PQntuples(res);
+
+		for (int r = 0; r < rows; r++)
+		{
+			int			ord = atoi(PQgetvalue(res, r, 0));
+			struct frame *f;
+
+			if (ord < 1 || ord > b->n)
+				continue;
+			f = b->frames[ord - 1];
+			if (seen)
+				seen[ord - 1] = true;
+			if (PQgetisnull(res, r, 2))
+			{
+				/* stored, or stored before: committed either way */
+				srv.m.frames_committed++;
+				if (PQgetvalue(res, r, 1)[0] == 't' && f->fwd && forward_stored)
+					forward_stored(f->agent->agent_id, f->agent->group, f->fwd, f->fwd_len);
+			}
+			else
+			{
+				srv.m.frames_rejected++;
+				if (f->agent->ws.wsi)
+					agent_send_error(f->agent, "invalid_frame",
+							   PQgetisnull(res, r, 3) ? "frame rejected" : PQgetvalue(res, r, 3),
+							   f->seq);
+			}
+			if (f->seq > f->agent->pending_ack)
+				f->agent->pending_ack = f->seq;
+		}
+		for (int i = 0; seen && i < b->n; i++)
+			if (!seen[i])
+			{
+				srv.m.frames_rejected++;
+				agent_send_error(b->frames[i]->agent, "invalid_frame",
+						   "the database returned no outcome for this frame",
+						   b->frames[i]->seq);
+			}
+		free(seen);
+		send_acks(b);
+	}
+	else
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		bool		frame_fault = state && (!strncmp(state, "22", 2) ||
+											!strncmp(state, "23", 2) ||
+											!strncmp(state, "P0", 2));
+
+		if (frame_fault && b->n > 1)
+		{
+			/* one frame spoiled the call: send them one by one */
+			requeue_front(b->frames, b->n, true);
+		}
+		else if (frame_fault)
+		{
+			struct frame *f = b->frames[0];
+
+			srv.m.frames_rejected++;
+			agent_send_error(f->agent, "invalid_frame", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+					   ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "frame rejected",
+					   f->seq);
+			if (f->seq > f->agent->pending_ack)
+				f->agent->pending_ack = f->seq;
+			send_acks(b);
+		}
+		else
+		{
+			/* not the frames' fault: keep them and try again shortly */
+			blog("error", "ingest", "batch of %d failed, retrying: %s", b->n,
+				 PQresultErrorMessage(res));
+			requeue_front(b->frames, b->n, false);
+			ingest_retry_at = now_us() + LWS_US_PER_SEC;
+		}
+	}
+	free(b->frames);
+	free(b);
+	update_global_pause();
+	schedule_batcher(0);
+}
+
+/* Send one batch from the front of the waiting list. */
+static bool
+submit_batch(void)
+{
+	struct batch *b;
+	struct sbuf ids = {0}, frames = {0};
+	struct db_query *q;
+	int			max = pend_head->single ? 1 : srv.cfg.batch_max;
+	int			n = 0;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return false;
+	b->frames = calloc(pend_count < (size_t) max ? pend_count : (size_t) max,
+					   sizeof(struct frame *));
+	if (!b->frames)
+	{
+		free(b);
+		return false;
+	}
+	sbuf_text_array_begin(&ids);
+	sbuf_text_array_begin(&frames);
+	while (pend_head && n < max && !(n > 0 && pend_head->single))
+	{
+		struct frame *f = pend_head;
+
+		pend_head = f->next;
+		if (!pend_head)
+			pend_tail = NULL;
+		pend_count--;
+		f->next = NULL;
+		sbuf_text_array_elem(&ids, f->agent->agent_id, strlen(f->agent->agent_id));
+		sbuf_text_array_elem(&frames, f->json, f->len);
+		b->frames[n++] = f;
+	}
+	b->n = n;
+	sbuf_text_array_end(&ids, n);
+	sbuf_text_array_end(&frames, n);
+
+	q = db_query_new(LANE_INGEST,
+					 "SELECT ord, stored, sqlstate, message "
+					 "FROM pankha.ingest_many($1::text[], $2::text[])",
+					 ingest_done, b);
+	if (!q || db_query_param_sbuf(q, &ids) || db_query_param_sbuf(q, &frames))
+	{
+		if (q)
+			db_query_free(q);
+		requeue_front(b->frames, b->n, false);
+		free(b->frames);
+		free(b);
+		sbuf_free(&ids);
+		sbuf_free(&frames);
+		return false;
+	}
+	sbuf_free(&ids);
+	sbuf_free(&frames);
+	histogram_observe(&srv.m.batch_size, n);
+	db_submit(q);
+	return true;
+}
+
+/* Form batches while the ingest lane has room. */
+static void
+batcher(void)
+{
+	lws_usec_t	now = now_us();
+
+	if (ingest_retry_at > now)
+	{
+		schedule_batcher(ingest_retry_at - now);
+		return;
+	}
+	while (pend_head && db_lane_load(LANE_INGEST) < srv.cfg.pipeline_depth)
+		if (!submit_batch())
+		{
+			schedule_batcher(100 * LWS_US_PER_MS);
+			return;
+		}
+}
+
+static void
+batch_cb(lws_sorted_usec_list_t *sul)
+{
+	batch_sul_armed = false;
+	batcher();
+}
+
+static void
+schedule_batcher(lws_usec_t delay)
+{
+	if (!pend_head)
+		return;
+	if (batch_sul_armed && !delay)
+		timer_cancel(&batch_sul);
+	else if (batch_sul_armed)
+		return;
+	batch_sul_armed = true;
+	timer_schedule(&batch_sul, batch_cb, delay ? delay : 1);
+}
+
+/* Hold a data frame for the next batch (data: its parsed "data" member). */
+void
+ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *data)
+{
+	struct frame *f = calloc(1, sizeof(*f));
+
+	if (!f || !(f->json = xstrndup(text, len)))
+	{
+		free(f);
+		agent_send_error(a, "internal_error", "out of memory; send the frame again", seq);
+		return;
+	}
+	f->len = len;
+	f->seq = seq;
+	f->agent = a;
+	if (forward_wanted && forward_wanted())
+	{
+		cJSON	   *m = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(m, "type", "data");
+		cJSON_AddStringToObject(m, "agent_id", a->agent_id);
+		cJSON_AddItemReferenceToObject(m, "data", data);
+		f->fwd = cJSON_PrintUnformatted(m);
+		f->fwd_len = f->fwd ? strlen(f->fwd) : 0;
+		cJSON_Delete(m);
+	}
+	a->refs++;
+	a->held++;
+	held_total++;
+	srv.m.frames_received++;
+	if (pend_tail)
+		pend_tail->next = f;
+	else
+		pend_head = f;
+	pend_tail = f;
+	pend_count++;
+	update_pause(a);
+	update_global_pause();
+	if (pend_count >= (size_t) srv.cfg.batch_max)
+		schedule_batcher(0);
+	else if (!batch_sul_armed)
+	{
+		batch_sul_armed = true;
+		timer_schedule(&batch_sul, batch_cb,
+						 (lws_usec_t) srv.cfg.batch_window_ms * LWS_US_PER_MS);
+	}
+}
+
+/* Send what is waiting for a batch now (shutdown). */
+void
+ingest_flush(void)
+{
+	batcher();
+}
+

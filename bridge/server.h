@@ -1,0 +1,85 @@
+/*
+ * server.h - the bridge's one process-wide state: its options (set in
+ * main.c), its counters (read by /metrics) and its name.
+ */
+#ifndef PANKHA_SERVER_H
+#define PANKHA_SERVER_H
+
+#include "util.h"
+
+#define BRIDGE_VERSION "0.1.0"
+
+/* Everything settable from the command line or the environment. */
+struct config
+{
+	const char *db;				/* libpq connection string */
+	const char *listen;			/* HOST:PORT to listen on */
+	const char *dashboard;		/* directory served at / (NULL: none) */
+	const char *tls_cert;		/* PEM certificate for wss/https */
+	const char *tls_key;		/* PEM private key for wss/https */
+	const char *bridge_id;		/* name of this bridge in pankha.connections */
+	const char *log_file;		/* log destination (NULL: stderr) */
+	bool		log_json;		/* one JSON object per log line */
+	int			verbose;		/* 0 quiet .. 2 debug */
+	int			db_pool;		/* database connections besides LISTEN */
+	int			batch_window_ms;	/* how long frames wait to share a batch */
+	int			batch_max;		/* most frames in one ingest call */
+	int			pipeline_depth;	/* ingest batches in flight at once */
+	int			max_held_frames;	/* frames held before reads pause */
+	int			agent_held_frames;	/* per agent frames held before its reads pause */
+	int			silence_timeout_s;	/* close an agent silent this long */
+	size_t		max_message;	/* largest message accepted (bytes) */
+	int			rate_per_minute;	/* messages per minute per agent */
+	int			connects_per_minute_agent;	/* handshakes per minute per agent id */
+	int			connects_per_minute_ip; /* handshakes per minute per address */
+	int			max_connections;	/* WebSocket connections at most */
+	size_t		max_queued_out; /* bytes queued to one client before it is dropped */
+	size_t		max_body;		/* largest HTTP request body (after gunzip) */
+	bool		deflate;		/* offer permessage-deflate */
+	int			deflate_window; /* window bits asked of clients (9..15) */
+	int			deflate_mem_level;	/* zlib memLevel for the deflater (1..9) */
+	int			command_visibility_s;	/* claim_commands visibility timeout */
+};
+
+struct metrics
+{
+	uint64_t	frames_received;	/* data frames read from agents */
+	uint64_t	frames_committed;	/* data frames stored (or already stored) */
+	uint64_t	frames_rejected;	/* data frames the extension refused */
+	uint64_t	messages_invalid;	/* malformed JSON, unknown type, ... */
+	uint64_t	commands_pushed;	/* command messages written to agents */
+	uint64_t	commands_acked;		/* command_ack with success */
+	uint64_t	commands_failed;	/* command_ack with failure */
+	uint64_t	bytes_in;		/* WebSocket payload bytes received */
+	uint64_t	bytes_out;		/* WebSocket payload bytes sent */
+	uint64_t	db_reconnects;	/* database connections re-established */
+	uint64_t	handshakes_refused; /* WebSocket handshakes refused */
+	uint64_t	closed_rate_limit;	/* connections closed for abuse */
+	uint64_t	closed_too_big; /* connections closed for oversize messages */
+	uint64_t	closed_silent;	/* connections closed for silence */
+	uint64_t	ui_dropped_slow;	/* dashboards dropped for not reading */
+	uint64_t	read_pauses;	/* times reading paused for backpressure */
+	uint64_t	credential_loads;	/* complete loads of the credentials */
+	uint64_t	credential_refreshes;	/* reloads of notified credentials */
+	int64_t		deflate_parked; /* connections whose inflater is parked */
+	struct histogram batch_size;	/* frames per ingest call */
+	struct histogram commit_seconds;	/* ingest call latency */
+	struct histogram command_seconds;	/* NOTIFY to command written */
+};
+
+/* The one process-wide state of the bridge. */
+struct server
+{
+	struct config cfg;			/* options as given */
+	struct lws_context *context;	/* the event loop */
+	struct lws_vhost *vhost;	/* the listening vhost */
+	struct ev_loop *loop;		/* the libev loop lws runs in */
+	struct metrics m;			/* what /metrics reports */
+	char		bridge_id[128]; /* cfg.bridge_id or host:pid */
+	bool		draining;		/* shutting down: no new connections */
+	lws_usec_t	started;		/* for uptime */
+};
+
+extern struct server srv;
+
+#endif							/* PANKHA_SERVER_H */

@@ -1,0 +1,111 @@
+/*
+ * util.h - small pieces every module uses (util.c): monotonic time,
+ * timers on the libev loop, logging, growable strings and binary text[]
+ * parameters, outgoing message queues, histograms, the connection-attempt
+ * limiter, transient JSON parsing, agent id and bearer token checks.
+ * It knows no module of the bridge.
+ */
+#ifndef PANKHA_UTIL_H
+#define PANKHA_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <ev.h>
+#include <libwebsockets.h>
+#include <cjson/cJSON.h>
+
+/* One queued outgoing WebSocket message, with LWS_PRE bytes of headroom. */
+struct outmsg
+{
+	struct outmsg *next;
+	size_t		len;
+	lws_usec_t	queued_at;		/* for the command delivery histogram */
+	bool		is_command;		/* counts as a pushed command when written */
+	unsigned char data[];		/* LWS_PRE headroom, then len bytes */
+};
+
+/* A FIFO of outgoing messages for one connection. */
+struct outq
+{
+	struct outmsg *head;
+	struct outmsg *tail;
+	size_t		bytes;			/* payload bytes queued */
+};
+
+int			outq_push(struct outq *q, const char *text, size_t len, bool is_command);
+struct outmsg *outq_pop(struct outq *q);
+void		outq_clear(struct outq *q);
+int			outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
+						   uint64_t *bytes_out);
+
+/* A growable buffer for building messages and binary query parameters. */
+struct sbuf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		failed;			/* an allocation failed; content is garbage */
+};
+
+void		sbuf_append(struct sbuf *b, const char *s, size_t n);
+void		sbuf_puts(struct sbuf *b, const char *s);
+void		sbuf_printf(struct sbuf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+void		sbuf_text_array_begin(struct sbuf *b);
+void		sbuf_text_array_elem(struct sbuf *b, const char *s, size_t n);
+void		sbuf_text_array_null(struct sbuf *b);
+void		sbuf_text_array_end(struct sbuf *b, size_t count);
+void		sbuf_free(struct sbuf *b);
+
+/* JSON parsing for one message at a time, without a malloc per node */
+void		json_arena_init(void);
+cJSON	   *json_parse_transient(const char *text, size_t len);
+
+#define HIST_MAX_BUCKETS 16
+
+/* A Prometheus histogram with fixed upper bounds. */
+struct histogram
+{
+	const char *name;
+	const char *help;
+	int			nbounds;
+	double		bounds[HIST_MAX_BUCKETS];
+	uint64_t	counts[HIST_MAX_BUCKETS + 1];
+	double		sum;
+	uint64_t	count;
+};
+
+void		histogram_observe(struct histogram *h, double v);
+
+/* A connection-attempt limiter keyed by string, reset each minute. */
+bool		attempts_allow(const char *kind, const char *key, int per_minute);
+void		attempts_reset(void);
+
+/* Logging: one line per event. */
+void		blog(const char *level, const char *event, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+void		log_reopen(void);
+
+lws_usec_t	now_us(void);
+
+/* A timer: an lws_sul (callbacks get &sul) and its wake-up entry. */
+struct btimer
+{
+	lws_sorted_usec_list_t sul;
+	struct btimer *next;		/* in the list of armed timers */
+	lws_usec_t	deadline;		/* monotonic us */
+	bool		linked;
+};
+
+int			timers_init(void);
+void		timers_shutdown(void);
+void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
+void		timer_cancel(struct btimer *t);
+
+char	   *xstrndup(const char *s, size_t n);
+bool		agent_id_valid(const char *s);
+int			http_bearer_token(struct lws *wsi, char **out);
+
+#endif							/* PANKHA_UTIL_H */

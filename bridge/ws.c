@@ -1,0 +1,381 @@
+/*
+ * ws.c - the WebSocket layer both endpoints share: one protocol callback
+ * for /ws/agent and /ws/ui.
+ *
+ * The handshake filter picks the endpoint row by path, admits or refuses
+ * (draining, --max-connections, --connect-limit-ip), and hands the rest
+ * of the decision to the row's filter.  From then on this file does what
+ * every connection needs alike: messages are queued and written one per
+ * WRITEABLE callback with LWS_PRE headroom; a client that lets more than
+ * --max-queued-out bytes pile up is dropped; a close is queued behind
+ * what was sent before it and goes out with lws_close_reason; fragments
+ * are reassembled up to --max-message (1009 beyond); permessage-deflate
+ * is answered and sized (deflate.c).  The endpoint sees whole messages,
+ * its connection established, and its connection closed.
+ */
+#include "ws.h"
+
+#include <string.h>
+
+static const struct ws_endpoint *const *endpoints;
+static struct ws_conn *conns;	/* every established connection */
+static int	nconns;
+
+static struct deflate_state *session_deflate(struct lws *wsi);
+static void session_refuse(struct lws *wsi, int code, const char *reason);
+
+/* The endpoints this bridge serves (a NULL-terminated list of rows). */
+void
+ws_init(const struct ws_endpoint *const *list)
+{
+	endpoints = list;
+	deflate_set_hooks(session_deflate, session_refuse);
+}
+
+/* Established WebSocket connections, of every endpoint. */
+int
+ws_count(void)
+{
+	return nconns;
+}
+
+/*
+ * Refuse a WebSocket handshake from the filter callback with an HTTP
+ * status and {"error": message}; returns what the filter must return.
+ */
+int
+ws_refuse(struct lws *wsi, unsigned int status, const char *message)
+{
+	struct sbuf body = {0}, resp = {0};
+	cJSON	   *o = cJSON_CreateObject();
+	char	   *text = NULL;
+	const char *phrase;
+
+	switch (status)
+	{
+		case 401: phrase = "Unauthorized"; break;
+		case 404: phrase = "Not Found"; break;
+		case 429: phrase = "Too Many Requests"; break;
+		case 503: phrase = "Service Unavailable"; break;
+		default: phrase = "Error"; break;
+	}
+	if (o)
+	{
+		cJSON_AddStringToObject(o, "error", message);
+		text = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+	}
+	sbuf_puts(&body, text ? text : "{}");
+	free(text);
+	/* the status line and headers are written as they are: lws would say HTTP/1.0 here */
+	for (int i = 0; i < LWS_PRE; i++)
+		sbuf_append(&resp, " ", 1);
+	sbuf_printf(&resp, "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+				"content-length: %zu\r\nconnection: close\r\n%s\r\n%s",
+				status, phrase, body.len,
+				status == 401 ? "www-authenticate: Bearer\r\n" : "",
+				body.data ? body.data : "");
+	if (!resp.failed && !body.failed)
+		lws_write(wsi, (unsigned char *) resp.data + LWS_PRE, resp.len - LWS_PRE,
+				  LWS_WRITE_HTTP_HEADERS);
+	sbuf_free(&body);
+	sbuf_free(&resp);
+	return -1;
+}
+
+/* Queue a message; a client that does not read what it is sent is dropped. */
+void
+ws_send(struct ws_conn *c, const char *text, size_t len, bool is_command)
+{
+	if (!c->wsi || c->close_code)
+		return;
+	if (c->out.bytes + len > srv.cfg.max_queued_out)
+	{
+		outq_clear(&c->out);
+		if (c->ep->dropped)
+			c->ep->dropped(c);
+		ws_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, c->ep->slow_reason);
+		return;
+	}
+	if (outq_push(&c->out, text, len, is_command))
+	{
+		ws_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		return;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+/* Send a cJSON message and free it. */
+void
+ws_send_json(struct ws_conn *c, cJSON *msg, bool is_command)
+{
+	char	   *text;
+
+	if (!msg)
+		return;
+	text = cJSON_PrintUnformatted(msg);
+	cJSON_Delete(msg);
+	if (!text)
+		return;
+	ws_send(c, text, strlen(text), is_command);
+	free(text);
+}
+
+/* Close a connection with code and reason, after what is queued (from anywhere). */
+void
+ws_close(struct ws_conn *c, int code, const char *reason)
+{
+	if (!c->wsi || c->close_code)
+		return;
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	/* a paused socket would never see its close go out */
+	ws_pause_rx(c, false);
+	lws_callback_on_writable(c->wsi);
+	/* if it never becomes writable, drop it anyway */
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+/* Close every connection (shutdown). */
+void
+ws_close_all(int code, const char *reason)
+{
+	for (struct ws_conn *c = conns; c; c = c->next)
+		ws_close(c, code, reason);
+}
+
+/* Stop or resume reading a connection (backpressure). */
+void
+ws_pause_rx(struct ws_conn *c, bool pause)
+{
+	if (!c->wsi || c->rx_paused == pause)
+		return;
+	lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+	c->rx_paused = pause;
+}
+
+static void
+rx_free(struct ws_conn *c)
+{
+	free(c->rx);				/* keep idle connections small */
+	c->rx = NULL;
+	c->rx_len = c->rx_cap = 0;
+}
+
+/* A piece of a message: hand complete ones to the endpoint; -1 closes now. */
+static int
+ws_receive(struct lws *wsi, struct ws_conn *c, const char *in, size_t len)
+{
+	bool		binary = lws_frame_is_binary(wsi);
+
+	c->last_rx = now_us();
+	if (c->rx_len + len > srv.cfg.max_message)
+	{
+		srv.m.closed_too_big++;
+		rx_free(c);
+		ws_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		return 0;
+	}
+	if (!c->rx_len && lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi))
+	{
+		/* the usual case: the whole message in one piece */
+		c->ep->message(c, in, len, binary);
+		return 0;
+	}
+	if (c->rx_len + len > c->rx_cap)
+	{
+		size_t		ncap = c->rx_len + len + 1024;
+		unsigned char *n;
+
+		if (ncap > srv.cfg.max_message)
+			ncap = srv.cfg.max_message;
+		n = realloc(c->rx, ncap);
+		if (!n)
+		{
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+							 (unsigned char *) "out of memory", 13);
+			return -1;
+		}
+		c->rx = n;
+		c->rx_cap = ncap;
+	}
+	memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	if (lws_is_final_fragment(wsi))
+	{
+		c->ep->message(c, (const char *) c->rx, c->rx_len, binary);
+		rx_free(c);
+	}
+	return 0;
+}
+
+/* WRITEABLE: one queued message, or the close once nothing is queued. */
+static int
+ws_writeable(struct lws *wsi, struct ws_conn *c)
+{
+	if (c->out.head)
+	{
+		/* what was queued before a close still goes out first */
+		if (outq_write_one(wsi, &c->out, &c->frames_out, &c->bytes_out) < 0)
+			return -1;
+		if (c->close_code && !c->out.head)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (c->close_code)
+	{
+		lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
+						 strlen(c->close_reason));
+		return -1;
+	}
+	return 0;
+}
+
+/* The handshake: pick the endpoint, admit, and let it decide the rest. */
+static int
+ws_filter(struct lws *wsi, struct ws_session *s)
+{
+	const struct ws_endpoint *ep = NULL;
+	struct ws_conn *c = NULL;
+	char		path[64], peer[64];
+	int			rc;
+
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+		return ws_refuse(wsi, 404, "not found");
+	for (int i = 0; endpoints && endpoints[i]; i++)
+		if (!strcmp(path, endpoints[i]->path))
+			ep = endpoints[i];
+	if (!ep)
+		return ws_refuse(wsi, 404, "no WebSocket endpoint here");
+	if (srv.draining)
+		return ws_refuse(wsi, 503, "shutting down");
+	if (nconns >= srv.cfg.max_connections)
+		return ws_refuse(wsi, 503, "too many connections");
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
+		return ws_refuse(wsi, 429, "too many connection attempts");
+	rc = ep->filter(wsi, peer, &c);
+	if (rc || !c)
+		return rc ? rc : -1;
+	c->ep = ep;
+	s->conn = c;
+	s->z.who = ep->what;
+	return 0;
+}
+
+/* The one WebSocket protocol callback. */
+int
+ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			void *in, size_t len)
+{
+	struct ws_session *s = user;
+	struct ws_conn *c = s ? s->conn : NULL;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			return ws_filter(wsi, s);
+
+		case LWS_CALLBACK_ADD_HEADERS:
+			if (c && srv.cfg.deflate)
+				deflate_answer(wsi, &s->z, in);
+			return 0;
+
+		case LWS_CALLBACK_ESTABLISHED:
+			if (!c)
+				return -1;
+			if (srv.cfg.deflate)
+				deflate_established(wsi, &s->z);
+			c->wsi = wsi;
+			c->last_rx = now_us();
+			c->next = conns;
+			if (conns)
+				conns->prev = c;
+			conns = c;
+			nconns++;
+			return c->ep->established(c);
+
+		case LWS_CALLBACK_RECEIVE:
+			if (!c || c->close_code || !c->wsi)
+				return 0;
+			return ws_receive(wsi, c, in, len);
+
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			if (!c || !c->wsi)
+				return 0;
+			return ws_writeable(wsi, c);
+
+		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+			if (c && !c->close_code)
+			{
+				c->close_code = len >= 2 ?
+					(((unsigned char *) in)[0] << 8 | ((unsigned char *) in)[1]) : 1005;
+				if (c->close_code < 1000 || c->close_code > 4999)
+					c->close_code = 1002;
+				snprintf(c->close_reason, sizeof(c->close_reason), "%.*s",
+						 len > 2 ? (int) (len - 2 < 60 ? len - 2 : 60) : 0,
+						 len > 2 ? (char *) in + 2 : "");
+			}
+			return 0;
+
+		case LWS_CALLBACK_CLOSED:
+			deflate_session_end(&s->z);
+			if (!c || !c->wsi)
+				return 0;
+			if (c->prev)
+				c->prev->next = c->next;
+			else if (conns == c)
+				conns = c->next;
+			if (c->next)
+				c->next->prev = c->prev;
+			c->next = c->prev = NULL;
+			nconns--;
+			c->wsi = NULL;
+			c->rx_paused = false;
+			if (!c->close_code)
+			{
+				c->close_code = 1006;
+				snprintf(c->close_reason, sizeof(c->close_reason), "connection lost");
+			}
+			outq_clear(&c->out);
+			rx_free(c);
+			s->conn = NULL;
+			c->ep->closed(c);
+			return 0;
+
+		case LWS_CALLBACK_WSI_DESTROY:
+			if (s)
+			{
+				deflate_session_end(&s->z);
+				/* refused after the filter accepted: never established */
+				if (c)
+				{
+					s->conn = NULL;
+					c->ep->discard(c);
+				}
+			}
+			return 0;
+
+		default:
+			return 0;
+	}
+}
+
+/* deflate.c's view of a session: its deflate state once the filter accepted. */
+static struct deflate_state *
+session_deflate(struct lws *wsi)
+{
+	struct ws_session *s = lws_wsi_user(wsi);
+
+	return s && s->conn ? &s->z : NULL;
+}
+
+/* deflate.c cannot go on with a connection's compressed stream. */
+static void
+session_refuse(struct lws *wsi, int code, const char *reason)
+{
+	struct ws_session *s = lws_wsi_user(wsi);
+
+	if (s && s->conn)
+		ws_close(s->conn, code, reason);
+}
