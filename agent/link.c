@@ -739,9 +739,10 @@ apply_config(struct pk_link *l, const cJSON *data)
 		int64_t		now = pk_mono_ms();
 		int64_t		due = now + (int64_t) (a->settings.update_interval * 1000);
 
-		/* Resize the buffer to keep the same span of time. */
-		pk_buffer_set_limits(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
-							 a->buffer_max_bytes);
+		/*
+		 * The buffer's bounds do not follow the interval: shrinking them
+		 * here dropped frames still waiting for their ack (review L3).
+		 */
 		if (due < l->next_tick_ms)
 		{
 			l->next_tick_ms = due;

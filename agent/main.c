@@ -596,9 +596,15 @@ main(int argc, char **argv)
 	if (!a->enroll_url)
 		pk_fanmodes_load(a);
 	pk_proc_init(&a->proc, a->proc_root, a->disk_path);
-	if (pk_buffer_init(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
+	/*
+	 * --buffer-seconds of frames at the shortest interval the protocol
+	 * allows (0.5 s), and frames older than that go: an interval the
+	 * server changes later then never shrinks the buffer (review L3).
+	 */
+	if (pk_buffer_init(&a->buf, (size_t) pk_ceil(a->buffer_seconds / 0.5),
 					   a->buffer_max_bytes, a->buffer_file) != 0)
 		return 1;
+	a->buf.max_age_ms = (int64_t) (a->buffer_seconds * 1000);
 	if (pk_link_create(a) != 0)
 		rc = 1;
 	else if (a->enroll_url)
