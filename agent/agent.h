@@ -204,6 +204,7 @@ struct pk_frame
 	int64_t		seq;
 	char	   *json;			/* the data object, without the envelope */
 	size_t		len;
+	int64_t		at_ms;			/* monotonic time it was buffered (or loaded) */
 };
 
 struct pk_buffer
@@ -215,6 +216,7 @@ struct pk_buffer
 	size_t		bytes;			/* sum of their lengths */
 	size_t		max_frames;		/* bound on count */
 	size_t		max_bytes;		/* bound on bytes */
+	int64_t		max_age_ms;		/* older frames go when a new one comes, 0 = no bound */
 	uint64_t	dropped;		/* frames dropped unacknowledged, ever */
 	int64_t		next_seq;		/* seq of the next frame */
 	int64_t		acked;			/* highest seq acknowledged */
@@ -226,7 +228,6 @@ struct pk_buffer
 int			pk_buffer_init(struct pk_buffer *b, size_t max_frames, size_t max_bytes, const char *path);
 int			pk_buffer_push(struct pk_buffer *b, int64_t seq, char *json);
 size_t		pk_buffer_ack(struct pk_buffer *b, int64_t seq);
-void		pk_buffer_set_limits(struct pk_buffer *b, size_t max_frames, size_t max_bytes);
 const struct pk_frame *pk_buffer_at(const struct pk_buffer *b, size_t i);
 const struct pk_frame *pk_buffer_after(const struct pk_buffer *b, int64_t seq);
 void		pk_buffer_close(struct pk_buffer *b);

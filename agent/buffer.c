@@ -12,6 +12,14 @@
  * and the file is rewritten from memory when it holds mostly dead lines.
  * Loading replays it, so a restarted agent re-sends what it had not got
  * acknowledged and continues the seq counter.
+ *
+ * The bounds are the byte bound, a frame count and an age (--buffer-seconds):
+ * none of them follows the update interval, so a config_update that changes
+ * the interval never drops a frame that is waiting for its ack (security
+ * review L3).  The file is read a line at a time, each line bounded, and
+ * what it holds beyond the bounds is dropped oldest first as it is read,
+ * counted and logged, so loading never needs more memory than the buffer
+ * itself (L14: the unit runs under MemoryMax=64M).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +31,10 @@
 
 #include "agent.h"
 
-/* Largest persistence file we are willing to load. */
-#define PK_BUFFER_FILE_MAX ((size_t) 512 * 1024 * 1024)
+/* Longest line of the persistence file (a frame is at most 1 MiB on the wire). */
+#define PK_BUFFER_LINE_MAX ((size_t) 2 * 1024 * 1024)
+/* How much of the file is read at once. */
+#define PK_BUFFER_READ_CHUNK 65536
 
 static void drop_oldest(struct pk_buffer *b);
 static int	store(struct pk_buffer *b, int64_t seq, char *json, bool count_drops);
@@ -32,6 +42,7 @@ static void append_line(struct pk_buffer *b, char kind, int64_t seq, const char 
 static int	compact(struct pk_buffer *b);
 static void load(struct pk_buffer *b);
 static void remove_upto(struct pk_buffer *b, int64_t seq);
+static void load_line(struct pk_buffer *b, char *line, size_t *frames, size_t *bad);
 
 /*
  * Set up an empty buffer bounded by max_frames and max_bytes, then load the
@@ -102,13 +113,16 @@ store(struct pk_buffer *b, int64_t seq, char *json, bool count_drops)
 	size_t		len = strlen(json);
 	int64_t		dropped_upto = -1;
 
+	int64_t		now = pk_mono_ms();
+
 	while (b->count > 0 && (b->count >= b->max_frames ||
-							(b->max_bytes && b->bytes + len > b->max_bytes)))
+							(b->max_bytes && b->bytes + len > b->max_bytes) ||
+							(count_drops && b->max_age_ms > 0 &&
+							 now - pk_buffer_at(b, 0)->at_ms > b->max_age_ms)))
 	{
 		dropped_upto = pk_buffer_at(b, 0)->seq;
 		drop_oldest(b);
-		if (count_drops)
-			b->dropped++;
+		b->dropped++;
 	}
 	if (b->count == b->cap)
 	{
@@ -126,7 +140,7 @@ store(struct pk_buffer *b, int64_t seq, char *json, bool count_drops)
 	}
 	b->ring[(b->head + b->count) % b->cap] = (struct pk_frame)
 	{
-		seq, json, len
+		seq, json, len, now
 	};
 	b->count++;
 	b->bytes += len;
@@ -178,24 +192,6 @@ pk_buffer_ack(struct pk_buffer *b, int64_t seq)
 	if (before != b->count)
 		append_line(b, 'A', seq, NULL, 0);
 	return before - b->count;
-}
-
-/* Change the bounds (the interval changed); drops the excess now. */
-void
-pk_buffer_set_limits(struct pk_buffer *b, size_t max_frames, size_t max_bytes)
-{
-	int64_t		upto = -1;
-
-	b->max_frames = max_frames ? max_frames : 1;
-	b->max_bytes = max_bytes;
-	while (b->count > b->max_frames || (b->max_bytes && b->bytes > b->max_bytes && b->count > 1))
-	{
-		upto = pk_buffer_at(b, 0)->seq;
-		drop_oldest(b);
-		b->dropped++;
-	}
-	if (upto >= 0)
-		append_line(b, 'X', upto, NULL, 0);
 }
 
 static void
@@ -297,64 +293,144 @@ compact(struct pk_buffer *b)
 	return 0;
 }
 
-/* Replay the persistence file into memory. */
+/* Replay one line of the persistence file (NUL-terminated, no newline). */
+static void
+load_line(struct pk_buffer *b, char *line, size_t *frames, size_t *bad)
+{
+	char	   *end;
+	long long	seq;
+
+	errno = 0;
+	seq = line[0] && line[1] == ' ' ? strtoll(line + 2, &end, 10) : -1;
+	if (seq < 0 || errno)
+		(*bad)++;
+	else if (line[0] == 'F' && *end == ' ' && end[1] == '{')
+	{
+		char	   *json = strdup(end + 1);
+
+		if (json && store(b, seq, json, false) == 0)
+			(*frames)++;
+		else
+			free(json);
+	}
+	else if (line[0] == 'A' && *end == '\0')
+		pk_buffer_ack(b, seq);
+	else if (line[0] == 'X' && *end == '\0')
+		remove_upto(b, seq);
+	else if (line[0] == 'N' && *end == '\0')
+	{
+		if (seq > b->next_seq)
+			b->next_seq = seq;
+	}
+	else
+		(*bad)++;
+}
+
+/*
+ * Replay the persistence file into memory, a bounded line at a time; a
+ * line longer than PK_BUFFER_LINE_MAX is skipped as damaged.
+ */
 static void
 load(struct pk_buffer *b)
 {
-	size_t		len;
-	char	   *text = pk_read_text(b->path, PK_BUFFER_FILE_MAX, &len);
-	char	   *line;
-	size_t		frames = 0,
+	int			fd = open(b->path, O_RDONLY | O_CLOEXEC);
+	char	   *chunk = NULL,
+			   *line = NULL;
+	size_t		line_len = 0,
+				line_cap = 0,
+				frames = 0,
 				bad = 0;
+	bool		skipping = false;
+	uint64_t	dropped_before = b->dropped;
 
-	if (!text)
+	if (fd < 0)
 	{
 		if (errno != ENOENT)
 			pk_log(PK_LOG_WARN, "cannot read buffer file %s: %s", b->path, strerror(errno));
 		return;
 	}
-	line = text;
-	while (line < text + len)
+	chunk = malloc(PK_BUFFER_READ_CHUNK);
+	if (!chunk)
 	{
-		char	   *eol = memchr(line, '\n', (size_t) (text + len - line));
-		char	   *end;
-		long long	seq;
+		close(fd);
+		pk_log(PK_LOG_WARN, "cannot read buffer file %s: out of memory", b->path);
+		return;
+	}
+	for (;;)
+	{
+		ssize_t		n = read(fd, chunk, PK_BUFFER_READ_CHUNK);
+		char	   *p = chunk,
+				   *stop;
 
-		if (!eol)
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
 		{
-			bad++;				/* a line cut short by a crash */
+			pk_log(PK_LOG_WARN, "cannot read buffer file %s: %s", b->path, strerror(errno));
 			break;
 		}
-		*eol = '\0';
-		errno = 0;
-		seq = line[0] && line[1] == ' ' ? strtoll(line + 2, &end, 10) : -1;
-		if (seq < 0 || errno)
-			bad++;
-		else if (line[0] == 'F' && *end == ' ' && end[1] == '{')
+		if (n == 0)
+			break;
+		stop = chunk + n;
+		while (p < stop)
 		{
-			char	   *json = strdup(end + 1);
+			char	   *eol = memchr(p, '\n', (size_t) (stop - p));
+			size_t		piece = (size_t) ((eol ? eol : stop) - p);
 
-			if (json && store(b, seq, json, false) == 0)
-				frames++;
-			else
-				free(json);
+			if (!skipping && line_len + piece + 1 > PK_BUFFER_LINE_MAX)
+			{
+				skipping = true;	/* too long to be one of ours */
+				bad++;
+			}
+			if (!skipping)
+			{
+				if (line_len + piece + 1 > line_cap)
+				{
+					size_t		nc = (line_len + piece + 1) * 2;
+					char	   *nb;
+
+					if (nc > PK_BUFFER_LINE_MAX + 1)
+						nc = PK_BUFFER_LINE_MAX + 1;
+					nb = realloc(line, nc);
+					if (!nb)
+					{
+						skipping = true;
+						bad++;
+					}
+					else
+					{
+						line = nb;
+						line_cap = nc;
+					}
+				}
+				if (!skipping)
+				{
+					memcpy(line + line_len, p, piece);
+					line_len += piece;
+				}
+			}
+			if (!eol)
+				break;
+			if (!skipping)
+			{
+				line[line_len] = '\0';
+				load_line(b, line, &frames, &bad);
+			}
+			skipping = false;
+			line_len = 0;
+			p = eol + 1;
 		}
-		else if (line[0] == 'A' && *end == '\0')
-			pk_buffer_ack(b, seq);
-		else if (line[0] == 'X' && *end == '\0')
-			remove_upto(b, seq);
-		else if (line[0] == 'N' && *end == '\0')
-		{
-			if (seq > b->next_seq)
-				b->next_seq = seq;
-		}
-		else
-			bad++;
-		line = eol + 1;
 	}
-	free(text);
+	if (line_len > 0 || skipping)
+		bad++;					/* a line cut short by a crash */
+	close(fd);
+	free(chunk);
+	free(line);
 	if (bad)
 		pk_log(PK_LOG_WARN, "buffer file %s: ignored %zu damaged line(s)", b->path, bad);
+	if (b->dropped > dropped_before)
+		pk_log(PK_LOG_WARN, "buffer file %s holds more than --buffer-max-bytes allows: "
+			   "dropped the %" PRIu64 " oldest frame(s)", b->path, b->dropped - dropped_before);
 	pk_log(PK_LOG_INFO, "buffer file %s: %zu unacknowledged frame(s) to re-send",
 		   b->path, b->count);
 	(void) frames;

@@ -46,6 +46,11 @@
 #define HTTP_RESP_MAX (4 * 1024 * 1024)
 /* Frames per sync request. */
 #define SYNC_BATCH 100
+/*
+ * Bytes of frames per sync request, well under the bridge's default
+ * --max-body (1 MiB); a 413 halves it until the server takes the batch.
+ */
+#define SYNC_MAX_BYTES (512 * 1024)
 
 /* A message waiting to be written on the WebSocket (or synced). */
 struct out_msg
@@ -105,6 +110,7 @@ struct pk_link
 	size_t		tx_cap;
 	struct http_req sync;		/* the sync request */
 	struct http_req reg;		/* the enrollment request */
+	size_t		sync_max_bytes; /* frame bytes per sync request now */
 	bool		stopping;		/* leave the loop */
 	int			exit_code;		/* of pk_link_run */
 	uint64_t	bytes_out;		/* payload bytes written (WS + HTTP bodies) */
@@ -739,9 +745,10 @@ apply_config(struct pk_link *l, const cJSON *data)
 		int64_t		now = pk_mono_ms();
 		int64_t		due = now + (int64_t) (a->settings.update_interval * 1000);
 
-		/* Resize the buffer to keep the same span of time. */
-		pk_buffer_set_limits(&a->buf, (size_t) pk_ceil(a->buffer_seconds / a->settings.update_interval),
-							 a->buffer_max_bytes);
+		/*
+		 * The buffer's bounds do not follow the interval: shrinking them
+		 * here dropped frames still waiting for their ack (review L3).
+		 */
 		if (due < l->next_tick_ms)
 		{
 			l->next_tick_ms = due;
@@ -1235,9 +1242,16 @@ start_sync(struct pk_link *l)
 	free(id);
 	r->last_seq = -1;
 	r->nseqs = 0;
-	for (size_t i = 0; ok && i < a->buf.count && nframes < SYNC_BATCH; i++)
+	if (!l->sync_max_bytes)
+		l->sync_max_bytes = SYNC_MAX_BYTES;
+	for (size_t i = 0, bytes = 0; ok && i < a->buf.count && nframes < SYNC_BATCH; i++)
 	{
 		const struct pk_frame *f = pk_buffer_at(&a->buf, i);
+
+		/* At least one frame, so that a batch always moves on. */
+		if (nframes > 0 && bytes + f->len + 1 > l->sync_max_bytes)
+			break;
+		bytes += f->len + 1;
 
 		ok = (nframes == 0 || sb_add(&body, &len, &cap, ",", 1)) &&
 			sb_add(&body, &len, &cap, f->json, f->len);
@@ -1331,6 +1345,32 @@ sync_done(struct http_req *r, bool ok)
 	struct out_msg *m,
 			   *next;
 
+	if (ok && r->status == 413 && r->nseqs > 0)
+	{
+		/*
+		 * Over the server's body limit: send fewer frames at a time, and
+		 * drop a frame that is too large alone, or the fallback would
+		 * send the same refused batch for ever (review L5).
+		 */
+		for (m = l->q_head; m; m = m->next)
+			m->in_sync = false;
+		if (r->nseqs > 1)
+		{
+			l->sync_max_bytes = r->body_len / 2 > 1 ? r->body_len / 2 : 1;
+			pk_log(PK_LOG_WARN, "sync: %d frames in %zu bytes are over the server's body limit; "
+				   "sending at most %zu bytes at a time", r->nseqs, r->body_len, l->sync_max_bytes);
+		}
+		else
+		{
+			pk_log(PK_LOG_ERROR, "sync: frame seq %" PRId64 " alone (%zu bytes) is over the server's "
+				   "body limit: dropped", r->seqs[0], r->body_len);
+			pk_buffer_ack(&l->a->buf, r->seqs[0]);
+			l->a->buf.dropped++;
+		}
+		if (l->http_mode && !l->ws_up && !l->stopping)
+			lws_sul_schedule(l->ctx, 0, &l->sul_sync, on_sync_timer, 0);
+		return;
+	}
 	ok = ok && r->status == 200;
 	if (ok)
 	{

@@ -225,6 +225,14 @@ class SyncHandler(http.server.BaseHTTPRequestHandler):
         srv = self.server
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n)
+        if srv.refuse_status or (srv.max_body and n > srv.max_body):
+            status = srv.refuse_status or 413
+            with srv.lock:
+                srv.refused.append((time.monotonic(), status, n))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path != "/api/v1/agents/sync" or self.headers.get("Authorization") != "Bearer " + srv.token:
             self.send_response(401)
             self.send_header("Content-Length", "0")
@@ -272,6 +280,9 @@ class SyncPeer:
         self.httpd.fail_next = None     # answer the last frame of the next sync 40001
         self.httpd.reject_next = None   # answer the first frame of the next sync 22023
         self.httpd.config = config if config is not None else {"update_interval": 0.5}
+        self.httpd.max_body = None      # answer 413 to a larger body, as the bridge's --max-body
+        self.httpd.refuse_status = None  # answer every sync with this status
+        self.httpd.refused = []         # (time, status, body length) of refused syncs
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

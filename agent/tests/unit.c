@@ -670,9 +670,16 @@ test_buffer(const char *dir)
 	ok(pk_buffer_ack(&b, first + 5) == 3 && b.count == 2 && pk_buffer_at(&b, 0)->seq == first + 6,
 	   "an ack removes every frame up to its seq");
 	ok(pk_buffer_ack(&b, first + 2) == 0 && b.count == 2, "an old ack removes nothing");
-	pk_buffer_set_limits(&b, 1, 0);
-	ok(b.count == 1 && b.dropped == 4 && pk_buffer_at(&b, 0)->seq == first + 7,
-	   "shrinking the bound drops the excess, oldest first");
+	pk_buffer_close(&b);
+
+	pk_buffer_init(&b, 100, 0, NULL);
+	b.max_age_ms = 50;
+	pk_buffer_push(&b, b.next_seq, frame_json(b.next_seq));
+	first = b.next_seq;
+	usleep(80 * 1000);
+	pk_buffer_push(&b, b.next_seq, frame_json(b.next_seq));
+	ok(b.count == 1 && b.dropped == 1 && pk_buffer_at(&b, 0)->seq == first,
+	   "frames older than the age bound go when a new one comes, counted");
 	pk_buffer_close(&b);
 
 	pk_buffer_init(&b, 100, 100, NULL);
