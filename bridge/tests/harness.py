@@ -23,6 +23,9 @@ TOP = os.environ.get("PANKHA_TOP") or os.path.abspath(os.path.join(os.path.dirna
 PGBIN = os.environ["PANKHA_PGBIN"]
 ROOT = os.environ["PANKHA_TESTROOT"]
 BRIDGE = os.path.join(TOP, "bridge", "pankha-bridge")
+# The login role every bridge in the tests connects as (member of
+# pankha_bridge only, never a superuser or the owner).
+BRIDGE_USER = "pankha_bridge_login"
 
 _cleanups = []
 
@@ -107,9 +110,19 @@ class Cluster:
         _cleanups.append(self.stop)
         self.psql("CREATE DATABASE pankha", db="postgres")
         self.psql("CREATE EXTENSION pankha")
+        # The bridge connects as an operator would deploy it: a login role
+        # whose only privilege is membership in pankha_bridge (issue 13).
+        # psql() stays the owner, for setting up and checking.
+        self.psql(f"CREATE ROLE {BRIDGE_USER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                  f"NOREPLICATION NOBYPASSRLS IN ROLE pankha_bridge", db="postgres")
 
     @property
     def conninfo(self):
+        """What the bridge is given in --db: the least-privilege login."""
+        return f"host=127.0.0.1 port={self.port} user={BRIDGE_USER} dbname=pankha"
+
+    @property
+    def owner_conninfo(self):
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=pankha"
 
     def start(self):

@@ -160,14 +160,18 @@ CREATE TRIGGER catalog_changed AFTER DELETE OR TRUNCATE OR UPDATE OF slot, agent
 
 -- Day partitions of pankha.readings, named readings_YYYYMMDD (UTC days).
 CREATE FUNCTION pankha.ensure_partition(ts timestamptz) RETURNS regclass
-LANGUAGE sql AS $$
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT pankha.ensure_time_partition('readings', 'day', ts)
 $$;
 COMMENT ON FUNCTION pankha.ensure_partition(timestamptz) IS
 'Create the day partition of pankha.readings that holds ts, unless it exists; returns it.';
 
 CREATE FUNCTION pankha.ensure_partitions(from_ts timestamptz, to_ts timestamptz) RETURNS integer
-LANGUAGE sql AS $$
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT count(pankha.ensure_partition(d))::integer
     FROM generate_series(date_trunc('day', from_ts AT TIME ZONE 'UTC'),
                          to_ts AT TIME ZONE 'UTC', interval '1 day') AS g(d0),
@@ -199,7 +203,9 @@ COMMENT ON FUNCTION pankha.ingest_stats() IS
 -- own subtransaction, so one that fails (and says why in the log) does not
 -- hold the others back; it is tried again on the next pass.
 CREATE FUNCTION pankha.maintain() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     step text;
 BEGIN
@@ -305,3 +311,22 @@ END
 $$;
 CREATE TRIGGER forget_readings AFTER DELETE ON pankha.agents
     FOR EACH ROW EXECUTE FUNCTION pankha._forget_agent_readings();
+
+-- Privileges (issue 13).  Functions are executable by PUBLIC unless revoked,
+-- so each one is either revoked here or deliberately left to PUBLIC: only
+-- pure functions of their arguments (the payload decoders) are.  The
+-- worker's own functions and the helpers of SECURITY DEFINER functions
+-- (they run as the owner) are the owner's alone; flush_liveness above all,
+-- which changes shared memory that the offline check trusts.  Readers get
+-- agent_liveness and ingest_stats in 20_credentials.sql, once the roles exist.
+REVOKE ALL ON FUNCTION pankha._catalog_add(text[], "char"[], text[], text[], real[], real[]),
+                       pankha._fan_status_code(text),
+                       pankha._catalog_changed(),
+                       pankha._forget_agent_readings(),
+                       pankha.ensure_partition(timestamptz),
+                       pankha.ensure_partitions(timestamptz, timestamptz),
+                       pankha.agent_liveness(),
+                       pankha.flush_liveness(),
+                       pankha.ingest_stats(),
+                       pankha.maintain()
+    FROM PUBLIC;

@@ -593,3 +593,9 @@ GRANT EXECUTE ON FUNCTION pankha.authenticate_agent(text, text, text),
                           pankha.try_enroll_agent(text, text, text, text, jsonb, text)
     TO pankha_bridge;
 GRANT SELECT ON pankha.token_list TO pankha_reader;
+
+-- Privileges (issue 13): what readers may see of 10_ingest.sql (the roles
+-- exist only from this part on); the bridge reads it through pankha_reader.
+REVOKE ALL ON FUNCTION pankha.check_agent_id(text), pankha.tokens_notify() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.agent_liveness(), pankha.ingest_stats() TO pankha_reader;
+GRANT SELECT ON pankha.latest, pankha.fan_statuses TO pankha_reader;

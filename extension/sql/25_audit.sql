@@ -160,3 +160,7 @@ COMMENT ON FUNCTION pankha.prune_audit_log() IS
 'Deletes audit rows older than pankha.audit_retention() and returns how many.';
 
 GRANT SELECT ON pankha.audit_log, pankha.audit_settings TO pankha_reader;
+
+-- Privileges (issue 13).
+REVOKE ALL ON FUNCTION pankha.set_ui_user(text), pankha.audit_retention() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.audit_retention() TO pankha_reader;

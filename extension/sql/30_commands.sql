@@ -488,3 +488,10 @@ GRANT EXECUTE ON FUNCTION pankha.claim_commands(text[], interval, integer),
                           pankha.send_command(text, text, jsonb, text, interval, text, integer)
     TO pankha_bridge;
 GRANT SELECT ON pankha.commands TO pankha_reader;
+
+-- Privileges (issue 13): the checks are helpers of send_command.
+REVOKE ALL ON FUNCTION pankha.check_agent(text),
+                       pankha.check_command(text, text, jsonb),
+                       pankha.check_keys(text, jsonb, text[]),
+                       pankha.find_fan(text, jsonb)
+    FROM PUBLIC;

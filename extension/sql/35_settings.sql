@@ -415,3 +415,11 @@ GRANT SELECT ON pankha.setting_definitions, pankha.agent_groups, pankha.agent_gr
                 pankha.settings TO pankha_reader;
 GRANT EXECUTE ON FUNCTION pankha.effective_settings(text) TO pankha_reader;
 GRANT SELECT ON pankha.agent_settings TO pankha_reader;
+
+-- Privileges (issue 13): helpers of the SECURITY DEFINER functions above.
+REVOKE ALL ON FUNCTION pankha.check_setting(text, jsonb, text),
+                       pankha.check_settings(jsonb, text),
+                       pankha.lock_settings(),
+                       pankha.parse_scope(text),
+                       pankha.scope_agents(text, text, text)
+    FROM PUBLIC;

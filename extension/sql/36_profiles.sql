@@ -435,3 +435,9 @@ BEGIN
     END LOOP;
 END
 $dump$;
+
+-- Privileges (issue 13): helpers of the SECURITY DEFINER functions above.
+REVOKE ALL ON FUNCTION pankha.check_profile_points(jsonb),
+                       pankha.check_profile_tuning(real, real),
+                       pankha.profile_parameters(text, jsonb, jsonb, jsonb)
+    FROM PUBLIC;

@@ -39,7 +39,7 @@ COMMENT ON TABLE pankha.agent_reports IS
 -- tell which of two connections is the newer.
 CREATE FUNCTION pankha.connection_opened(agent_id text, bridge_id text, remote_addr text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -93,7 +93,7 @@ CREATE FUNCTION pankha.connection_closed(connection_id bigint, close_code intege
                                          frames_in bigint DEFAULT 0, bytes_in bigint DEFAULT 0,
                                          frames_out bigint DEFAULT 0, bytes_out bigint DEFAULT 0)
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -136,7 +136,7 @@ COMMENT ON FUNCTION pankha.connection_closed(bigint, integer, text, bigint, bigi
 -- rows its previous run left open (it crashed or was killed).
 CREATE FUNCTION pankha.bridge_started(bridge_id text)
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -158,7 +158,7 @@ COMMENT ON FUNCTION pankha.bridge_started(text) IS
 -- record_status: keep an agent's latest "status" message.
 CREATE FUNCTION pankha.record_status(agent_id text, report jsonb)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -197,7 +197,7 @@ COMMENT ON VIEW pankha.connection_stats IS
 CREATE FUNCTION pankha.agent_sync(agent_id text, token text, client_addr text,
                                   frames jsonb, acks jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -249,7 +249,7 @@ COMMENT ON FUNCTION pankha.agent_sync(text, text, text, jsonb, jsonb) IS
 -- dashboards' groups.<name> topics.
 CREATE FUNCTION pankha.agent_group(agent_id text)
 RETURNS text
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -259,3 +259,23 @@ END
 $$;
 COMMENT ON FUNCTION pankha.agent_group(text) IS
 'The group of an agent, or NULL when it is in none.';
+
+-- Privileges (issue 13).  A bridge connects as a login role that holds only
+-- pankha_bridge, and that role has no privilege on the tables these write:
+-- they run as their owner, like every other SECURITY DEFINER function (with
+-- search_path pinned as before, pg_temp last), and only the bridge may
+-- call them.
+REVOKE ALL ON FUNCTION pankha.connection_opened(text, text, text),
+                       pankha.connection_closed(bigint, integer, text, bigint, bigint, bigint, bigint),
+                       pankha.bridge_started(text),
+                       pankha.record_status(text, jsonb),
+                       pankha.agent_sync(text, text, text, jsonb, jsonb),
+                       pankha.agent_group(text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.connection_opened(text, text, text),
+                          pankha.connection_closed(bigint, integer, text, bigint, bigint, bigint, bigint),
+                          pankha.bridge_started(text),
+                          pankha.record_status(text, jsonb),
+                          pankha.agent_sync(text, text, text, jsonb, jsonb),
+                          pankha.agent_group(text)
+    TO pankha_bridge;

@@ -122,7 +122,9 @@ CREATE INDEX readings_received_at ON pankha.readings USING brin (received_at)
 -- for a month (UTC).
 CREATE FUNCTION pankha.ensure_time_partition(parent text, unit text, ts timestamptz)
 RETURNS regclass
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     lo timestamp := date_trunc(unit, ts AT TIME ZONE 'UTC');
     hi timestamp := lo + ('1 ' || unit)::interval;
@@ -154,7 +156,9 @@ COMMENT ON FUNCTION pankha.ensure_time_partition(text, text, timestamptz) IS
 
 CREATE FUNCTION pankha.ensure_rollup_partitions(from_ts timestamptz, to_ts timestamptz)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     d timestamp;
     n integer := 0;
@@ -182,7 +186,9 @@ COMMENT ON FUNCTION pankha.ensure_rollup_partitions(timestamptz, timestamptz) IS
 -- prepared transaction), with a second of margin.  A long statement only
 -- delays the rollups; it never makes them skip a frame.
 CREATE FUNCTION pankha.rollup_horizon() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT least(clock_timestamp() - interval '1 second',
                  (SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
                   WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
@@ -201,7 +207,9 @@ COMMENT ON FUNCTION pankha.rollup_horizon() IS
 -- index range scan whatever the number of minutes in it.
 CREATE FUNCTION pankha.rollup_minutes(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -233,7 +241,9 @@ COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) 
 -- the 1-minute rollups.
 CREATE FUNCTION pankha.rollup_hours(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -263,7 +273,9 @@ COMMENT ON FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) IS
 -- waiting for pankha.rollup_hour_delay.
 CREATE FUNCTION pankha.rollup(force_hours boolean DEFAULT false,
     OUT frames bigint, OUT minutes bigint, OUT hours bigint, OUT watermark timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     st pankha.rollup_state;
     horizon timestamptz;
@@ -344,7 +356,9 @@ COMMENT ON FUNCTION pankha.rollup(boolean) IS
 
 -- Start over: rebuild every rollup from the raw rows still kept.
 CREATE FUNCTION pankha.rollup_rebuild() RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -356,3 +370,15 @@ END
 $$;
 COMMENT ON FUNCTION pankha.rollup_rebuild() IS
 'Recompute the rollups of every frame still in pankha.readings (e.g. after restoring raw data); returns the frames read.  Rollups of older, dropped raw data are kept.';
+
+-- Privileges (issue 13): the worker's functions are the owner's alone;
+-- readers read the rollups (pankha.history does, for the bridge too).
+REVOKE ALL ON FUNCTION pankha.ensure_time_partition(text, text, timestamptz),
+                       pankha.ensure_rollup_partitions(timestamptz, timestamptz),
+                       pankha.rollup_horizon(),
+                       pankha.rollup_minutes(text[], timestamptz[], timestamptz[]),
+                       pankha.rollup_hours(text[], timestamptz[], timestamptz[]),
+                       pankha.rollup(boolean),
+                       pankha.rollup_rebuild()
+    FROM PUBLIC;
+GRANT SELECT ON pankha.rollup_1m, pankha.rollup_1h TO pankha_reader;

@@ -33,6 +33,7 @@ COMMENT ON VIEW pankha.time_partitions IS
 -- the raw frames, since late frames are folded into it.
 CREATE FUNCTION pankha.retention(parent text) RETURNS interval
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 RETURN CASE parent
     WHEN 'readings' THEN pankha.setting_interval('pankha.raw_retention', '7 days')
     WHEN 'rollup_1m' THEN greatest(pankha.setting_interval('pankha.rollup_1m_retention', '90 days'),
@@ -45,7 +46,9 @@ COMMENT ON FUNCTION pankha.retention(text) IS
 -- Write one partition to the archive directory as gzip-compressed CSV.
 -- The file appears under its final name only when complete.
 CREATE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
     target text;
@@ -73,7 +76,9 @@ COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
 -- locked is kept, with a warning, and tried again on the next pass.
 CREATE FUNCTION pankha.drop_expired_partitions(OUT partition text, OUT archived_to text)
 RETURNS SETOF record
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     p record;
     directory text := coalesce(current_setting('pankha.archive_directory', true), '');
@@ -114,3 +119,6 @@ $$;
 REVOKE ALL ON FUNCTION pankha.drop_expired_partitions() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
 'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up; returns what was dropped and where it was archived.  The worker calls it.';
+
+-- Privileges (issue 13).
+REVOKE ALL ON FUNCTION pankha.retention(text) FROM PUBLIC;

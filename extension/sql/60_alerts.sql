@@ -406,3 +406,12 @@ $$;
 REVOKE ALL ON FUNCTION pankha.evaluate_alerts() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.evaluate_alerts() IS
 'Judge every enabled alert rule once: fire an alert (NOTIFY pankha_alert, state firing) for a series whose condition has held for the rule''s duration and whose last alert resolved more than the cooldown ago, and resolve (state resolved) those whose condition no longer holds.  The worker calls it each pass; returns the counts.';
+
+-- Privileges (issue 13): the worker's and the owner's.
+REVOKE ALL ON FUNCTION pankha.update_interval(text),
+                       pankha.offline_threshold(text),
+                       pankha.agent_in_group(text, text),
+                       pankha.add_alert_rule(text, text, real, interval, interval, text, text, text, text, text),
+                       pankha.alert_observations(),
+                       pankha.alert_json(pankha.alerts)
+    FROM PUBLIC;

@@ -341,3 +341,18 @@ SELECT (SELECT a.pid FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = '
 FROM pankha.rollup_state s;
 COMMENT ON VIEW pankha.worker_status IS
 'The background worker at a glance: its process and database (NULL when it is not running), when it last rolled up and how far behind now its watermark is, hours waiting for their 1-hour rollup, and partitions made ahead.';
+
+-- Privileges (issue 13): readers (and so the bridge) query history; the
+-- reports read alerts and commands, which are the owner's.
+REVOKE ALL ON FUNCTION pankha.find_series(text, text),
+                       pankha.history_source(timestamptz, timestamptz, interval),
+                       pankha.history(text, text, timestamptz, timestamptz, interval),
+                       pankha.history(text, text[], timestamptz, timestamptz, interval),
+                       pankha.agent_report(text, timestamptz, timestamptz),
+                       pankha.fleet_report(timestamptz, timestamptz)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.find_series(text, text),
+                          pankha.history_source(timestamptz, timestamptz, interval),
+                          pankha.history(text, text, timestamptz, timestamptz, interval),
+                          pankha.history(text, text[], timestamptz, timestamptz, interval)
+    TO pankha_reader;

@@ -123,7 +123,6 @@ pankha_flush_liveness(PG_FUNCTION_ARGS)
 		}
 		ids[n] = CStringGetTextDatum(entry->agent_id);
 		times[n] = TimestampTzGetDatum(entry->last_seen);
-		entry->dirty = false;
 		n++;
 	}
 	LWLockRelease(pankha_shared->lock);
@@ -148,6 +147,26 @@ pankha_flush_liveness(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not persist agent liveness: %s", SPI_result_code_string(ret));
 		updated = (int) SPI_processed;
 		SPI_finish();
+
+		/*
+		 * Only now that the UPDATE went through are the entries clean: a
+		 * caller whose UPDATE fails (no privilege on pankha.agents, a lock
+		 * timeout) must leave them for the next flush, or agents that are
+		 * talking would look silent to the offline check.  An entry whose
+		 * time moved on meanwhile stays dirty for its newer time.
+		 */
+		LWLockAcquire(pankha_shared->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < n; i++)
+		{
+			char		key[sizeof(entry->agent_id)];
+
+			memset(key, 0, sizeof(key));
+			text_to_cstring_buffer(DatumGetTextPP(ids[i]), key, sizeof(key));
+			entry = hash_search(pankha_liveness, key, HASH_FIND, NULL);
+			if (entry && entry->last_seen == DatumGetTimestampTz(times[i]))
+				entry->dirty = false;
+		}
+		LWLockRelease(pankha_shared->lock);
 	}
 
 	PG_RETURN_INT32(updated);

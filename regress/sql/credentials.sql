@@ -132,7 +132,7 @@ RESET ROLE;
 SELECT p.proname, p.prosecdef, p.proconfig
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pankha'
-WHERE p.prosecdef AND (p.proconfig IS NULL OR NOT 'search_path=pg_catalog, pankha' = ANY (p.proconfig))
+WHERE p.prosecdef AND (p.proconfig IS NULL OR NOT p.proconfig && ARRAY['search_path=pg_catalog, pankha', 'search_path=pg_catalog, pg_temp'])
 ORDER BY 1;
 
 -- Token generation draws fresh random bytes every time.
