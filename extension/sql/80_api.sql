@@ -458,12 +458,13 @@ COMMENT ON FUNCTION pankha.api_reraise(text, text, text, text) IS
 -- ---------------------------------------------------------------------
 
 -- What an agent's newest frame says: the hottest sensor, a fan summary,
--- and every value.
+-- and every value.  Without a SET clause of its own (every name in it is
+-- qualified) the planner inlines it into the fleet query, which is planned
+-- once instead of once per agent.
 CREATE FUNCTION pankha.api_frame_summary(agent_id text, ts timestamptz, received_at timestamptz,
                                          payload bytea)
 RETURNS TABLE (hottest jsonb, fan_summary jsonb, latest jsonb)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pankha
+LANGUAGE sql STABLE ROWS 1
 AS $$
 SELECT (SELECT jsonb_build_object('sensor_id', s.sensor_id, 'temperature', d.temperature)
         FROM pankha.decode_temperatures(payload) d
@@ -543,10 +544,11 @@ BEGIN
     FROM unnest(ids[1:n]) WITH ORDINALITY AS u(agent_id, ord)
     JOIN pankha.agents g ON g.agent_id = u.agent_id
     LEFT JOIN pankha.agent_group_members m ON m.agent_id = g.agent_id
-    LEFT JOIN (SELECT x.agent_id, x.last_seen FROM pankha.agent_liveness() x
-               WHERE x.agent_id = ANY (ids)) l ON l.agent_id = g.agent_id
+    -- Hash joins: a filter "= ANY (ids)" would compare every id of the
+    -- page with every agent the liveness table or the firing alerts hold.
+    LEFT JOIN pankha.agent_liveness() l ON l.agent_id = g.agent_id
     LEFT JOIN (SELECT x.agent_id, count(*) AS n FROM pankha.alerts x
-               WHERE x.state = 'firing' AND x.agent_id = ANY (ids) GROUP BY x.agent_id) al
+               WHERE x.state = 'firing' GROUP BY x.agent_id) al
            ON al.agent_id = g.agent_id
     LEFT JOIN LATERAL (SELECT r.ts, r.received_at, r.payload FROM pankha.readings r
                        WHERE r.agent_id = g.agent_id ORDER BY r.ts DESC LIMIT 1) r ON true
