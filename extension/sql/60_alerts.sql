@@ -199,16 +199,15 @@ $$;
 COMMENT ON FUNCTION pankha.agent_in_group(text, text) IS
 'True when the agent is a member of the group.';
 
-CREATE FUNCTION pankha.add_alert_rule(name text, condition text, threshold real DEFAULT NULL,
-    duration interval DEFAULT '0', cooldown interval DEFAULT '5 minutes',
-    severity text DEFAULT 'warning', agent_id text DEFAULT NULL, agent_group text DEFAULT NULL,
-    sensor_type text DEFAULT NULL, target_id text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql
+-- Raises a clear error naming the first argument of an alert rule that is
+-- not valid; shared by pankha.add_alert_rule() and the API's rule changes.
+CREATE FUNCTION pankha.check_alert_rule(name text, condition text, threshold real,
+    duration interval, cooldown interval, severity text, agent_id text, agent_group text,
+    sensor_type text, target_id text)
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pankha
 AS $$
-DECLARE
-    id bigint;
 BEGIN
     IF name IS NULL OR NOT pankha.valid_id(name) THEN
         RAISE EXCEPTION 'invalid alert rule name'
@@ -243,10 +242,10 @@ BEGIN
         RAISE EXCEPTION 'invalid severity "%"', severity
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'severity is one of info, warning, critical.';
     END IF;
-    IF agent_id IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agents a WHERE a.agent_id = add_alert_rule.agent_id) THEN
+    IF agent_id IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agents a WHERE a.agent_id = check_alert_rule.agent_id) THEN
         RAISE EXCEPTION 'agent "%" is not registered', agent_id USING ERRCODE = 'undefined_object';
     END IF;
-    IF agent_group IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agent_groups g WHERE g.group_name = add_alert_rule.agent_group) THEN
+    IF agent_group IS NOT NULL AND NOT EXISTS (SELECT FROM pankha.agent_groups g WHERE g.group_name = check_alert_rule.agent_group) THEN
         RAISE EXCEPTION 'group "%" does not exist', agent_group USING ERRCODE = 'undefined_object';
     END IF;
     IF sensor_type IS NOT NULL AND condition NOT LIKE 'temperature_%' THEN
@@ -257,6 +256,24 @@ BEGIN
         RAISE EXCEPTION 'target_id does not apply to condition agent_offline'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) IS
+'Raises invalid_parameter_value (or undefined_object for an unknown agent or group) naming the first argument of an alert rule that is not valid.';
+
+CREATE FUNCTION pankha.add_alert_rule(name text, condition text, threshold real DEFAULT NULL,
+    duration interval DEFAULT '0', cooldown interval DEFAULT '5 minutes',
+    severity text DEFAULT 'warning', agent_id text DEFAULT NULL, agent_group text DEFAULT NULL,
+    sensor_type text DEFAULT NULL, target_id text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM pankha.check_alert_rule(name, condition, threshold, duration, cooldown, severity,
+                                    agent_id, agent_group, sensor_type, target_id);
     INSERT INTO pankha.alert_rules (name, condition, threshold, duration, cooldown, severity,
                                     agent_id, agent_group, sensor_type, target_id)
     VALUES (name, condition, threshold, duration, cooldown, severity,
@@ -357,7 +374,8 @@ BEGIN
             CONTINUE WHEN o.alert_id IS NOT NULL;
             SELECT * INTO r FROM pankha.alert_rules x WHERE x.rule_id = o.rule_id;
             IF now() - coalesce(o.pending_since, now()) >= r.duration
-               AND (o.last_resolved_at IS NULL OR now() - o.last_resolved_at >= r.cooldown) THEN
+               AND (o.last_resolved_at IS NULL OR now() - o.last_resolved_at >= r.cooldown)
+               AND pankha.alert_silenced_until(o.rule_id, o.agent_id, o.target_id) IS NULL THEN
                 INSERT INTO pankha.alerts (rule_id, rule_name, agent_id, target_id, condition,
                                            threshold, severity, state, value)
                 VALUES (r.rule_id, r.name, o.agent_id, nullif(o.target_id, ''), r.condition,
