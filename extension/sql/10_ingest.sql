@@ -29,6 +29,14 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
 COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
 'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
 
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames bytea[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], bytea[]) IS
+'pankha.ingest_many() for frames given as the bytes received (JSON text in the database encoding): a frame with a NUL byte or invalid text is refused alone, where as text it would fail the whole call.';
+
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
     OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
     OUT detail text)

@@ -516,6 +516,7 @@ datum_json_text(Datum value, Oid type, int *len)
 	}
 	else
 	{
+		/* text, or bytea whose bytes raw_text_ok() checked */
 		text	   *t = DatumGetTextPP(value);
 
 		/* the lexer is bounded by the length: no copy, no terminator needed */
@@ -1644,6 +1645,29 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(stored);
 }
 
+/*
+ * A frame given as bytea must be text in the database encoding, without
+ * NUL bytes: what a text argument is checked for on input, where a bad one
+ * fails the whole call instead of its own frame.
+ */
+static bool
+raw_text_ok(bytea *raw, PkError *err)
+{
+	const char *bytes = VARDATA_ANY(raw);
+	int			len = VARSIZE_ANY_EXHDR(raw);
+	const char *nul = memchr(bytes, '\0', len);
+
+	if (nul)
+		return pk_fail(err, "22021", PK_PATH("frame"), "contains a NUL byte",
+					   "A frame is JSON text, which has no NUL bytes (byte %d is 0x00).",
+					   (int) (nul - bytes));
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), bytes, len, true))
+		return pk_fail(err, "22021", PK_PATH("frame"), "not valid text",
+					   "A frame is JSON text in the database encoding (%s).",
+					   GetDatabaseEncodingName());
+	return true;
+}
+
 /* Prepare the frame of one element of ingest_many's arrays. */
 static void
 prepare_many_frame(PendingFrame *pf, Datum id, bool id_null, Datum frame, bool frame_null,
@@ -1663,6 +1687,19 @@ prepare_many_frame(PendingFrame *pf, Datum id, bool id_null, Datum frame, bool f
 		return;
 	}
 	agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(id));
+	if (elemtype == BYTEAOID)
+	{
+		PkError		err;
+
+		if (!raw_text_ok(DatumGetByteaPP(frame), &err))
+		{
+			memset(pf, 0, sizeof(*pf));
+			pf->agent_id = agent_id;
+			pf->rejected = true;
+			pf->error = err;
+			return;
+		}
+	}
 	oldcxt = MemoryContextSwitchTo(scratch);
 	json_text = datum_json_text(frame, elemtype, &len);
 	MemoryContextSwitchTo(oldcxt);

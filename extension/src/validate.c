@@ -353,7 +353,13 @@ read_container(PkError *err, const PkJson *json, int object, const char *key,
  * --------------------------------------------------------------------------
  */
 
-/* An id is 1..64 bytes with no control characters. */
+/*
+ * An id is 1..64 bytes with no control characters: C0 (U+0000-U+001F), DEL
+ * and C1 (U+0080-U+009F, in UTF-8 the bytes C2 80 to C2 9F).  The same rule
+ * as pankha.valid_id() in SQL, spelt out by code point there too, so that
+ * no locale can make the two disagree and a frame the rules passed fail a
+ * CHECK in the middle of a batch.
+ */
 bool
 pk_check_id(PkError *err, PkPath path, const char *id, int len)
 {
@@ -372,6 +378,11 @@ pk_check_id(PkError *err, PkPath path, const char *id, int len)
 			return pk_fail(err, "22023", path, "contains a control character",
 						   "Ids may not contain control characters (byte %d is 0x%02x).",
 						   i, c);
+		if (c == 0xc2 && i + 1 < len && (unsigned char) id[i + 1] >= 0x80 &&
+			(unsigned char) id[i + 1] <= 0x9f)
+			return pk_fail(err, "22023", path, "contains a control character",
+						   "Ids may not contain control characters (bytes %d and %d are U+%04X).",
+						   i, i + 1, (unsigned char) id[i + 1]);
 	}
 	return true;
 }
