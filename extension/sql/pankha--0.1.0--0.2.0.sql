@@ -30,3 +30,9 @@ COMMENT ON FUNCTION pankha.ingest_many(text[], bytea[]) IS
 ALTER FUNCTION pankha.ingest_many(text[], bytea[]) SECURITY DEFINER SET search_path = pg_catalog, pankha;
 REVOKE ALL ON FUNCTION pankha.ingest_many(text[], bytea[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.ingest_many(text[], bytea[]) TO pankha_bridge;
+
+-- ingest: payloads carry only their frame's sensors and fans (M10), and the
+-- fan status words the dictionary lacks; ingest no longer adds to it (M9).
+DROP FUNCTION pankha._fan_status_code(text);
+COMMENT ON TABLE pankha.fan_statuses IS
+'Fan status words with the one-byte code payloads store them as; other words are carried in the payload itself. Codes never change meaning.';
