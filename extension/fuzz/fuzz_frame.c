@@ -4,9 +4,10 @@
  *
  *	  Any input: compare the number fast path with strtod on short numeric
  *	  inputs, parse it as JSON (cJSON), run the rules, and for a valid
- *	  frame encode it, decode it again and check every value survived.  The
- *	  raw bytes are also fed to the payload decoder, which must refuse or
- *	  accept them without reading out of bounds.
+ *	  frame give it sparse slots, encode it, decode it again and check every
+ *	  value survived (status words with and without a dictionary code).
+ *	  The raw bytes are also fed to the payload decoder (either format),
+ *	  which must refuse or accept them without reading out of bounds.
  *
  *	  clang -fsanitize=fuzzer,address,undefined -I../src fuzz_frame.c \
  *		  pk_cjson.c ../src/validate.c -lcjson -lm
@@ -66,40 +67,51 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pk_json_from_cjson(doc, &json) &&
 		pk_frame_from_json(&json, 0, "fuzz-agent", &frame, &err))
 	{
+		/* sparse slots in no particular order; some status words without a code */
 		for (int i = 0; i < frame.nsensors; i++)
-			frame.sensors[i].slot = frame.nsensors - 1 - i;
+			frame.sensors[i].slot = (int) ((frame.nsensors - 1 - i) * 127 + size % 7) % PK_MAX_SLOTS;
 		for (int i = 0; i < frame.nfans; i++)
 		{
-			frame.fans[i].slot = i;
-			frame.fans[i].status = frame.fans[i].status_word ? i % 255 : -1;
+			frame.fans[i].slot = (i * 3 + (int) (size % 5)) % 255;
+			frame.fans[i].status = frame.fans[i].status_word && i % 3 ? i % PK_STATUS_INLINE : -1;
 		}
 		len = pk_payload_size(&frame);
 		payload = malloc(len);
-		check(payload && pk_encode_payload(&frame, payload, len) == len, "the encoding");
+		check(payload && len > 0 && pk_encode_payload(&frame, payload, len) == len, "the encoding");
 		check(pk_decode_payload(payload, len, &decoded), "the header");
 		check(decoded.has_seq == frame.has_seq && (!frame.has_seq || decoded.seq == frame.seq), "seq");
+		check(decoded.nsensors == frame.nsensors && decoded.nfans == frame.nfans, "the counts");
 		for (int i = 0; i < frame.nsensors; i++)
 		{
-			double		t;
+			const PkDecodedSensor *d = NULL;
 
-			check(pk_decoded_sensor(&decoded, frame.sensors[i].slot, &t) &&
-				  fabs(t - frame.sensors[i].temperature) <= 0.005 + 1e-9, "a temperature");
+			for (int k = 0; k < decoded.nsensors; k++)
+				if (decoded.sensors[k].slot == frame.sensors[i].slot)
+					d = &decoded.sensors[k];
+			check(d && fabs(d->temperature - frame.sensors[i].temperature) <= 0.005 + 1e-9,
+				  "a temperature");
 		}
+		for (int k = 1; k < decoded.nsensors; k++)
+			check(decoded.sensors[k - 1].slot < decoded.sensors[k].slot, "the slot order");
 		for (int i = 0; i < frame.nfans; i++)
 		{
-			double		rpm,
-						speed,
-						target;
-			bool		has_speed,
-						has_target;
-			int			status;
+			const PkFan *f = &frame.fans[i];
+			const PkDecodedFan *d = NULL;
 
-			check(pk_decoded_fan(&decoded, i, &rpm, &speed, &has_speed, &target,
-								 &has_target, &status), "a fan");
-			check(fabs(rpm - frame.fans[i].rpm) <= 0.5 && has_speed == frame.fans[i].has_speed &&
-				  (!has_speed || fabs(speed - frame.fans[i].speed) <= 0.005 + 1e-9) &&
-				  has_target == frame.fans[i].has_target && status == frame.fans[i].status,
-				  "fan values");
+			for (int k = 0; k < decoded.nfans; k++)
+				if (decoded.fans[k].slot == f->slot)
+					d = &decoded.fans[k];
+			check(d != NULL, "a fan");
+			check(fabs(d->rpm - f->rpm) <= 0.5 && d->has_speed == f->has_speed &&
+				  (!d->has_speed || fabs(d->speed - f->speed) <= 0.005 + 1e-9) &&
+				  d->has_target == f->has_target, "fan values");
+			if (f->status_word == NULL)
+				check(d->status == -1 && d->word == NULL, "an absent status");
+			else if (f->status >= 0)
+				check(d->status == f->status && d->word == NULL, "a status code");
+			else
+				check(d->status == -1 && d->word_len == f->status_len &&
+					  memcmp(d->word, f->status_word, f->status_len) == 0, "a carried status word");
 		}
 		check(decoded.health.present == frame.health.present, "the health fields");
 		free(payload);

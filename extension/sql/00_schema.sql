@@ -3,10 +3,12 @@
 -- pankha--<version>.sql by the Makefile.
 \echo Use "CREATE EXTENSION pankha" to load this file. \quit
 
--- An identifier as agents send them: 1..64 bytes, no control characters.
+-- An identifier as agents send them: 1..64 bytes, no control characters
+-- (C0, DEL, C1), named by code point: [[:cntrl:]] depends on the locale,
+-- and ingest's C rules (validate.c) must agree with this one everywhere.
 CREATE FUNCTION pankha.valid_id(id text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN octet_length(id) BETWEEN 1 AND 64 AND id !~ '[[:cntrl:]]';
+RETURN octet_length(id) BETWEEN 1 AND 64 AND id !~ '[\u0001-\u001f\u007f-\u009f]';
 COMMENT ON FUNCTION pankha.valid_id(text) IS
 'True when an agent, sensor or fan id is 1 to 64 bytes long without control characters.';
 

@@ -29,6 +29,14 @@ LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
 COMMENT ON FUNCTION pankha.ingest_many(text[], text[]) IS
 'pankha.ingest_many() for frames given as JSON text, as they arrive on the wire (the bridge''s form).';
 
+CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames bytea[],
+    OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
+    OUT detail text)
+RETURNS SETOF record
+LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'pankha_ingest_many';
+COMMENT ON FUNCTION pankha.ingest_many(text[], bytea[]) IS
+'pankha.ingest_many() for frames given as the bytes received (JSON text in the database encoding): a frame with a NUL byte or invalid text is refused alone, where as text it would fail the whole call.';
+
 CREATE FUNCTION pankha.ingest_many(agent_ids text[], frames jsonb[],
     OUT ord integer, OUT stored boolean, OUT sqlstate text, OUT message text,
     OUT detail text)
@@ -110,7 +118,9 @@ COMMENT ON FUNCTION pankha._catalog_add(text[], "char"[], text[], text[], real[]
 'Internal: record sensors (kind s) and fans (kind f) of many agents and return their payload slots.';
 
 -- Fan status words, stored in payloads as one-byte codes.  The protocol
--- does not close the list, so new words are added as agents send them.
+-- does not close the list; a word not in this table is carried in the
+-- payload of each frame that has it, so no agent can use the codes up for
+-- the others (they were once added as agents sent them).
 CREATE TABLE pankha.fan_statuses (
     code   smallint PRIMARY KEY CHECK (code BETWEEN 0 AND 254),
     status text NOT NULL UNIQUE CHECK (pankha.valid_id(status) AND octet_length(status) <= 32)
@@ -121,32 +131,7 @@ FROM unnest(ARRAY['ok', 'warning', 'critical', 'error', 'failed', 'stalled', 'st
                   'unknown', 'auto', 'manual', 'failsafe', 'emergency']) WITH ORDINALITY AS w(word, ord);
 SELECT pg_catalog.pg_extension_config_dump('pankha.fan_statuses', 'WHERE code > 11');
 COMMENT ON TABLE pankha.fan_statuses IS
-'The fan status words agents have sent, with the one-byte code payloads store them as. Codes never change meaning.';
-
-CREATE FUNCTION pankha._fan_status_code(p_status text) RETURNS smallint
-LANGUAGE plpgsql AS $$
-DECLARE
-    result smallint;
-BEGIN
-    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
-    IF FOUND THEN
-        RETURN result;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pankha fan statuses'));
-    SELECT code INTO result FROM pankha.fan_statuses WHERE status = p_status;
-    IF FOUND THEN
-        RETURN result;
-    END IF;
-    SELECT coalesce(max(code) + 1, 0) INTO result FROM pankha.fan_statuses;
-    IF result > 254 THEN
-        RETURN NULL;            -- full: the caller refuses the frame
-    END IF;
-    INSERT INTO pankha.fan_statuses (code, status) VALUES (result, p_status);
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION pankha._fan_status_code(text) IS
-'Internal: the code of a fan status word, added to pankha.fan_statuses when new; null when all 255 codes are taken.';
+'Fan status words with the one-byte code payloads store them as; other words are carried in the payload itself. Codes never change meaning.';
 
 -- Deleting catalog rows (or agents) makes every backend drop its ingest cache.
 CREATE FUNCTION pankha._catalog_changed() RETURNS trigger

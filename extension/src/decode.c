@@ -33,60 +33,55 @@ decode_arg(bytea *payload, PkDecoded *d)
 				 errdetail("The bytea is not a payload written by pankha.ingest().")));
 }
 
-/* pankha.decode_temperatures(payload) → (slot, temperature) per present sensor. */
+/* pankha.decode_temperatures(payload) → (slot, temperature) per sensor it carries. */
 Datum
 pankha_decode_temperatures(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PkDecoded	d;
+	PkDecoded	decoded;
+	PkDecoded  *d = &decoded;
 
-	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
+	decode_arg(PG_GETARG_BYTEA_PP(0), d);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	for (int slot = 0; slot < d.nsensor_slots; slot++)
+	for (int i = 0; i < d->nsensors; i++)
 	{
-		double		t;
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
 
-		if (!pk_decoded_sensor(&d, slot, &t))
-			continue;
-		values[0] = Int16GetDatum((int16) slot);
-		values[1] = Float4GetDatum((float4) t);
+		values[0] = Int16GetDatum((int16) d->sensors[i].slot);
+		values[1] = Float4GetDatum((float4) d->sensors[i].temperature);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
 
-/* pankha.decode_fans(payload) → (slot, rpm, speed, target_speed, status). */
+/* pankha.decode_fans(payload) → (slot, rpm, speed, target_speed, status) per fan it carries. */
 Datum
 pankha_decode_fans(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PkDecoded	d;
+	PkDecoded	decoded;
+	PkDecoded  *d = &decoded;
 
-	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
+	decode_arg(PG_GETARG_BYTEA_PP(0), d);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	for (int slot = 0; slot < d.nfan_slots; slot++)
+	for (int i = 0; i < d->nfans; i++)
 	{
-		double		rpm,
-					speed,
-					target;
-		bool		has_speed,
-					has_target;
-		int			status;
+		const PkDecodedFan *f = &d->fans[i];
 		Datum		values[5];
 		bool		nulls[5] = {false, false, false, false, false};
 
-		if (!pk_decoded_fan(&d, slot, &rpm, &speed, &has_speed, &target, &has_target, &status))
-			continue;
-		values[0] = Int16GetDatum((int16) slot);
-		values[1] = Int32GetDatum((int32) rpm);
-		values[2] = Float4GetDatum((float4) speed);
-		nulls[2] = !has_speed;
-		values[3] = Float4GetDatum((float4) target);
-		nulls[3] = !has_target;
+		values[0] = Int16GetDatum((int16) f->slot);
+		values[1] = Int32GetDatum((int32) f->rpm);
+		values[2] = Float4GetDatum((float4) f->speed);
+		nulls[2] = !f->has_speed;
+		values[3] = Float4GetDatum((float4) f->target);
+		nulls[3] = !f->has_target;
+		if (f->word)
+			values[4] = PointerGetDatum(cstring_to_text_with_len(f->word, f->word_len));
+		else
 		{
-			const char *word = status < 0 ? NULL : pankha_fan_status_name(status);
+			const char *word = f->status < 0 ? NULL : pankha_fan_status_name(f->status);
 
 			nulls[4] = word == NULL;
 			values[4] = word ? CStringGetTextDatum(word) : (Datum) 0;
@@ -101,19 +96,20 @@ Datum
 pankha_decode_health(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	PkDecoded	d;
+	PkDecoded	decoded;
+	PkDecoded  *d = &decoded;
 	Datum		values[PK_H_NFIELDS];
 	bool		nulls[PK_H_NFIELDS];
 
-	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
+	decode_arg(PG_GETARG_BYTEA_PP(0), d);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
 	for (int f = 0; f < PK_H_NFIELDS; f++)
 	{
-		double		v = d.health.value[f];
+		double		v = d->health.value[f];
 
-		nulls[f] = !(d.health.present & (1u << f));
+		nulls[f] = !(d->health.present & (1u << f));
 		if (nulls[f])
 			values[f] = (Datum) 0;
 		else if (f == PK_H_UPTIME)
@@ -130,10 +126,11 @@ pankha_decode_health(PG_FUNCTION_ARGS)
 Datum
 pankha_decode_seq(PG_FUNCTION_ARGS)
 {
-	PkDecoded	d;
+	PkDecoded	decoded;
+	PkDecoded  *d = &decoded;
 
-	decode_arg(PG_GETARG_BYTEA_PP(0), &d);
-	if (!d.has_seq)
+	decode_arg(PG_GETARG_BYTEA_PP(0), d);
+	if (!d->has_seq)
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(d.seq);
+	PG_RETURN_INT64(d->seq);
 }

@@ -141,6 +141,7 @@ static HTAB *catalog_cache = NULL;
 static HTAB *agent_cache = NULL;
 static HTAB *partition_cache = NULL;	/* days (int64) known to have a partition */
 static HTAB *status_cache = NULL;	/* fan status word -> code */
+static bool status_loaded = false;	/* status_cache holds the whole dictionary */
 static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
 static Oid	readings_oid = InvalidOid;	/* pankha.readings when the caches were filled */
@@ -199,6 +200,7 @@ reset_caches(void)
 	agent_cache = NULL;
 	partition_cache = NULL;
 	status_cache = NULL;
+	status_loaded = false;
 	memset(status_names, 0, sizeof(status_names));
 }
 
@@ -516,6 +518,7 @@ datum_json_text(Datum value, Oid type, int *len)
 	}
 	else
 	{
+		/* text, or bytea whose bytes raw_text_ok() checked */
 		text	   *t = DatumGetTextPP(value);
 
 		/* the lexer is bounded by the length: no copy, no terminator needed */
@@ -944,53 +947,61 @@ assign_slots(AgentEntry *agent, PkFrame *frame, PkError *err)
 	return SLOTS_ASSIGNED;
 }
 
+/* Load the fan status dictionary into status_cache, once per cache. */
+static void
+load_status_words(void)
+{
+	int			ret;
+
+	ret = SPI_execute("SELECT status, code FROM pankha.fan_statuses", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read pankha.fan_statuses: %s", SPI_result_code_string(ret));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		char		word[PK_MAX_STATUS_BYTES + 1];
+		int			code = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[r],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+		text	   *t = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		StatusEntry *entry;
+
+		/* a code payloads can carry (254 and up mean something else there) */
+		if (VARSIZE_ANY_EXHDR(t) > PK_MAX_STATUS_BYTES || code < 0 || code >= PK_STATUS_INLINE)
+			continue;
+		text_to_cstring_buffer(t, word, sizeof(word));
+		entry = hash_search(status_cache, word, HASH_ENTER, NULL);
+		entry->code = code;
+	}
+	status_loaded = true;
+	cache_learnt();
+}
+
 /*
- * Give each fan status word its code in pankha.fan_statuses, adding words
- * never seen before through pankha._fan_status_code().
+ * Give each fan status word its code in pankha.fan_statuses.  The
+ * dictionary is not added to: a word it does not hold (-1) is carried in
+ * the payload itself, so no agent can use it up for the others (M9).
  */
-static bool
-assign_status_codes(PkFrame *frame, PkError *err)
+static void
+assign_status_codes(PkFrame *frame)
 {
 	for (int i = 0; i < frame->nfans; i++)
 	{
 		PkFan	   *f = &frame->fans[i];
 		char		word[PK_MAX_STATUS_BYTES + 1];
 		StatusEntry *entry;
-		bool		found;
 
+		f->status = -1;
 		if (f->status_word == NULL)
 			continue;
+		if (!status_loaded)
+			load_status_words();
 		memcpy(word, f->status_word, f->status_len);
 		word[f->status_len] = '\0';
-		entry = hash_search(status_cache, word, HASH_ENTER, &found);
-		if (!found)
-		{
-			Oid			argtypes[1] = {TEXTOID};
-			Datum		args[1];
-			bool		isnull;
-			int			ret;
-
-			/* drop the half-made entry if the lookup below fails */
-			cache_learnt();
-			args[0] = CStringGetTextDatum(word);
-			ret = SPI_execute_with_args("SELECT pankha._fan_status_code($1)",
-										1, argtypes, args, NULL, false, 1);
-			if (ret != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "could not look up fan status \"%s\"", word);
-			entry->code = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1, &isnull));
-			if (isnull)
-			{
-				hash_search(status_cache, word, HASH_REMOVE, NULL);
-				return pk_fail(err, "54000", PK_PATH_AT("fans", i, "status"),
-							   "too many distinct fan statuses",
-							   "At most %d distinct fan status words are kept; \"%s\" would be one more.",
-							   PK_MAX_STATUS_CODE + 1, word);
-			}
-		}
-		f->status = entry->code;
+		entry = hash_search(status_cache, word, HASH_FIND, NULL);
+		if (entry)
+			f->status = entry->code;
 	}
-	return true;
 }
 
 /*
@@ -1099,12 +1110,7 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 		return;
 	}
 
-	if (!assign_status_codes(frame, &pf->error))
-	{
-		pf->rejected = true;
-		pfree(frame);
-		return;
-	}
+	assign_status_codes(frame);
 	switch (assign_slots(agent, frame, &pf->error))
 	{
 		case SLOTS_ASSIGNED:
@@ -1644,6 +1650,29 @@ pankha_ingest_batch(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(stored);
 }
 
+/*
+ * A frame given as bytea must be text in the database encoding, without
+ * NUL bytes: what a text argument is checked for on input, where a bad one
+ * fails the whole call instead of its own frame.
+ */
+static bool
+raw_text_ok(bytea *raw, PkError *err)
+{
+	const char *bytes = VARDATA_ANY(raw);
+	int			len = VARSIZE_ANY_EXHDR(raw);
+	const char *nul = memchr(bytes, '\0', len);
+
+	if (nul)
+		return pk_fail(err, "22021", PK_PATH("frame"), "contains a NUL byte",
+					   "A frame is JSON text, which has no NUL bytes (byte %d is 0x00).",
+					   (int) (nul - bytes));
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), bytes, len, true))
+		return pk_fail(err, "22021", PK_PATH("frame"), "not valid text",
+					   "A frame is JSON text in the database encoding (%s).",
+					   GetDatabaseEncodingName());
+	return true;
+}
+
 /* Prepare the frame of one element of ingest_many's arrays. */
 static void
 prepare_many_frame(PendingFrame *pf, Datum id, bool id_null, Datum frame, bool frame_null,
@@ -1663,6 +1692,19 @@ prepare_many_frame(PendingFrame *pf, Datum id, bool id_null, Datum frame, bool f
 		return;
 	}
 	agent_id = MemoryContextStrdup(cxt, TextDatumGetCString(id));
+	if (elemtype == BYTEAOID)
+	{
+		PkError		err;
+
+		if (!raw_text_ok(DatumGetByteaPP(frame), &err))
+		{
+			memset(pf, 0, sizeof(*pf));
+			pf->agent_id = agent_id;
+			pf->rejected = true;
+			pf->error = err;
+			return;
+		}
+	}
 	oldcxt = MemoryContextSwitchTo(scratch);
 	json_text = datum_json_text(frame, elemtype, &len);
 	MemoryContextSwitchTo(oldcxt);

@@ -7,7 +7,11 @@
  * jsonb; a fuzzing harness can feed it from any JSON parser.  See
  * validate.h for the model.
  *
- * Payload layout (all integers little-endian):
+ * Payloads are written in format 2 (see codec_v2()): only the sensors and
+ * fans a frame carries, as runs of consecutive slots, and the fan status
+ * words the dictionary does not hold carried in the payload itself.
+ * Format 1, written by 0.1.0, is still read.  Its layout (all integers
+ * little-endian):
  *
  *	u8	format (1)
  *	u8	health presence bits (PkHealthField); bit 7: a seq follows
@@ -353,7 +357,13 @@ read_container(PkError *err, const PkJson *json, int object, const char *key,
  * --------------------------------------------------------------------------
  */
 
-/* An id is 1..64 bytes with no control characters. */
+/*
+ * An id is 1..64 bytes with no control characters: C0 (U+0000-U+001F), DEL
+ * and C1 (U+0080-U+009F, in UTF-8 the bytes C2 80 to C2 9F).  The same rule
+ * as pankha.valid_id() in SQL, spelt out by code point there too, so that
+ * no locale can make the two disagree and a frame the rules passed fail a
+ * CHECK in the middle of a batch.
+ */
 bool
 pk_check_id(PkError *err, PkPath path, const char *id, int len)
 {
@@ -372,6 +382,11 @@ pk_check_id(PkError *err, PkPath path, const char *id, int len)
 			return pk_fail(err, "22023", path, "contains a control character",
 						   "Ids may not contain control characters (byte %d is 0x%02x).",
 						   i, c);
+		if (c == 0xc2 && i + 1 < len && (unsigned char) id[i + 1] >= 0x80 &&
+			(unsigned char) id[i + 1] <= 0x9f)
+			return pk_fail(err, "22023", path, "contains a control character",
+						   "Ids may not contain control characters (bytes %d and %d are U+%04X).",
+						   i, i + 1, (unsigned char) id[i + 1]);
 	}
 	return true;
 }
@@ -687,32 +702,242 @@ json_type_name(const PkJsonNode *node)
 	}
 }
 
-/* Bytes pk_encode_payload will write for this frame. */
+/* --------------------------------------------------------------------------
+ * Payload codec
+ * --------------------------------------------------------------------------
+ */
+
+/* Bytes of v as an unsigned LEB128 varint; written at p unless p is NULL. */
+static size_t
+put_varint(unsigned char *p, uint64_t v)
+{
+	size_t		n = 0;
+
+	while (v >= 0x80)
+	{
+		if (p)
+			p[n] = (unsigned char) (v & 0x7f) | 0x80;
+		n++;
+		v >>= 7;
+	}
+	if (p)
+		p[n] = (unsigned char) v;
+	return n + 1;
+}
+
+/* Read a varint of at most 10 bytes at *p (before end); false when cut or too long. */
+static bool
+get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 70; shift += 7)
+	{
+		unsigned char b;
+
+		if (*p >= end)
+			return false;
+		b = *(*p)++;
+		if (shift == 63 && (b & 0x7e))
+			return false;		/* more than 64 bits */
+		*v |= (uint64_t) (b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Indexes 0..n-1 sorted by slots[i] (insertion sort: n is small, and
+ * frames usually list their ids in slot order already).
+ */
+static void
+sort_by_slot(int *order, int n, const int *slots)
+{
+	for (int i = 0; i < n; i++)
+	{
+		int			j = i;
+
+		while (j > 0 && slots[order[j - 1]] > slots[i])
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+}
+
+/* The status byte of a fan in a format 2 payload. */
+static unsigned char
+fan_status_byte(const PkFan *f)
+{
+	if (f->status_word == NULL)
+		return 255;
+	if (f->status >= 0 && f->status < PK_STATUS_INLINE)
+		return (unsigned char) f->status;
+	return PK_STATUS_INLINE;
+}
+
+/*
+ * Encode or (out NULL) measure the format 2 payload of a frame:
+ *
+ *	u8	format (2)
+ *	u8	health presence bits (PkHealthField); bit 7: a seq follows
+ *	[seq as an unsigned LEB128 varint, when bit 7 is set]
+ *	sensors: varint R, then R runs of { varint gap, varint count,
+ *		count x i16 temperature in 1/100 degC }; a run covers slots
+ *		start..start+count-1, start being gap slots after the previous run's end
+ *	fans: the same, each entry { u24 rpm, u16 speed in 1/100 % (0xffff
+ *		absent), u16 target in 1/100 % (0xffff absent), u8 status (255 absent,
+ *		254 carried below, else its code in pankha.fan_statuses) }
+ *	health, for each present bit in order: cpu, mem, disk as u16 1/100 %;
+ *		uptime as u32 seconds; net rx, net tx, load1 as IEEE float32
+ *	for each fan whose status byte is 254, in slot order: u8 length, the word
+ *
+ * Returns the size, or 0 when a slot is out of bounds.
+ */
+static size_t
+codec_v2(const PkFrame *frame, unsigned char *out)
+{
+	int			order[PK_MAX_SENSORS > PK_MAX_FANS ? PK_MAX_SENSORS : PK_MAX_FANS];
+	int			slots[PK_MAX_SENSORS > PK_MAX_FANS ? PK_MAX_SENSORS : PK_MAX_FANS] = {0};
+	size_t		n = 0;
+	unsigned char *w;
+
+#define AT(off) (out ? out + (off) : NULL)
+	if (out)
+	{
+		out[0] = 2;
+		out[1] = (unsigned char) frame->health.present | (frame->has_seq ? PK_HAS_SEQ : 0);
+	}
+	n = 2;
+	if (frame->has_seq)
+		n += put_varint(AT(n), (uint64_t) frame->seq);
+
+	/* sensors, in runs of consecutive slots */
+	for (int i = 0; i < frame->nsensors; i++)
+	{
+		if (frame->sensors[i].slot < 0 || frame->sensors[i].slot >= PK_MAX_SLOTS)
+			return 0;
+		slots[i] = frame->sensors[i].slot;
+	}
+	sort_by_slot(order, frame->nsensors, slots);
+	{
+		int			runs = 0;
+
+		for (int i = 0; i < frame->nsensors; i++)
+			if (i == 0 || frame->sensors[order[i]].slot != frame->sensors[order[i - 1]].slot + 1)
+				runs++;
+		n += put_varint(AT(n), runs);
+		for (int i = 0, next = 0; i < frame->nsensors;)
+		{
+			int			start = frame->sensors[order[i]].slot;
+			int			count = 1;
+
+			if (start < next)
+				return 0;		/* two sensors in one slot */
+
+			while (i + count < frame->nsensors &&
+				   frame->sensors[order[i + count]].slot == start + count)
+				count++;
+			n += put_varint(AT(n), start - next);
+			n += put_varint(AT(n), count);
+			for (int k = 0; k < count; k++, n += 2)
+				if (out)
+					put_u16(out + n, (uint16_t) (int16_t)
+							scaled(frame->sensors[order[i + k]].temperature, 100));
+			next = start + count;
+			i += count;
+		}
+	}
+
+	/* fans, the same way */
+	for (int i = 0; i < frame->nfans; i++)
+	{
+		if (frame->fans[i].slot < 0 || frame->fans[i].slot > 254)
+			return 0;
+		slots[i] = frame->fans[i].slot;
+	}
+	sort_by_slot(order, frame->nfans, slots);
+	{
+		int			runs = 0;
+
+		for (int i = 0; i < frame->nfans; i++)
+			if (i == 0 || frame->fans[order[i]].slot != frame->fans[order[i - 1]].slot + 1)
+				runs++;
+		n += put_varint(AT(n), runs);
+		for (int i = 0, next = 0; i < frame->nfans;)
+		{
+			int			start = frame->fans[order[i]].slot;
+			int			count = 1;
+
+			if (start < next)
+				return 0;
+
+			while (i + count < frame->nfans && frame->fans[order[i + count]].slot == start + count)
+				count++;
+			n += put_varint(AT(n), start - next);
+			n += put_varint(AT(n), count);
+			for (int k = 0; k < count; k++, n += PK_FAN_BYTES)
+			{
+				const PkFan *f = &frame->fans[order[i + k]];
+
+				if (!out)
+					continue;
+				w = out + n;
+				put_u24(w, (uint32_t) scaled(f->rpm, 1));
+				put_u16(w + 3, f->has_speed ? (uint16_t) scaled(f->speed, 100) : (uint16_t) -1);
+				put_u16(w + 5, f->has_target ? (uint16_t) scaled(f->target, 100) : (uint16_t) -1);
+				w[7] = fan_status_byte(f);
+			}
+			next = start + count;
+			i += count;
+		}
+	}
+
+	for (int f = 0; f < PK_H_NFIELDS; f++)
+	{
+		double		v = frame->health.value[f];
+
+		if (!(frame->health.present & (1u << f)))
+			continue;
+		if (out && health_bytes[f] == 2)
+			put_u16(out + n, (uint16_t) scaled(v, 100));
+		else if (out && f == PK_H_UPTIME)
+			put_u32(out + n, (uint32_t) llround(v));
+		else if (out)
+		{
+			float		fv = (float) v;
+			uint32_t	bits;
+
+			memcpy(&bits, &fv, sizeof(bits));
+			put_u32(out + n, bits);
+		}
+		n += health_bytes[f];
+	}
+
+	/* status words the dictionary does not have (order is still the fans') */
+	for (int i = 0; i < frame->nfans; i++)
+	{
+		const PkFan *f = &frame->fans[order[i]];
+
+		if (fan_status_byte(f) != PK_STATUS_INLINE)
+			continue;
+		if (out)
+		{
+			out[n] = (unsigned char) f->status_len;
+			memcpy(out + n + 1, f->status_word, f->status_len);
+		}
+		n += 1 + f->status_len;
+	}
+#undef AT
+	return n;
+}
+
+/* Bytes pk_encode_payload will write for this frame (0: a slot is out of bounds). */
 size_t
 pk_payload_size(const PkFrame *frame)
 {
-	int			nsensor_slots = 0;
-	int			nfan_slots = 0;
-	size_t		size = PK_HEADER_BYTES;
-
-	for (int i = 0; i < frame->nsensors; i++)
-		if (frame->sensors[i].slot + 1 > nsensor_slots)
-			nsensor_slots = frame->sensors[i].slot + 1;
-	for (int i = 0; i < frame->nfans; i++)
-		if (frame->fans[i].slot + 1 > nfan_slots)
-			nfan_slots = frame->fans[i].slot + 1;
-	size += (size_t) nsensor_slots * 2 + (size_t) nfan_slots * PK_FAN_BYTES;
-	if (frame->has_seq)
-		for (uint64_t v = (uint64_t) frame->seq;; v >>= 7)
-		{
-			size++;
-			if (v < 0x80)
-				break;
-		}
-	for (int f = 0; f < PK_H_NFIELDS; f++)
-		if (frame->health.present & (1u << f))
-			size += health_bytes[f];
-	return size;
+	return codec_v2(frame, NULL);
 }
 
 /*
@@ -722,195 +947,194 @@ pk_payload_size(const PkFrame *frame)
 size_t
 pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t outlen)
 {
-	size_t		size = pk_payload_size(frame);
-	int			nsensor_slots = 0;
-	int			nfan_slots = 0;
-	unsigned char *p;
+	size_t		size = codec_v2(frame, NULL);
 
-	if (size > outlen)
+	if (size == 0 || size > outlen)
 		return 0;
-	for (int i = 0; i < frame->nsensors; i++)
-	{
-		if (frame->sensors[i].slot < 0 || frame->sensors[i].slot >= PK_MAX_SLOTS)
-			return 0;
-		if (frame->sensors[i].slot + 1 > nsensor_slots)
-			nsensor_slots = frame->sensors[i].slot + 1;
-	}
-	for (int i = 0; i < frame->nfans; i++)
-	{
-		if (frame->fans[i].slot < 0 || frame->fans[i].slot > 254)
-			return 0;
-		if (frame->fans[i].slot + 1 > nfan_slots)
-			nfan_slots = frame->fans[i].slot + 1;
-	}
-
-	out[0] = PK_FORMAT_V1;
-	out[1] = (unsigned char) frame->health.present | (frame->has_seq ? PK_HAS_SEQ : 0);
-	put_u16(out + 2, (uint16_t) nsensor_slots);
-	out[4] = (unsigned char) nfan_slots;
-	p = out + PK_HEADER_BYTES;
-	if (frame->has_seq)
-	{
-		uint64_t	v = (uint64_t) frame->seq;
-
-		while (v >= 0x80)
-		{
-			*p++ = (unsigned char) (v & 0x7f) | 0x80;
-			v >>= 7;
-		}
-		*p++ = (unsigned char) v;
-	}
-
-	for (int s = 0; s < nsensor_slots; s++)
-		put_u16(p + 2 * s, (uint16_t) PK_TEMP_ABSENT);
-	for (int i = 0; i < frame->nsensors; i++)
-		put_u16(p + 2 * frame->sensors[i].slot,
-				(uint16_t) (int16_t) scaled(frame->sensors[i].temperature, 100));
-	p += 2 * nsensor_slots;
-
-	for (int s = 0; s < nfan_slots; s++)
-	{
-		put_u24(p + s * PK_FAN_BYTES, PK_RPM_ABSENT);
-		put_u16(p + s * PK_FAN_BYTES + 3, (uint16_t) -1);
-		put_u16(p + s * PK_FAN_BYTES + 5, (uint16_t) -1);
-		p[s * PK_FAN_BYTES + 7] = 255;
-	}
-	for (int i = 0; i < frame->nfans; i++)
-	{
-		const PkFan *f = &frame->fans[i];
-		unsigned char *q = p + f->slot * PK_FAN_BYTES;
-
-		put_u24(q, (uint32_t) scaled(f->rpm, 1));
-		put_u16(q + 3, f->has_speed ? (uint16_t) scaled(f->speed, 100) : (uint16_t) -1);
-		put_u16(q + 5, f->has_target ? (uint16_t) scaled(f->target, 100) : (uint16_t) -1);
-		q[7] = f->status >= 0 ? (unsigned char) f->status : 255;
-	}
-	p += nfan_slots * PK_FAN_BYTES;
-
-	for (int f = 0; f < PK_H_NFIELDS; f++)
-	{
-		double		v = frame->health.value[f];
-
-		if (!(frame->health.present & (1u << f)))
-			continue;
-		if (health_bytes[f] == 2)
-			put_u16(p, (uint16_t) scaled(v, 100));
-		else if (f == PK_H_UPTIME)
-			put_u32(p, (uint32_t) llround(v));
-		else
-		{
-			float		fv = (float) v;
-			uint32_t	bits;
-
-			memcpy(&bits, &fv, sizeof(bits));
-			put_u32(p, bits);
-		}
-		p += health_bytes[f];
-	}
-	return size;
+	return codec_v2(frame, out);
 }
 
-/* Parse a payload's header, seq and health; false when it is malformed. */
+/* Read the health values of the present bits at *p; false when cut. */
+static bool
+decode_health(const unsigned char **p, const unsigned char *end, unsigned bits, PkHealth *h)
+{
+	h->present = bits;
+	for (int f = 0; f < PK_H_NFIELDS; f++)
+	{
+		if (!(bits & (1u << f)))
+			continue;
+		if (end - *p < health_bytes[f])
+			return false;
+		if (health_bytes[f] == 2)
+			h->value[f] = get_u16(*p) / 100.0;
+		else if (f == PK_H_UPTIME)
+			h->value[f] = get_u32(*p);
+		else
+		{
+			uint32_t	bits32 = get_u32(*p);
+			float		fv;
+
+			memcpy(&fv, &bits32, sizeof(fv));
+			h->value[f] = fv;
+		}
+		*p += health_bytes[f];
+	}
+	return true;
+}
+
+/* One fan entry of either format. */
+static void
+decode_fan(const unsigned char *q, int slot, PkDecodedFan *f)
+{
+	uint16_t	raw;
+
+	f->slot = slot;
+	f->rpm = get_u24(q);
+	raw = get_u16(q + 3);
+	f->has_speed = raw != (uint16_t) -1;
+	f->speed = raw / 100.0;
+	raw = get_u16(q + 5);
+	f->has_target = raw != (uint16_t) -1;
+	f->target = raw / 100.0;
+	f->status = q[7] == 255 ? -1 : q[7];
+	f->word = NULL;
+	f->word_len = 0;
+}
+
+/* Format 1 (0.1.0): every slot up to the highest, absent ones marked. */
+static bool
+decode_v1(const unsigned char *buf, size_t len, PkDecoded *out)
+{
+	const unsigned char *p = buf + PK_HEADER_BYTES;
+	const unsigned char *end = buf + len;
+	int			nsensor_slots;
+	int			nfan_slots;
+	uint64_t	seq = 0;
+
+	if (len < PK_HEADER_BYTES)
+		return false;
+	nsensor_slots = get_u16(buf + 2);
+	nfan_slots = buf[4];
+	out->has_seq = (buf[1] & PK_HAS_SEQ) != 0;
+	if (out->has_seq && !get_varint(&p, end, &seq))
+		return false;
+	out->seq = (int64_t) seq;
+	if ((size_t) (end - p) < (size_t) nsensor_slots * 2 + (size_t) nfan_slots * PK_FAN_BYTES)
+		return false;
+	for (int s = 0; s < nsensor_slots; s++, p += 2)
+	{
+		int16_t		raw = (int16_t) get_u16(p);
+
+		if (raw == PK_TEMP_ABSENT)
+			continue;
+		if (out->nsensors == PK_MAX_SENSORS)
+			return false;		/* ingest never wrote such a frame */
+		out->sensors[out->nsensors].slot = s;
+		out->sensors[out->nsensors++].temperature = raw / 100.0;
+	}
+	for (int s = 0; s < nfan_slots; s++, p += PK_FAN_BYTES)
+	{
+		if (get_u24(p) == PK_RPM_ABSENT)
+			continue;
+		if (out->nfans == PK_MAX_FANS)
+			return false;
+		decode_fan(p, s, &out->fans[out->nfans++]);
+	}
+	return decode_health(&p, end, buf[1] & ~PK_HAS_SEQ, &out->health) && p == end;
+}
+
+/* Format 2: runs of slots, status words carried at the end. */
+static bool
+decode_v2(const unsigned char *buf, size_t len, PkDecoded *out)
+{
+	const unsigned char *p = buf + 2;
+	const unsigned char *end = buf + len;
+	uint64_t	v,
+				runs,
+				gap,
+				count;
+	int			next = 0;
+
+	if (len < 2)
+		return false;
+	out->has_seq = (buf[1] & PK_HAS_SEQ) != 0;
+	if (out->has_seq)
+	{
+		if (!get_varint(&p, end, &v))
+			return false;
+		out->seq = (int64_t) v;
+	}
+
+	if (!get_varint(&p, end, &runs) || runs > PK_MAX_SENSORS)
+		return false;
+	for (uint64_t r = 0; r < runs; r++)
+	{
+		if (!get_varint(&p, end, &gap) || !get_varint(&p, end, &count) || count == 0 ||
+			gap >= PK_MAX_SLOTS || count > (uint64_t) (PK_MAX_SENSORS - out->nsensors) ||
+			next + gap + count > PK_MAX_SLOTS || (uint64_t) (end - p) < 2 * count)
+			return false;
+		next += (int) gap;
+		for (uint64_t k = 0; k < count; k++, p += 2)
+		{
+			out->sensors[out->nsensors].slot = next++;
+			out->sensors[out->nsensors++].temperature = (int16_t) get_u16(p) / 100.0;
+		}
+	}
+
+	next = 0;
+	if (!get_varint(&p, end, &runs) || runs > PK_MAX_FANS)
+		return false;
+	for (uint64_t r = 0; r < runs; r++)
+	{
+		if (!get_varint(&p, end, &gap) || !get_varint(&p, end, &count) || count == 0 ||
+			gap > 254 || count > (uint64_t) (PK_MAX_FANS - out->nfans) ||
+			next + gap + count > 255 || (uint64_t) (end - p) < PK_FAN_BYTES * count)
+			return false;
+		next += (int) gap;
+		for (uint64_t k = 0; k < count; k++, p += PK_FAN_BYTES)
+		{
+			PkDecodedFan *f = &out->fans[out->nfans++];
+
+			decode_fan(p, next++, f);
+			if (f->status == PK_STATUS_INLINE)
+				f->status = -2;	/* its word follows the health values */
+		}
+	}
+
+	if (!decode_health(&p, end, buf[1] & ~PK_HAS_SEQ, &out->health))
+		return false;
+	for (int i = 0; i < out->nfans; i++)
+	{
+		PkDecodedFan *f = &out->fans[i];
+
+		if (f->status != -2)
+			continue;
+		if (p >= end || *p == 0 || *p > PK_MAX_STATUS_BYTES || end - p - 1 < *p)
+			return false;
+		f->status = -1;
+		f->word = (const char *) p + 1;
+		f->word_len = *p;
+		p += 1 + *p;
+	}
+	return p == end;
+}
+
+/* Decode a payload of either format; false when it is malformed. */
 bool
 pk_decode_payload(const unsigned char *buf, size_t len, PkDecoded *out)
 {
-	size_t		need;
-	size_t		seq_bytes = 0;
-	const unsigned char *p;
-
-	if (len < PK_HEADER_BYTES || buf[0] != PK_FORMAT_V1)
-		return false;
-	out->nsensor_slots = get_u16(buf + 2);
-	out->nfan_slots = buf[4];
-	out->has_seq = (buf[1] & PK_HAS_SEQ) != 0;
+	out->nsensors = out->nfans = 0;
+	out->has_seq = false;
 	out->seq = 0;
-	if (out->has_seq)
-	{
-		uint64_t	v = 0;
-
-		for (;;)
-		{
-			if (PK_HEADER_BYTES + seq_bytes >= len || seq_bytes == 9)
-				return false;
-			v |= (uint64_t) (buf[PK_HEADER_BYTES + seq_bytes] & 0x7f) << (7 * seq_bytes);
-			if (!(buf[PK_HEADER_BYTES + seq_bytes++] & 0x80))
-				break;
-		}
-		out->seq = (int64_t) v;
-	}
-	need = PK_HEADER_BYTES + seq_bytes + (size_t) out->nsensor_slots * 2 +
-		(size_t) out->nfan_slots * PK_FAN_BYTES;
-	for (int f = 0; f < PK_H_NFIELDS; f++)
-		if (buf[1] & (1u << f))
-			need += health_bytes[f];
-	if (need != len)
+	out->health.present = 0;
+	if (len < 1)
 		return false;
-
-	out->sensor_base = buf + PK_HEADER_BYTES + seq_bytes;
-	out->fan_base = out->sensor_base + 2 * out->nsensor_slots;
-	p = out->fan_base + PK_FAN_BYTES * out->nfan_slots;
-	out->health.present = buf[1] & ~PK_HAS_SEQ;
-	for (int f = 0; f < PK_H_NFIELDS; f++)
-	{
-		if (!(buf[1] & (1u << f)))
-			continue;
-		if (health_bytes[f] == 2)
-			out->health.value[f] = get_u16(p) / 100.0;
-		else if (f == PK_H_UPTIME)
-			out->health.value[f] = get_u32(p);
-		else
-		{
-			uint32_t	bits = get_u32(p);
-			float		fv;
-
-			memcpy(&fv, &bits, sizeof(fv));
-			out->health.value[f] = fv;
-		}
-		p += health_bytes[f];
-	}
-	return true;
-}
-
-/* The temperature in a sensor slot; false when the frame did not carry it. */
-bool
-pk_decoded_sensor(const PkDecoded *d, int slot, double *temperature)
-{
-	int16_t		raw;
-
-	if (slot < 0 || slot >= d->nsensor_slots)
-		return false;
-	raw = (int16_t) get_u16(d->sensor_base + 2 * slot);
-	if (raw == PK_TEMP_ABSENT)
-		return false;
-	*temperature = raw / 100.0;
-	return true;
-}
-
-/* The values in a fan slot; false when the frame did not carry that fan. */
-bool
-pk_decoded_fan(const PkDecoded *d, int slot, double *rpm,
-			   double *speed, bool *has_speed,
-			   double *target, bool *has_target, int *status)
-{
-	const unsigned char *q;
-	uint32_t	raw_rpm;
-	uint16_t	raw;
-
-	if (slot < 0 || slot >= d->nfan_slots)
-		return false;
-	q = d->fan_base + slot * PK_FAN_BYTES;
-	raw_rpm = get_u24(q);
-	if (raw_rpm == PK_RPM_ABSENT)
-		return false;
-	*rpm = raw_rpm;
-	raw = get_u16(q + 3);
-	*has_speed = raw != (uint16_t) -1;
-	*speed = raw / 100.0;
-	raw = get_u16(q + 5);
-	*has_target = raw != (uint16_t) -1;
-	*target = raw / 100.0;
-	*status = q[7] == 255 ? -1 : q[7];
-	return true;
+	out->format = buf[0];
+	if (buf[0] == PK_FORMAT_V1)
+		return decode_v1(buf, len, out);
+	if (buf[0] == 2)
+		return decode_v2(buf, len, out);
+	return false;
 }
 
 static void

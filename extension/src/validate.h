@@ -23,7 +23,8 @@
 #define PK_MAX_ID_BYTES		64
 #define PK_MAX_KIND_BYTES	32
 #define PK_MAX_STATUS_BYTES	32
-#define PK_MAX_STATUS_CODE	254
+#define PK_MAX_STATUS_CODE	254 /* highest code pankha.fan_statuses may hold */
+#define PK_STATUS_INLINE	254 /* payload status byte (format 2): the word is carried */
 #define PK_MAX_FRAME_BYTES	(1024 * 1024)
 #define PK_MAX_FUTURE_MS	(5 * 60 * 1000)
 #define PK_MAX_SLOTS		32767
@@ -103,7 +104,9 @@ typedef struct PkFan
 	double		target;
 	const char *status_word;	/* "status" in the frame, or NULL */
 	int			status_len;
-	int			status;			/* its code in pankha.fan_statuses, or -1; set by the caller */
+	int			status;			/* its code in pankha.fan_statuses below
+								 * PK_STATUS_INLINE, or -1 (the word is then
+								 * carried in the payload); set by the caller */
 	int			slot;
 } PkFan;
 
@@ -202,25 +205,46 @@ extern bool pk_check_frame_size(PkError *err, size_t bytes);
 extern bool pk_check_time(PkError *err, const PkFrame *frame, int64_t now_ms,
 						  int64_t retention_ms, bool *in_future);
 
-/* Payload codec.  Slots must be assigned before encoding. */
+/*
+ * Payload codec.  Slots must be assigned before encoding.  Payloads carry
+ * only the sensors and fans of their frame (as runs of consecutive slots),
+ * so their size follows the frame, not the agent's history of slots.
+ */
 extern size_t pk_payload_size(const PkFrame *frame);
 extern size_t pk_encode_payload(const PkFrame *frame, unsigned char *out, size_t outlen);
 
+typedef struct PkDecodedSensor
+{
+	int			slot;
+	double		temperature;
+} PkDecodedSensor;
+
+typedef struct PkDecodedFan
+{
+	int			slot;
+	double		rpm;
+	bool		has_speed;
+	double		speed;
+	bool		has_target;
+	double		target;
+	int			status;			/* code in pankha.fan_statuses, or -1 */
+	const char *word;			/* or the status word itself (not NUL-terminated) */
+	int			word_len;
+} PkDecodedFan;
+
+/* A decoded payload: the sensors and fans it carries, in slot order. */
 typedef struct PkDecoded
 {
+	int			format;			/* 1 (dense slots, 0.1.0) or 2 */
 	bool		has_seq;
 	int64_t		seq;
-	int			nsensor_slots;
-	int			nfan_slots;
-	const unsigned char *sensor_base;
-	const unsigned char *fan_base;
+	int			nsensors;
+	int			nfans;
 	PkHealth	health;
+	PkDecodedSensor sensors[PK_MAX_SENSORS];
+	PkDecodedFan fans[PK_MAX_FANS];
 } PkDecoded;
 
 extern bool pk_decode_payload(const unsigned char *buf, size_t len, PkDecoded *out);
-extern bool pk_decoded_sensor(const PkDecoded *d, int slot, double *temperature);
-extern bool pk_decoded_fan(const PkDecoded *d, int slot, double *rpm,
-						   double *speed, bool *has_speed,
-						   double *target, bool *has_target, int *status);
 
 #endif							/* PANKHA_VALIDATE_H */

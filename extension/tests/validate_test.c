@@ -89,14 +89,7 @@ main(void)
 	unsigned char buf[4096];
 	size_t		len;
 	PkDecoded	d;
-	double		t,
-				rpm,
-				speed,
-				target;
-	bool		has_speed,
-				has_target,
-				in_future;
-	int			status;
+	bool		in_future;
 	char		big[8192];
 	bool		all_refused;
 
@@ -140,19 +133,21 @@ main(void)
 	ok(!pk_check_time(&err, &frame, 1693958400000LL + 8 * 86400000LL, 7 * 86400000LL, &in_future) &&
 	   strcmp(err.sqlstate, "22008") == 0, "a frame older than retention is refused");
 
-	/* codec round trip */
+	/* codec round trip (run() freed the document the frame's strings were in) */
+	frame.fans[0].status_word = "ok";
+	frame.fans[0].status_len = 2;
 	frame.sensors[0].slot = 3;
 	frame.fans[0].slot = 1;
 	frame.fans[0].status = 0;
 	len = pk_encode_payload(&frame, buf, sizeof(buf));
 	ok(len == pk_payload_size(&frame) && len > 0, "the frame encodes");
-	ok(pk_decode_payload(buf, len, &d), "and decodes");
+	ok(pk_decode_payload(buf, len, &d) && d.format == 2, "and decodes");
 	ok(d.has_seq && d.seq == 17, "seq survives");
-	ok(!pk_decoded_sensor(&d, 0, &t) && pk_decoded_sensor(&d, 3, &t) && fabs(t - 45.2) < 1e-9,
+	ok(d.nsensors == 1 && d.sensors[0].slot == 3 && fabs(d.sensors[0].temperature - 45.2) < 1e-9,
 	   "the temperature is in its slot and nowhere else");
-	ok(!pk_decoded_fan(&d, 0, &rpm, &speed, &has_speed, &target, &has_target, &status) &&
-	   pk_decoded_fan(&d, 1, &rpm, &speed, &has_speed, &target, &has_target, &status) &&
-	   rpm == 1200 && has_speed && speed == 60 && has_target && target == 60 && status == 0,
+	ok(d.nfans == 1 && d.fans[0].slot == 1 && d.fans[0].rpm == 1200 && d.fans[0].has_speed &&
+	   d.fans[0].speed == 60 && d.fans[0].has_target && d.fans[0].target == 60 &&
+	   d.fans[0].status == 0 && d.fans[0].word == NULL,
 	   "the fan is in its slot with every value");
 	ok(d.health.present == 7 && fabs(d.health.value[PK_H_CPU] - 25.3) < 1e-9 &&
 	   d.health.value[PK_H_UPTIME] == 3600, "system health survives");
@@ -162,8 +157,41 @@ main(void)
 		if (pk_decode_payload(buf, cut, &d))
 			all_refused = false;
 	ok(all_refused, "every truncated payload is refused");
-	buf[0] = 2;
+	buf[0] = 3;
 	ok(!pk_decode_payload(buf, len, &d), "an unknown payload format is refused");
+
+	/* M10: the size follows the frame, not the highest slot */
+	frame.sensors[0].slot = PK_MAX_SLOTS - 1;
+	len = pk_encode_payload(&frame, buf, sizeof(buf));
+	ok(len > 0 && len < 40 && pk_decode_payload(buf, len, &d) && d.nsensors == 1 &&
+	   d.sensors[0].slot == PK_MAX_SLOTS - 1, "a sensor in the highest slot costs what one in slot 0 does");
+
+	/* M9: a word the dictionary lacks is carried (run() freed the document) */
+	frame.fans[0].status = -1;
+	frame.fans[0].status_word = "ok";
+	frame.fans[0].status_len = 2;
+	len = pk_encode_payload(&frame, buf, sizeof(buf));
+	ok(len > 0 && pk_decode_payload(buf, len, &d) && d.nfans == 1 && d.fans[0].status == -1 &&
+	   d.fans[0].word_len == 2 && memcmp(d.fans[0].word, "ok", 2) == 0,
+	   "a status word without a code travels in the payload");
+
+	/* payloads written by 0.1.0 (format 1, dense slots) still decode */
+	{
+		static const unsigned char v1[] = {1, 0x80, 2, 0, 1, 17, 0x00, 0x80, 0xa8, 0x11,
+		0xb0, 0x04, 0x00, 0x70, 0x17, 0xff, 0xff, 0};
+
+		ok(pk_decode_payload(v1, sizeof(v1), &d) && d.format == 1 && d.has_seq && d.seq == 17 &&
+		   d.nsensors == 1 && d.sensors[0].slot == 1 && fabs(d.sensors[0].temperature - 45.2) < 1e-9 &&
+		   d.nfans == 1 && d.fans[0].slot == 0 && d.fans[0].rpm == 1200 && d.fans[0].speed == 60 &&
+		   !d.fans[0].has_target && d.fans[0].status == 0, "a format 1 payload decodes");
+	}
+
+	/* L1: C1 control characters are refused like C0 ones */
+	ok(!run("{\"timestamp\":1,\"sensors\":[{\"id\":\"a\\u0085\",\"temperature\":1}]}", &err) &&
+	   strcmp(err.message, "sensors[0].id: contains a control character") == 0,
+	   "an id with U+0085 is refused");
+	ok(run("{\"timestamp\":1,\"sensors\":[{\"id\":\"a\\u00a0\\u2028\",\"temperature\":1}]}", &err),
+	   "an id with U+00A0 and U+2028 is not");
 
 	/* numbers: the fast path agrees with strtod to the last bit */
 	{

@@ -2,8 +2,9 @@
 -- server's time, but keeps its own timestamp as its identity: a re-send
 -- (same call, later call, another session after a bridge restart) is
 -- stored once, and distinct frames ahead in one call are all stored.
-CREATE EXTENSION pankha;
 SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pankha CASCADE;
+CREATE EXTENSION pankha;
 SELECT left(pankha.register_agent('fast', 'Ten minutes fast'), 4) AS token_prefix;
 
 -- Frames of an agent 10 minutes fast, 3 s apart, with their seq.
@@ -58,3 +59,5 @@ FROM pankha.readings WHERE agent_id = 'was-fast';
 SELECT pankha.ingest('was-fast', jsonb_build_object(
     'timestamp', floor(extract(epoch FROM now()) * 1000), 'seq', 2)) AS new_frame_stored;
 SELECT count(*) AS frames FROM pankha.readings WHERE agent_id = 'was-fast';
+
+DROP EXTENSION pankha CASCADE;
