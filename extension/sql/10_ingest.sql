@@ -305,7 +305,6 @@ CREATE TRIGGER forget_readings AFTER DELETE ON pankha.agents
 -- which changes shared memory that the offline check trusts.  Readers get
 -- agent_liveness and ingest_stats in 20_credentials.sql, once the roles exist.
 REVOKE ALL ON FUNCTION pankha._catalog_add(text[], "char"[], text[], text[], real[], real[]),
-                       pankha._fan_status_code(text),
                        pankha._catalog_changed(),
                        pankha._forget_agent_readings(),
                        pankha.ensure_partition(timestamptz),

@@ -260,6 +260,7 @@ END
 $$;
 COMMENT ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) IS
 'Raises invalid_parameter_value (or undefined_object for an unknown agent or group) naming the first argument of an alert rule that is not valid.';
+REVOKE ALL ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION pankha.add_alert_rule(name text, condition text, threshold real DEFAULT NULL,
     duration interval DEFAULT '0', cooldown interval DEFAULT '5 minutes',

@@ -1637,6 +1637,7 @@ WHERE s.rule_id = alert_silenced_until.rule_id
 $$;
 COMMENT ON FUNCTION pankha.alert_silenced_until(bigint, text, text) IS
 'Until when a series of a rule (agent, sensor or fan id; '''' for agent rules) is silenced, or NULL when it is not; pankha.evaluate_alerts() fires nothing for it until then.';
+REVOKE ALL ON FUNCTION pankha.alert_silenced_until(bigint, text, text) FROM PUBLIC;
 
 CREATE FUNCTION pankha.api_alert_rule_json(r pankha.alert_rules) RETURNS jsonb
 LANGUAGE sql STABLE

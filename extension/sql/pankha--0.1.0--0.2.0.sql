@@ -1775,6 +1775,7 @@ WHERE s.rule_id = alert_silenced_until.rule_id
 $$;
 COMMENT ON FUNCTION pankha.alert_silenced_until(bigint, text, text) IS
 'Until when a series of a rule (agent, sensor or fan id; '''' for agent rules) is silenced, or NULL when it is not; pankha.evaluate_alerts() fires nothing for it until then.';
+REVOKE ALL ON FUNCTION pankha.alert_silenced_until(bigint, text, text) FROM PUBLIC;
 
 CREATE FUNCTION pankha.api_alert_rule_json(r pankha.alert_rules) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -2485,6 +2486,7 @@ END
 $$;
 COMMENT ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) IS
 'Raises invalid_parameter_value (or undefined_object for an unknown agent or group) naming the first argument of an alert rule that is not valid.';
+REVOKE ALL ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION pankha.add_alert_rule(name text, condition text, threshold real DEFAULT NULL,
     duration interval DEFAULT '0', cooldown interval DEFAULT '5 minutes',
