@@ -21,6 +21,15 @@ DATA       = $(wildcard extension/sql/$(EXTENSION)--*.sql)
 
 EXTRA_CLEAN = extension/$(EXTENSION)--$(EXTVERSION).sql
 
+# The regress and isolation suites, discovered from their folders, for
+# `make installcheck` against an installed server (as pgvector and pg_cron
+# do).  PGXS' own installcheck would run them from here; ours runs them from
+# regress/, where their \i includes are relative to, so it is defined
+# below instead.
+REGRESS    = $(sort $(basename $(notdir $(wildcard regress/sql/*.sql))))
+ISOLATION  = $(sort $(basename $(notdir $(wildcard regress/specs/*.spec))))
+NO_INSTALLCHECK = 1
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -42,6 +51,24 @@ install-subdirs:
 	@for d in $(SUBDIRS); do [ ! -f $$d/Makefile ] || $(MAKE) -C $$d install || exit 1; done
 clean-subdirs:
 	@for d in $(SUBDIRS); do [ ! -f $$d/Makefile ] || $(MAKE) -C $$d clean || exit 1; done
+
+# make installcheck: the regress and isolation suites against the server
+# PGHOST/PGPORT/PGUSER point at, into which `make install` has installed
+# this extension.  What they need of it:
+# - the settings of regress/pankha.conf: shared_preload_libraries = 'pankha'
+#   (the suites test the GUCs, shared memory and the worker) and
+#   pankha.database naming a database other than pankha_regression (the
+#   worker then idles there and does not change the output);
+# - PGUSER a superuser (pg_regress creates the database and roles);
+# - PGHOST a Unix socket directory, not an address: the expected audit rows
+#   have no client address, as over the socket.
+# Results land in results/, differences in regression.diffs.
+.PHONY: installcheck
+installcheck:
+	cd regress && $(pg_regress_installcheck) --inputdir=. --outputdir=.. \
+		--dbname=pankha_regression $(REGRESS)
+	cd regress && $(pg_isolation_regress_installcheck) --inputdir=. --outputdir=.. \
+		--dbname=pankha_regression $(ISOLATION)
 
 # Convenience aliases for the README's two commands.
 test:

@@ -400,6 +400,7 @@ main(int argc, char **argv)
 	int			port;
 
 	parse_options(argc, argv);
+	log_configure(srv.cfg.log_file, srv.cfg.log_json, srv.cfg.verbose);
 	log_reopen();
 	lws_set_log_level(srv.cfg.verbose >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
 
@@ -529,7 +530,7 @@ main(int argc, char **argv)
 	}
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
-	if (!srv.vhost || timers_init() || creds_init() || agents_init() ||
+	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
 		agent_commands_init() || ui_init() ||
 		db_init(srv.context, srv.vhost))
 	{

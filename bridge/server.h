@@ -7,7 +7,7 @@
 
 #include "util.h"
 
-#define BRIDGE_VERSION "0.1.0"
+#include "version.h"			/* BRIDGE_VERSION, from pankha.control */
 
 /* Everything settable from the command line or the environment. */
 struct config

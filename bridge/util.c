@@ -1,9 +1,9 @@
 /*
- * util.c - small pieces shared by the bridge's protocols: outgoing message
- * queues, growable strings, histograms, the connection-attempt limiter and
- * logging.
+ * util.c - small pieces shared by the bridge's modules: growable strings,
+ * histograms, the connection-attempt limiter, logging, timers, transient
+ * JSON parsing.  It knows nothing of the bridge's state (server.h).
  */
-#include "server.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 
@@ -77,90 +77,6 @@ http_bearer_token(struct lws *wsi, char **out)
 		}
 	}
 	free(buf);
-	return 0;
-}
-
-/* ---------------------------------------------------------------- outq */
-
-/* Queue a copy of text; -1 when memory is short. */
-int
-outq_push(struct outq *q, const char *text, size_t len, bool is_command)
-{
-	struct outmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
-
-	if (!m)
-		return -1;
-	m->next = NULL;
-	m->len = len;
-	m->queued_at = now_us();
-	m->is_command = is_command;
-	memcpy(m->data + LWS_PRE, text, len);
-	if (q->tail)
-		q->tail->next = m;
-	else
-		q->head = m;
-	q->tail = m;
-	q->bytes += len;
-	return 0;
-}
-
-/* Take the oldest message off the queue. */
-struct outmsg *
-outq_pop(struct outq *q)
-{
-	struct outmsg *m = q->head;
-
-	if (!m)
-		return NULL;
-	q->head = m->next;
-	if (!q->head)
-		q->tail = NULL;
-	q->bytes -= m->len;
-	return m;
-}
-
-/* Drop everything queued. */
-void
-outq_clear(struct outq *q)
-{
-	struct outmsg *m;
-
-	while ((m = outq_pop(q)) != NULL)
-		free(m);
-}
-
-/*
- * Write the oldest queued message (called from a WRITEABLE callback) and
- * ask for another callback if more remain.  Returns -1 when the write
- * failed and the connection should close.
- */
-int
-outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
-			   uint64_t *bytes_out)
-{
-	struct outmsg *m = outq_pop(q);
-	int			n;
-
-	if (!m)
-		return 0;
-	n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-	if (n < (int) m->len)
-	{
-		free(m);
-		return -1;
-	}
-	if (m->is_command)
-	{
-		srv.m.commands_pushed++;
-		histogram_observe(&srv.m.command_seconds,
-						  (double) (now_us() - m->queued_at) / 1e6);
-	}
-	(*frames_out)++;
-	*bytes_out += m->len;
-	srv.m.bytes_out += m->len;
-	free(m);
-	if (q->head)
-		lws_callback_on_writable(wsi);
 	return 0;
 }
 
@@ -425,6 +341,18 @@ attempts_reset(void)
 /* ---------------------------------------------------------------- logging */
 
 static FILE *log_out;
+static const char *log_file;	/* NULL: stderr */
+static bool log_json;
+static int	log_verbose = 1;
+
+/* Where and how to log (from the options); then log_reopen() opens it. */
+void
+log_configure(const char *file, bool json, int verbose)
+{
+	log_file = file;
+	log_json = json;
+	log_verbose = verbose;
+}
 
 /* Reopen the log file (at start and on SIGHUP). */
 void
@@ -433,12 +361,11 @@ log_reopen(void)
 	if (log_out && log_out != stderr)
 		fclose(log_out);
 	log_out = NULL;
-	if (srv.cfg.log_file)
+	if (log_file)
 	{
-		log_out = fopen(srv.cfg.log_file, "a");
+		log_out = fopen(log_file, "a");
 		if (!log_out)
-			fprintf(stderr, "pankha-bridge: cannot open log file %s\n",
-					srv.cfg.log_file);
+			fprintf(stderr, "pankha-bridge: cannot open log file %s\n", log_file);
 	}
 	if (!log_out)
 		log_out = stderr;
@@ -456,9 +383,9 @@ blog(const char *level, const char *event, const char *fmt,...)
 	struct sbuf msg = {0};
 	int			n;
 
-	if (!strcmp(level, "debug") && srv.cfg.verbose < 2)
+	if (!strcmp(level, "debug") && log_verbose < 2)
 		return;
-	if (!strcmp(level, "info") && srv.cfg.verbose < 1)
+	if (!strcmp(level, "info") && log_verbose < 1)
 		return;
 	if (!log_out)
 		log_out = stderr;
@@ -483,7 +410,7 @@ blog(const char *level, const char *event, const char *fmt,...)
 			free(text);
 		}
 	}
-	if (srv.cfg.log_json)
+	if (log_json)
 	{
 		cJSON	   *o = cJSON_CreateObject();
 		char	   *line = NULL;
@@ -517,6 +444,8 @@ blog(const char *level, const char *event, const char *fmt,...)
  * lws then runs whatever suls are ripe.
  */
 static struct btimer *armed;	/* timers with a pending deadline */
+static struct lws_context *timer_context;
+static struct ev_loop *timer_loop;
 static int	wake_fd = -1;
 static ev_io wake_io;
 
@@ -568,18 +497,20 @@ timer_wake_cb(struct ev_loop *loop, ev_io *w, int revents)
 			timer_unlink(t);
 	}
 	timer_rearm();
-	lws_cancel_service(srv.context);
+	lws_cancel_service(timer_context);
 }
 
 /* Create the timerfd and watch it from the loop. */
 int
-timers_init(void)
+timers_init(struct lws_context *context, struct ev_loop *loop)
 {
+	timer_context = context;
+	timer_loop = loop;
 	wake_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (wake_fd < 0)
 		return -1;
 	ev_io_init(&wake_io, timer_wake_cb, wake_fd, EV_READ);
-	ev_io_start(srv.loop, &wake_io);
+	ev_io_start(timer_loop, &wake_io);
 	return 0;
 }
 
@@ -589,7 +520,7 @@ timers_shutdown(void)
 {
 	if (wake_fd < 0)
 		return;
-	ev_io_stop(srv.loop, &wake_io);
+	ev_io_stop(timer_loop, &wake_io);
 	close(wake_fd);
 	wake_fd = -1;
 }
@@ -598,7 +529,7 @@ timers_shutdown(void)
 void
 timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us)
 {
-	lws_sul_schedule(srv.context, 0, &t->sul, cb, us);
+	lws_sul_schedule(timer_context, 0, &t->sul, cb, us);
 	t->deadline = now_us() + (us > 0 ? us : 1);
 	if (!t->linked)
 	{

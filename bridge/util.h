@@ -1,9 +1,9 @@
 /*
  * util.h - small pieces every module uses (util.c): monotonic time,
  * timers on the libev loop, logging, growable strings and binary text[]
- * parameters, outgoing message queues, histograms, the connection-attempt
- * limiter, transient JSON parsing, agent id and bearer token checks.
- * It knows no module of the bridge.
+ * parameters, histograms, the connection-attempt limiter, transient JSON
+ * parsing, agent id and bearer token checks.  It knows no module of the
+ * bridge, not even its state.
  */
 #ifndef PANKHA_UTIL_H
 #define PANKHA_UTIL_H
@@ -16,30 +16,6 @@
 #include <ev.h>
 #include <libwebsockets.h>
 #include <cjson/cJSON.h>
-
-/* One queued outgoing WebSocket message, with LWS_PRE bytes of headroom. */
-struct outmsg
-{
-	struct outmsg *next;
-	size_t		len;
-	lws_usec_t	queued_at;		/* for the command delivery histogram */
-	bool		is_command;		/* counts as a pushed command when written */
-	unsigned char data[];		/* LWS_PRE headroom, then len bytes */
-};
-
-/* A FIFO of outgoing messages for one connection. */
-struct outq
-{
-	struct outmsg *head;
-	struct outmsg *tail;
-	size_t		bytes;			/* payload bytes queued */
-};
-
-int			outq_push(struct outq *q, const char *text, size_t len, bool is_command);
-struct outmsg *outq_pop(struct outq *q);
-void		outq_clear(struct outq *q);
-int			outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
-						   uint64_t *bytes_out);
 
 /* A growable buffer for building messages and binary query parameters. */
 struct sbuf
@@ -86,6 +62,7 @@ void		attempts_reset(void);
 /* Logging: one line per event. */
 void		blog(const char *level, const char *event, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
+void		log_configure(const char *file, bool json, int verbose);
 void		log_reopen(void);
 
 lws_usec_t	now_us(void);
@@ -99,7 +76,7 @@ struct btimer
 	bool		linked;
 };
 
-int			timers_init(void);
+int			timers_init(struct lws_context *context, struct ev_loop *loop);
 void		timers_shutdown(void);
 void		timer_schedule(struct btimer *t, sul_cb_t cb, lws_usec_t us);
 void		timer_cancel(struct btimer *t);

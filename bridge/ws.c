@@ -17,6 +17,92 @@
 
 #include <string.h>
 
+/* ---------------------------------------------------------------- send queues */
+
+/* Queue a copy of text; -1 when memory is short. */
+int
+outq_push(struct outq *q, const char *text, size_t len, bool is_command)
+{
+	struct outmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
+
+	if (!m)
+		return -1;
+	m->next = NULL;
+	m->len = len;
+	m->queued_at = now_us();
+	m->is_command = is_command;
+	memcpy(m->data + LWS_PRE, text, len);
+	if (q->tail)
+		q->tail->next = m;
+	else
+		q->head = m;
+	q->tail = m;
+	q->bytes += len;
+	return 0;
+}
+
+/* Take the oldest message off the queue. */
+struct outmsg *
+outq_pop(struct outq *q)
+{
+	struct outmsg *m = q->head;
+
+	if (!m)
+		return NULL;
+	q->head = m->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->bytes -= m->len;
+	return m;
+}
+
+/* Drop everything queued. */
+void
+outq_clear(struct outq *q)
+{
+	struct outmsg *m;
+
+	while ((m = outq_pop(q)) != NULL)
+		free(m);
+}
+
+/*
+ * Write the oldest queued message (called from a WRITEABLE callback) and
+ * ask for another callback if more remain.  Returns -1 when the write
+ * failed and the connection should close.
+ */
+int
+outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
+			   uint64_t *bytes_out)
+{
+	struct outmsg *m = outq_pop(q);
+	int			n;
+
+	if (!m)
+		return 0;
+	n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+	if (n < (int) m->len)
+	{
+		free(m);
+		return -1;
+	}
+	if (m->is_command)
+	{
+		srv.m.commands_pushed++;
+		histogram_observe(&srv.m.command_seconds,
+						  (double) (now_us() - m->queued_at) / 1e6);
+	}
+	(*frames_out)++;
+	*bytes_out += m->len;
+	srv.m.bytes_out += m->len;
+	free(m);
+	if (q->head)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- connections */
+
 static const struct ws_endpoint *const *endpoints;
 static struct ws_conn *conns;	/* every established connection */
 static int	nconns;

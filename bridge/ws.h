@@ -13,6 +13,30 @@
 #include "server.h"
 #include "deflate.h"
 
+/* One queued outgoing WebSocket message, with LWS_PRE bytes of headroom. */
+struct outmsg
+{
+	struct outmsg *next;
+	size_t		len;
+	lws_usec_t	queued_at;		/* for the command delivery histogram */
+	bool		is_command;		/* counts as a pushed command when written */
+	unsigned char data[];		/* LWS_PRE headroom, then len bytes */
+};
+
+/* A FIFO of outgoing messages for one connection. */
+struct outq
+{
+	struct outmsg *head;
+	struct outmsg *tail;
+	size_t		bytes;			/* payload bytes queued */
+};
+
+int			outq_push(struct outq *q, const char *text, size_t len, bool is_command);
+struct outmsg *outq_pop(struct outq *q);
+void		outq_clear(struct outq *q);
+int			outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
+						   uint64_t *bytes_out);
+
 struct ws_conn;
 
 /* One WebSocket endpoint; the rows are listed in main.c. */
