@@ -23,6 +23,10 @@
 /* Sensor and fan ids are 1..64 bytes on the wire (pankha.valid_id). */
 #define PK_ID_MAX 64
 
+/* Entries a data frame may carry (PK_MAX_SENSORS, PK_MAX_FANS of the extension). */
+#define PK_WIRE_MAX_SENSORS 256
+#define PK_WIRE_MAX_FANS 64
+
 /* ---- logging and small file helpers (util.c) ---- */
 
 enum pk_log_level
@@ -305,6 +309,8 @@ struct pk_agent
 	bool		failsafe;		/* the server is lost beyond the grace */
 	int64_t		started_ms;		/* monotonic start time */
 	unsigned long reasserts;	/* total overrides of our pwm noticed */
+	int			sensors_omitted;	/* left out of the last frame (protocol limit) */
+	int			fans_omitted;
 	struct pk_fanmode *fanmodes;	/* original pwm_enable by fan id (fanmodes.c) */
 	int			nfanmodes;
 	struct pk_link *link;		/* connection state (link.c) */

@@ -906,10 +906,11 @@ on_status(lws_sorted_usec_list_t *sul)
 	n = asprintf(&text, "{\"type\":\"status\",\"data\":{\"uptime_seconds\":%" PRId64
 				 ",\"memory_usage_mb\":%.1f,\"agent_version\":\"%s\",\"buffered_frames\":%zu,"
 				 "\"dropped_frames\":%" PRIu64 ",\"fan_overrides\":%lu,\"emergency\":%s,"
-				 "\"failsafe\":%s}}",
+				 "\"failsafe\":%s,\"sensors_omitted\":%d,\"fans_omitted\":%d}}",
 				 (pk_mono_ms() - a->started_ms) / 1000, rss > 0 ? rss / 1024.0 : 0,
 				 PK_AGENT_VERSION, a->buf.count, a->buf.dropped, a->reasserts,
-				 a->emergency || a->emergency_stop ? "true" : "false", a->failsafe ? "true" : "false");
+				 a->emergency || a->emergency_stop ? "true" : "false", a->failsafe ? "true" : "false",
+				 a->sensors_omitted, a->fans_omitted);
 	if (n > 0)
 		queue_msg(l, text, false);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, on_status, usec(a->status_interval));
@@ -979,6 +980,82 @@ wire_status(const char *status)
 	return "unknown";
 }
 
+/*
+ * Which entries go into a frame when a host has more than the protocol
+ * allows (review L4: a frame over the limit is refused whole, so such a
+ * host stored nothing).  Sensors: the CPU package first, then the hottest.
+ * Fans: those the agent can drive first, then the fastest.
+ */
+static bool
+is_cpu_package(const struct pk_sensor *s)
+{
+	return strcmp(s->kind, "cpu") == 0 &&
+		(strstr(s->id, "package") || strstr(s->id, "tctl") || strstr(s->id, "tdie"));
+}
+
+static int
+sensor_rank(const void *x, const void *y, void *arg)
+{
+	const struct pk_sensor *sensors = arg;
+	const struct pk_sensor *a = &sensors[*(const int *) x],
+			   *b = &sensors[*(const int *) y];
+
+	if (is_cpu_package(a) != is_cpu_package(b))
+		return is_cpu_package(a) ? -1 : 1;
+	return a->temp > b->temp ? -1 : a->temp < b->temp ? 1 : 0;
+}
+
+static int
+fan_rank(const void *x, const void *y, void *arg)
+{
+	const struct pk_fan *fans = arg;
+	const struct pk_fan *a = &fans[*(const int *) x],
+			   *b = &fans[*(const int *) y];
+
+	if ((a->pwm_path != NULL) != (b->pwm_path != NULL))
+		return a->pwm_path ? -1 : 1;
+	return a->rpm > b->rpm ? -1 : a->rpm < b->rpm ? 1 : 0;
+}
+
+/*
+ * Mark in keep[] the n entries (of count, those with want[i]) that rank
+ * first; returns how many were left out.
+ */
+static int
+select_entries(int count, const bool *want, int n, bool *keep,
+			   int (*rank) (const void *, const void *, void *), void *arg)
+{
+	int		   *order = malloc(sizeof(int) * (size_t) (count ? count : 1));
+	int			m = 0;
+
+	for (int i = 0; i < count; i++)
+		keep[i] = want[i];
+	for (int i = 0; i < count; i++)
+		if (want[i])
+			m++;
+	if (m <= n)
+	{
+		free(order);
+		return 0;
+	}
+	if (!order)
+	{
+		/* Out of memory: the first n, rather than a frame refused whole. */
+		for (int i = 0, k = 0; i < count; i++)
+			keep[i] = want[i] && k++ < n;
+		return m - n;
+	}
+	m = 0;
+	for (int i = 0; i < count; i++)
+		if (want[i])
+			order[m++] = i;
+	qsort_r(order, (size_t) m, sizeof(int), rank, arg);
+	for (int i = n; i < m; i++)
+		keep[order[i]] = false;
+	free(order);
+	return m - n;
+}
+
 /* Build the data object of one frame from the current readings. */
 char *
 pk_build_data(struct pk_agent *a, int64_t seq)
@@ -989,9 +1066,34 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 			   *health;
 	char	   *out = NULL;
 	bool		ok;
+	int			n = a->hw.nsensors > a->hw.nfans ? a->hw.nsensors : a->hw.nfans;
+	bool	   *want = calloc((size_t) n + 1, sizeof(bool));
+	bool	   *keep_s = calloc((size_t) a->hw.nsensors + 1, sizeof(bool));
+	bool	   *keep_f = calloc((size_t) a->hw.nfans + 1, sizeof(bool));
+	int			omit_s,
+				omit_f;
 
-	if (!d)
+	if (!d || !want || !keep_s || !keep_f)
+	{
+		cJSON_Delete(d);
+		free(want);
+		free(keep_s);
+		free(keep_f);
 		return NULL;
+	}
+	for (int i = 0; i < a->hw.nsensors; i++)
+		want[i] = a->hw.sensors[i].valid;
+	omit_s = select_entries(a->hw.nsensors, want, PK_WIRE_MAX_SENSORS, keep_s, sensor_rank, a->hw.sensors);
+	for (int i = 0; i < a->hw.nfans; i++)
+		want[i] = true;
+	omit_f = select_entries(a->hw.nfans, want, PK_WIRE_MAX_FANS, keep_f, fan_rank, a->hw.fans);
+	if (omit_s != a->sensors_omitted || omit_f != a->fans_omitted)
+		pk_log(omit_s || omit_f ? PK_LOG_WARN : PK_LOG_INFO,
+			   "this host has more than the protocol carries (%d sensors, %d fans a frame): "
+			   "leaving out %d sensor(s) and %d fan(s)", PK_WIRE_MAX_SENSORS, PK_WIRE_MAX_FANS,
+			   omit_s, omit_f);
+	a->sensors_omitted = omit_s;
+	a->fans_omitted = omit_f;
 	ok = cJSON_AddStringToObject(d, "agentId", a->agent_id) &&
 		cJSON_AddNumberToObject(d, "timestamp", (double) pk_now_ms()) &&
 		cJSON_AddNumberToObject(d, "seq", (double) seq) &&
@@ -1003,7 +1105,7 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 		struct pk_sensor *s = &a->hw.sensors[i];
 		cJSON	   *o;
 
-		if (!s->valid)
+		if (!keep_s[i])
 			continue;
 		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(sensors, o) &&
 			cJSON_AddStringToObject(o, "id", s->id) &&
@@ -1019,6 +1121,8 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 		const char *status = f->status;
 		cJSON	   *o;
 
+		if (!keep_f[i])
+			continue;
 		if (f->pwm > 25 && f->rpm_path && f->rpm == 0)
 			status = "stalled";
 		else if (f->pwm == 0 && f->rpm_path && f->rpm == 0)
@@ -1046,6 +1150,9 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 	if (ok)
 		out = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
+	free(want);
+	free(keep_s);
+	free(keep_f);
 	return out;
 }
 
