@@ -288,6 +288,7 @@ struct pk_agent
 	double		status_interval;	/* seconds between status messages */
 	char	   *enroll_url;		/* --enroll: register and exit */
 	char	   *enrollment_key; /* key for --enroll */
+	char	   *enrollment_key_file;	/* where it is read from */
 	char	   *simulate_dir;	/* --simulate: fake tree animated here */
 	bool		simulate_only;	/* run only the simulator */
 	bool		sim_once;		/* write the tree and exit */
