@@ -3,11 +3,14 @@
  *
  * The agent reads temperatures and fans from Linux hwmon (hwmon.c) and host
  * figures from /proc (procstat.c), keeps fans inside their safety limits and
- * runs commands and profiles (control.c), buffers every data frame until
- * the server acknowledges it (buffer.c) and talks to the bridge over a
- * WebSocket or, when upgrades are blocked, over HTTP (link.c).  sim.c writes
- * and animates a fake hwmon tree for tests and demos.  main.c holds the
- * options and the event loop.
+ * runs commands and profiles (control.c) with the fans' original modes
+ * recorded where a restart finds them (fanmodes.c), builds the data frames
+ * (frame.c), buffers every frame until the server acknowledges it
+ * (buffer.c) and talks to the bridge over a WebSocket (link.c, with its
+ * private link.h) or, when upgrades are blocked, over HTTP (sync.c, on the
+ * client of http.c); enroll.c registers a new agent.  sim.c writes and
+ * animates a fake hwmon tree for tests and demos.  main.c holds the options
+ * and start-up and shut-down around the event loop of link.c.
  */
 #ifndef PANKHA_AGENT_H
 #define PANKHA_AGENT_H
@@ -18,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#define PK_AGENT_VERSION "0.1.0"
+#include "version.h"			/* PK_AGENT_VERSION, generated from ../pankha.control */
 
 /* Sensor and fan ids are 1..64 bytes on the wire (pankha.valid_id). */
 #define PK_ID_MAX 64
@@ -345,10 +348,11 @@ long		pk_fanmodes_original(struct pk_agent *a, struct pk_fan *f);
 void		pk_fanmodes_done(struct pk_agent *a, const bool *restored);
 void		pk_fanmodes_free(struct pk_agent *a);
 
-/* frames built from the current state (main.c) */
+/* messages built from the current state (frame.c) */
 char	   *pk_build_data(struct pk_agent *a, int64_t seq);
+char	   *pk_build_status(struct pk_agent *a);
 
-/* ---- link (link.c) ---- */
+/* ---- link (link.c, sync.c, enroll.c) ---- */
 int			pk_link_create(struct pk_agent *a);
 int			pk_link_run(struct pk_agent *a);
 int			pk_link_enroll(struct pk_agent *a);
