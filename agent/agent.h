@@ -3,11 +3,14 @@
  *
  * The agent reads temperatures and fans from Linux hwmon (hwmon.c) and host
  * figures from /proc (procstat.c), keeps fans inside their safety limits and
- * runs commands and profiles (control.c), buffers every data frame until
- * the server acknowledges it (buffer.c) and talks to the bridge over a
- * WebSocket or, when upgrades are blocked, over HTTP (link.c).  sim.c writes
- * and animates a fake hwmon tree for tests and demos.  main.c holds the
- * options and the event loop.
+ * runs commands and profiles (control.c) with the fans' original modes
+ * recorded where a restart finds them (fanmodes.c), builds the data frames
+ * (frame.c), buffers every frame until the server acknowledges it
+ * (buffer.c) and talks to the bridge over a WebSocket (link.c, with its
+ * private link.h) or, when upgrades are blocked, over HTTP (sync.c, on the
+ * client of http.c); enroll.c registers a new agent.  sim.c writes and
+ * animates a fake hwmon tree for tests and demos.  main.c holds the options
+ * and start-up and shut-down around the event loop of link.c.
  */
 #ifndef PANKHA_AGENT_H
 #define PANKHA_AGENT_H
@@ -18,10 +21,14 @@
 
 #include <cjson/cJSON.h>
 
-#define PK_AGENT_VERSION "0.1.0"
+#include "version.h"			/* PK_AGENT_VERSION, generated from ../pankha.control */
 
 /* Sensor and fan ids are 1..64 bytes on the wire (pankha.valid_id). */
 #define PK_ID_MAX 64
+
+/* Entries a data frame may carry (PK_MAX_SENSORS, PK_MAX_FANS of the extension). */
+#define PK_WIRE_MAX_SENSORS 256
+#define PK_WIRE_MAX_FANS 64
 
 /* ---- logging and small file helpers (util.c) ---- */
 
@@ -284,6 +291,7 @@ struct pk_agent
 	double		status_interval;	/* seconds between status messages */
 	char	   *enroll_url;		/* --enroll: register and exit */
 	char	   *enrollment_key; /* key for --enroll */
+	char	   *enrollment_key_file;	/* where it is read from */
 	char	   *simulate_dir;	/* --simulate: fake tree animated here */
 	bool		simulate_only;	/* run only the simulator */
 	bool		sim_once;		/* write the tree and exit */
@@ -305,6 +313,8 @@ struct pk_agent
 	bool		failsafe;		/* the server is lost beyond the grace */
 	int64_t		started_ms;		/* monotonic start time */
 	unsigned long reasserts;	/* total overrides of our pwm noticed */
+	int			sensors_omitted;	/* left out of the last frame (protocol limit) */
+	int			fans_omitted;
 	struct pk_fanmode *fanmodes;	/* original pwm_enable by fan id (fanmodes.c) */
 	int			nfanmodes;
 	struct pk_link *link;		/* connection state (link.c) */
@@ -338,10 +348,11 @@ long		pk_fanmodes_original(struct pk_agent *a, struct pk_fan *f);
 void		pk_fanmodes_done(struct pk_agent *a, const bool *restored);
 void		pk_fanmodes_free(struct pk_agent *a);
 
-/* frames built from the current state (main.c) */
+/* messages built from the current state (frame.c) */
 char	   *pk_build_data(struct pk_agent *a, int64_t seq);
+char	   *pk_build_status(struct pk_agent *a);
 
-/* ---- link (link.c) ---- */
+/* ---- link (link.c, sync.c, enroll.c) ---- */
 int			pk_link_create(struct pk_agent *a);
 int			pk_link_run(struct pk_agent *a);
 int			pk_link_enroll(struct pk_agent *a);

@@ -1,6 +1,8 @@
 /*
- * link.c - the agent's side of the wire protocol (DESIGN.md), on a
- * libwebsockets client context, and the agent's timers.
+ * link.c - the agent's WebSocket link to the bridge (DESIGN.md): the
+ * libwebsockets client context, connecting with backoff, pacing what is
+ * written, reading and dispatching what the server sends, and the timers
+ * of the event loop (data ticks, pings, status, the simulator).
  *
  * WebSocket: GET /ws/agent?agent_id=ID with "Authorization: Bearer TOKEN".
  * Every data frame is kept in the resend buffer until an ack covers its
@@ -16,147 +18,34 @@
  * bucket at 80 % of that rate and lets a backlog drain no faster; data
  * waits (up to a second) for "connected" before the first write.
  *
- * HTTP fallback: after several failed handshakes in a row the link tries
- * POST /api/v1/agents/sync.  When that works it keeps syncing every update
- * interval (frames, command acks out; commands, config in) while still
- * trying the WebSocket with backoff, and stops syncing once a WebSocket is
- * up again.
- *
- * Enrollment: POST /api/v1/agents/register with the enrollment key, store
- * the token in a file only root can read.
+ * The HTTP fallback is in sync.c, enrollment in enroll.c, the HTTP client
+ * both use in http.c and the frames themselves are built in frame.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
+#include "link.h"
 
-#include "agent.h"
-
-/* Largest message we accept from the server. */
-#define RX_MAX (1024 * 1024)
-/* Largest HTTP response body we accept. */
-#define HTTP_RESP_MAX (4 * 1024 * 1024)
-/* Frames per sync request. */
-#define SYNC_BATCH 100
-/*
- * Bytes of frames per sync request, well under the bridge's default
- * --max-body (1 MiB); a 413 halves it until the server takes the batch.
- */
-#define SYNC_MAX_BYTES (512 * 1024)
-
-/* A message waiting to be written on the WebSocket (or synced). */
-struct out_msg
-{
-	struct out_msg *next;
-	char	   *text;			/* the whole message, or for acks the data object */
-	size_t		len;
-	bool		is_ack;			/* command_ack: survives disconnects */
-	bool		in_sync;		/* part of the sync request in flight */
-};
-
-/* One HTTP request (sync or register) and its response. */
-struct http_req
-{
-	struct pk_link *link;
-	struct lws *wsi;			/* the connection serving it */
-	char	   *path;			/* request path */
-	char	   *auth;			/* "Bearer ..." */
-	char	   *body;			/* request body */
-	size_t		body_len;
-	char	   *resp;			/* response body so far */
-	size_t		resp_len;
-	int			status;			/* HTTP status, 0 before headers */
-	bool		in_flight;		/* started, not finished */
-	int64_t		last_seq;		/* sync: highest seq in the request */
-	int64_t		seqs[SYNC_BATCH];	/* sync: seq of each frame sent, in order */
-	int			nseqs;
-	void		(*done) (struct http_req *r, bool ok);
-};
-
-struct pk_link
-{
-	struct pk_agent *a;
-	struct lws_context *ctx;
-	char	   *url_copy;		/* server_url, cut up by lws_parse_uri */
-	const char *host;			/* server host */
-	int			port;			/* server port */
-	bool		tls;			/* wss/https */
-	char	   *ws_path;		/* /ws/agent?agent_id=... */
-	char	   *http_base;		/* base path for /api/... */
-	char	   *auth;			/* "Bearer TOKEN" */
-	struct lws *ws;				/* WebSocket connection, connecting or up */
-	bool		ws_up;			/* handshake done */
-	int			attempt;		/* failed connects in a row (backoff) */
-	int			hs_failures;	/* failed handshakes in a row (fallback) */
-	bool		http_mode;		/* syncing over HTTP */
-	int64_t		last_rx_ms;		/* monotonic: last message from the server */
-	int64_t		last_contact_ms;	/* monotonic: last sign the server is there */
-	int64_t		sent_upto;		/* highest seq written on this connection */
-	int64_t		next_tick_ms;	/* monotonic: when the next data frame is due */
-	struct out_msg *q_head;		/* messages to write, oldest first */
-	struct out_msg *q_tail;
-	char	   *rx;				/* message being reassembled */
-	size_t		rx_len;
-	size_t		rx_cap;
-	unsigned char *tx;			/* LWS_PRE + message scratch */
-	size_t		tx_cap;
-	struct http_req sync;		/* the sync request */
-	struct http_req reg;		/* the enrollment request */
-	size_t		sync_max_bytes; /* frame bytes per sync request now */
-	bool		stopping;		/* leave the loop */
-	int			exit_code;		/* of pk_link_run */
-	uint64_t	bytes_out;		/* payload bytes written (WS + HTTP bodies) */
-	uint64_t	bytes_in;		/* payload bytes read */
-	double		rate_per_min;	/* our message budget, 0 = unlimited */
-	double		tokens;			/* messages we may send now */
-	int64_t		tokens_ms;		/* monotonic time tokens was computed */
-	bool		greeted;		/* "connected" seen on this connection */
-	size_t		max_message;	/* largest message the server takes, 0 = unknown */
-	int64_t		hold_until_ms;	/* wait for "connected" until then */
-	lws_sorted_usec_list_t sul_tick;	/* data frames */
-	lws_sorted_usec_list_t sul_ping;	/* keep-alive */
-	lws_sorted_usec_list_t sul_connect; /* reconnect after backoff */
-	lws_sorted_usec_list_t sul_sync;	/* HTTP fallback cadence */
-	lws_sorted_usec_list_t sul_sim; /* in-process simulator */
-	lws_sorted_usec_list_t sul_status;	/* status messages */
-	lws_sorted_usec_list_t sul_pace;	/* resume writing after pacing */
-};
-
-static volatile sig_atomic_t stop_signal;
+volatile sig_atomic_t link_stop_signal;
 static struct lws_context *signal_ctx;
 
 static int	ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 						void *in, size_t len);
-static int	http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-						  void *in, size_t len);
 static void connect_ws(lws_sorted_usec_list_t *sul);
 static void schedule_reconnect(struct pk_link *l, const char *why);
 static void on_tick(lws_sorted_usec_list_t *sul);
 static void on_ping(lws_sorted_usec_list_t *sul);
-static void on_sync_timer(lws_sorted_usec_list_t *sul);
 static void on_sim(lws_sorted_usec_list_t *sul);
 static void on_status(lws_sorted_usec_list_t *sul);
-static void start_sync(struct pk_link *l);
-static void sync_done(struct http_req *r, bool ok);
-static void register_done(struct http_req *r, bool ok);
-static int	http_start(struct pk_link *l, struct http_req *r);
 static void handle_message(struct pk_link *l, const char *text, size_t len);
-static void handle_command(struct pk_link *l, const cJSON *data);
-static void apply_config(struct pk_link *l, const cJSON *data);
-static int	queue_msg(struct pk_link *l, char *text, bool is_ack);
-static void queue_ack(struct pk_link *l, cJSON *ack);
 static void drop_volatile(struct pk_link *l);
-static void request_write(struct pk_link *l);
 static char *url_encode(const char *s);
-static int64_t usec(double seconds);
 
 static const struct lws_protocols protocols[] = {
 	{"pankha-agent", ws_callback, 0, 0, 0, NULL, 0},
@@ -177,8 +66,8 @@ static const struct lws_extension extensions[] = {
 	{NULL, NULL, NULL}
 };
 
-static int64_t
-usec(double seconds)
+int64_t
+link_usec(double seconds)
 {
 	return (int64_t) (seconds * LWS_US_PER_SEC);
 }
@@ -229,7 +118,7 @@ on_pace(lws_sorted_usec_list_t *sul)
 {
 	struct pk_link *l = lws_container_of(sul, struct pk_link, sul_pace);
 
-	request_write(l);
+	link_request_write(l);
 }
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
@@ -291,7 +180,7 @@ parse_url(const char *url, char **copy, const char **host, int *port, bool *tls,
 static void
 on_signal(int sig)
 {
-	stop_signal = sig;
+	link_stop_signal = sig;
 	if (signal_ctx)
 		lws_cancel_service(signal_ctx);
 }
@@ -360,16 +249,16 @@ pk_link_create(struct pk_agent *a)
 }
 
 /* Ask lws for a writable callback on the WebSocket when there is output. */
-static void
-request_write(struct pk_link *l)
+void
+link_request_write(struct pk_link *l)
 {
 	if (l->ws && l->ws_up)
 		lws_callback_on_writable(l->ws);
 }
 
 /* Append a message to the write queue (takes text); 0 on success. */
-static int
-queue_msg(struct pk_link *l, char *text, bool is_ack)
+int
+link_queue_msg(struct pk_link *l, char *text, bool is_ack)
 {
 	struct out_msg *m;
 
@@ -389,13 +278,13 @@ queue_msg(struct pk_link *l, char *text, bool is_ack)
 	else
 		l->q_head = m;
 	l->q_tail = m;
-	request_write(l);
+	link_request_write(l);
 	return 0;
 }
 
 /* Queue a command_ack's data object (consumes ack). */
-static void
-queue_ack(struct pk_link *l, cJSON *ack)
+void
+link_queue_ack(struct pk_link *l, cJSON *ack)
 {
 	char	   *text;
 
@@ -403,7 +292,7 @@ queue_ack(struct pk_link *l, cJSON *ack)
 		return;
 	text = cJSON_PrintUnformatted(ack);
 	cJSON_Delete(ack);
-	if (queue_msg(l, text, true) != 0)
+	if (link_queue_msg(l, text, true) != 0)
 		pk_log(PK_LOG_ERROR, "out of memory: a command_ack is lost (the server will redeliver)");
 }
 
@@ -431,8 +320,8 @@ drop_volatile(struct pk_link *l)
 }
 
 /* Remove one message from the queue. */
-static void
-unlink_msg(struct pk_link *l, struct out_msg *m)
+void
+link_unlink_msg(struct pk_link *l, struct out_msg *m)
 {
 	struct out_msg **pp = &l->q_head;
 
@@ -498,7 +387,7 @@ schedule_reconnect(struct pk_link *l, const char *why)
 	l->attempt++;
 	pk_log(l->attempt <= 1 ? PK_LOG_WARN : PK_LOG_INFO,
 		   "connection to %s:%d: %s; retrying in %.1f s", l->host, l->port, why, delay);
-	lws_sul_schedule(l->ctx, 0, &l->sul_connect, connect_ws, usec(delay));
+	lws_sul_schedule(l->ctx, 0, &l->sul_connect, connect_ws, link_usec(delay));
 }
 
 /* The WebSocket ended or never started: clean up and plan what is next. */
@@ -530,7 +419,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	{
 		l->hs_failures++;
 		if (l->hs_failures >= l->a->fallback_after && !l->http_mode && !l->sync.in_flight)
-			start_sync(l);
+			sync_start(l);
 	}
 	schedule_reconnect(l, why);
 }
@@ -559,9 +448,9 @@ on_established(struct pk_link *l, struct lws *wsi)
 	}
 	pk_log(PK_LOG_INFO, "connected to %s:%d as %s; re-sending %zu unacknowledged frame(s)",
 		   l->host, l->port, l->a->agent_id, l->a->buf.count);
-	lws_sul_schedule(l->ctx, 0, &l->sul_ping, on_ping, usec(l->a->ping_interval));
+	lws_sul_schedule(l->ctx, 0, &l->sul_ping, on_ping, link_usec(l->a->ping_interval));
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, on_status, 0);
-	request_write(l);
+	link_request_write(l);
 }
 
 /* Write one message: queued messages first, then buffered frames. */
@@ -625,7 +514,7 @@ write_next(struct pk_link *l, struct lws *wsi)
 		return -1;
 	l->bytes_out += (uint64_t) n;
 	if (m)
-		unlink_msg(l, m);
+		link_unlink_msg(l, m);
 	else
 		l->sent_upto = f->seq;
 	/* More to go? */
@@ -729,8 +618,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
 }
 
 /* Apply a config_update data object (and ack it if it carries a command_id). */
-static void
-apply_config(struct pk_link *l, const cJSON *data)
+void
+link_apply_config(struct pk_link *l, const cJSON *data)
 {
 	struct pk_agent *a = l->a;
 	char		err[256];
@@ -769,16 +658,16 @@ apply_config(struct pk_link *l, const cJSON *data)
 			(rc == 0 ? cJSON_AddNullToObject(ack, "error") != NULL :
 			 cJSON_AddStringToObject(ack, "error", err) != NULL) &&
 			cJSON_AddStringToObject(ack, "timestamp", ts))
-			queue_ack(l, ack);
+			link_queue_ack(l, ack);
 		else
 			cJSON_Delete(ack);
 	}
 }
 
-static void
-handle_command(struct pk_link *l, const cJSON *data)
+void
+link_handle_command(struct pk_link *l, const cJSON *data)
 {
-	queue_ack(l, pk_command_handle(l->a, data));
+	link_queue_ack(l, pk_command_handle(l->a, data));
 }
 
 /* One message from the server. */
@@ -814,14 +703,14 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 	else if (strcmp(type->valuestring, "command") == 0)
 	{
 		if (cJSON_IsObject(data))
-			handle_command(l, data);
+			link_handle_command(l, data);
 		else
 			pk_log(PK_LOG_WARN, "ignoring a command without a data object");
 	}
 	else if (strcmp(type->valuestring, "config_update") == 0)
 	{
 		if (cJSON_IsObject(data))
-			apply_config(l, data);
+			link_apply_config(l, data);
 	}
 	else if (strcmp(type->valuestring, "connected") == 0)
 	{
@@ -843,7 +732,7 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 			l->rate_per_min = 0;	/* the server sets no limit */
 		pk_log(PK_LOG_DEBUG, "server says connected (message budget %g/min)", l->rate_per_min);
 		l->greeted = true;
-		request_write(l);
+		link_request_write(l);
 	}
 	else if (strcmp(type->valuestring, "pong") == 0)
 		;
@@ -887,32 +776,23 @@ on_ping(lws_sorted_usec_list_t *sul)
 		lws_set_timeout(l->ws, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
-	queue_msg(l, strdup("{\"type\":\"ping\"}"), false);
-	lws_sul_schedule(l->ctx, 0, &l->sul_ping, on_ping, usec(l->a->ping_interval));
+	link_queue_msg(l, strdup("{\"type\":\"ping\"}"), false);
+	lws_sul_schedule(l->ctx, 0, &l->sul_ping, on_ping, link_usec(l->a->ping_interval));
 }
 
-/* {"type":"status",...}: uptime, memory and buffer figures. */
+/* {"type":"status",...} every status interval (built in frame.c). */
 static void
 on_status(lws_sorted_usec_list_t *sul)
 {
 	struct pk_link *l = lws_container_of(sul, struct pk_link, sul_status);
-	struct pk_agent *a = l->a;
-	char	   *text = NULL;
-	long		rss = pk_self_rss_kb("/proc");
-	int			n;
+	char	   *text;
 
 	if (!l->ws_up)
 		return;
-	n = asprintf(&text, "{\"type\":\"status\",\"data\":{\"uptime_seconds\":%" PRId64
-				 ",\"memory_usage_mb\":%.1f,\"agent_version\":\"%s\",\"buffered_frames\":%zu,"
-				 "\"dropped_frames\":%" PRIu64 ",\"fan_overrides\":%lu,\"emergency\":%s,"
-				 "\"failsafe\":%s}}",
-				 (pk_mono_ms() - a->started_ms) / 1000, rss > 0 ? rss / 1024.0 : 0,
-				 PK_AGENT_VERSION, a->buf.count, a->buf.dropped, a->reasserts,
-				 a->emergency || a->emergency_stop ? "true" : "false", a->failsafe ? "true" : "false");
-	if (n > 0)
-		queue_msg(l, text, false);
-	lws_sul_schedule(l->ctx, 0, &l->sul_status, on_status, usec(a->status_interval));
+	text = pk_build_status(l->a);
+	if (text)
+		link_queue_msg(l, text, false);
+	lws_sul_schedule(l->ctx, 0, &l->sul_status, on_status, link_usec(l->a->status_interval));
 }
 
 /* Every update interval: control tick, host figures, one data frame. */
@@ -932,7 +812,7 @@ on_tick(lws_sorted_usec_list_t *sul)
 	json = pk_build_data(a, seq);
 	if (!json || pk_buffer_push(&a->buf, seq, json) != 0)
 		pk_log(PK_LOG_ERROR, "out of memory: frame %" PRId64 " not buffered", seq);
-	request_write(l);
+	link_request_write(l);
 	/* Keep a steady cadence; skip ticks rather than bunch them after a stall. */
 	l->next_tick_ms += step;
 	if (l->next_tick_ms <= now)
@@ -947,597 +827,6 @@ on_sim(lws_sorted_usec_list_t *sul)
 
 	pk_sim_step(l->a->sim, 1.0);
 	lws_sul_schedule(l->ctx, 0, &l->sul_sim, on_sim, LWS_US_PER_SEC);
-}
-
-static double
-round1(double v)
-{
-	return (double) pk_round(v * 10) / 10;
-}
-
-/*
- * The protocol's fan status words are ok, warning, critical, error,
- * failed, stalled, stopped and unknown; map the agent's own to them (the
- * details are in the log and the status message).
- */
-static const char *
-wire_status(const char *status)
-{
-	static const struct
-	{
-		const char *ours;
-		const char *wire;
-	}			map[] = {
-		{"ok", "ok"}, {"auto", "ok"}, {"emergency", "critical"}, {"emergency_stop", "warning"},
-		{"failsafe", "warning"}, {"reasserted", "warning"}, {"error", "error"},
-		{"stalled", "stalled"}, {"stopped", "stopped"},
-	};
-
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(status, map[i].ours) == 0)
-			return map[i].wire;
-	return "unknown";
-}
-
-/* Build the data object of one frame from the current readings. */
-char *
-pk_build_data(struct pk_agent *a, int64_t seq)
-{
-	cJSON	   *d = cJSON_CreateObject();
-	cJSON	   *sensors,
-			   *fans,
-			   *health;
-	char	   *out = NULL;
-	bool		ok;
-
-	if (!d)
-		return NULL;
-	ok = cJSON_AddStringToObject(d, "agentId", a->agent_id) &&
-		cJSON_AddNumberToObject(d, "timestamp", (double) pk_now_ms()) &&
-		cJSON_AddNumberToObject(d, "seq", (double) seq) &&
-		(sensors = cJSON_AddArrayToObject(d, "sensors")) != NULL &&
-		(fans = cJSON_AddArrayToObject(d, "fans")) != NULL &&
-		(health = cJSON_AddObjectToObject(d, "systemHealth")) != NULL;
-	for (int i = 0; ok && i < a->hw.nsensors; i++)
-	{
-		struct pk_sensor *s = &a->hw.sensors[i];
-		cJSON	   *o;
-
-		if (!s->valid)
-			continue;
-		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(sensors, o) &&
-			cJSON_AddStringToObject(o, "id", s->id) &&
-			cJSON_AddNumberToObject(o, "temperature", round1(s->temp)) &&
-			cJSON_AddStringToObject(o, "type", s->kind) &&
-			(!s->has_max || cJSON_AddNumberToObject(o, "max_temp", round1(s->max_temp))) &&
-			(!s->has_crit || cJSON_AddNumberToObject(o, "crit_temp", round1(s->crit_temp)));
-	}
-	for (int i = 0; ok && i < a->hw.nfans; i++)
-	{
-		struct pk_fan *f = &a->hw.fans[i];
-		double		speed = f->pwm >= 0 ? (double) pk_round(f->pwm * 100.0 / 255.0) : 0;
-		const char *status = f->status;
-		cJSON	   *o;
-
-		if (f->pwm > 25 && f->rpm_path && f->rpm == 0)
-			status = "stalled";
-		else if (f->pwm == 0 && f->rpm_path && f->rpm == 0)
-			status = "stopped";
-		status = wire_status(status);
-		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(fans, o) &&
-			cJSON_AddStringToObject(o, "id", f->id) &&
-			cJSON_AddNumberToObject(o, "speed", speed) &&
-			cJSON_AddNumberToObject(o, "rpm", (double) f->rpm) &&
-			cJSON_AddNumberToObject(o, "targetSpeed", f->target >= 0 ? round1(f->target) : speed) &&
-			cJSON_AddStringToObject(o, "status", status);
-	}
-	if (ok)
-	{
-		struct pk_proc *p = &a->proc;
-
-		ok = (p->cpu_usage < 0 || cJSON_AddNumberToObject(health, "cpuUsage", round1(p->cpu_usage))) &&
-			(p->mem_usage < 0 || cJSON_AddNumberToObject(health, "memoryUsage", round1(p->mem_usage))) &&
-			cJSON_AddNumberToObject(health, "agentUptime", (double) ((pk_mono_ms() - a->started_ms) / 1000)) &&
-			(p->disk_usage < 0 || cJSON_AddNumberToObject(health, "diskUsage", round1(p->disk_usage))) &&
-			(p->rx_rate < 0 || cJSON_AddNumberToObject(health, "netRxBytesPerSec", (double) pk_round(p->rx_rate))) &&
-			(p->tx_rate < 0 || cJSON_AddNumberToObject(health, "netTxBytesPerSec", (double) pk_round(p->tx_rate))) &&
-			(p->load1 < 0 || cJSON_AddNumberToObject(health, "load1", p->load1));
-	}
-	if (ok)
-		out = cJSON_PrintUnformatted(d);
-	cJSON_Delete(d);
-	return out;
-}
-
-/* ---- HTTP ---- */
-
-static void
-http_finish(struct http_req *r, bool ok)
-{
-	if (!r->in_flight)
-		return;
-	r->in_flight = false;
-	r->wsi = NULL;
-	if (r->resp)
-		r->resp[r->resp_len] = '\0';
-	r->done(r, ok);
-}
-
-static int
-http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
-{
-	struct http_req *r = lws_get_opaque_user_data(wsi);
-
-	if (!r || r->wsi != wsi)
-		return 0;
-	switch (reason)
-	{
-		case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-			{
-				unsigned char **p = (unsigned char **) in,
-						   *end = (*p) + len;
-				char		clen[24];
-
-				snprintf(clen, sizeof(clen), "%zu", r->body_len);
-				if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
-												 (const unsigned char *) r->auth,
-												 (int) strlen(r->auth), p, end) ||
-					lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-												 (const unsigned char *) "application/json", 16, p, end) ||
-					lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-												 (const unsigned char *) clen, (int) strlen(clen), p, end))
-					return -1;
-				lws_client_http_body_pending(wsi, 1);
-				lws_callback_on_writable(wsi);
-				break;
-			}
-		case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
-			{
-				unsigned char *buf = malloc(LWS_PRE + r->body_len);
-				int			n;
-
-				if (!buf)
-					return -1;
-				memcpy(buf + LWS_PRE, r->body, r->body_len);
-				lws_client_http_body_pending(wsi, 0);
-				n = lws_write(wsi, buf + LWS_PRE, r->body_len, LWS_WRITE_HTTP_FINAL);
-				free(buf);
-				if (n < (int) r->body_len)
-					return -1;
-				r->link->bytes_out += r->body_len;
-				break;
-			}
-		case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-			r->status = (int) lws_http_client_http_response(wsi);
-			break;
-		case LWS_CALLBACK_RECEIVE_CLIENT_HTTP:
-			{
-				char		buffer[4096 + LWS_PRE];
-				char	   *px = buffer + LWS_PRE;
-				int			lenx = sizeof(buffer) - LWS_PRE;
-
-				if (lws_http_client_read(wsi, &px, &lenx) < 0)
-					return -1;
-				break;
-			}
-		case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-			{
-				char	   *nb;
-
-				if (r->resp_len + len + 1 > HTTP_RESP_MAX)
-				{
-					pk_log(PK_LOG_WARN, "HTTP response over %d bytes: dropped", HTTP_RESP_MAX);
-					http_finish(r, false);
-					return -1;
-				}
-				nb = realloc(r->resp, r->resp_len + len + 1);
-				if (!nb)
-				{
-					http_finish(r, false);
-					return -1;
-				}
-				r->resp = nb;
-				memcpy(r->resp + r->resp_len, in, len);
-				r->resp_len += len;
-				r->link->bytes_in += len;
-				break;
-			}
-		case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-			http_finish(r, true);
-			return -1;			/* one request per connection */
-		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-			pk_log(PK_LOG_DEBUG, "HTTP %s: %s", r->path, in ? (const char *) in : "connection failed");
-			http_finish(r, false);
-			break;
-		case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-			http_finish(r, r->status != 0 && r->resp_len > 0);
-			break;
-		default:
-			break;
-	}
-	(void) user;
-	return 0;
-}
-
-/* Start r (path, auth, body set); 0 when it is on its way. */
-static int
-http_start(struct pk_link *l, struct http_req *r)
-{
-	struct lws_client_connect_info i;
-
-	memset(&i, 0, sizeof(i));
-	free(r->resp);
-	r->resp = NULL;
-	r->resp_len = 0;
-	r->status = 0;
-	r->in_flight = true;
-	i.context = l->ctx;
-	i.address = l->host;
-	i.port = l->port;
-	i.path = r->path;
-	i.host = l->host;
-	i.origin = l->host;
-	i.method = "POST";
-	i.alpn = "http/1.1";
-	i.local_protocol_name = "pankha-http";
-	i.opaque_user_data = r;
-	i.pwsi = &r->wsi;
-	if (l->tls)
-	{
-		i.ssl_connection = LCCSCF_USE_SSL;
-		if (l->a->insecure)
-			i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-				LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-	}
-	if (!lws_client_connect_via_info(&i))
-	{
-		r->in_flight = false;
-		r->wsi = NULL;
-		return -1;
-	}
-	return 0;
-}
-
-/* Append to a growing string; false when out of memory. */
-static bool
-sb_add(char **s, size_t *len, size_t *cap, const char *add, size_t n)
-{
-	if (*len + n + 1 > *cap)
-	{
-		size_t		nc = (*len + n + 1) * 2;
-		char	   *nb = realloc(*s, nc);
-
-		if (!nb)
-			return false;
-		*s = nb;
-		*cap = nc;
-	}
-	memcpy(*s + *len, add, n);
-	*len += n;
-	(*s)[*len] = '\0';
-	return true;
-}
-
-/* Send buffered frames and pending acks by POST /api/v1/agents/sync. */
-static void
-start_sync(struct pk_link *l)
-{
-	struct http_req *r = &l->sync;
-	struct pk_agent *a = l->a;
-	char	   *body = NULL,
-			   *id;
-	size_t		len = 0,
-				cap = 0;
-	cJSON	   *idj = cJSON_CreateString(a->agent_id);
-	bool		ok;
-	size_t		nframes = 0;
-	int			nacks = 0;
-
-	if (r->in_flight || l->stopping)
-		return;
-	id = idj ? cJSON_PrintUnformatted(idj) : NULL;
-	cJSON_Delete(idj);
-	ok = id && sb_add(&body, &len, &cap, "{\"agent_id\":", 12) && sb_add(&body, &len, &cap, id, strlen(id)) &&
-		sb_add(&body, &len, &cap, ",\"frames\":[", 11);
-	free(id);
-	r->last_seq = -1;
-	r->nseqs = 0;
-	if (!l->sync_max_bytes)
-		l->sync_max_bytes = SYNC_MAX_BYTES;
-	for (size_t i = 0, bytes = 0; ok && i < a->buf.count && nframes < SYNC_BATCH; i++)
-	{
-		const struct pk_frame *f = pk_buffer_at(&a->buf, i);
-
-		/* At least one frame, so that a batch always moves on. */
-		if (nframes > 0 && bytes + f->len + 1 > l->sync_max_bytes)
-			break;
-		bytes += f->len + 1;
-
-		ok = (nframes == 0 || sb_add(&body, &len, &cap, ",", 1)) &&
-			sb_add(&body, &len, &cap, f->json, f->len);
-		r->last_seq = f->seq;
-		r->seqs[r->nseqs++] = f->seq;
-		nframes++;
-	}
-	ok = ok && sb_add(&body, &len, &cap, "],\"acks\":[", 10);
-	for (struct out_msg *m = l->q_head; ok && m; m = m->next)
-	{
-		if (!m->is_ack)
-			continue;
-		ok = (nacks == 0 || sb_add(&body, &len, &cap, ",", 1)) && sb_add(&body, &len, &cap, m->text, m->len);
-		m->in_sync = true;
-		nacks++;
-	}
-	ok = ok && sb_add(&body, &len, &cap, "]}", 2);
-	if (!ok)
-	{
-		pk_log(PK_LOG_ERROR, "out of memory building a sync request");
-		free(body);
-		for (struct out_msg *m = l->q_head; m; m = m->next)
-			m->in_sync = false;
-		return;
-	}
-	free(r->body);
-	r->body = body;
-	r->body_len = len;
-	r->done = sync_done;
-	pk_log(PK_LOG_DEBUG, "sync: %zu frame(s), %d ack(s)", nframes, nacks);
-	if (http_start(l, r) != 0)
-		sync_done(r, false);
-}
-
-static void
-on_sync_timer(lws_sorted_usec_list_t *sul)
-{
-	struct pk_link *l = lws_container_of(sul, struct pk_link, sul_sync);
-
-	if (l->http_mode && !l->ws_up)
-		start_sync(l);
-}
-
-/*
- * The highest seq the sync stored for good.  The answer has one outcome
- * per frame ({"stored"} or {"sqlstate","error"}); a frame refused as
- * invalid will never be stored and is logged and passed over, but one that
- * failed for a passing reason (connection, serialization, resources) is
- * sent again, with everything after it.
- */
-static int64_t
-sync_stored_upto(struct http_req *r, const cJSON *results)
-{
-	int			i = 0;
-	const cJSON *res;
-
-	if (!cJSON_IsArray(results))
-		return r->last_seq;
-	cJSON_ArrayForEach(res, results)
-	{
-		const cJSON *state = cJSON_GetObjectItemCaseSensitive(res, "sqlstate");
-		const cJSON *error = cJSON_GetObjectItemCaseSensitive(res, "error");
-
-		if (i >= r->nseqs)
-			break;
-		if (cJSON_IsString(state))
-		{
-			const char *s = state->valuestring;
-			bool		transient = !strncmp(s, "08", 2) || !strncmp(s, "40", 2) ||
-				!strncmp(s, "53", 2) || !strncmp(s, "57", 2) || !strncmp(s, "58", 2);
-
-			pk_log(PK_LOG_WARN, "sync: frame seq %" PRId64 " not stored (%s: %s)%s", r->seqs[i], s,
-				   cJSON_IsString(error) ? error->valuestring : "", transient ? "; sending it again" : "");
-			if (transient)
-				return i > 0 ? r->seqs[i - 1] : -1;
-		}
-		i++;
-	}
-	return r->last_seq;
-}
-
-/* Work through a sync response: acks, commands, config. */
-static void
-sync_done(struct http_req *r, bool ok)
-{
-	struct pk_link *l = r->link;
-	cJSON	   *resp = NULL;
-	const cJSON *cmds,
-			   *config,
-			   *c;
-	struct out_msg *m,
-			   *next;
-
-	if (ok && r->status == 413 && r->nseqs > 0)
-	{
-		/*
-		 * Over the server's body limit: send fewer frames at a time, and
-		 * drop a frame that is too large alone, or the fallback would
-		 * send the same refused batch for ever (review L5).
-		 */
-		for (m = l->q_head; m; m = m->next)
-			m->in_sync = false;
-		if (r->nseqs > 1)
-		{
-			l->sync_max_bytes = r->body_len / 2 > 1 ? r->body_len / 2 : 1;
-			pk_log(PK_LOG_WARN, "sync: %d frames in %zu bytes are over the server's body limit; "
-				   "sending at most %zu bytes at a time", r->nseqs, r->body_len, l->sync_max_bytes);
-		}
-		else
-		{
-			pk_log(PK_LOG_ERROR, "sync: frame seq %" PRId64 " alone (%zu bytes) is over the server's "
-				   "body limit: dropped", r->seqs[0], r->body_len);
-			pk_buffer_ack(&l->a->buf, r->seqs[0]);
-			l->a->buf.dropped++;
-		}
-		if (l->http_mode && !l->ws_up && !l->stopping)
-			lws_sul_schedule(l->ctx, 0, &l->sul_sync, on_sync_timer, 0);
-		return;
-	}
-	ok = ok && r->status == 200;
-	if (ok)
-	{
-		resp = cJSON_ParseWithLength(r->resp ? r->resp : "", r->resp_len);
-		ok = cJSON_IsObject(resp);
-	}
-	for (m = l->q_head; m; m = next)
-	{
-		next = m->next;
-		if (m->in_sync && ok)
-			unlink_msg(l, m);
-		else
-			m->in_sync = false;
-	}
-	if (!ok)
-	{
-		cJSON_Delete(resp);
-		if (r->status == 401 || r->status == 403)
-			pk_log(PK_LOG_ERROR, "sync refused (HTTP %d): check the agent id and token", r->status);
-		if (l->http_mode)
-			pk_log(PK_LOG_WARN, "HTTP sync failed (status %d); retrying", r->status);
-		else
-			pk_log(PK_LOG_INFO, "HTTP sync fallback not available (status %d)", r->status);
-		if (l->http_mode && !l->stopping)
-			lws_sul_schedule(l->ctx, 0, &l->sul_sync, on_sync_timer,
-							 usec(l->a->settings.update_interval));
-		return;
-	}
-	l->last_contact_ms = pk_mono_ms();
-	if (!l->http_mode && !l->ws_up)
-	{
-		pk_log(PK_LOG_WARN, "WebSocket handshakes keep failing but HTTP works: "
-			   "syncing over HTTP while retrying the WebSocket");
-		l->http_mode = true;
-	}
-	if (r->last_seq >= 0)
-		pk_buffer_ack(&l->a->buf, sync_stored_upto(r, cJSON_GetObjectItemCaseSensitive(resp, "frames")));
-	cmds = cJSON_GetObjectItemCaseSensitive(resp, "commands");
-	if (cJSON_IsArray(cmds))
-		cJSON_ArrayForEach(c, cmds)
-	{
-		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "data");
-
-		handle_command(l, cJSON_IsObject(d) ? d : c);
-	}
-	config = cJSON_GetObjectItemCaseSensitive(resp, "config");
-	if (cJSON_IsObject(config))
-		apply_config(l, config);
-	cJSON_Delete(resp);
-	if (l->http_mode && !l->ws_up && !l->stopping)
-	{
-		bool		more = l->a->buf.count > 0 && pk_buffer_after(&l->a->buf, r->last_seq);
-		bool		acks = false;
-
-		for (m = l->q_head; m; m = m->next)
-			acks |= m->is_ack;
-		lws_sul_schedule(l->ctx, 0, &l->sul_sync, on_sync_timer,
-						 more || acks ? 0 : usec(l->a->settings.update_interval));
-	}
-}
-
-/* Store the token from a register response. */
-static void
-register_done(struct http_req *r, bool ok)
-{
-	struct pk_link *l = r->link;
-	struct pk_agent *a = l->a;
-	cJSON	   *resp = ok ? cJSON_ParseWithLength(r->resp ? r->resp : "", r->resp_len) : NULL;
-	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(resp, "token");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(resp, "agent_id");
-	int			fd;
-	size_t		tl;
-
-	l->stopping = true;
-	l->exit_code = 1;
-	lws_cancel_service(l->ctx);
-	if (!ok || (r->status != 200 && r->status != 201))
-	{
-		pk_log(PK_LOG_ERROR, "enrollment failed: %s%d %.200s", ok ? "HTTP " : "no answer, status ",
-			   r->status, r->resp ? r->resp : "");
-		cJSON_Delete(resp);
-		return;
-	}
-	if (!cJSON_IsString(tok) || !tok->valuestring[0])
-	{
-		pk_log(PK_LOG_ERROR, "enrollment answer has no token");
-		cJSON_Delete(resp);
-		return;
-	}
-	/* Only the owner (root for the system service) may read the token. */
-	fd = open(a->token_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == ENOENT && strrchr(a->token_file, '/'))
-	{
-		/* First enrollment on this host: create /etc/pankha (or the like). */
-		char	   *dir = strdup(a->token_file);
-
-		if (dir)
-		{
-			*strrchr(dir, '/') = '\0';
-			if (*dir && mkdir(dir, 0755) == 0)
-				fd = open(a->token_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-			free(dir);
-		}
-	}
-	tl = strlen(tok->valuestring);
-	if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, tok->valuestring, tl) != (ssize_t) tl ||
-		write(fd, "\n", 1) != 1 || fsync(fd) != 0)
-	{
-		pk_log(PK_LOG_ERROR, "cannot write the token to %s: %s", a->token_file, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		cJSON_Delete(resp);
-		return;
-	}
-	close(fd);
-	pk_log(PK_LOG_INFO, "enrolled as %s; token stored in %s",
-		   cJSON_IsString(id) ? id->valuestring : a->agent_id, a->token_file);
-	cJSON_Delete(resp);
-	l->exit_code = 0;
-}
-
-/* Register with --enroll/--enrollment-key and store the token. */
-int
-pk_link_enroll(struct pk_agent *a)
-{
-	struct pk_link *l = a->link;
-	struct http_req *r = &l->reg;
-	cJSON	   *body = cJSON_CreateObject(),
-			   *caps;
-	char		host[256] = "";
-	size_t		n;
-
-	gethostname(host, sizeof(host) - 1);
-	caps = cJSON_AddObjectToObject(body, "capabilities");
-	if (!body || !caps || !cJSON_AddStringToObject(body, "agent_id", a->agent_id) ||
-		!cJSON_AddStringToObject(body, "name", a->agent_name ? a->agent_name : a->agent_id) ||
-		!cJSON_AddStringToObject(body, "hostname", host) ||
-		!cJSON_AddNumberToObject(caps, "sensors", a->hw.nsensors) ||
-		!cJSON_AddNumberToObject(caps, "fans", a->hw.nfans) ||
-		!cJSON_AddBoolToObject(caps, "fan_control", true) ||
-		!cJSON_AddStringToObject(caps, "agent_version", PK_AGENT_VERSION))
-	{
-		cJSON_Delete(body);
-		return -1;
-	}
-	r->body = cJSON_PrintUnformatted(body);
-	cJSON_Delete(body);
-	n = strlen(a->enrollment_key) + 8;
-	r->auth = malloc(n);
-	n = strlen(l->http_base) + 32;
-	r->path = malloc(n);
-	if (!r->body || !r->auth || !r->path)
-		return -1;
-	snprintf(r->auth, strlen(a->enrollment_key) + 8, "Bearer %s", a->enrollment_key);
-	snprintf(r->path, n, "%s/api/v1/agents/register", l->http_base);
-	r->body_len = strlen(r->body);
-	r->done = register_done;
-	l->exit_code = 1;
-	if (http_start(l, r) != 0)
-	{
-		pk_log(PK_LOG_ERROR, "cannot connect to %s:%d", l->host, l->port);
-		return -1;
-	}
-	while (!l->stopping && !stop_signal)
-		if (lws_service(l->ctx, 0) < 0)
-			break;
-	return l->exit_code;
 }
 
 /* Run the agent until SIGTERM/SIGINT; returns the exit status. */
@@ -1571,12 +860,12 @@ pk_link_run(struct pk_agent *a)
 	if (a->sim)
 		lws_sul_schedule(l->ctx, 0, &l->sul_sim, on_sim, LWS_US_PER_SEC);
 
-	while (!stop_signal && !l->stopping)
+	while (!link_stop_signal && !l->stopping)
 		if (lws_service(l->ctx, 0) < 0)
 			break;
 	l->stopping = true;
-	if (stop_signal)
-		pk_log(PK_LOG_INFO, "signal %d: stopping", (int) stop_signal);
+	if (link_stop_signal)
+		pk_log(PK_LOG_INFO, "signal %d: stopping", (int) link_stop_signal);
 	pk_log(PK_LOG_INFO, "wire totals: %" PRIu64 " bytes out, %" PRIu64 " bytes in",
 		   l->bytes_out, l->bytes_in);
 	return 0;
@@ -1607,7 +896,7 @@ pk_link_destroy(struct pk_agent *a)
 	if (l->ctx)
 		lws_context_destroy(l->ctx);
 	while (l->q_head)
-		unlink_msg(l, l->q_head);
+		link_unlink_msg(l, l->q_head);
 	free(l->url_copy);
 	free(l->ws_path);
 	free(l->http_base);

@@ -30,7 +30,7 @@ enum opt_id
 	OPT_BUFFER_MAX_BYTES, OPT_BUFFER_FILE, OPT_FAILSAFE_GRACE, OPT_FAILSAFE_SPEED,
 	OPT_EMERGENCY_TEMP, OPT_PING_INTERVAL, OPT_RECONNECT_MIN, OPT_RECONNECT_MAX,
 	OPT_FALLBACK_AFTER, OPT_STATUS_INTERVAL, OPT_ENROLL, OPT_ENROLLMENT_KEY, OPT_SIMULATE,
-	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_STATE_DIR, OPT_MIN_SPEED, OPT_HELP,
+	OPT_SIMULATE_ONLY, OPT_SIM_ONCE, OPT_SIM_SEED, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_STATE_DIR, OPT_MIN_SPEED, OPT_ENROLLMENT_KEY_FILE, OPT_HELP,
 	OPT_VERSION
 };
 
@@ -49,7 +49,7 @@ static const struct opt_def opt_defs[] = {
 	{"server", OPT_SERVER, true, "ws://127.0.0.1:8080", "bridge URL (ws:// or wss://)"},
 	{"agent-id", OPT_AGENT_ID, true, "the host name", "this agent's id (1-64 bytes)"},
 	{"name", OPT_NAME, true, "the agent id", "display name sent at enrollment"},
-	{"token", OPT_TOKEN, true, "none", "agent bearer token (prefer --token-file)"},
+	{"token", OPT_TOKEN, true, "none", "agent bearer token; visible in ps on the command line: use --token-file"},
 	{"token-file", OPT_TOKEN_FILE, true, "/etc/pankha/agent.token", "file holding the token"},
 	{"ca-file", OPT_CA_FILE, true, "system CAs", "CA bundle to verify the server (wss)"},
 	{"insecure", OPT_INSECURE, false, "off", "skip TLS certificate verification"},
@@ -73,7 +73,8 @@ static const struct opt_def opt_defs[] = {
 	{"deflate", OPT_DEFLATE, true, "off", "offer permessage-deflate (on/off); lws 4.1's inflater is unsafe, see README"},
 	{"status-interval", OPT_STATUS_INTERVAL, true, "60", "seconds between status messages"},
 	{"enroll", OPT_ENROLL, true, "none", "register at this bridge URL, store the token, exit"},
-	{"enrollment-key", OPT_ENROLLMENT_KEY, true, "none", "enrollment key for --enroll"},
+	{"enrollment-key", OPT_ENROLLMENT_KEY, true, "none", "enrollment key for --enroll (use --enrollment-key-file)"},
+	{"enrollment-key-file", OPT_ENROLLMENT_KEY_FILE, true, "none", "file holding the enrollment key"},
 	{"simulate", OPT_SIMULATE, true, "none", "simulate a machine in this directory and monitor it"},
 	{"simulate-only", OPT_SIMULATE_ONLY, false, "off", "with --simulate: only run the simulator"},
 	{"sim-once", OPT_SIM_ONCE, false, "off", "with --simulate-only: write the tree and exit"},
@@ -113,8 +114,8 @@ usage(FILE *out)
 	}
 	fprintf(out, "\nExamples:\n"
 			"  pankha-agent --server ws://bridge:8080 --agent-id host1 --token-file /etc/pankha/agent.token\n"
-			"  pankha-agent --enroll http://bridge:8080 --enrollment-key KEY --agent-id host1\n"
-			"  pankha-agent --simulate /tmp/fake --server ws://127.0.0.1:8080 --agent-id sim1 --token T\n");
+			"  pankha-agent --enroll http://bridge:8080 --enrollment-key-file /root/key --agent-id host1\n"
+			"  pankha-agent --simulate /tmp/fake --server ws://127.0.0.1:8080 --agent-id sim1 --token-file T\n");
 }
 
 static int
@@ -261,6 +262,8 @@ set_option(struct pk_agent *a, const struct opt_def *o, const char *v)
 			return set_string(&a->enroll_url, v);
 		case OPT_ENROLLMENT_KEY:
 			return set_string(&a->enrollment_key, v);
+		case OPT_ENROLLMENT_KEY_FILE:
+			return set_string(&a->enrollment_key_file, v);
 		case OPT_SIMULATE:
 			return set_string(&a->simulate_dir, v);
 		case OPT_SIMULATE_ONLY:
@@ -366,6 +369,64 @@ env_name(char *out, size_t len, const char *name)
 	out[n] = '\0';
 }
 
+/*
+ * Secrets on the command line are readable by every user of the host (ps,
+ * /proc/PID/cmdline; review L11).  They still work, for compatibility, but
+ * the agent says so and overwrites them in its argv as soon as it has
+ * copied them, which shortens the time they show.  Files are the way:
+ * --token-file, --enrollment-key-file (or a line in the config file).
+ */
+static void
+hide_secrets(int argc, char **argv)
+{
+	static const char *const secret[] = {"--token", "--enrollment-key"};
+
+	for (int i = 1; i < argc; i++)
+		for (size_t k = 0; k < sizeof(secret) / sizeof(secret[0]); k++)
+		{
+			size_t		n = strlen(secret[k]);
+			char	   *value = NULL;
+
+			if (strncmp(argv[i], secret[k], n) != 0)
+				continue;
+			if (argv[i][n] == '=')
+				value = argv[i] + n + 1;
+			else if (argv[i][n] == '\0' && i + 1 < argc)
+				value = argv[i + 1];
+			else
+				continue;
+			pk_log(PK_LOG_WARN, "%s on the command line can be read by every user of this host; "
+				   "use %s-file", secret[k], secret[k]);
+			for (char *c = value; *c; c++)
+				*c = 'x';
+		}
+}
+
+/* Read a one-line secret file into *out; -1 (message printed) on error. */
+static int
+read_secret_file(const char *what, const char *path, char **out)
+{
+	char	   *text = pk_read_text(path, 4096, NULL);
+	size_t		n;
+
+	if (!text)
+	{
+		fprintf(stderr, "pankha-agent: cannot read the %s from %s: %s\n", what, path, strerror(errno));
+		return -1;
+	}
+	n = strcspn(text, "\r\n");
+	text[n] = '\0';
+	if (n == 0)
+	{
+		fprintf(stderr, "pankha-agent: %s file %s is empty\n", what, path);
+		free(text);
+		return -1;
+	}
+	free(*out);
+	*out = text;
+	return 0;
+}
+
 /* Defaults, then config file, environment and flags; 0 ok, 1 error, 2 exit 0. */
 static int
 configure(struct pk_agent *a, int argc, char **argv)
@@ -469,6 +530,19 @@ configure(struct pk_agent *a, int argc, char **argv)
 	{
 		fprintf(stderr, "pankha-agent: unexpected argument \"%s\"\n", argv[optind]);
 		return 1;
+	}
+	hide_secrets(argc, argv);
+	{
+		char		env[64];
+
+		env_name(env, sizeof(env), "token");
+		if (getenv(env))
+			pk_log(PK_LOG_WARN, "the token comes from %s, which the service manager may show; "
+				   "prefer --token-file", env);
+		env_name(env, sizeof(env), "enrollment-key");
+		if (getenv(env))
+			pk_log(PK_LOG_WARN, "the enrollment key comes from %s, which the service manager may show; "
+				   "prefer --enrollment-key-file", env);
 	}
 	if (a->reconnect_max < a->reconnect_min)
 	{
@@ -579,9 +653,12 @@ main(int argc, char **argv)
 		if (a->state_dir && strcmp(a->state_dir, "/var/lib/pankha") == 0)
 			set_string(&a->state_dir, a->simulate_dir);
 	}
+	if (a->enrollment_key_file &&
+		read_secret_file("enrollment key", a->enrollment_key_file, &a->enrollment_key) != 0)
+		return 1;
 	if (a->enroll_url && !a->enrollment_key)
 	{
-		fprintf(stderr, "pankha-agent: --enroll needs --enrollment-key\n");
+		fprintf(stderr, "pankha-agent: --enroll needs --enrollment-key-file (or --enrollment-key)\n");
 		return 1;
 	}
 	if (!a->enroll_url && load_token(a) != 0)
@@ -638,6 +715,7 @@ main(int argc, char **argv)
 	pk_fanmodes_free(a);
 	free(a->enroll_url);
 	free(a->enrollment_key);
+	free(a->enrollment_key_file);
 	free(a->simulate_dir);
 	return rc;
 }
