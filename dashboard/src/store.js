@@ -99,12 +99,29 @@ function handleMessage(m) {
 			if (d.request_id) commandEvent({ kind: 'refused', request_id: d.request_id, message: d.message });
 			break;
 		case 'alert':
-			liveAlerts.value = [{ ...d, received: Date.now() }, ...liveAlerts.value].slice(0, 200);
-			if (d.state === 'firing') say(`Alert: ${d.rule ?? 'rule'} on ${d.agent_id ?? 'the fleet'}`);
+			applyAlert(d);
 			break;
 		default:
 			break;
 	}
+}
+
+// Alerts as they fire and resolve (NOTIFY pankha_alert through /ws/ui):
+// the live list keeps the newest state of each alert, and each agent's
+// record counts its firing ones.
+const firing = new Map();	// agent id → Set of alert ids
+export function applyAlert(d) {
+	const key = d.alert_id ?? `${d.rule}|${d.agent_id}|${d.target_id}`;
+	const rest = liveAlerts.value.filter((a) => (a.alert_id ?? `${a.rule}|${a.agent_id}|${a.target_id}`) !== key);
+	liveAlerts.value = [{ ...d, received: Date.now() }, ...rest].slice(0, 200);
+	if (d.agent_id) {
+		let set = firing.get(d.agent_id);
+		if (!set) firing.set(d.agent_id, (set = new Set()));
+		if (d.state === 'firing') set.add(key); else set.delete(key);
+		record(d.agent_id).alerts = set.size;
+		touchFleet();
+	}
+	if (d.state === 'firing') say(`Alert ${d.severity ?? ''}: ${d.rule ?? 'rule'} on ${d.agent_id ?? 'the fleet'}${d.target_id ? ` (${d.target_id})` : ''}`);
 }
 
 function commandEvent(ev) {
@@ -273,6 +290,8 @@ export function signOut(message = null) {
 	saveToken(sessionStorage, null);
 	fleet.clear();
 	commands.clear();
+	firing.clear();
+	liveAlerts.value = [];
 	batch(() => {
 		auth.value = { token: null, user: null, role: null, error: message, checking: false };
 		conn.value = { state: 'idle', attempt: 0 };

@@ -2,7 +2,7 @@
 // on screen (fixed row height), so 10,000 agents scroll as smoothly as 10.
 import { useState, useEffect, useRef, useMemo } from 'preact/hooks';
 import { html } from '../html.js';
-import { fleet, fleetVersion, fleetLoaded, fleetError } from '../store.js';
+import { fleet, fleetVersion, fleetLoaded, fleetError, liveAlerts } from '../store.js';
 import { select, totals, groupsOf, visibleRange } from '../lib/fleet.js';
 import { fmtTemp, fmtAgo, tempLevel } from '../lib/format.js';
 import { Sparkline } from './sparkline.js';
@@ -57,6 +57,20 @@ function Row({ r, top, height, index, count, now }) {
 			<div role="cell" class="c-alerts">${r.alerts > 0 ? html`<span class="badge bad">${r.alerts} alert${r.alerts > 1 ? 's' : ''}</span>` : ''}</div>
 			<div role="cell" class="c-trend"><${Sparkline} values=${r.trend} len=${r.trendLen} /></div>
 		</div>`;
+}
+
+function LiveAlerts() {
+	const active = liveAlerts.value.filter((a) => a.state === 'firing');
+	if (!active.length) return null;
+	return html`
+		<section class="card alerts-live" aria-labelledby="h-live-alerts">
+			<h2 id="h-live-alerts">Firing alerts <span class="muted small">(live)</span></h2>
+			<ul class="plain">${active.slice(0, 8).map((a) => html`
+				<li data-alert=${a.alert_id}><span class=${`badge ${a.severity === 'critical' ? 'bad' : 'warn'}`}>${a.severity || 'alert'}</span>
+					<strong>${a.rule}</strong> on <a href=${`#/agent/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a>${a.target_id ? ` · ${a.target_id}` : ''}${a.value != null ? ` · ${Number(a.value).toFixed(1)}` : ''}</li>`)}
+			</ul>
+			${active.length > 8 && html`<p class="small muted">and ${active.length - 8} more</p>`}
+		</section>`;
 }
 
 export function Fleet() {
@@ -118,6 +132,7 @@ export function Fleet() {
 		<main id="main" class="view fleet" data-version=${version}>
 			<h1 class="view-title">Fleet</h1>
 			<${Totals} t=${t} />
+			<${LiveAlerts} />
 			<div class="toolbar" role="search">
 				<label class="field grow"><span>Search</span>
 					<input type="search" value=${q} placeholder="name, id, host or group" onInput=${(e) => setQ(e.currentTarget.value)} /></label>
