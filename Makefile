@@ -37,8 +37,9 @@ include $(PGXS)
 extension/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-# The daemons live in their own folders; `make` builds them too.
-SUBDIRS = bridge agent
+# The daemons and the dashboard live in their own folders; `make` builds
+# them too (dashboard/Makefile: npm ci when needed, then esbuild into dashboard/dist).
+SUBDIRS = bridge agent dashboard
 
 all: subdirs
 install: install-subdirs

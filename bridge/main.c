@@ -46,7 +46,7 @@ struct option_doc
 static const struct option_doc docs[] = {
 	{"db", 1, "PANKHA_DB", "dbname=pankha", "libpq connection string"},
 	{"listen", 1, "PANKHA_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on"},
-	{"dashboard", 1, "PANKHA_DASHBOARD", "", "directory served at / (empty: none)"},
+	{"dashboard", 1, "PANKHA_DASHBOARD", "/usr/local/share/pankha/dashboard", "directory served at / (empty: none)"},
 	{"tls-cert", 1, "PANKHA_TLS_CERT", "", "PEM certificate (and chain): serve wss/https; SIGHUP reloads it"},
 	{"tls-key", 1, "PANKHA_TLS_KEY", "", "PEM private key for --tls-cert; SIGHUP reloads it"},
 	{"bridge-id", 1, "PANKHA_BRIDGE_ID", "HOSTNAME:PORT", "name of this bridge in pankha.connections"},
@@ -467,13 +467,30 @@ main(int argc, char **argv)
 	mount_api.origin_protocol = LWSMPRO_CALLBACK;
 	if (srv.cfg.dashboard)
 	{
+		/* a mount at / would take the probes too: give them their own */
+		static const char *const probes[] = {"/healthz", "/readyz", "/metrics"};
+		static struct lws_http_mount mount_probe[3];
+		struct lws_http_mount *last = &mount_api;
+
+		for (int i = 0; i < 3; i++)
+		{
+			memset(&mount_probe[i], 0, sizeof(mount_probe[i]));
+			mount_probe[i].mountpoint = probes[i];
+			mount_probe[i].mountpoint_len = (unsigned char) strlen(probes[i]);
+			mount_probe[i].origin = "http";
+			mount_probe[i].origin_protocol = LWSMPRO_CALLBACK;
+			last->mount_next = &mount_probe[i];
+			last = &mount_probe[i];
+		}
 		memset(&mount_static, 0, sizeof(mount_static));
 		mount_static.mountpoint = "/";
 		mount_static.mountpoint_len = 1;
 		mount_static.origin = srv.cfg.dashboard;
 		mount_static.def = "index.html";
 		mount_static.origin_protocol = LWSMPRO_FILE;
-		mount_api.mount_next = &mount_static;
+		/* bound to a protocol, so FILE_COMPLETION resets the connection for its next request */
+		mount_static.protocol = "http";
+		last->mount_next = &mount_static;
 	}
 	info.mounts = &mount_api;
 

@@ -5,12 +5,14 @@ set -eu
 
 packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
           libwebsockets-dev libev-dev libcjson-dev libssl-dev zlib1g-dev python3)
+# The dashboard is bundled with node (esbuild from package-lock.json).  Node
+# may come from elsewhere with npm bundled; only ask Debian when absent.
+command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-build}" = test ]; then
-    packages+=(libipc-run-perl python3-websockets node-ws chromium clang libclang-rt-14-dev)
+    # chromium: the dashboard's browser tests (driven by playwright-core)
+    packages+=(libipc-run-perl python3-websockets node-ws chromium fonts-dejavu-core clang libclang-rt-14-dev)
     # units/tests: systemd-analyze
     packages+=(systemd)
-    # Node may come from elsewhere with npm bundled; only ask Debian when absent.
-    command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()

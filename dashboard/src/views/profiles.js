@@ -1,0 +1,125 @@
+// Fan profiles (issue 11's endpoints): the list, the curve editor with a
+// numeric table beside it, hysteresis and step, the server's validation
+// run in the page first, save (admin) and apply to a fan (operator).
+import { useEffect, useState } from 'preact/hooks';
+import { html } from '../html.js';
+import { api, fleet, fleetVersion, isAdmin, canControl, sendCommand, say } from '../store.js';
+import { validate, addPoint, removePoint, LIMITS } from '../lib/curve.js';
+import { CurveEditor } from './curve.js';
+
+const blank = () => ({ name: '', points: [[30, 25], [50, 40], [70, 70], [85, 100]], hysteresis: 2, step: 5, isNew: true });
+const normalise = (p) => ({ name: p.name ?? p.profile_name, points: p.points, hysteresis: p.hysteresis ?? 2, step: p.step ?? 5 });
+
+export function Profiles() {
+	fleetVersion.value;
+	const [list, setList] = useState(null);
+	const [error, setError] = useState(null);
+	const [edit, setEdit] = useState(null);
+	const [msg, setMsg] = useState(null);
+	const [liveFrom, setLiveFrom] = useState('');
+	const [target, setTarget] = useState({ agent: '', fan: '', sensor: '' });
+	const admin = isAdmin.value;
+
+	const load = () => api.profiles().then((r) => {
+		const rows = (Array.isArray(r) ? r : r.profiles || []).map(normalise);
+		setList(rows);
+		if (!edit && rows.length) setEdit(rows[0]);
+	}, (e) => setError(e.message));
+	useEffect(() => { load(); }, []);
+
+	const agents = [...fleet.values()].filter((r) => r.frame);
+	const [liveAgent, liveSensor] = liveFrom.split('|');
+	const liveRec = fleet.get(liveAgent);
+	const liveTemp = liveRec?.frame?.sensors?.find((s) => s.id === liveSensor)?.temperature ?? null;
+	const problem = edit ? (edit.name.trim() ? validate(edit) : 'the profile needs a name') : null;
+
+	const setPoint = (i, j, v) => {
+		const pts = edit.points.map((p) => [...p]);
+		pts[i][j] = Number(v);
+		setEdit({ ...edit, points: pts });
+	};
+	const save = async () => {
+		if (problem) return;
+		const body = { name: edit.name.trim(), points: edit.points, hysteresis: edit.hysteresis, step: edit.step };
+		try {
+			if (edit.isNew) await api.createProfile(body); else await api.updateProfile(edit.name, body);
+			setMsg({ ok: true, text: `profile ${body.name} saved` });
+			say(`Profile ${body.name} saved`);
+			setEdit({ ...body });
+			load();
+		} catch (e) { setMsg({ ok: false, text: e.message }); }
+	};
+	const remove = async () => {
+		try { await api.deleteProfile(edit.name); setEdit(null); load(); say(`Profile ${edit.name} deleted`); } catch (e) { setMsg({ ok: false, text: e.message }); }
+	};
+	const apply = () => {
+		if (!target.agent || !target.fan || !target.sensor) return;
+		sendCommand(target.agent, 'apply_profile', { fan_id: target.fan, sensor_id: target.sensor, profile: edit.name },
+			`Profile ${edit.name} on ${target.agent} ${target.fan}`);
+	};
+	const tRec = fleet.get(target.agent);
+
+	return html`
+		<main id="main" class="view profiles" tabindex="-1">
+			<h1>Fan profiles</h1>
+			${error && html`<p class="error" role="alert">${error}</p>`}
+			<div class="toolbar">
+				<label class="field"><span>Profile</span>
+					<select value=${edit && !edit.isNew ? edit.name : ''} onChange=${(e) => setEdit(list.find((p) => p.name === e.currentTarget.value) || null)}>
+						<option value="">choose…</option>
+						${(list || []).map((p) => html`<option value=${p.name}>${p.name}</option>`)}
+					</select></label>
+				${admin && html`<button type="button" onClick=${() => setEdit(blank())}>New profile</button>`}
+				<label class="field"><span>Mark the live temperature of</span>
+					<select value=${liveFrom} onChange=${(e) => setLiveFrom(e.currentTarget.value)}>
+						<option value="">nothing</option>
+						${agents.slice(0, 50).map((r) => (r.frame.sensors || []).map((s) => html`<option value=${`${r.id}|${s.id}`}>${r.id} · ${s.id}</option>`))}
+					</select></label>
+			</div>
+			${list && !list.length && !edit && html`<p class="empty">No profiles yet.${admin ? ' Create one with “New profile”.' : ''}</p>`}
+			${edit && html`
+			<section class="card">
+				<div class="curve-wrap">
+					<div>
+						<${CurveEditor} points=${edit.points} liveTemp=${liveTemp} label=${edit.name || 'new profile'} onChange=${admin ? (pts) => setEdit({ ...edit, points: pts }) : () => {}} />
+						<p class="small muted">Drag a point, or focus it and use the arrow keys (shift: 5 at a time); Delete removes it. ${LIMITS.minPoints}–${LIMITS.maxPoints} points, temperatures strictly increasing.</p>
+					</div>
+					<div>
+						<div class="form-grid">
+							<label class="field"><span>Name</span><input value=${edit.name} disabled=${!admin || !edit.isNew} onInput=${(e) => setEdit({ ...edit, name: e.currentTarget.value })} /></label>
+							<label class="field"><span>Hysteresis (°C, 0–10)</span><input type="number" step="0.5" min="0" max="10" value=${edit.hysteresis} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, hysteresis: Number(e.currentTarget.value) })} /></label>
+							<label class="field"><span>Step (%, 2–100)</span><input type="number" step="1" min="2" max="100" value=${edit.step} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, step: Number(e.currentTarget.value) })} /></label>
+						</div>
+						<table class="points">
+							<caption class="sr-only">Points of the curve</caption>
+							<thead><tr><th scope="col">#</th><th scope="col">°C</th><th scope="col">%</th><th scope="col"><span class="sr-only">remove</span></th></tr></thead>
+							<tbody>${edit.points.map((p, i) => html`<tr>
+								<td>${i + 1}</td>
+								<td><input type="number" step="0.5" aria-label=${`temperature of point ${i + 1}`} value=${p[0]} disabled=${!admin} onChange=${(e) => setPoint(i, 0, e.currentTarget.value)} /></td>
+								<td><input type="number" step="1" aria-label=${`speed of point ${i + 1}`} value=${p[1]} disabled=${!admin} onChange=${(e) => setPoint(i, 1, e.currentTarget.value)} /></td>
+								<td>${admin && html`<button type="button" aria-label=${`remove point ${i + 1}`} onClick=${() => setEdit({ ...edit, points: removePoint(edit.points, i) })}>×</button>`}</td></tr>`)}
+							</tbody>
+						</table>
+						${admin && html`<div class="actions"><button type="button" onClick=${() => setEdit({ ...edit, points: addPoint(edit.points) })}>Add point</button></div>`}
+						${problem && html`<p class="error" role="alert" id="profile-problem">${problem}</p>`}
+						${msg && html`<p class=${msg.ok ? 'ok-text' : 'error'} role="status">${msg.text}</p>`}
+						${admin && html`<div class="actions"><button type="button" class="primary" disabled=${!!problem} onClick=${save}>Save profile</button>
+							${!edit.isNew && html`<button type="button" onClick=${remove}>Delete</button>`}</div>`}
+					</div>
+				</div>
+			</section>
+			${canControl.value && !edit.isNew && html`
+			<section class="card" style="margin-top:1rem" aria-labelledby="h-apply">
+				<h2 id="h-apply">Apply to a fan</h2>
+				<div class="toolbar">
+					<label class="field"><span>Agent</span><select value=${target.agent} onChange=${(e) => setTarget({ agent: e.currentTarget.value, fan: '', sensor: '' })}>
+						<option value="">choose…</option>${agents.map((r) => html`<option value=${r.id}>${r.id}</option>`)}</select></label>
+					<label class="field"><span>Fan</span><select value=${target.fan} onChange=${(e) => setTarget({ ...target, fan: e.currentTarget.value })}>
+						<option value="">choose…</option>${(tRec?.frame?.fans || []).map((f) => html`<option value=${f.id}>${f.id}</option>`)}</select></label>
+					<label class="field"><span>Driving sensor</span><select value=${target.sensor} onChange=${(e) => setTarget({ ...target, sensor: e.currentTarget.value })}>
+						<option value="">choose…</option>${(tRec?.frame?.sensors || []).map((s) => html`<option value=${s.id}>${s.id}</option>`)}</select></label>
+					<button type="button" class="primary" onClick=${apply} disabled=${!target.agent || !target.fan || !target.sensor}>Apply</button>
+				</div>
+			</section>`}`}
+		</main>`;
+}
