@@ -40,19 +40,42 @@ pk_pg_tree() {
 
 # pk_cluster_init BINDIR DATADIR [CONF-LINE...]: initdb a cluster owned by
 # the database user, with pankha preloaded and the extra settings given.
+# It runs with fsync on, as an operator's would: a caller that wants
+# "fsync = off" passes it, and says beside it why nothing it checks
+# depends on durability (initdb then skips its own sync too).
 pk_cluster_init() {
-    local bindir=$1 datadir=$2; shift 2
+    local bindir=$1 datadir=$2 line nosync=; shift 2
+    for line in "$@"; do
+        [[ $line =~ ^fsync[[:space:]]*=[[:space:]]*\'?off ]] && nosync=--no-sync
+    done
     mkdir -p "$datadir"
     [ "$(id -u)" -ne 0 ] || chown "$PANKHA_PG_USER" "$datadir"
     chmod 700 "$datadir"
-    pk_as_pg "$bindir/initdb" -D "$datadir" -A trust -U postgres --no-sync >/dev/null
+    pk_as_pg "$bindir/initdb" -D "$datadir" -A trust -U postgres $nosync >/dev/null
     {
         echo "listen_addresses = '127.0.0.1'"
         echo "unix_socket_directories = '$datadir'"
         echo "shared_preload_libraries = 'pankha'"
-        echo "fsync = off"
         for line in "$@"; do echo "$line"; done
     } | pk_as_pg tee -a "$datadir/postgresql.conf" >/dev/null
+}
+
+# pk_bridge_login BINDIR PORT [DBNAME]: create, once per cluster, the role a
+# bridge connects as -- a login whose only privilege is membership in
+# pankha_bridge, as an operator deploys it (never the owner or a
+# superuser) -- and print the conninfo to give the bridge's --db.  Run it
+# after CREATE EXTENSION pankha, which creates pankha_bridge.
+PANKHA_BRIDGE_USER=${PANKHA_BRIDGE_USER:-pankha_bridge_login}
+pk_bridge_login() {
+    local bindir=$1 port=$2 db=${3:-pankha}
+    "$bindir/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" \
+        -v user="$PANKHA_BRIDGE_USER" >/dev/null <<'SQL' || return 1
+SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = :'user') AS missing \gset
+\if :missing
+CREATE ROLE :"user" LOGIN IN ROLE pankha_bridge;
+\endif
+SQL
+    echo "host=127.0.0.1 port=$port user=$PANKHA_BRIDGE_USER dbname=$db"
 }
 
 # pk_cluster_start BINDIR DATADIR PORT: start it on 127.0.0.1:PORT.

@@ -52,6 +52,10 @@ def lib(cmd):
     return r.stdout.strip()
 
 
+def quote_shell(v):
+    return "'" + str(v).replace("'", "'\\''") + "'"
+
+
 def free_port():
     return int(lib("pk_free_port"))
 
@@ -102,24 +106,27 @@ class Tap:
 class Cluster:
     """A private PostgreSQL with the pankha extension in database pankha."""
 
-    def __init__(self, name="pg"):
+    def __init__(self, name="pg", settings=()):
+        """settings: extra postgresql.conf lines.  The cluster runs with
+        fsync on; a test that passes "fsync = off" says why beside it."""
         self.data = os.path.join(ROOT, name)
         self.port = free_port()
-        lib(f'pk_cluster_init "{PGBIN}" "{self.data}"')
+        conf = " ".join(quote_shell(line) for line in settings)
+        lib(f'pk_cluster_init "{PGBIN}" "{self.data}" {conf}')
         self.start()
         _cleanups.append(self.stop)
         self.psql("CREATE DATABASE pankha", db="postgres")
         self.psql("CREATE EXTENSION pankha")
         # The bridge connects as an operator would deploy it: a login role
-        # whose only privilege is membership in pankha_bridge (issue 13).
-        # psql() stays the owner, for setting up and checking.
-        self.psql(f"CREATE ROLE {BRIDGE_USER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                  f"NOREPLICATION NOBYPASSRLS IN ROLE pankha_bridge", db="postgres")
+        # whose only privilege is membership in pankha_bridge (issue 13,
+        # scripts/lib.sh pk_bridge_login).  psql() stays the owner, for
+        # setting up and checking.
+        self.bridge_conninfo = lib(f'PANKHA_BRIDGE_USER={BRIDGE_USER} pk_bridge_login "{PGBIN}" {self.port}')
 
     @property
     def conninfo(self):
         """What the bridge is given in --db: the least-privilege login."""
-        return f"host=127.0.0.1 port={self.port} user={BRIDGE_USER} dbname=pankha"
+        return self.bridge_conninfo
 
     @property
     def owner_conninfo(self):

@@ -53,6 +53,147 @@ REVOKE ALL ON FUNCTION pankha.audit(text, text, jsonb, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.audit(text, text, jsonb, text, text) IS
 'Internal: appends one row to pankha.audit_log with the current actor.';
 
+-- M5 (issue 13): refusals that anyone can cause without a credential (a
+-- refused WebSocket handshake, a request with a bad token) are counted, not
+-- logged one row each, so that an anonymous flood cannot fill the disk:
+-- one auth.failed row per client address and minute, whose details hold the
+-- count, the count per kind and reason, and up to 8 of the agent ids
+-- claimed.  agent_id is set while every refusal of the row claimed the same.
+CREATE INDEX audit_log_refusals_idx ON pankha.audit_log (client_addr, logged_at)
+    WHERE event = 'auth.failed';
+
+CREATE FUNCTION pankha.audit_refusal(kind text, agent_id text, reason text, client_addr text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    addr text := coalesce(client_addr, nullif(current_setting('pankha_audit.client_addr', true), ''),
+                          host(inet_client_addr()));
+    minute timestamptz := date_trunc('minute', clock_timestamp());
+    what text := kind || ': ' || coalesce(reason, 'refused');
+    claimed text := left(audit_refusal.agent_id, 64);
+    row_id bigint;
+BEGIN
+    -- One writer per address and minute, so that there is one row.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha.audit_refusal'),
+                                  hashtext(coalesce(addr, '') || '@' || minute::text));
+    SELECT a.audit_id INTO row_id FROM pankha.audit_log a
+     WHERE a.event = 'auth.failed' AND a.client_addr IS NOT DISTINCT FROM addr
+       AND a.logged_at >= minute AND a.logged_at < minute + interval '1 minute'
+       AND a.details ? 'count'
+     ORDER BY a.audit_id LIMIT 1;
+    IF row_id IS NULL THEN
+        PERFORM pankha.audit('auth.failed', claimed,
+                             jsonb_build_object('count', 1, 'minute', minute,
+                                                'reasons', jsonb_build_object(what, 1),
+                                                'agent_ids', CASE WHEN claimed IS NULL THEN '[]'::jsonb
+                                                                 ELSE jsonb_build_array(claimed) END),
+                             addr);
+        RETURN;
+    END IF;
+    UPDATE pankha.audit_log a
+       SET agent_id = CASE WHEN a.agent_id IS NOT DISTINCT FROM claimed THEN a.agent_id END,
+           details = a.details
+               || jsonb_build_object('count', (a.details ->> 'count')::bigint + 1)
+               || jsonb_build_object('reasons', a.details -> 'reasons'
+                      || jsonb_build_object(what, coalesce((a.details -> 'reasons' ->> what)::bigint, 0) + 1))
+               || CASE WHEN claimed IS NULL OR a.details -> 'agent_ids' ? claimed
+                            OR jsonb_array_length(a.details -> 'agent_ids') >= 8 THEN '{}'::jsonb
+                       ELSE jsonb_build_object('agent_ids', a.details -> 'agent_ids' || to_jsonb(claimed)) END
+     WHERE a.audit_id = row_id;
+END
+$$;
+COMMENT ON FUNCTION pankha.audit_refusal(text, text, text, text) IS
+'Internal: counts one refused credential (kind, claimed agent id, reason) in the auth.failed row of its client address and minute, creating the row for the first.';
+
+-- record_handshakes with its refusals counted by pankha.audit_refusal: what
+-- a bridge calls for the WebSocket handshakes it answered from its copy of
+-- the credentials (same arguments and result).
+CREATE FUNCTION pankha.record_refusals(used_token_ids bigint[], failed_kinds text[],
+                                       failed_agent_ids text[], failed_tokens text[],
+                                       failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_refusals differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]) IS
+'For bridges: pankha.record_handshakes with the refusals counted per client address and minute (one auth.failed row each, with a count) instead of one row per refusal; returns how many refusals it counted.';
+
+-- authenticate_ui for requests anyone can send (HTTP API): a bad token is
+-- counted by pankha.audit_refusal instead of logged one row each.
+CREATE FUNCTION pankha.authenticate_ui_request(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui_request(text, text) IS
+'pankha.authenticate_ui with a refused token counted per client address and minute (pankha.audit_refusal) instead of one audit row per request.';
+
+REVOKE ALL ON FUNCTION pankha.audit_refusal(text, text, text, text),
+                       pankha.record_refusals(bigint[], text[], text[], text[], text[]),
+                       pankha.authenticate_ui_request(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]),
+                          pankha.authenticate_ui_request(text, text)
+    TO pankha_bridge;
+
 -- Makes a dashboard user the actor of the rest of the transaction.
 CREATE FUNCTION pankha.set_ui_user(ui_user text) RETURNS void
 LANGUAGE plpgsql VOLATILE

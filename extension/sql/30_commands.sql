@@ -137,6 +137,7 @@ AS $$
 DECLARE
     fan pankha.fans;
     speed jsonb;
+    limit_key text;
 BEGIN
     IF parameters IS NULL OR jsonb_typeof(parameters) <> 'object' THEN
         RAISE EXCEPTION 'parameters must be a JSON object'
@@ -148,6 +149,27 @@ BEGIN
             USING ERRCODE = 'program_limit_exceeded',
                   DETAIL = format('Command parameters may take 65536 bytes as JSON text; these take %s.',
                                   octet_length(parameters::text));
+    END IF;
+    -- A fan's floor and ceiling come from the catalog (pankha.set_fan_limits)
+    -- and the agent's own configuration; a command may repeat the catalog's
+    -- limits (the profile functions do) but never carry others (M1).
+    IF command_type IN ('set_fan_speed', 'apply_profile', 'restore_auto', 'emergency_stop')
+       AND parameters ?| ARRAY['min_speed', 'max_speed', 'emergency_temp', 'failsafe_speed'] THEN
+        IF parameters ? 'fan_id' THEN
+            fan := pankha.find_fan(agent_id, parameters -> 'fan_id');
+        END IF;
+        SELECT l.key INTO limit_key
+          FROM (VALUES ('min_speed', fan.min_speed), ('max_speed', fan.max_speed),
+                       ('emergency_temp', fan.emergency_temp), ('failsafe_speed', NULL)) AS l(key, catalog)
+         WHERE parameters ? l.key
+           AND (fan.fan_id IS NULL OR jsonb_typeof(parameters -> l.key) IS DISTINCT FROM 'number'
+                OR (parameters ->> l.key)::numeric IS DISTINCT FROM l.catalog::numeric)
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'parameters.% may not be given in %', limit_key, command_type
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'A fan''s safety limits are taken from the catalog, where only pankha.set_fan_limits changes them.';
+        END IF;
     END IF;
     CASE command_type
     WHEN 'set_fan_speed' THEN
@@ -172,6 +194,7 @@ BEGIN
         END IF;
     WHEN 'update_settings' THEN
         PERFORM pankha.check_settings(parameters, 'parameters');
+        PERFORM pankha.check_settings_safety(agent_id, parameters);
     WHEN 'apply_profile' THEN
         PERFORM pankha.check_keys('parameters', parameters,
                                   '{fan_id,sensor_id,profile,min_speed,max_speed}');

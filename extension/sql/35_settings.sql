@@ -145,6 +145,53 @@ $$;
 COMMENT ON FUNCTION pankha.check_settings(jsonb, text) IS
 'Raises a clear error unless every key of the object is a known setting with a valid value ("fans" is allowed as an object).';
 
+-- Whether the session is an administrator's: the owner of the extension's
+-- schema or a role with its privileges (a superuser).  A bridge's login,
+-- a reader or any other role is not; SECURITY DEFINER does not change
+-- session_user, so this holds inside them too.
+CREATE FUNCTION pankha.session_is_admin() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pankha
+RETURN pg_catalog.pg_has_role(session_user,
+    (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pankha'), 'USAGE');
+COMMENT ON FUNCTION pankha.session_is_admin() IS
+'Internal: true when the session user has the privileges of the extension''s owner (an administrator).';
+
+-- M1: settings carried by an update_settings command may not make an agent
+-- less safe than its effective settings say: the fan limits must be the
+-- catalog's (only pankha.set_fan_limits changes those), failsafe_speed may
+-- only go up and emergency_temp only down.
+CREATE FUNCTION pankha.check_settings_safety(agent_id text, settings jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    eff jsonb := pankha.effective_settings(agent_id);
+BEGIN
+    IF settings ? 'fans' AND settings -> 'fans' IS DISTINCT FROM coalesce(eff -> 'fans', '{}') THEN
+        RAISE EXCEPTION 'parameters.fans differs from the fan limits of agent "%"', agent_id
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Fan limits are taken from the catalog, where only pankha.set_fan_limits changes them.',
+                  HINT = 'Leave "fans" out; the agent gets the catalog''s limits with its settings.';
+    END IF;
+    IF (settings -> 'failsafe_speed')::numeric < (eff -> 'failsafe_speed')::numeric THEN
+        RAISE EXCEPTION 'parameters.failsafe_speed % is below the effective % of agent "%"',
+            settings -> 'failsafe_speed', eff -> 'failsafe_speed', agent_id
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A command may raise the failsafe speed, not lower it; an administrator lowers it with pankha.set_setting.';
+    END IF;
+    IF (settings -> 'emergency_temp')::numeric > (eff -> 'emergency_temp')::numeric THEN
+        RAISE EXCEPTION 'parameters.emergency_temp % is above the effective % of agent "%"',
+            settings -> 'emergency_temp', eff -> 'emergency_temp', agent_id
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A command may lower the emergency temperature, not raise it; an administrator raises it with pankha.set_setting.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.check_settings_safety(text, jsonb) IS
+'Internal: raises insufficient_privilege when settings sent to an agent carry fan limits other than the catalog''s, a lower failsafe_speed or a higher emergency_temp than its effective settings.';
+
 -- Splits a scope into its kind and name, checking that the group or the
 -- agent exists.
 CREATE FUNCTION pankha.parse_scope(scope text, OUT scope_kind text, OUT group_name text,
@@ -247,6 +294,19 @@ DECLARE
 BEGIN
     FOR agent IN SELECT jsonb_object_keys(before) ORDER BY 1 LOOP
         now_settings := pankha.effective_settings(agent);
+        -- M1: only an administrator makes an agent less safe (a lower
+        -- failsafe_speed, a higher emergency_temp); a bridge, on behalf of
+        -- a dashboard, may only make it safer.  The change is undone.
+        IF ((now_settings -> 'failsafe_speed')::numeric < (before -> agent -> 'failsafe_speed')::numeric
+            OR (now_settings -> 'emergency_temp')::numeric > (before -> agent -> 'emergency_temp')::numeric)
+           AND NOT pankha.session_is_admin() THEN
+            RAISE EXCEPTION 'only an administrator may lower failsafe_speed or raise emergency_temp'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('For agent %s: failsafe_speed %s -> %s, emergency_temp %s -> %s.', agent,
+                                      before -> agent -> 'failsafe_speed', now_settings -> 'failsafe_speed',
+                                      before -> agent -> 'emergency_temp', now_settings -> 'emergency_temp'),
+                      HINT = 'Run it in SQL as the owner of the extension.';
+        END IF;
         IF now_settings IS DISTINCT FROM before -> agent THEN
             PERFORM pankha.send_command(agent, 'update_settings', now_settings, 'normal', interval '7 days');
             n := n + 1;
@@ -417,7 +477,9 @@ GRANT EXECUTE ON FUNCTION pankha.effective_settings(text) TO pankha_reader;
 GRANT SELECT ON pankha.agent_settings TO pankha_reader;
 
 -- Privileges (issue 13): helpers of the SECURITY DEFINER functions above.
-REVOKE ALL ON FUNCTION pankha.check_setting(text, jsonb, text),
+REVOKE ALL ON FUNCTION pankha.session_is_admin(),
+                       pankha.check_settings_safety(text, jsonb),
+                       pankha.check_setting(text, jsonb, text),
                        pankha.check_settings(jsonb, text),
                        pankha.lock_settings(),
                        pankha.parse_scope(text),

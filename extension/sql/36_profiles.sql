@@ -385,9 +385,10 @@ GRANT EXECUTE ON FUNCTION pankha.create_profile(text, jsonb, real, real, text, t
                           pankha.update_profile(text, jsonb, real, real, text),
                           pankha.delete_profile(text, text),
                           pankha.assign_profile(text, text, text, text, text),
-                          pankha.unassign_profile(text, text, text),
-                          pankha.set_fan_limits(text, text, real, real, real, text)
+                          pankha.unassign_profile(text, text, text)
     TO pankha_bridge;
+-- pankha.set_fan_limits is the administrator's (M1): nothing a bridge can be
+-- made to do lowers a fan's floor.
 GRANT SELECT ON pankha.fan_profiles, pankha.fan_profile_assignments TO pankha_reader;
 
 -- The bridge calls the ingest functions of 10_ingest.sql (every overload

@@ -29,6 +29,9 @@ shared_preload_libraries = 'pankha'
 pankha.database = 'postgres'
 pankha.naptime = 1
 pankha.liveness_flush = 1
+# PostgreSQL::Test::Cluster turns fsync off; what survives a restart here
+# must have been written as a real server writes it (issue 13, L12).
+fsync = on
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pankha');
