@@ -464,25 +464,26 @@ CREATE FUNCTION pankha.api_frame_summary(agent_id text, ts timestamptz, received
 RETURNS TABLE (hottest jsonb, fan_summary jsonb, latest jsonb)
 LANGUAGE sql STABLE ROWS 1
 AS $$
-SELECT (SELECT jsonb_build_object('sensor_id', s.sensor_id, 'temperature', d.temperature)
-        FROM pankha.decode_temperatures(payload) d
-        JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot
-        ORDER BY d.temperature DESC NULLS LAST, s.sensor_id LIMIT 1),
-       (SELECT jsonb_build_object('min_rpm', min(d.rpm), 'max_rpm', max(d.rpm),
-                                  'stalled', coalesce(bool_or(d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)), false),
-                                  'stalled_fans', count(*) FILTER (WHERE d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)))
-        FROM pankha.decode_fans(payload) d),
-       jsonb_build_object(
-           'ts', ts, 'received_at', received_at, 'seq', pankha.decode_seq(payload),
-           'temperatures', coalesce((SELECT jsonb_object_agg(s.sensor_id, d.temperature)
-                                     FROM pankha.decode_temperatures(payload) d
-                                     JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot), '{}'),
-           'fans', coalesce((SELECT jsonb_object_agg(f.fan_id, jsonb_strip_nulls(jsonb_build_object(
-                                        'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed,
-                                        'status', d.status)))
-                             FROM pankha.decode_fans(payload) d
-                             JOIN pankha.fans f ON f.agent_id = api_frame_summary.agent_id AND f.slot = d.slot), '{}'),
-           'health', (SELECT jsonb_strip_nulls(to_jsonb(h)) FROM pankha.decode_health(payload) h))
+-- One pass over the temperatures and one over the fans, each joined to
+-- the catalog once.
+SELECT t.hottest, f.summary,
+       jsonb_build_object('ts', ts, 'received_at', received_at, 'seq', pankha.decode_seq(payload),
+                          'temperatures', coalesce(t.temperatures, '{}'), 'fans', coalesce(f.fans, '{}'),
+                          'health', (SELECT jsonb_strip_nulls(to_jsonb(h)) FROM pankha.decode_health(payload) h))
+FROM (SELECT jsonb_object_agg(s.sensor_id, d.temperature) AS temperatures,
+             (array_agg(jsonb_build_object('sensor_id', s.sensor_id, 'temperature', d.temperature)
+                        ORDER BY d.temperature DESC NULLS LAST, s.sensor_id))[1] AS hottest
+      FROM pankha.decode_temperatures(payload) d
+      JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot) t,
+     (SELECT jsonb_object_agg(c.fan_id, jsonb_strip_nulls(jsonb_build_object(
+                 'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed, 'status', d.status)))
+                 FILTER (WHERE c.fan_id IS NOT NULL) AS fans,
+             jsonb_build_object('min_rpm', min(d.rpm), 'max_rpm', max(d.rpm),
+                                'stalled', coalesce(bool_or(d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)), false),
+                                'stalled_fans', count(*) FILTER (WHERE d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)))
+                 AS summary
+      FROM pankha.decode_fans(payload) d
+      LEFT JOIN pankha.fans c ON c.agent_id = api_frame_summary.agent_id AND c.slot = d.slot) f
 WHERE payload IS NOT NULL
 $$;
 REVOKE ALL ON FUNCTION pankha.api_frame_summary(text, timestamptz, timestamptz, bytea) FROM PUBLIC;
@@ -1650,6 +1651,7 @@ WHERE s.rule_id = alert_silenced_until.rule_id
   AND (s.target_id IS NULL OR s.target_id = alert_silenced_until.target_id)
   AND s.lifted_at IS NULL AND s.silenced_until > now()
 $$;
+REVOKE ALL ON FUNCTION pankha.alert_silenced_until(bigint, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.alert_silenced_until(bigint, text, text) IS
 'Until when a series of a rule (agent, sensor or fan id; '''' for agent rules) is silenced, or NULL when it is not; pankha.evaluate_alerts() fires nothing for it until then.';
 
@@ -2360,6 +2362,7 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) IS
 'Raises invalid_parameter_value (or undefined_object for an unknown agent or group) naming the first argument of an alert rule that is not valid.';
 
