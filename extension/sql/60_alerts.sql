@@ -258,6 +258,7 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) IS
 'Raises invalid_parameter_value (or undefined_object for an unknown agent or group) naming the first argument of an alert rule that is not valid.';
 REVOKE ALL ON FUNCTION pankha.check_alert_rule(text, text, real, interval, interval, text, text, text, text, text) FROM PUBLIC;

@@ -466,25 +466,26 @@ CREATE FUNCTION pankha.api_frame_summary(agent_id text, ts timestamptz, received
 RETURNS TABLE (hottest jsonb, fan_summary jsonb, latest jsonb)
 LANGUAGE sql STABLE ROWS 1
 AS $$
-SELECT (SELECT jsonb_build_object('sensor_id', s.sensor_id, 'temperature', d.temperature)
-        FROM pankha.decode_temperatures(payload) d
-        JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot
-        ORDER BY d.temperature DESC NULLS LAST, s.sensor_id LIMIT 1),
-       (SELECT jsonb_build_object('min_rpm', min(d.rpm), 'max_rpm', max(d.rpm),
-                                  'stalled', coalesce(bool_or(d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)), false),
-                                  'stalled_fans', count(*) FILTER (WHERE d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)))
-        FROM pankha.decode_fans(payload) d),
-       jsonb_build_object(
-           'ts', ts, 'received_at', received_at, 'seq', pankha.decode_seq(payload),
-           'temperatures', coalesce((SELECT jsonb_object_agg(s.sensor_id, d.temperature)
-                                     FROM pankha.decode_temperatures(payload) d
-                                     JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot), '{}'),
-           'fans', coalesce((SELECT jsonb_object_agg(f.fan_id, jsonb_strip_nulls(jsonb_build_object(
-                                        'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed,
-                                        'status', d.status)))
-                             FROM pankha.decode_fans(payload) d
-                             JOIN pankha.fans f ON f.agent_id = api_frame_summary.agent_id AND f.slot = d.slot), '{}'),
-           'health', (SELECT jsonb_strip_nulls(to_jsonb(h)) FROM pankha.decode_health(payload) h))
+-- One pass over the temperatures and one over the fans, each joined to
+-- the catalog once.
+SELECT t.hottest, f.summary,
+       jsonb_build_object('ts', ts, 'received_at', received_at, 'seq', pankha.decode_seq(payload),
+                          'temperatures', coalesce(t.temperatures, '{}'), 'fans', coalesce(f.fans, '{}'),
+                          'health', (SELECT jsonb_strip_nulls(to_jsonb(h)) FROM pankha.decode_health(payload) h))
+FROM (SELECT jsonb_object_agg(s.sensor_id, d.temperature) AS temperatures,
+             (array_agg(jsonb_build_object('sensor_id', s.sensor_id, 'temperature', d.temperature)
+                        ORDER BY d.temperature DESC NULLS LAST, s.sensor_id))[1] AS hottest
+      FROM pankha.decode_temperatures(payload) d
+      JOIN pankha.sensors s ON s.agent_id = api_frame_summary.agent_id AND s.slot = d.slot) t,
+     (SELECT jsonb_object_agg(c.fan_id, jsonb_strip_nulls(jsonb_build_object(
+                 'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed, 'status', d.status)))
+                 FILTER (WHERE c.fan_id IS NOT NULL) AS fans,
+             jsonb_build_object('min_rpm', min(d.rpm), 'max_rpm', max(d.rpm),
+                                'stalled', coalesce(bool_or(d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)), false),
+                                'stalled_fans', count(*) FILTER (WHERE d.status = 'stalled' OR (d.rpm = 0 AND d.speed > 0)))
+                 AS summary
+      FROM pankha.decode_fans(payload) d
+      LEFT JOIN pankha.fans c ON c.agent_id = api_frame_summary.agent_id AND c.slot = d.slot) f
 WHERE payload IS NOT NULL
 $$;
 REVOKE ALL ON FUNCTION pankha.api_frame_summary(text, timestamptz, timestamptz, bytea) FROM PUBLIC;
@@ -531,7 +532,9 @@ BEGIN
                    AND (after IS NULL OR g.agent_id > after[1])
                  ORDER BY g.agent_id LIMIT n + 1);
 
-    SELECT jsonb_agg(jsonb_build_object(
+    -- Built as json text and parsed once: jsonb_build_object would copy
+    -- every nested value into each enclosing one (a third of the time).
+    SELECT json_agg(json_build_object(
                'agent_id', g.agent_id, 'name', g.name, 'hostname', g.hostname,
                'group', m.group_name, 'status', g.status,
                'last_seen', greatest(g.last_seen, l.last_seen),
@@ -539,7 +542,7 @@ BEGIN
                'fan_count', (SELECT count(*) FROM pankha.fans f WHERE f.agent_id = g.agent_id),
                'hottest', v.hottest, 'fan_summary', v.fan_summary,
                'active_alerts', coalesce(al.n, 0), 'latest', v.latest)
-           ORDER BY u.ord)
+           ORDER BY u.ord)::jsonb
     INTO items
     FROM unnest(ids[1:n]) WITH ORDINALITY AS u(agent_id, ord)
     JOIN pankha.agents g ON g.agent_id = u.agent_id
@@ -1241,8 +1244,7 @@ DECLARE
     target text;
     agents text[];
     ttl interval;
-    ids uuid[] := '{}';
-    agent text;
+    ids uuid[];
 BEGIN
     PERFORM pankha.api_authorize(ui_user, ui_role, 'operator',
                                  CASE command_type WHEN 'emergency_stop' THEN 'stop fans' ELSE 'restore fans' END);
@@ -1261,9 +1263,27 @@ BEGIN
     agents := CASE WHEN id IS NOT NULL THEN ARRAY[id]
                    WHEN grp IS NOT NULL THEN pankha.scope_agents('group', grp, NULL)
                    ELSE pankha.scope_agents('global', NULL, NULL) END;
-    FOREACH agent IN ARRAY agents LOOP
-        ids := ids || pankha.send_command(agent, command_type, '{}', 'high', ttl, ui_user);
-    END LOOP;
+    -- What pankha.send_command() does, for all the agents in one statement
+    -- each (a fleet of 10,000 would otherwise take longer than a dashboard
+    -- call may): these commands have no parameters to check, and
+    -- supersede nothing (restore_auto without a fan_id matches no fan).
+    WITH queued AS (
+        INSERT INTO pankha.commands AS c (agent_id, command_type, parameters, priority, expires_at, issued_by)
+        SELECT x, command_type, '{}', 'high', now() + ttl,
+               coalesce(nullif(current_setting('pankha_audit.ui_user', true), ''), session_user)
+        FROM unnest(agents) x
+        RETURNING c.command_id, c.agent_id
+    ), announced AS (
+        SELECT q.command_id, q.agent_id,
+               pankha.audit('command.issued', q.agent_id,
+                            jsonb_build_object('command_id', q.command_id, 'command_type', command_type,
+                                               'parameters', '{}'::jsonb, 'priority', 'high',
+                                               'expires_at', now() + ttl)) AS audited,
+               pg_notify('pankha_command',
+                         jsonb_build_object('agent_id', q.agent_id, 'command_id', q.command_id)::text) AS notified
+        FROM queued q
+    )
+    SELECT coalesce(array_agg(a.command_id ORDER BY a.agent_id), '{}') INTO ids FROM announced a;
     RETURN jsonb_build_object('command_type', command_type, 'target', target,
                               'commands_queued', cardinality(ids),
                               'command_ids', to_jsonb(ids[1:1000]),
@@ -1635,6 +1655,7 @@ WHERE s.rule_id = alert_silenced_until.rule_id
   AND (s.target_id IS NULL OR s.target_id = alert_silenced_until.target_id)
   AND s.lifted_at IS NULL AND s.silenced_until > now()
 $$;
+REVOKE ALL ON FUNCTION pankha.alert_silenced_until(bigint, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.alert_silenced_until(bigint, text, text) IS
 'Until when a series of a rule (agent, sensor or fan id; '''' for agent rules) is silenced, or NULL when it is not; pankha.evaluate_alerts() fires nothing for it until then.';
 REVOKE ALL ON FUNCTION pankha.alert_silenced_until(bigint, text, text) FROM PUBLIC;

@@ -92,7 +92,8 @@ SELECT p.proname,
        EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
                WHERE x.grantee = 0) AS public
 FROM pg_proc p
-WHERE p.pronamespace = 'pankha'::regnamespace AND p.proname LIKE 'api\_%'
+WHERE p.pronamespace = 'pankha'::regnamespace
+  AND (p.proname LIKE 'api\_%' OR p.proname IN ('alert_silenced_until', 'check_alert_rule'))
 ORDER BY 1;
 
 -- A bridge's login role holds pankha_bridge only; the calls below run as it.
