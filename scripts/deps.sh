@@ -4,7 +4,7 @@
 set -eu
 
 packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
-          libwebsockets-dev libev-dev libcjson-dev libssl-dev zlib1g-dev python3)
+          libwebsockets-dev libev-dev libcjson-dev libsimdjson-dev g++ libssl-dev zlib1g-dev python3)
 if [ "${1:-build}" = test ]; then
     packages+=(libipc-run-perl python3-websockets node-ws chromium clang libclang-rt-14-dev)
     # Node may come from elsewhere with npm bundled; only ask Debian when absent.

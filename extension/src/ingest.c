@@ -4,8 +4,9 @@
  *	  pankha.ingest() and its batch forms: JSON frames in, compact rows out.
  *
  * A frame's JSON text (jsonb arguments are printed back to text) is parsed
- * once by PostgreSQL's own JSON parser into the plain-C tree of validate.c,
- * whose rules check it and fill a PkError on the first problem.  Valid
+ * once, by simdjson (json_fast.cpp) or else PostgreSQL's own JSON parser,
+ * into the plain-C tree of validate.c, whose rules check it and fill a
+ * PkError on the first problem.  Valid
  * frames get their sensors, fans and fan status words mapped to catalog
  * codes (cached per backend, with a fast path for an agent that repeats
  * its previous frame's layout), are encoded into one bytea payload, and are
@@ -45,6 +46,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "json_fast.h"
 #include "validate.h"
 
 PG_FUNCTION_INFO_V1(pankha_ingest);
@@ -471,6 +473,26 @@ parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *wha
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
+
+	/*
+	 * simdjson first (UTF-8 databases: it reads only UTF-8); whatever it
+	 * does not take, or yields what PostgreSQL's parser would refuse, goes
+	 * to that parser, so the outcome and its wording are the same.
+	 */
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		int			nodes = pk_fast_parse(json_text, len);
+
+		if (nodes > 0)
+		{
+			pk_json_init(json, grow_nodes);
+			json->nodes = palloc(sizeof(PkJsonNode) * nodes);
+			json->capacity = nodes;
+			if (pk_fast_emit(json) && !json->failed && json->count > 0)
+				return true;
+			pfree(json->nodes);
+		}
+	}
 
 	pk_json_init(json, grow_nodes);
 	if (!nesting_ok(json_text, len))
