@@ -8,9 +8,13 @@ EXTENSION  = pankha
 EXTVERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" pankha.control)
 
 MODULE_big = pankha
-OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard extension/src/*.c)))
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard extension/src/*.c))) \
+             $(patsubst %.cpp,%.o,$(sort $(wildcard extension/src/*.cpp)))
 PG_CPPFLAGS = -I$(srcdir)/extension/src
 PG_CFLAGS  = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration
+# json_fast.cpp wraps simdjson (libsimdjson-dev), built without exceptions.
+PG_CXXFLAGS = -std=c++17 -fno-exceptions -fno-rtti
+SHLIB_LINK = -lsimdjson -lstdc++
 
 # The install script is assembled from the numbered parts in extension/sql,
 # so each feature keeps its SQL in its own file.  Upgrade scripts and frozen
@@ -33,6 +37,8 @@ NO_INSTALLCHECK = 1
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+# the JIT bitcode of C++ files is compiled by clang, whose default is C++14
+BITCODE_CXXFLAGS += -std=c++17 -fno-exceptions -fno-rtti
 
 extension/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

@@ -6,15 +6,27 @@
  *		  one call per frame (pipelined) and in batches (pankha.ingest_many,
  *		  its arrays sent in binary format);
  *	  (b) COPY of the very same frames already in compact row form;
- *	  (c) a naive PL/pgSQL function that inserts one row per reading.
+ *	  (c) a naive PL/pgSQL function that inserts one row per reading;
+ *	  (d) COPY of the frames' JSON text as received into a table of
+ *		  (agent_id text, frame text), and into one of (agent_id, frame jsonb):
+ *		  what storing the raw JSON would cost.
  *
- *	  It prints the ratios (a)/(b) and (a)/(c) and the bytes on disk per
- *	  stored reading, indexes included.  Run it through bench/ingest-bench.
+ *	  It prints the ratios (a)/(b), (a)/(c) and (a)/(d), the server
+ *	  backend's CPU time per frame of each (read from /proc: run it on the
+ *	  database's machine), and the bytes on disk per stored reading, indexes
+ *	  included.  Run it through bench/ingest-bench.
+ *
+ *	  With PANKHA_PERF=single or batch (and PANKHA_PERF_OUT=file), that
+ *	  phase runs under `perf record -g` attached to the server backend.
  *
  *	  usage: ingest_bench CONNINFO [FRAMES] [AGENTS] [BATCH]
  */
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +39,8 @@
 #define TXN_FRAMES 1000
 
 static PGconn *conn;
+static int	backend_pid;
+static pid_t perf_pid = 0;
 
 static void
 die(const char *what, PGresult *res)
@@ -52,6 +66,65 @@ now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) the server backend has used so far. */
+static double
+backend_cpu_s(void)
+{
+	char		path[64];
+	char		buf[1024];
+	FILE	   *f;
+	char	   *p;
+	unsigned long long utime,
+				stime;
+	size_t		n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", backend_pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* fields after the command name in parentheses: state is 3, utime 14, stime 15 */
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+							&utime, &stime) != 2)
+		return -1;
+	return (double) (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+/* Start perf on the backend when PANKHA_PERF names this phase. */
+static void
+perf_start(const char *phase)
+{
+	const char *want = getenv("PANKHA_PERF");
+	const char *out = getenv("PANKHA_PERF_OUT");
+	char		pid[16];
+
+	if (want == NULL || strcmp(want, phase) != 0)
+		return;
+	snprintf(pid, sizeof(pid), "%d", backend_pid);
+	perf_pid = fork();
+	if (perf_pid == 0)
+	{
+		execlp("perf", "perf", "record", "-q", "-g", "-p", pid, "-o",
+			   out ? out : "perf.data", (char *) NULL);
+		_exit(127);
+	}
+	sleep(1);					/* let it attach */
+}
+
+static void
+perf_stop(void)
+{
+	if (perf_pid > 0)
+	{
+		kill(perf_pid, SIGINT);
+		waitpid(perf_pid, NULL, 0);
+		perf_pid = 0;
+	}
 }
 
 static long long
@@ -223,6 +296,64 @@ run_batches(char **frames, char (*agents)[32], long from, long to, int batch)
 	free(agent_ptrs);
 }
 
+/* COPY buf into table (with its columns); returns the seconds it took. */
+static double
+copy_in(const char *copy_sql, const char *buf, size_t len)
+{
+	double		t0 = now_s();
+	PGresult   *res = PQexec(conn, copy_sql);
+
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+		die("copy in", res);
+	PQclear(res);
+	for (size_t off = 0; off < len; off += 65536)
+		if (PQputCopyData(conn, buf + off, (int) (len - off < 65536 ? len - off : 65536)) != 1)
+			die("copy data", NULL);
+	PQputCopyEnd(conn, NULL);
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		die("copy", res);
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	return now_s() - t0;
+}
+
+/*
+ * The frames as COPY text rows (agent_id TAB frame): backslashes in the
+ * JSON are doubled, as COPY's text format wants.
+ */
+static char *
+raw_copy_rows(char **frames, char (*agents)[32], long n, size_t *len)
+{
+	size_t		cap = 0;
+	char	   *out;
+	char	   *p;
+
+	for (long i = 0; i < n; i++)
+		cap += strlen(agents[i]) + 2 * strlen(frames[i]) + 2;
+	out = malloc(cap + 1);
+	if (out == NULL)
+	{
+		fprintf(stderr, "out of memory\n");
+		exit(1);
+	}
+	p = out;
+	for (long i = 0; i < n; i++)
+	{
+		p += sprintf(p, "%s\t", agents[i]);
+		for (const char *c = frames[i]; *c; c++)
+		{
+			if (*c == '\\')
+				*p++ = '\\';
+			*p++ = *c;
+		}
+		*p++ = '\n';
+	}
+	*len = p - out;
+	return out;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -233,10 +364,21 @@ main(int argc, char **argv)
 	char		(*agents)[32];
 	long long	base_ms;
 	double		t0,
+				c0,
 				single_s,
 				batch_s,
 				copy_s,
-				naive_s;
+				naive_s,
+				text_s,
+				jsonb_s,
+				single_cpu,
+				batch_cpu,
+				copy_cpu,
+				naive_cpu,
+				text_cpu,
+				jsonb_cpu;
+	char	   *raw_rows;
+	size_t		raw_len;
 	long		half;
 	long long	table_bytes,
 				naive_bytes,
@@ -258,6 +400,7 @@ main(int argc, char **argv)
 	if (PQstatus(conn) != CONNECTION_OK)
 		die("connect", NULL);
 	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+	backend_pid = PQbackendPID(conn);
 
 	base_ms = query_ll("SELECT (extract(epoch FROM now() - interval '3 days') * 1000)::bigint");
 	frames = malloc(sizeof(char *) * nframes);
@@ -307,13 +450,21 @@ main(int argc, char **argv)
 	exec_ok("DELETE FROM pankha.readings");
 
 	half = nframes / 2;
+	perf_start("single");
+	c0 = backend_cpu_s();
 	t0 = now_s();
 	run_single("single", frames, agents, 0, half);
 	single_s = now_s() - t0;
+	single_cpu = backend_cpu_s() - c0;
+	perf_stop();
 
+	perf_start("batch");
+	c0 = backend_cpu_s();
 	t0 = now_s();
 	run_batches(frames, agents, half, nframes, batch);
 	batch_s = now_s() - t0;
+	batch_cpu = backend_cpu_s() - c0;
+	perf_stop();
 
 	stored = query_ll("SELECT count(*) FROM pankha.readings");
 	if (stored != nframes)
@@ -348,27 +499,30 @@ main(int argc, char **argv)
 		PQclear(res);
 	exec_ok("TRUNCATE pankha.readings");
 
-	t0 = now_s();
-	res = PQexec(conn, "COPY pankha.readings (agent_id, ts, received_at, agent_ts, payload) FROM STDIN");
-	if (PQresultStatus(res) != PGRES_COPY_IN)
-		die("copy in", res);
-	PQclear(res);
-	for (size_t off = 0; off < copy_len; off += 65536)
-		PQputCopyData(conn, copy_data + off, (int) (copy_len - off < 65536 ? copy_len - off : 65536));
-	PQputCopyEnd(conn, NULL);
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		die("copy", res);
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
-	copy_s = now_s() - t0;
+	c0 = backend_cpu_s();
+	copy_s = copy_in("COPY pankha.readings (agent_id, ts, received_at, agent_ts, payload) FROM STDIN",
+					 copy_data, copy_len);
+	copy_cpu = backend_cpu_s() - c0;
+
+	/* (d): the JSON as received, into text and jsonb tables */
+	exec_ok("CREATE TABLE raw_text (agent_id text NOT NULL, frame text NOT NULL)");
+	exec_ok("CREATE TABLE raw_jsonb (agent_id text NOT NULL, frame jsonb NOT NULL)");
+	raw_rows = raw_copy_rows(frames, agents, nframes, &raw_len);
+	c0 = backend_cpu_s();
+	text_s = copy_in("COPY raw_text FROM STDIN", raw_rows, raw_len);
+	text_cpu = backend_cpu_s() - c0;
+	c0 = backend_cpu_s();
+	jsonb_s = copy_in("COPY raw_jsonb FROM STDIN", raw_rows, raw_len);
+	jsonb_cpu = backend_cpu_s() - c0;
+	free(raw_rows);
 
 	/* (c): naive, on a tenth of the frames (it is slow) */
 	naive_frames = nframes / 10;
+	c0 = backend_cpu_s();
 	t0 = now_s();
 	run_single("naive", frames, agents, 0, naive_frames);
 	naive_s = now_s() - t0;
+	naive_cpu = backend_cpu_s() - c0;
 	exec_ok("VACUUM ANALYZE naive_readings");
 	naive_bytes = query_ll("SELECT pg_total_relation_size('naive_readings')");
 
@@ -377,18 +531,33 @@ main(int argc, char **argv)
 		double		batch_fps = (nframes - half) / batch_s;
 		double		copy_fps = nframes / copy_s;
 		double		naive_fps = naive_frames / naive_s;
+		double		text_fps = nframes / text_s;
+		double		jsonb_fps = nframes / jsonb_s;
 		double		per_reading = (double) table_bytes / ((double) nframes * READINGS_PER_FRAME);
+		size_t		json_bytes = 0;
 
-		printf("frames: %ld (%d agents, %d sensors + %d fans + 3 health values each)\n",
-			   nframes, nagents, SENSORS, FANS);
-		printf("(a) pankha.ingest, one call per frame:   %10.0f frames/s\n", single_fps);
-		printf("(a) pankha.ingest_many, %4d per call:     %10.0f frames/s\n", batch, batch_fps);
-		printf("(b) COPY of the compact rows:            %10.0f frames/s\n", copy_fps);
-		printf("(c) naive PL/pgSQL, row per reading:     %10.0f frames/s\n", naive_fps);
+		for (long i = 0; i < nframes; i++)
+			json_bytes += strlen(frames[i]);
+#define US(cpu, n) ((cpu) < 0 ? -1.0 : (cpu) * 1e6 / (double) (n))
+		printf("frames: %ld (%d agents, %d sensors + %d fans + 3 health values each, %.0f bytes of JSON)\n",
+			   nframes, nagents, SENSORS, FANS, (double) json_bytes / nframes);
+		printf("                                          frames/s   server CPU us/frame\n");
+		printf("(a) pankha.ingest, one call per frame:   %10.0f   %8.1f\n", single_fps, US(single_cpu, half));
+		printf("(a) pankha.ingest_many, %4d per call:    %10.0f   %8.1f\n", batch, batch_fps,
+			   US(batch_cpu, nframes - half));
+		printf("(b) COPY of the compact rows:            %10.0f   %8.1f\n", copy_fps, US(copy_cpu, nframes));
+		printf("(c) naive PL/pgSQL, row per reading:     %10.0f   %8.1f\n", naive_fps,
+			   US(naive_cpu, naive_frames));
+		printf("(d) COPY of the raw JSON into text:      %10.0f   %8.1f\n", text_fps, US(text_cpu, nframes));
+		printf("(d) COPY of the raw JSON into jsonb:     %10.0f   %8.1f\n", jsonb_fps, US(jsonb_cpu, nframes));
+#undef US
 		printf("ratio (a)/(b): single %.2f, batch %.2f   (target >= 0.5)\n",
 			   single_fps / copy_fps, batch_fps / copy_fps);
 		printf("ratio (a)/(c): single %.1f, batch %.1f   (target >= 10)\n",
 			   single_fps / naive_fps, batch_fps / naive_fps);
+		printf("ratio (a)/(d) text: single %.2f, batch %.2f   (target > 1); jsonb: batch %.2f\n",
+			   single_fps / text_fps, batch_fps / text_fps, batch_fps / jsonb_fps);
+		printf("batch / single: %.2f   (target > 1)\n", batch_fps / single_fps);
 		printf("bytes on disk per reading (heap + indexes, %d readings a frame): %.2f   (target <= 8)\n",
 			   READINGS_PER_FRAME, per_reading);
 		printf("bytes on disk per frame: %.1f; naive table: %.1f bytes per reading\n",

@@ -3,14 +3,19 @@
  *	  libFuzzer target for the frame rules and the payload codec.
  *
  *	  Any input: compare the number fast path with strtod on short numeric
- *	  inputs, parse it as JSON (cJSON), run the rules, and for a valid
+ *	  inputs, parse it as JSON the way ingest does (simdjson through
+ *	  json_fast.cpp; cJSON stands in for PostgreSQL's parser, which ingest
+ *	  falls back to), check that both parsers give the rules the same
+ *	  verdict where both take the input, run the rules, and for a valid
  *	  frame give it sparse slots, encode it, decode it again and check every
  *	  value survived (status words with and without a dictionary code).
  *	  The raw bytes are also fed to the payload decoder (either format),
  *	  which must refuse or accept them without reading out of bounds.
  *
- *	  clang -fsanitize=fuzzer,address,undefined -I../src fuzz_frame.c \
- *		  pk_cjson.c ../src/validate.c -lcjson -lm
+ *	  clang++ -fsanitize=fuzzer,address,undefined -std=c++17 -fno-exceptions \
+ *		  -c ../src/json_fast.cpp; clang -fsanitize=fuzzer,address,undefined \
+ *		  -I../src fuzz_frame.c pk_cjson.c ../src/validate.c json_fast.o \
+ *		  -lcjson -lsimdjson -lstdc++ -lm
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_fast.h"
 #include "pk_cjson.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -61,11 +67,57 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	doc = cJSON_ParseWithLength((const char *) data, size);
-	if (doc == NULL)
-		return 0;
-	if (pk_json_from_cjson(doc, &json) &&
-		pk_frame_from_json(&json, 0, "fuzz-agent", &frame, &err))
+	/* the two parsers agree on what the rules make of an input both take */
+	{
+		int			nodes = pk_fast_parse((const char *) data, size);
+		PkJson		fast;
+		bool		fast_ok = false;
+
+		doc = cJSON_ParseWithLength((const char *) data, size);
+		if (nodes > 0)
+		{
+			pk_json_init(&fast, realloc);
+			fast.nodes = malloc(sizeof(PkJsonNode) * nodes);
+			fast.capacity = nodes;
+			fast_ok = pk_fast_emit(&fast) && !fast.failed && fast.count > 0;
+		}
+		if (doc && fast_ok && pk_json_from_cjson(doc, &json))
+		{
+			PkError		err2;
+			bool		v1 = pk_frame_from_json(&fast, 0, "fuzz-agent", &frame, &err);
+			bool		v2 = pk_frame_from_json(&json, 0, "fuzz-agent", &frame, &err2);
+
+			check(v1 == v2 && (v1 || (strcmp(err.sqlstate, err2.sqlstate) == 0 &&
+									  strcmp(err.message, err2.message) == 0)),
+				  "the same verdict from both parsers");
+		}
+		if (fast_ok)
+		{
+			/* what ingest goes on with; the cJSON tree is done */
+			if (doc)
+			{
+				free(json.nodes);
+				cJSON_Delete(doc);
+				doc = NULL;
+			}
+			json = fast;
+		}
+		else
+		{
+			if (nodes > 0)
+				free(fast.nodes);
+			if (doc == NULL)
+				return 0;
+			json.nodes = NULL;
+			if (!pk_json_from_cjson(doc, &json))
+			{
+				free(json.nodes);
+				cJSON_Delete(doc);
+				return 0;
+			}
+		}
+	}
+	if (pk_frame_from_json(&json, 0, "fuzz-agent", &frame, &err))
 	{
 		/* sparse slots in no particular order; some status words without a code */
 		for (int i = 0; i < frame.nsensors; i++)
@@ -117,6 +169,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(payload);
 	}
 	free(json.nodes);
-	cJSON_Delete(doc);
+	if (doc)
+		cJSON_Delete(doc);		/* json's strings pointed into it */
 	return 0;
 }

@@ -4,8 +4,9 @@
  *	  pankha.ingest() and its batch forms: JSON frames in, compact rows out.
  *
  * A frame's JSON text (jsonb arguments are printed back to text) is parsed
- * once by PostgreSQL's own JSON parser into the plain-C tree of validate.c,
- * whose rules check it and fill a PkError on the first problem.  Valid
+ * once, by simdjson (json_fast.cpp) or else PostgreSQL's own JSON parser,
+ * into the plain-C tree of validate.c, whose rules check it and fill a
+ * PkError on the first problem.  Valid
  * frames get their sensors, fans and fan status words mapped to catalog
  * codes (cached per backend, with a fast path for an agent that repeats
  * its previous frame's layout), are encoded into one bytea payload, and are
@@ -23,6 +24,9 @@
 #include "pankha.h"
 
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -42,6 +46,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "json_fast.h"
 #include "validate.h"
 
 PG_FUNCTION_INFO_V1(pankha_ingest);
@@ -468,6 +473,26 @@ parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *wha
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
+
+	/*
+	 * simdjson first (UTF-8 databases: it reads only UTF-8); whatever it
+	 * does not take, or yields what PostgreSQL's parser would refuse, goes
+	 * to that parser, so the outcome and its wording are the same.
+	 */
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		int			nodes = pk_fast_parse(json_text, len);
+
+		if (nodes > 0)
+		{
+			pk_json_init(json, grow_nodes);
+			json->nodes = palloc(sizeof(PkJsonNode) * nodes);
+			json->capacity = nodes;
+			if (pk_fast_emit(json) && !json->failed && json->count > 0)
+				return true;
+			pfree(json->nodes);
+		}
+	}
 
 	pk_json_init(json, grow_nodes);
 	if (!nesting_ok(json_text, len))
@@ -1541,11 +1566,35 @@ raise_error(const PkError *err, const char *prefix)
 			 err->detail[0] ? errdetail("%s", err->detail) : 0));
 }
 
+/*
+ * A batch call allocates several buffers of its whole size (the Bind
+ * message, the array argument as received, its copy), each over glibc's
+ * mmap and trim thresholds, so every call mapped fresh memory and returned
+ * it, and the page faults of touching it again cost more than parsing and
+ * storing the frames (batches were slower than single calls).  A backend
+ * that ingests keeps up to 64 MB of freed memory for its next call instead.
+ */
+static void
+keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+	static bool done = false;
+
+	if (!done)
+	{
+		mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+		mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+		done = true;
+	}
+#endif
+}
+
 /* Common entry: checks, caches and SPI. */
 static void
 ingest_begin(void)
 {
 	pankha_require_preload();
+	keep_freed_memory();
 	ensure_caches();
 	deferred_adds = NULL;		/* whatever an interrupted call left */
 	if (SPI_connect() != SPI_OK_CONNECT)

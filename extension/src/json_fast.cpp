@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * json_fast.cpp
+ *	  simdjson (Debian's libsimdjson) behind a small C interface, feeding
+ *	  the plain-C tree of validate.c.
+ *
+ * PostgreSQL's JSON lexer was the largest single cost of ingest (it
+ * copies every string and field name a byte at a time); simdjson parses
+ * a frame in a fraction of that.  It is only a faster way to the same
+ * PkJson: the rules that judge a frame stay in validate.c.  Anything
+ * simdjson refuses (bad JSON, an integer beyond 64 bits, nesting beyond
+ * its limit) makes the caller parse the frame again with PostgreSQL's
+ * parser, which then accepts it or gives its usual precise error, so
+ * what ingest accepts and how it words errors do not depend on this file.
+ *
+ * Two steps, so that no allocation can fail (and longjmp) inside C++:
+ * pk_fast_parse() parses into a per-process parser and says how many
+ * nodes the tree needs; the caller allocates them; pk_fast_emit() walks
+ * the document into the tree.  Strings point into the parser, valid until
+ * the next pk_fast_parse().  Built without exceptions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#define SIMDJSON_EXCEPTIONS 0
+#include <simdjson.h>
+
+extern "C"
+{
+#include "json_fast.h"
+}
+
+static simdjson::dom::parser *parser = nullptr;
+static simdjson::dom::element root;
+
+/* Nodes the subtree at e needs. */
+static int
+count_nodes(simdjson::dom::element e)
+{
+	int			n = 1;
+
+	if (e.type() == simdjson::dom::element_type::ARRAY)
+	{
+		simdjson::dom::array array = e.get_array().value_unsafe();
+
+		for (simdjson::dom::element child : array)
+			n += count_nodes(child);
+	}
+	else if (e.type() == simdjson::dom::element_type::OBJECT)
+	{
+		simdjson::dom::object object = e.get_object().value_unsafe();
+
+		for (simdjson::dom::key_value_pair field : object)
+			n += count_nodes(field.value);
+	}
+	return n;
+}
+
+/*
+ * Emit the parser events of the subtree at e; false for a string with a
+ * NUL (from \u0000), which PostgreSQL's parser refuses, so that the caller
+ * hands the frame to it and the answer is the same.
+ */
+static bool
+emit(simdjson::dom::element e, PkJson *json)
+{
+	switch (e.type())
+	{
+		case simdjson::dom::element_type::ARRAY:
+			{
+				simdjson::dom::array array = e.get_array().value_unsafe();
+
+				pk_json_begin(json, PK_JSON_ARRAY);
+				for (simdjson::dom::element child : array)
+					if (!emit(child, json))
+						return false;
+				pk_json_end(json);
+				break;
+			}
+		case simdjson::dom::element_type::OBJECT:
+			{
+			simdjson::dom::object object = e.get_object().value_unsafe();
+
+			pk_json_begin(json, PK_JSON_OBJECT);
+			for (simdjson::dom::key_value_pair field : object)
+			{
+				if (memchr(field.key.data(), '\0', field.key.size()))
+					return false;
+				pk_json_key(json, field.key.data(), (int) field.key.size());
+				if (!emit(field.value, json))
+					return false;
+			}
+			pk_json_end(json);
+			break;
+			}
+		case simdjson::dom::element_type::STRING:
+			{
+				std::string_view s = e.get_string().value_unsafe();
+
+				if (memchr(s.data(), '\0', s.size()))
+					return false;
+				pk_json_scalar(json, PK_JSON_STRING, s.data(), (int) s.size(), 0);
+				break;
+			}
+		case simdjson::dom::element_type::INT64:
+			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, (double) e.get_int64().value_unsafe());
+			break;
+		case simdjson::dom::element_type::UINT64:
+			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, (double) e.get_uint64().value_unsafe());
+			break;
+		case simdjson::dom::element_type::DOUBLE:
+			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, e.get_double().value_unsafe());
+			break;
+		case simdjson::dom::element_type::BOOL:
+			pk_json_scalar(json, PK_JSON_BOOL, nullptr, 0, e.get_bool().value_unsafe() ? 1 : 0);
+			break;
+		default:
+			pk_json_scalar(json, PK_JSON_NULL, nullptr, 0, 0);
+			break;
+	}
+	return true;
+}
+
+/*
+ * Parse text (UTF-8); the number of tree nodes it needs, or -1 when
+ * simdjson does not take it (the caller then uses PostgreSQL's parser).
+ */
+int
+pk_fast_parse(const char *text, size_t len)
+{
+	if (parser == nullptr)
+	{
+		parser = new (std::nothrow) simdjson::dom::parser();
+		if (parser == nullptr)
+			return -1;
+	}
+	/* frames are small: keep the parser's buffers for the next one */
+	if (parser->parse(text, len, true).get(root) != simdjson::SUCCESS)
+		return -1;
+	return count_nodes(root);
+}
+
+/*
+ * Walk the document of the last successful pk_fast_parse() into json,
+ * whose nodes must have room for what it returned; false when the
+ * document must go to PostgreSQL's parser after all.
+ */
+bool
+pk_fast_emit(PkJson *json)
+{
+	return emit(root, json);
+}
