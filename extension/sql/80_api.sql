@@ -701,7 +701,7 @@ BEGIN
         END IF;
         names := ARRAY(SELECT jsonb_array_elements_text(a -> 'series'));
     ELSIF pankha.api_has(a, 'series') THEN
-        names := string_to_array(pankha.api_text(a, 'series', true, 64 * 33), ',');
+        names := regexp_split_to_array(btrim(pankha.api_text(a, 'series', true, 64 * 33)), '\s*,\s*');
         IF cardinality(names) > (lim ->> 'history_series_max')::integer THEN
             PERFORM pankha.api_raise('54000', 'series',
                                      format('series: at most %s series per request', lim ->> 'history_series_max'));

@@ -165,7 +165,7 @@ SELECT pg_temp.api('agent', 'viewer', '{}');
 SELECT pg_temp.api('agent', 'viewer', '{"agent_id": "box-1", "connections": 101}');
 
 -- History: several series, bounded points per series.
-SELECT jsonb_path_query_array(pg_temp.call('history', 'viewer', '{"agent_id": "box-1", "series": "cpu_temp,rear_fan,cpu_usage"}'),
+SELECT jsonb_path_query_array(pg_temp.call('history', 'viewer', '{"agent_id": "box-1", "series": "cpu_temp, rear_fan,cpu_usage"}'),
                               '$.series.keyvalue().key') AS series,
        pg_temp.call('history', 'viewer', '{"agent_id": "box-1", "series": ["cpu_temp"]}') #> '{series,cpu_temp,0,max}' AS cpu_max;
 SELECT pg_temp.call('history', 'viewer', jsonb_build_object('agent_id', 'box-1', 'series', 'cpu_temp',
@@ -364,7 +364,7 @@ LISTEN pankha_alert;
 \o :notify_file
 SELECT * FROM pankha.evaluate_alerts();
 \o
-SELECT regexp_replace(n, '\d{4}-\d\d-\d\dT[0-9:.+]+', '<time>', 'g') FROM pg_temp.notifications(:'notify_file') n;
+SELECT regexp_replace(n, '\d{4}-\d\d-\d\dT[0-9:.]+[+-][0-9:]+', '<time>', 'g') FROM pg_temp.notifications(:'notify_file') n;
 UNLISTEN *;
 SET ROLE api_test_bridge;
 SELECT pg_temp.api('alerts', 'viewer');
@@ -385,7 +385,7 @@ LISTEN pankha_alert;
 SELECT pg_temp.api('alert_ack', 'operator', '{"alert_id": 1, "comment": "on it"}');
 \o
 RESET ROLE;
-SELECT regexp_replace(n, '\d{4}-\d\d-\d\dT[0-9:.+]+', '<time>', 'g') FROM pg_temp.notifications(:'notify_file') n;
+SELECT regexp_replace(n, '\d{4}-\d\d-\d\dT[0-9:.]+[+-][0-9:]+', '<time>', 'g') FROM pg_temp.notifications(:'notify_file') n;
 UNLISTEN *;
 SET ROLE api_test_bridge;
 SELECT pg_temp.api('alert_ack', 'operator', '{"alert_id": "1"}') :: jsonb ->> 'ack_comment' AS first_comment_kept;
