@@ -102,7 +102,7 @@ handle_command_ack(struct agent *a, const char *text, size_t len, cJSON *data)
 
 /* {"type":"status","data":{...}} */
 static void
-handle_status(struct agent *a, const char *text_in, size_t len, cJSON *data)
+handle_status(struct agent *a, const char *raw, size_t len, cJSON *data)
 {
 	struct db_query *q;
 	char	   *text;

@@ -25,7 +25,8 @@ struct http_req
 {
 	struct lws *wsi;			/* NULL once the socket closed */
 	int			refs;			/* socket + query */
-	bool		post;
+	const char *method;			/* "GET", "POST", ... ("" if none of those) */
+	bool		has_body;		/* POST, PUT, PATCH: routed once the body is complete */
 	char		path[256];
 	char		peer[64];
 	char	   *token;			/* bearer token or NULL */
@@ -348,26 +349,42 @@ match(const char *pattern, const char *path, struct http_req *r)
 	return !*pattern && !*path;
 }
 
-/* The route for a request: *r->route, or why not (404, 405). */
-static int
-find_route(struct http_req *r)
+/* The methods a route may have, how lws tells them, and whether a body comes. */
+static const struct
 {
-	const char *method = r->post ? "POST" : "GET";
-	bool		other_method = false;
+	enum lws_token_indexes token;
+	const char *name;
+	bool		body;
+}			methods[] = {
+	{WSI_TOKEN_POST_URI, "POST", true},
+	{WSI_TOKEN_PUT_URI, "PUT", true},
+	{WSI_TOKEN_PATCH_URI, "PATCH", true},
+	{WSI_TOKEN_DELETE_URI, "DELETE", false},
+	{WSI_TOKEN_GET_URI, "GET", false},
+};
 
+/*
+ * The route for a request: *r->route, or why not (404; 405 with
+ * *other the method of a route for the path).
+ */
+static int
+find_route(struct http_req *r, const char **other)
+{
+	*other = NULL;
 	for (size_t i = 0; i < nroutes; i++)
 	{
 		if (!match(routes[i].pattern, r->path, NULL))
 			continue;
-		if (strcmp(routes[i].method, method))
+		if (strcmp(routes[i].method, r->method))
 		{
-			other_method = true;
+			if (!*other)
+				*other = routes[i].method;
 			continue;
 		}
 		r->route = &routes[i];
 		return match(routes[i].pattern, r->path, r) ? 0 : 500;
 	}
-	return other_method ? 405 : 404;
+	return *other ? 405 : 404;
 }
 
 /* Run the route's handler with the body parsed. */
@@ -376,7 +393,7 @@ run_route(struct http_req *r)
 {
 	cJSON	   *body = NULL;
 
-	if (r->post)
+	if (r->has_body)
 	{
 		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
@@ -425,13 +442,21 @@ ui_auth_done(struct db_query *q, PGresult *res)
 static void
 route(struct http_req *r)
 {
-	int			rc = find_route(r);
+	const char *other;
+	int			rc = find_route(r, &other);
 
+	if (rc == 405)
+	{
+		char		m[32];
+
+		snprintf(m, sizeof(m), "use %s", other);
+		http_respond_error(r, 405, m);
+		return;
+	}
 	if (rc)
 	{
-		http_respond_error(r, rc, rc == 405 ? (r->post ? "use GET" : "use POST") :
-						   rc == 404 ? (strncmp(r->path, "/api/", 5) ? "not found" : "no such endpoint") :
-						   "out of memory");
+		http_respond_error(r, rc, rc == 404 ? (strncmp(r->path, "/api/", 5) ? "not found" :
+											   "no such endpoint") : "out of memory");
 		return;
 	}
 	if (r->route->min_role == ROLE_PUBLIC)
@@ -509,11 +534,17 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				r->refs = 1;
 				r->wsi = wsi;
 				s->req = r;
-				r->post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
-				n = lws_hdr_copy(wsi, r->path, sizeof(r->path),
-								 r->post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
-				if (n < 0)
-					r->path[0] = '\0';
+				r->method = "";
+				for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+					if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+					{
+						r->method = methods[i].name;
+						r->has_body = methods[i].body;
+						n = lws_hdr_copy(wsi, r->path, sizeof(r->path), methods[i].token);
+						if (n < 0)
+							r->path[0] = '\0';
+						break;
+					}
 				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
 				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
@@ -537,9 +568,9 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				if (lws_hdr_copy(wsi, enc, sizeof(enc), WSI_TOKEN_HTTP_CONTENT_ENCODING) > 0 &&
 					!strcasecmp(enc, "gzip"))
 					r->gzip = true;
-				if (!r->post)
+				if (!r->has_body)
 					route(r);
-				/* POST: wait for the body */
+				/* POST, PUT, PATCH: wait for the body */
 				return 0;
 			}
 		case LWS_CALLBACK_HTTP_BODY:

@@ -5,7 +5,7 @@
  * A route is a row: method, path pattern, the least role it needs, and
  * its handler.  "{name}" in a pattern matches one path segment, read back
  * with http_arg().  The handler runs once the body is complete, inflated,
- * parsed (a POST's body must be a JSON object) and, for dashboard roles,
+ * parsed (the body of a POST, PUT or PATCH must be a JSON object) and, for dashboard roles,
  * once the token has been checked and its role found sufficient; it
  * answers with http_respond*() or http_run_json(), now or from a query.
  */
@@ -20,10 +20,10 @@ struct http_req;
 /* One route of the HTTP API. */
 struct http_route
 {
-	const char *method;			/* "GET" or "POST" */
+	const char *method;			/* "GET", "POST", "PUT", "PATCH" or "DELETE" */
 	const char *pattern;		/* "/api/v1/agents/{id}/latest" */
 	enum role	min_role;		/* ROLE_PUBLIC, ROLE_AGENT, or a dashboard role */
-	void		(*handle) (struct http_req *r, cJSON *body);	/* body: NULL for GET */
+	void		(*handle) (struct http_req *r, cJSON *body);	/* body: NULL for GET, DELETE */
 };
 
 void		http_init(const struct http_route *routes, size_t nroutes);
