@@ -107,7 +107,17 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			}
 		case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
 			http_finish(r, true);
-			return -1;			/* one request per connection */
+
+			/*
+			 * One request per connection.  When the answer has
+			 * Content-Length: 0 (a refused sync, say) lws 4.1 calls this
+			 * while it parses the headers and does not close the
+			 * connection when told to, so each refusal leaked a socket
+			 * until the context ran out of descriptors; close it from
+			 * the event loop instead.
+			 */
+			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			return -1;
 		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 			pk_log(PK_LOG_DEBUG, "HTTP %s: %s", r->path, in ? (const char *) in : "connection failed");
 			http_finish(r, false);
