@@ -2,9 +2,9 @@
 // playwright-core against the bridge, database and agents test_browser
 // started (PANKHA_E2E).  Prints TAP.  Every wait has a deadline.
 import { chromium } from 'playwright-core';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, spawn } from 'node:child_process';
 import os from 'node:os';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, writeFileSync, openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -289,6 +289,36 @@ try {
 		const wide = await p.evaluate(() => document.documentElement.scrollWidth);
 		ok(wide <= 320, 'the agent view with its fan controls fits 320 px', wide);
 		await shot(p, 'agent-320');
+		await ctx.close();
+	}
+
+	// ---- the bridge goes away and comes back: reconnecting, then live and resynchronised
+	{
+		await page.goto(`${E.base}/#/fleet`);
+		await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'live'), 8000);
+		process.kill(E.bridgePid, 'SIGTERM');
+		const lost = await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'reconnecting' || st === 'offline'), 15000);
+		ok(lost, 'with the bridge gone the page says it is reconnecting');
+		await sleep(1000);
+		const child = spawn(E.bridgeArgs[0], E.bridgeArgs.slice(1), { stdio: ['ignore', openSync(E.bridgeLog, 'a'), openSync(E.bridgeLog, 'a')], detached: true });
+		writeFileSync(E.restartedPid, String(child.pid));
+		child.unref();
+		const back = await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'live'), 40000, 200);
+		ok(back, 'when the bridge is back the page is live again (backoff with jitter)');
+		const trend0b = await row(A1.id).locator('.c-trend path').getAttribute('d').catch(() => '');
+		ok(await until(async () => (await row(A1.id).locator('.c-trend path').getAttribute('d')) !== trend0b, 15000), '... and values flow again');
+	}
+
+	// ---- a token revoked while the page is open signs it out with a message
+	{
+		const t = psql(`SELECT pankha.create_ui_token('e2e-revokee', 'viewer')`);
+		const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+		const p = await ctx.newPage();
+		await p.goto(`${E.base}/?token=${encodeURIComponent(t)}#/fleet`);
+		await until(() => p.locator('#conn-state').getAttribute('data-state').then((st) => st === 'live'), 10000);
+		psql(`SELECT pankha.revoke_token(token_id) FROM pankha.tokens WHERE user_name = 'e2e-revokee'`);
+		const msg = await until(() => p.locator('#signin-error').textContent().catch(() => null), 10000);
+		ok(/revoked/.test(msg || ''), 'a token revoked while signed in returns to sign-in with a clear message', msg);
 		await ctx.close();
 	}
 
