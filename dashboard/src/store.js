@@ -156,6 +156,8 @@ export function sendCommand(agentId, commandType, parameters, label) {
 	const cmd = newCommand(requestId, agentId, commandType, parameters);
 	cmd.label = label || `${commandType} on ${agentId}`;
 	commands.set(requestId, cmd);
+	// a long session keeps the newest 200 (a Map iterates oldest first)
+	for (const k of commands.keys()) { if (commands.size <= 200) break; commands.delete(k); }
 	commandsVersion.value++;
 	const viaSocket = live && live.send({ type: 'command', data: { agent_id: agentId, command_type: commandType, parameters, request_id: requestId } });
 	if (!viaSocket) {
