@@ -9,7 +9,7 @@ import { reconnectDelay } from './lib/backoff.js';
 const FALLBACK_AFTER = 3;
 const PING_EVERY = 25000;
 
-export function createLive({ url, getToken, topics, onMessage, onState, onOpen, checkHttp, WebSocketImpl = WebSocket }) {
+export function createLive({ url, getToken, topics, onMessage, onState, onOpen, checkHttp, WebSocketImpl = globalThis.WebSocket, delayFor = reconnectDelay }) {
 	let ws = null, attempt = 0, failedOpens = 0, timer = null, ping = null, stopped = false, everOpened = false;
 
 	function setState(state, extra = {}) { onState({ state, attempt, ...extra }); }
@@ -67,7 +67,7 @@ export function createLive({ url, getToken, topics, onMessage, onState, onOpen, 
 
 	function schedule(state = 'reconnecting') {
 		attempt++;
-		const delay = reconnectDelay(attempt);
+		const delay = delayFor(attempt);
 		setState(state === 'polling' ? 'polling' : (attempt > 6 ? 'offline' : 'reconnecting'), { retryAt: Date.now() + delay });
 		timer = setTimeout(connect, delay);
 	}

@@ -3,7 +3,7 @@
 // router.  Views come from views/, one module each.
 import { render } from 'preact';
 import { signal } from '@preact/signals';
-import { useEffect } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { auth, conn, paused, endpoints, announcement, isAdmin, signOut, boot } from './store.js';
 import { SignIn } from './views/signin.js';
@@ -24,6 +24,13 @@ const STATE_TEXT = {
 
 function Connection() {
 	const c = conn.value;
+	// the retry countdown ticks while not live
+	const [, tick] = useState(0);
+	useEffect(() => {
+		if (c.state === 'live' || !c.retryAt) return;
+		const t = setInterval(() => tick((n) => n + 1), 1000);
+		return () => clearInterval(t);
+	}, [c.state, c.retryAt]);
 	const retry = c.retryAt ? Math.max(0, Math.round((c.retryAt - Date.now()) / 1000)) : null;
 	return html`<span class=${`conn conn-${c.state}`} id="conn-state" data-state=${c.state} role="status">
 		<span class="dot" aria-hidden="true"></span>${STATE_TEXT[c.state] || c.state}${c.state !== 'live' && retry ? ` (in ${retry} s)` : ''}</span>`;

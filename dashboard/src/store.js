@@ -156,6 +156,8 @@ export function sendCommand(agentId, commandType, parameters, label) {
 	const cmd = newCommand(requestId, agentId, commandType, parameters);
 	cmd.label = label || `${commandType} on ${agentId}`;
 	commands.set(requestId, cmd);
+	// a long session keeps the newest 200 (a Map iterates oldest first)
+	for (const k of commands.keys()) { if (commands.size <= 200) break; commands.delete(k); }
 	commandsVersion.value++;
 	const viaSocket = live && live.send({ type: 'command', data: { agent_id: agentId, command_type: commandType, parameters, request_id: requestId } });
 	if (!viaSocket) {
@@ -203,10 +205,7 @@ export async function loadFleet() {
 			} while (cursor);
 			prune(seen);
 		} else {
-			const rows = await api.agents();
-			const seen = new Set();
-			for (const row of rows) { seen.add(row.agent_id); applyRow(record(row.agent_id), row); }
-			prune(seen);
+			applyAgentRows(await api.agents());
 		}
 		fleetError.value = null;
 		batch(() => { fleetLoaded.value = true; fleetVersion.value++; });
@@ -242,8 +241,10 @@ export async function signIn(token) {
 		return false;
 	}
 	auth.value = { token, user: null, role: null, error: null, checking: true };
+	let rows;
 	try {
-		await api.agents();
+		// the agent list checks the token and is the first paint's data
+		rows = await api.agents();
 	} catch (e) {
 		const msg = e.status === 401 ? 'This token was refused: it is wrong, expired or revoked.' : `Cannot sign in: ${e.message}`;
 		auth.value = { token: null, user: null, role: null, error: msg, checking: false };
@@ -251,11 +252,25 @@ export async function signIn(token) {
 		return false;
 	}
 	saveToken(sessionStorage, token);
-	auth.value = { ...auth.value, checking: false };
-	await probeEndpoints();
-	await loadFleet();
+	const m = (window.__pankha = window.__pankha || {});
+	m.fleetLoadedMs = performance.now();
+	applyAgentRows(rows);
+	batch(() => {
+		auth.value = { ...auth.value, checking: false };
+		fleetLoaded.value = true;
+		fleetVersion.value++;
+	});
 	startLive();
+	// which views have their endpoint; the fleet endpoint, when there,
+	// adds what the agent list lacks (groups, hottest, alerts)
+	probeEndpoints().then(() => { if (endpoints.value.fleet) loadFleet(); });
 	return true;
+}
+
+function applyAgentRows(rows) {
+	const seen = new Set();
+	for (const row of rows) { seen.add(row.agent_id); applyRow(record(row.agent_id), row); }
+	prune(seen);
 }
 
 function startLive() {

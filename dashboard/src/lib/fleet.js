@@ -111,12 +111,16 @@ export function totals(records) {
 	return t;
 }
 
+// one collator for every comparison (localeCompare builds one per call);
+// numeric, so "host 2" sorts before "host 10"
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+const cmp = collator.compare;
 const SORTS = {
-	name: (a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id),
+	name: (a, b) => cmp(a.name, b.name) || cmp(a.id, b.id),
 	status: (a, b) => (a.status === b.status ? 0 : a.status === 'online' ? -1 : 1) || SORTS.name(a, b),
 	hottest: (a, b) => (b.hottest ?? -Infinity) - (a.hottest ?? -Infinity) || SORTS.name(a, b),
 	last_seen: (a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0) || SORTS.name(a, b),
-	group: (a, b) => (a.group || '').localeCompare(b.group || '') || SORTS.name(a, b),
+	group: (a, b) => cmp(a.group || '', b.group || '') || SORTS.name(a, b),
 	alerts: (a, b) => b.alerts - a.alerts || SORTS.name(a, b),
 };
 export const SORT_KEYS = Object.keys(SORTS);

@@ -33,7 +33,7 @@ function Totals({ t }) {
 }
 
 function fanSummary(r) {
-	if (r.fanMinRpm == null) return r.fans ? `${r.fans} fans` : '–';
+	if (r.fanMinRpm == null) return r.fans ? `${r.fans} fan${r.fans === 1 ? '' : 's'}` : '–';
 	const range = r.fanMinRpm === r.fanMaxRpm ? `${Math.round(r.fanMinRpm)}` : `${Math.round(r.fanMinRpm)}–${Math.round(r.fanMaxRpm)}`;
 	return `${range} rpm`;
 }
@@ -49,7 +49,7 @@ function Row({ r, top, height, index, count, now }) {
 				${r.name !== r.id && html`<span class="muted small id">${r.id}</span>`}
 			</div>
 			<div role="cell" class="c-group">${r.group || html`<span class="muted">–</span>`}</div>
-			<div role="cell" class="c-seen" title=${r.lastSeen ? new Date(r.lastSeen).toLocaleString() : ''}>${online ? 'live' : fmtAgo(r.lastSeen, now)}</div>
+			<div role="cell" class="c-seen" title=${r.lastSeen ? new Date(r.lastSeen).toLocaleString() : ''}>${online && (r.lastSeen == null || now - r.lastSeen < 5000) ? 'just now' : fmtAgo(r.lastSeen, now)}</div>
 			<div role="cell" class="c-num c-sensors"><span class="lbl">sensors </span>${r.sensors ?? '–'}</div>
 			<div role="cell" class="c-num c-fans"><span class="lbl">fans </span>${r.fans ?? '–'}</div>
 			<div role="cell" class=${`c-num c-hot temp-${tempLevel(r.hottest)}`}>${fmtTemp(r.hottest)}</div>
@@ -163,8 +163,8 @@ export function Fleet() {
 					<div role="columnheader" class="c-fansum">fan speeds</div><div role="columnheader" class="c-alerts">alerts</div>
 					<div role="columnheader" class="c-trend">trend</div>
 				</div>
-				<div class="vlist" ref=${box} tabindex="0" aria-label="Agent rows, scrollable">
-					<div class="vlist-inner" style=${`height:${rows.length * rowH}px`}>${visible}</div>
+				<div class="vlist" ref=${box} tabindex="0" role="rowgroup" aria-label="Agent rows, scrollable">
+					<div class="vlist-inner" role="none" style=${`height:${rows.length * rowH}px`}>${visible}</div>
 				</div>
 			</div>
 			${fleetLoaded.value && !fleet.size && html`<p class="empty">No agents yet. Register one with <code>pankha.register_agent()</code> or an enrollment key, and it shows up here when it connects.</p>`}
