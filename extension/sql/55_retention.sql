@@ -44,7 +44,10 @@ COMMENT ON FUNCTION pankha.retention(text) IS
 'How long the partitions of readings, rollup_1m or rollup_1h are kept, from the pankha.*_retention settings.';
 
 -- Write one partition to the archive directory as gzip-compressed CSV.
--- The file appears under its final name only when complete.
+-- The file appears under its final name only when complete, and both the
+-- file and the directory entry are on disk (sync, coreutils' fsync of
+-- the given file or directory) before COPY returns, so the partition is
+-- never dropped while an OS crash could still take its archive (L8).
 CREATE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -53,6 +56,7 @@ DECLARE
     name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
     target text;
     quoted text;
+    quoted_dir text;
 BEGIN
     IF directory IS NULL OR directory !~ '^/' THEN
         RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
@@ -62,8 +66,10 @@ BEGIN
     target := rtrim(directory, '/') || '/' || name || '.csv.gz';
     -- Single-quote the path for the shell: ' becomes '"'"'.
     quoted := '''' || replace(target, '''', '''"''"''') || '''';
+    quoted_dir := '''' || replace(coalesce(nullif(rtrim(directory, '/'), ''), '/'), '''', '''"''"''') || '''';
     EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', part,
-                   format('gzip -c > %s.part && mv -f %s.part %s', quoted, quoted, quoted));
+                   format('gzip -c > %s.part && sync %s.part && mv -f %s.part %s && sync %s',
+                          quoted, quoted, quoted, quoted, quoted_dir));
     RETURN target;
 END
 $$;

@@ -2931,3 +2931,30 @@ GRANT EXECUTE ON FUNCTION pankha.record_refusals(bigint[], text[], text[], text[
                           pankha.authenticate_ui_request(text, text)
     TO pankha_bridge;
 
+
+-- L8 (issue 13): the archive is on disk before its partition is dropped --
+CREATE OR REPLACE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
+    target text;
+    quoted text;
+    quoted_dir text;
+BEGIN
+    IF directory IS NULL OR directory !~ '^/' THEN
+        RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is "%s".', directory);
+    END IF;
+    target := rtrim(directory, '/') || '/' || name || '.csv.gz';
+    -- Single-quote the path for the shell: ' becomes '"'"'.
+    quoted := '''' || replace(target, '''', '''"''"''') || '''';
+    quoted_dir := '''' || replace(coalesce(nullif(rtrim(directory, '/'), ''), '/'), '''', '''"''"''') || '''';
+    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', part,
+                   format('gzip -c > %s.part && sync %s.part && mv -f %s.part %s && sync %s',
+                          quoted, quoted, quoted, quoted, quoted_dir));
+    RETURN target;
+END
+$$;
