@@ -48,8 +48,16 @@ extension/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 SUBDIRS = bridge agent dashboard
 
 all: subdirs
-install: install-subdirs
+install: install-subdirs $(if $(SUBDIRS),install-man)
 clean: clean-subdirs
+
+# The daemons' man pages (hand-written in docs/man; regress/t/configuration_docs.pl
+# checks that they name every flag).
+MANDIR ?= /usr/local/share/man
+.PHONY: install-man
+install-man:
+	install -D -m 644 docs/man/pankha-bridge.1 $(DESTDIR)$(MANDIR)/man1/pankha-bridge.1
+	install -D -m 644 docs/man/pankha-agent.1 $(DESTDIR)$(MANDIR)/man1/pankha-agent.1
 
 .PHONY: subdirs install-subdirs clean-subdirs test demo bench
 subdirs:

@@ -60,14 +60,26 @@ COMMENT ON TABLE pankha.fans IS
 
 -- One row per frame.  The values live in payload, a compact binary
 -- encoding decoded by pankha.decode_*(); the views below unnest it.
+--
+-- The partitioned tables (this one, rollup_1m, rollup_1h) have no keys or
+-- indexes of their own: each partition gets its primary key and indexes
+-- when pankha.ensure_time_partition() creates it.  The partitions are made
+-- at run time, so they are not members of the extension and pg_dump dumps
+-- them with their data and keys like any table of the database, while the
+-- parents come back from CREATE EXTENSION.  Were the keys declared on the
+-- parent, the restore's ATTACH PARTITION would already build them in each
+-- partition and the dumped ADD CONSTRAINT and CREATE INDEX would then fail
+-- ("multiple primary keys ... are not allowed").  The partition key ts is
+-- part of every partition's primary key, so (agent_id, ts) is still unique
+-- across the table, and ingest's ON CONFLICT DO NOTHING sees the key of the
+-- partition a frame goes to.
 CREATE TABLE pankha.readings (
     -- fixed-width columns first, so no padding is needed between them
     ts          timestamptz NOT NULL,
     received_at timestamptz NOT NULL,
     agent_id    text NOT NULL,
     payload     bytea NOT NULL,
-    agent_ts    timestamptz,
-    PRIMARY KEY (agent_id, ts) WITH (fillfactor = 100)
+    agent_ts    timestamptz
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE pankha.readings IS
 'One row per data frame, partitioned by day on ts (the agent clock).  agent_ts is set only when the agent clock was more than 5 minutes ahead: ts is then the receive time.';

@@ -202,7 +202,12 @@ BEGIN
         'SELECT count(*) FROM pankha.drop_expired_partitions()',
         'SELECT pankha.prune_audit_log()',
         'SELECT pankha.requeue_commands()',
-        'SELECT pankha.evaluate_alerts()']
+        'SELECT pankha.evaluate_alerts()',
+        'SELECT pankha.prune_commands(pankha.setting_interval(''pankha.command_retention'', ''30 days''))',
+        'SELECT pankha.prune_connections()',
+        'SELECT pankha.prune_alerts()',
+        'SELECT pankha.prune_agent_reports()',
+        'SELECT pankha.prune_archived_partitions()']
     LOOP
         BEGIN
             EXECUTE step;
@@ -215,7 +220,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, and judge alert rules.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)

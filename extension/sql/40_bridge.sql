@@ -19,6 +19,11 @@ CREATE TABLE pankha.connections (
     bytes_out     bigint NOT NULL DEFAULT 0 CHECK (bytes_out >= 0),
     CHECK (closed_at IS NULL OR closed_at >= connected_at)
 );
+-- Connection history and the agents' latest reports are the database's
+-- own data, so pg_dump keeps them (extension tables it is not told about
+-- are left out of a dump).
+SELECT pg_catalog.pg_extension_config_dump('pankha.connections', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('pankha.connections', 'connection_id'), '');
 CREATE INDEX connections_agent_idx ON pankha.connections (agent_id, connected_at);
 CREATE INDEX connections_open_idx ON pankha.connections (agent_id) WHERE closed_at IS NULL;
 COMMENT ON TABLE pankha.connections IS
@@ -30,6 +35,7 @@ CREATE TABLE pankha.agent_reports (
     received_at timestamptz NOT NULL,
     report      jsonb NOT NULL CHECK (jsonb_typeof(report) = 'object')
 );
+SELECT pg_catalog.pg_extension_config_dump('pankha.agent_reports', '');
 COMMENT ON TABLE pankha.agent_reports IS
 'The most recent status message of each agent (uptime, memory and whatever else the agent reports).';
 

@@ -82,14 +82,16 @@ CREATE TABLE pankha.rollup_1m (
     speed_max     real,
     speed_sum     double precision,
     stalls        integer NOT NULL DEFAULT 0,
-    last_status   text,
-    PRIMARY KEY (agent_id, bucket, kind, slot)
+    last_status   text
 ) PARTITION BY RANGE (bucket);
 COMMENT ON TABLE pankha.rollup_1m IS
 '1-minute aggregates per agent and sensor (kind s), fan (f), health metric (h) and frame count (r), partitioned by UTC day.  samples counts the values, sum/samples is the average; kept by the background worker, read them through pankha.history() or the *_1m views.';
 
-CREATE TABLE pankha.rollup_1h (LIKE pankha.rollup_1m INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
-    PRIMARY KEY (agent_id, bucket, kind, slot)) PARTITION BY RANGE (bucket);
+-- Like pankha.readings, both tiers keep their keys on the partitions only
+-- (see the comment there): pankha.ensure_time_partition() gives each the
+-- primary key (agent_id, bucket, kind, slot).
+CREATE TABLE pankha.rollup_1h (LIKE pankha.rollup_1m INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
+    PARTITION BY RANGE (bucket);
 COMMENT ON TABLE pankha.rollup_1h IS
 '1-hour aggregates, the same columns as pankha.rollup_1m, computed from it and partitioned by UTC month.';
 
@@ -112,14 +114,13 @@ CREATE TABLE pankha.rollup_pending_hours (
 COMMENT ON TABLE pankha.rollup_pending_hours IS
 'Hours whose 1-minute rollups changed and whose 1-hour rollup is still to be recomputed.';
 
--- The rollup pass finds new frames by received_at in every partition; a
--- BRIN index suits it (received_at follows the insert order) and costs
--- ingest next to nothing.
-CREATE INDEX readings_received_at ON pankha.readings USING brin (received_at)
-    WITH (pages_per_range = 16, autosummarize = on);
-
--- Time partitions of the rollup tables: name_YYYYMMDD for a day, name_YYYYMM
--- for a month (UTC).
+-- Time partitions of readings and the rollup tables: name_YYYYMMDD for a
+-- day, name_YYYYMM for a month (UTC).  Each partition is created with its
+-- own keys, the parents having none (see pankha.readings): the primary key,
+-- and for readings a BRIN index on received_at, by which the rollup pass
+-- finds new frames (received_at follows the insert order, so BRIN suits
+-- it and costs ingest next to nothing).  The names are the ones PostgreSQL
+-- gives keys inherited from a parent, as 0.1.0 had them.
 CREATE FUNCTION pankha.ensure_time_partition(parent text, unit text, ts timestamptz)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -146,6 +147,15 @@ BEGIN
     IF rel IS NULL THEN
         EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.%I FOR VALUES FROM (%L) TO (%L)',
                        name, parent, lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC');
+        IF parent = 'readings' THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, ts) WITH (fillfactor = 100)',
+                           name, name || '_pkey');
+            EXECUTE format('CREATE INDEX %I ON pankha.%I USING brin (received_at) WITH (pages_per_range = 16, autosummarize = on)',
+                           name || '_received_at_idx', name);
+        ELSIF parent IN ('rollup_1m', 'rollup_1h') THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, bucket, kind, slot)',
+                           name, name || '_pkey');
+        END IF;
         rel := to_regclass(format('pankha.%I', name));
     END IF;
     RETURN rel;
@@ -213,7 +223,14 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
-    INSERT INTO pankha.rollup_1m AS m
+    -- Replace rather than upsert: ON CONFLICT needs a key on the parent,
+    -- which the partitioned tables do not have (see pankha.readings).  One
+    -- rollup pass runs at a time (pankha.rollup() locks rollup_state), so
+    -- nobody else writes these buckets in between.
+    DELETE FROM pankha.rollup_1m m
+     USING unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+     WHERE m.agent_id = d.agent_id AND m.bucket >= d.lo AND m.bucket < d.hi;
+    INSERT INTO pankha.rollup_1m
     SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, v.kind, v.slot,
            count(v.value), min(v.value), max(v.value), sum(v.value),
            (array_agg(v.value ORDER BY r.ts DESC))[1], max(r.ts),
@@ -223,13 +240,7 @@ BEGIN
     FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
     JOIN pankha.readings r ON r.agent_id = d.agent_id AND r.ts >= d.lo AND r.ts < d.hi
     CROSS JOIN LATERAL pankha.payload_values(r.payload) v
-    GROUP BY 1, 2, 3, 4
-    ON CONFLICT (agent_id, bucket, kind, slot) DO UPDATE
-    SET samples = EXCLUDED.samples, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
-        last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
-        speed_samples = EXCLUDED.speed_samples, speed_min = EXCLUDED.speed_min,
-        speed_max = EXCLUDED.speed_max, speed_sum = EXCLUDED.speed_sum,
-        stalls = EXCLUDED.stalls, last_status = EXCLUDED.last_status;
+    GROUP BY 1, 2, 3, 4;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -247,7 +258,11 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
-    INSERT INTO pankha.rollup_1h AS h
+    -- Replaced, not upserted, as in pankha.rollup_minutes().
+    DELETE FROM pankha.rollup_1h h
+     USING unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+     WHERE h.agent_id = d.agent_id AND h.bucket >= d.lo AND h.bucket < d.hi;
+    INSERT INTO pankha.rollup_1h
     SELECT m.agent_id, date_bin('1 hour', m.bucket, pankha.bucket_origin()) AS bucket, m.kind, m.slot,
            sum(m.samples), min(m.min), max(m.max), sum(m.sum),
            (array_agg(m.last ORDER BY m.last_ts DESC))[1], max(m.last_ts),
@@ -255,13 +270,7 @@ BEGIN
            sum(m.stalls), (array_agg(m.last_status ORDER BY m.last_ts DESC))[1]
     FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
     JOIN pankha.rollup_1m m ON m.agent_id = d.agent_id AND m.bucket >= d.lo AND m.bucket < d.hi
-    GROUP BY 1, 2, 3, 4
-    ON CONFLICT (agent_id, bucket, kind, slot) DO UPDATE
-    SET samples = EXCLUDED.samples, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
-        last = EXCLUDED.last, last_ts = EXCLUDED.last_ts,
-        speed_samples = EXCLUDED.speed_samples, speed_min = EXCLUDED.speed_min,
-        speed_max = EXCLUDED.speed_max, speed_sum = EXCLUDED.speed_sum,
-        stalls = EXCLUDED.stalls, last_status = EXCLUDED.last_status;
+    GROUP BY 1, 2, 3, 4;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

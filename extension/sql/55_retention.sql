@@ -77,6 +77,24 @@ REVOKE ALL ON FUNCTION pankha.archive_partition(regclass, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
 'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; returns the file name.  Raises an error when it could not.';
 
+-- The partitions dropped past their retention, where each was archived to
+-- (NULL when pankha.archive_directory was empty), for finding a day's data
+-- again; rows older than pankha.archive_log_retention are pruned.
+CREATE TABLE pankha.archived_partitions (
+    partition   text NOT NULL,
+    parent      text NOT NULL,
+    range_start timestamptz NOT NULL,
+    range_end   timestamptz NOT NULL,
+    bytes       bigint NOT NULL,
+    archived_to text,
+    dropped_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition, dropped_at)
+);
+CREATE INDEX archived_partitions_dropped_at ON pankha.archived_partitions (dropped_at);
+SELECT pg_catalog.pg_extension_config_dump('pankha.archived_partitions', '');
+COMMENT ON TABLE pankha.archived_partitions IS
+'Every partition the worker dropped past its retention: the range it covered, its size, the archive file it was written to first (NULL when not archived) and when.  Pruned after pankha.archive_log_retention.';
+
 -- Drop the partitions past their retention, archiving each first when
 -- pankha.archive_directory is set.  A partition that cannot be archived or
 -- locked is kept, with a warning, and tried again on the next pass.
@@ -94,7 +112,7 @@ BEGIN
     -- Never stall ingest behind a drop's lock: give up and retry next pass.
     PERFORM set_config('lock_timeout', '2s', true);
     FOR p IN
-        SELECT t.partition, t.parent FROM pankha.time_partitions t
+        SELECT t.partition, t.parent, t.range_start, t.range_end, t.bytes FROM pankha.time_partitions t
         WHERE t.range_end <= now() - pankha.retention(t.parent)
         ORDER BY t.range_start
     LOOP
@@ -111,6 +129,8 @@ BEGIN
             END IF;
             partition := p.partition::text;
             EXECUTE format('DROP TABLE %s', p.partition);
+            INSERT INTO pankha.archived_partitions (partition, parent, range_start, range_end, bytes, archived_to)
+            VALUES (partition, p.parent, p.range_start, p.range_end, p.bytes, archived_to);
             RAISE LOG 'pankha: dropped partition % past its retention%', partition,
                 coalesce(' (archived to ' || archived_to || ')', '');
             RETURN NEXT;
@@ -128,3 +148,91 @@ COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
 
 -- Privileges (issue 13).
 REVOKE ALL ON FUNCTION pankha.retention(text) FROM PUBLIC;
+-- ---------------------------------------------------------------------
+-- Tables that grow row by row are pruned by age, each after its own
+-- pankha.*_retention setting (see extension/src/worker.c), by the worker's
+-- maintenance pass.  What is still in use is never deleted: unfinished
+-- commands, open connections, firing alerts, the alert state of a rule's
+-- cooldown.  The audit log has its own retention (pankha.audit_retention()).
+-- ---------------------------------------------------------------------
+
+-- Closed connections older than pankha.connection_retention.
+CREATE FUNCTION pankha.prune_connections() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM pankha.connections c
+     WHERE c.closed_at < now() - pankha.setting_interval('pankha.connection_retention', '30 days');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.prune_connections() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.prune_connections() IS
+'Deletes the connections closed longer than pankha.connection_retention ago (open ones are kept) and returns how many.  The worker calls it.';
+
+-- Resolved alerts older than pankha.alert_retention, and the per-series
+-- state nothing needs any more: no condition pending, no open alert, and
+-- the last alert resolved longer ago than both the retention and the
+-- rule's cooldown (so a cooldown is never cut short).
+CREATE FUNCTION pankha.prune_alerts() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    keep interval := pankha.setting_interval('pankha.alert_retention', '180 days');
+    n bigint;
+BEGIN
+    DELETE FROM pankha.alerts a
+     WHERE a.state = 'resolved' AND a.resolved_at < now() - keep;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM pankha.alert_state s
+     USING pankha.alert_rules r
+     WHERE r.rule_id = s.rule_id AND s.pending_since IS NULL AND s.alert_id IS NULL
+       AND coalesce(s.last_resolved_at, '-infinity') < now() - greatest(keep, r.cooldown);
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.prune_alerts() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.prune_alerts() IS
+'Deletes the alerts resolved longer than pankha.alert_retention ago (firing ones are kept) and the alert state no rule needs any more; returns the alerts deleted.  The worker calls it.';
+
+-- Status reports of agents that have not sent one for
+-- pankha.report_retention (an agent keeps only its latest report anyway).
+CREATE FUNCTION pankha.prune_agent_reports() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM pankha.agent_reports r
+     WHERE r.received_at < now() - pankha.setting_interval('pankha.report_retention', '30 days');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.prune_agent_reports() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.prune_agent_reports() IS
+'Deletes the status reports older than pankha.report_retention (agents silent that long) and returns how many.  The worker calls it.';
+
+-- The record of dropped partitions older than pankha.archive_log_retention.
+CREATE FUNCTION pankha.prune_archived_partitions() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM pankha.archived_partitions a
+     WHERE a.dropped_at < now() - pankha.setting_interval('pankha.archive_log_retention', '730 days');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.prune_archived_partitions() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.prune_archived_partitions() IS
+'Deletes the rows of pankha.archived_partitions older than pankha.archive_log_retention (the archive files themselves are the operator''s) and returns how many.  The worker calls it.';

@@ -191,6 +191,8 @@ pankha_define_gucs(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	pankha_define_retention_gucs();
+
 	MarkGUCPrefixReserved("pankha");
 }
 

@@ -63,5 +63,6 @@ extern const char *pankha_fan_status_name(int code);
 
 /* worker.c */
 extern void pankha_register_worker(void);
+extern void pankha_define_retention_gucs(void);
 
 #endif							/* PANKHA_H */

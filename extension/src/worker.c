@@ -14,6 +14,13 @@
  * next one; it never takes the server down.  SIGHUP reloads the settings,
  * SIGTERM ends the worker at once.
  *
+ * The retention settings of what the worker prunes row by row are defined
+ * here (pankha_define_retention_gucs); the SQL reads them with
+ * pankha.setting_interval(), see extension/sql/55_retention.sql.  Their
+ * defaults keep a month of operational history (commands, connections,
+ * status reports), half a year of alerts like the audit log, and two years
+ * of the record of dropped partitions, like the 1-hour rollups.
+ *
  *-------------------------------------------------------------------------
  */
 #include "pankha.h"
@@ -30,6 +37,7 @@
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -46,7 +54,16 @@ typedef enum WorkerState
 
 static WorkerState worker_state = WORKER_STARTING;
 
+/* Retention settings, in minutes; read by the SQL, not by this file. */
+static int	pankha_command_retention = 30 * 24 * 60;
+static int	pankha_connection_retention = 30 * 24 * 60;
+static int	pankha_alert_retention = 180 * 24 * 60;
+static int	pankha_report_retention = 30 * 24 * 60;
+static int	pankha_archive_log_retention = 730 * 24 * 60;
+
 static bool worker_pass(void);
+static void define_retention(const char *name, const char *short_desc, const char *long_desc,
+							 int *variable, int days);
 static void worker_enter_state(WorkerState state);
 
 /* Register the worker at postmaster start. */
@@ -64,6 +81,47 @@ pankha_register_worker(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pankha worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pankha worker");
 	RegisterBackgroundWorker(&worker);
+}
+
+/* Define one retention setting: minutes, 1 hour to 20 years, reloadable. */
+static void
+define_retention(const char *name, const char *short_desc, const char *long_desc,
+				 int *variable, int days)
+{
+	DefineCustomIntVariable(name, short_desc, long_desc, variable,
+							days * 24 * 60, 60, 20 * 366 * 24 * 60,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+}
+
+/* The retention settings of the tables the worker prunes row by row. */
+void
+pankha_define_retention_gucs(void)
+{
+	define_retention("pankha.command_retention",
+					 "How long finished commands are kept.",
+					 "Acked, failed, expired and dead commands created longer ago are deleted "
+					 "by the worker; unfinished ones never are. Range: 1 hour to 20 years.",
+					 &pankha_command_retention, 30);
+	define_retention("pankha.connection_retention",
+					 "How long closed agent connections are kept in pankha.connections.",
+					 "Connections closed longer ago are deleted by the worker; open ones never "
+					 "are. Range: 1 hour to 20 years.",
+					 &pankha_connection_retention, 30);
+	define_retention("pankha.alert_retention",
+					 "How long resolved alerts are kept.",
+					 "Alerts resolved longer ago are deleted by the worker, with the alert state "
+					 "no rule needs any more; firing alerts never are. Range: 1 hour to 20 years.",
+					 &pankha_alert_retention, 180);
+	define_retention("pankha.report_retention",
+					 "How long an agent's latest status report is kept.",
+					 "Reports older than this (agents that stopped reporting) are deleted by "
+					 "the worker. Range: 1 hour to 20 years.",
+					 &pankha_report_retention, 30);
+	define_retention("pankha.archive_log_retention",
+					 "How long the record of dropped partitions is kept.",
+					 "Rows of pankha.archived_partitions older than this are deleted by the "
+					 "worker; the archive files are left alone. Range: 1 hour to 20 years.",
+					 &pankha_archive_log_retention, 730);
 }
 
 /* Entry point of the background worker. */

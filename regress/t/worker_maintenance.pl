@@ -283,6 +283,83 @@ is( $node->safe_psql('postgres', q{
 	WHERE agent_id = 'w1' AND "time" BETWEEN now() - interval '31 days' AND now() - interval '29 days'}),
 	'1', 'the 1-minute rollup of a dropped raw day outlives it');
 
+is( $node->safe_psql('postgres', qq{
+	SELECT string_agg(parent || ' ' || (archived_to = '$archive/' || substr(partition, 8) || '.csv.gz'), ',' ORDER BY parent)
+	  FROM pankha.archived_partitions WHERE partition IN ('pankha.$raw_old', 'pankha.$m_old', 'pankha.$h_old')}),
+	'readings true,rollup_1h true,rollup_1m true', 'each dropped partition is recorded with its archive file');
+
+# ---------------------------------------------------------------------
+# Bounded size: what grows row by row is pruned after its retention, at
+# the defaults; what is still in use stays.
+# ---------------------------------------------------------------------
+$node->safe_psql('postgres', q{
+	-- Commands: finished a month ago go; an unfinished old one stays.
+	UPDATE pankha.commands SET created_at = now() - interval '31 days' WHERE status IN ('expired', 'dead');
+	CREATE TABLE public.old_queued AS
+	SELECT pankha.send_command('w2', 'noop', '{}', 'normal', '60 days') AS id;
+	UPDATE pankha.commands SET created_at = now() - interval '31 days' WHERE command_id = (SELECT id FROM public.old_queued);
+	-- Connections: closed a month ago go; open and recent ones stay.
+	SELECT pankha.connection_closed(pankha.connection_opened('w1', 'bridge-old'), 1000, 'bye');
+	UPDATE pankha.connections SET connected_at = now() - interval '32 days', closed_at = now() - interval '31 days'
+	 WHERE bridge_id = 'bridge-old';
+	SELECT pankha.connection_opened('w2', 'bridge-open');
+	UPDATE pankha.connections SET connected_at = now() - interval '60 days' WHERE bridge_id = 'bridge-open';
+	SELECT pankha.connection_closed(pankha.connection_opened('w1', 'bridge-new'), 1000, 'bye');
+	-- Alerts: resolved half a year ago goes; an old firing one stays.
+	UPDATE pankha.alerts SET fired_at = now() - interval '182 days', resolved_at = now() - interval '181 days'
+	 WHERE alert_id = (SELECT min(alert_id) FROM pankha.alerts WHERE state = 'resolved');
+	UPDATE pankha.alerts SET fired_at = now() - interval '200 days'
+	 WHERE alert_id = (SELECT max(alert_id) FROM pankha.alerts WHERE state = 'firing');
+	-- Alert state: a series idle for ever goes; one in its cooldown stays.
+	INSERT INTO pankha.alert_state (rule_id, agent_id, target_id)
+	SELECT rule_id, 'w1', 'idle_sensor' FROM pankha.alert_rules WHERE name = 'w2-hot';
+	INSERT INTO pankha.alert_state (rule_id, agent_id, target_id, last_resolved_at)
+	SELECT rule_id, 'w1', 'recent_sensor', now() - interval '1 day' FROM pankha.alert_rules WHERE name = 'w2-hot';
+	-- Status reports: a month-old one goes, a fresh one stays.
+	SELECT pankha.record_status('w1', '{"uptime": 1}');
+	SELECT pankha.record_status('w2', '{"uptime": 2}');
+	UPDATE pankha.agent_reports SET received_at = now() - interval '31 days' WHERE agent_id = 'w1';
+	-- The record of dropped partitions: two years old goes.
+	INSERT INTO pankha.archived_partitions (partition, parent, range_start, range_end, bytes, dropped_at)
+	VALUES ('pankha.readings_20000101', 'readings', '2000-01-01', '2000-01-02', 8192, now() - interval '731 days');
+});
+ok( $node->poll_query_until('postgres', q{
+	SELECT NOT EXISTS (SELECT FROM pankha.commands WHERE status IN ('expired', 'dead'))
+	   AND NOT EXISTS (SELECT FROM pankha.connections WHERE bridge_id = 'bridge-old')
+	   AND NOT EXISTS (SELECT FROM pankha.alerts WHERE resolved_at < now() - interval '180 days')
+	   AND NOT EXISTS (SELECT FROM pankha.alert_state WHERE target_id = 'idle_sensor')
+	   AND NOT EXISTS (SELECT FROM pankha.agent_reports WHERE agent_id = 'w1')
+	   AND NOT EXISTS (SELECT FROM pankha.archived_partitions WHERE partition = 'pankha.readings_20000101')}),
+	'the worker prunes finished commands, closed connections, resolved alerts, idle alert state, stale reports and old partition records');
+is($node->safe_psql('postgres', q{SELECT status FROM pankha.commands WHERE command_id = (SELECT id FROM public.old_queued)}),
+	'queued', 'an old command still queued is kept');
+is($node->safe_psql('postgres', q{SELECT string_agg(bridge_id, ',' ORDER BY bridge_id) FROM pankha.connections
+                                  WHERE bridge_id IN ('bridge-open', 'bridge-new')}),
+	'bridge-new,bridge-open', 'open and recent connections are kept');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pankha.alerts WHERE state = 'firing' AND fired_at < now() - interval '180 days'}),
+	'1', 'a firing alert is kept however old');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pankha.alert_state WHERE target_id = 'recent_sensor'}),
+	'1', 'alert state within the retention is kept');
+is($node->safe_psql('postgres', q{SELECT string_agg(agent_id, ',') FROM pankha.agent_reports}),
+	'w2', 'the fresh status report is kept');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pankha.archived_partitions WHERE partition IN ('pankha.$raw_old', 'pankha.$m_old', 'pankha.$h_old')"),
+	'3', 'recent partition records are kept');
+
+# A shorter retention takes effect on reload.
+$node->safe_psql('postgres', q{
+	SELECT pankha.connection_closed(pankha.connection_opened('w1', 'bridge-hour'), 1000, 'bye');
+	UPDATE pankha.connections SET connected_at = now() - interval '3 hours', closed_at = now() - interval '2 hours'
+	 WHERE bridge_id = 'bridge-hour';
+});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pankha.connections WHERE bridge_id = 'bridge-hour'}), '1',
+	'a connection closed two hours ago is kept at the default retention');
+$node->safe_psql('postgres', "ALTER SYSTEM SET pankha.connection_retention = '1h'; SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', q{SELECT NOT EXISTS (SELECT FROM pankha.connections WHERE bridge_id = 'bridge-hour')}),
+	'and pruned once pankha.connection_retention is 1h');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pankha.connections WHERE bridge_id = 'bridge-new'}), '1',
+	'while the connection closed just now stays');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET pankha.connection_retention; SELECT pg_reload_conf()");
+
 # ---------------------------------------------------------------------
 # Bad states: a missing partition, a dropped extension.
 # ---------------------------------------------------------------------
