@@ -7,8 +7,10 @@ packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 l
           libwebsockets-dev libev-dev libcjson-dev libssl-dev zlib1g-dev python3)
 if [ "${1:-build}" = test ]; then
     packages+=(libipc-run-perl python3-websockets node-ws chromium clang libclang-rt-14-dev)
-    # units/tests: systemd-analyze
-    packages+=(systemd)
+    # units/tests: systemd-analyze; debian/tests: the Debian toolchain and a
+    # clean root; docker/tests: podman (runc, see docker/containers.conf).
+    packages+=(systemd curl dpkg-dev debhelper fakeroot lintian debootstrap
+               podman buildah podman-compose runc netavark aardvark-dns iptables docker-compose)
     # Node may come from elsewhere with npm bundled; only ask Debian when absent.
     command -v npm >/dev/null || packages+=(nodejs npm)
 fi
