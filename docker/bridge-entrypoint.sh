@@ -12,4 +12,11 @@ if [ -n "${PANKHA_DB_PASSWORD_FILE:-}" ]; then
     export PGPASSFILE="$pgpass"
     unset PANKHA_DB_PASSWORD_FILE
 fi
+# Serve the dashboard only when there is a page: with --dashboard, lws
+# 4.1.6's file mount at / also takes /healthz and /readyz, which then get
+# no answer (a bridge bug), and the health check would fail for nothing.
+if [ -n "${PANKHA_DASHBOARD:-}" ] && [ ! -f "$PANKHA_DASHBOARD/index.html" ]; then
+    echo "bridge-entrypoint: no $PANKHA_DASHBOARD/index.html: serving no dashboard" >&2
+    unset PANKHA_DASHBOARD
+fi
 exec pankha-bridge "$@"
