@@ -44,6 +44,7 @@
 #include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "json_fast.h"
@@ -1357,6 +1358,58 @@ place_frames_ahead(PendingFrame **valid, int nvalid, TimestampTz now)
 	}
 }
 
+/*
+ * Insert the rows with a plain INSERT in a subtransaction: when none was
+ * stored before (nearly always) this spares ON CONFLICT's index probe and
+ * its extra WAL record per row, and the RETURNING.  False, with nothing
+ * stored, on a unique violation: a re-sent frame is among the rows.
+ */
+static bool
+insert_all_new(Datum *args)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+	TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool inserted = false;
+
+	keep_plan(&plan,
+			  "INSERT INTO pankha.readings (agent_id, ts, received_at, agent_ts, payload) "
+			  "SELECT u.agent_id, u.ts, $3, u.agent_ts, u.payload "
+			  "FROM unnest($1, $2, $4, $5) AS u(agent_id, ts, agent_ts, payload)",
+			  5, argtypes);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		int			ret = SPI_execute_plan(plan, args, NULL, false, 0);
+
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "could not store frames: %s", SPI_result_code_string(ret));
+		ReleaseCurrentSubTransaction();
+		inserted = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return inserted;
+}
+
 /* Insert several rows with one statement over unnest(); returns how many were new. */
 static uint64
 insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
@@ -1397,6 +1450,13 @@ insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
+
+	if (insert_all_new(args))
+	{
+		for (int i = 0; i < nrows; i++)
+			rows[i]->stored = true;
+		return nrows;
+	}
 
 	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)

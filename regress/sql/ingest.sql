@@ -208,6 +208,10 @@ SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['agent-2', 'agent-2']
     ARRAY[(SELECT frame() || '{"timestamp": 1}'::jsonb || jsonb_build_object('timestamp', floor(extract(epoch FROM now()) * 1000) - 50000)),
           (SELECT frame() || '{"timestamp": 1}'::jsonb || jsonb_build_object('timestamp', floor(extract(epoch FROM now()) * 1000) - 50000))]);
 
+-- a frame stored before among new ones: it alone is reported as already stored
+SELECT ord, stored, sqlstate FROM pankha.ingest_many(ARRAY['linux-agent-id', 'linux-agent-id', 'linux-agent-id'],
+    ARRAY[frame(), (SELECT f FROM resend), frame()]);
+
 -- Liveness is kept in shared memory and persisted on demand (by the worker).
 SELECT agent_id, frames > 0 AS has_frames, last_seen <= now() AS sane
 FROM pankha.agent_liveness() WHERE agent_id IN ('agent-2', 'linux-agent-id') ORDER BY agent_id;
