@@ -47,8 +47,9 @@ COMMENT ON FUNCTION pankha.ingest_many(text[], jsonb[]) IS
 
 -- Frames more than 5 minutes ahead are stored near the server's time with
 -- their own timestamp in agent_ts, which stays their identity: ingest looks
--- a re-sent one up here (few rows: only those frames are in the index).
-CREATE INDEX readings_ahead ON pankha.readings (agent_id, agent_ts) WHERE agent_ts IS NOT NULL;
+-- a re-sent one up in each partition's partial index on (agent_id,
+-- agent_ts), which pankha.ensure_time_partition() creates (few rows: only
+-- those frames are in it; per partition, like every key, for pg_dump).
 
 -- Catalog: new sensors and fans get the next free slot of their agent.
 -- Called by ingest only when its cache does not know an id (or a sensor's

@@ -119,7 +119,8 @@ COMMENT ON TABLE pankha.rollup_pending_hours IS
 -- own keys, the parents having none (see pankha.readings): the primary key,
 -- and for readings a BRIN index on received_at, by which the rollup pass
 -- finds new frames (received_at follows the insert order, so BRIN suits
--- it and costs ingest next to nothing).  The names are the ones PostgreSQL
+-- it and costs ingest next to nothing), and the partial index of frames
+-- from agents whose clock is ahead (see pankha.ingest_many).  The names are the ones PostgreSQL
 -- gives keys inherited from a parent, as 0.1.0 had them.
 CREATE FUNCTION pankha.ensure_time_partition(parent text, unit text, ts timestamptz)
 RETURNS regclass
@@ -152,6 +153,8 @@ BEGIN
                            name, name || '_pkey');
             EXECUTE format('CREATE INDEX %I ON pankha.%I USING brin (received_at) WITH (pages_per_range = 16, autosummarize = on)',
                            name || '_received_at_idx', name);
+            EXECUTE format('CREATE INDEX %I ON pankha.%I (agent_id, agent_ts) WHERE agent_ts IS NOT NULL',
+                           name || '_agent_id_agent_ts_idx', name);
         ELSIF parent IN ('rollup_1m', 'rollup_1h') THEN
             EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, bucket, kind, slot)',
                            name, name || '_pkey');

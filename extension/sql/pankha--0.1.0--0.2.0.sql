@@ -3265,3 +3265,72 @@ END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
 'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
+
+-- ---------------------------------------------------------------------
+-- ingest with dump and restore: the index of frames from agents whose
+-- clock is ahead is per partition too, like every key of the partitioned
+-- tables, so that pg_restore creates it once.
+-- ---------------------------------------------------------------------
+DROP INDEX pankha.readings_ahead;
+CREATE OR REPLACE FUNCTION pankha.ensure_time_partition(parent text, unit text, ts timestamptz)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamp := date_trunc(unit, ts AT TIME ZONE 'UTC');
+    hi timestamp := lo + ('1 ' || unit)::interval;
+    name text := parent || '_' || to_char(lo, CASE unit WHEN 'day' THEN 'YYYYMMDD' ELSE 'YYYYMM' END);
+    rel regclass := to_regclass(format('pankha.%I', name));
+BEGIN
+    IF unit NOT IN ('day', 'month') THEN
+        RAISE EXCEPTION 'invalid partition unit "%"', unit
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The unit is day or month.';
+    END IF;
+    IF rel IS NOT NULL THEN
+        RETURN rel;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
+    -- Read pg_class itself, not the cache: an advisory lock does not bring
+    -- in the invalidations of a partition another session just created.
+    SELECT c.oid::regclass INTO rel FROM pg_catalog.pg_class c
+    WHERE c.relname = name AND c.relnamespace = 'pankha'::regnamespace;
+    IF rel IS NULL THEN
+        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.%I FOR VALUES FROM (%L) TO (%L)',
+                       name, parent, lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC');
+        IF parent = 'readings' THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, ts) WITH (fillfactor = 100)',
+                           name, name || '_pkey');
+            EXECUTE format('CREATE INDEX %I ON pankha.%I USING brin (received_at) WITH (pages_per_range = 16, autosummarize = on)',
+                           name || '_received_at_idx', name);
+            EXECUTE format('CREATE INDEX %I ON pankha.%I (agent_id, agent_ts) WHERE agent_ts IS NOT NULL',
+                           name || '_agent_id_agent_ts_idx', name);
+        ELSIF parent IN ('rollup_1m', 'rollup_1h') THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, bucket, kind, slot)',
+                           name, name || '_pkey');
+        END IF;
+        rel := to_regclass(format('pankha.%I', name));
+    END IF;
+    RETURN rel;
+END
+$$;
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+                 WHERE i.inhparent = 'pankha.readings'::regclass LOOP
+        EXECUTE format('CREATE INDEX %I ON %s (agent_id, agent_ts) WHERE agent_ts IS NOT NULL',
+                       (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part) || '_agent_id_agent_ts_idx', part);
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- privileges, again for the worker's functions the features above replaced
+-- after the privileges section pinned their search_path (L7).
+-- ---------------------------------------------------------------------
+ALTER FUNCTION pankha.maintain() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.drop_expired_partitions() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;

@@ -28,7 +28,12 @@
 #include <malloc.h>
 #endif
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -39,11 +44,13 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
@@ -152,7 +159,7 @@ static char *status_names[PK_MAX_STATUS_CODE + 1];	/* code -> word, as loaded */
 static uint64 cache_generation = 0;
 static Oid	readings_oid = InvalidOid;	/* pankha.readings when the caches were filled */
 static bool readings_changed = false;	/* its partitions (or itself) changed since */
-static bool have_ahead_index = false;	/* pankha.readings_ahead exists (0.2.0 schema) */
+static bool have_ahead_index = false;	/* partitions index agent_ts (not the 0.1.0 schema) */
 static bool bump_on_commit = false; /* tell other backends an agent went ahead */
 /*
  * The newest subtransaction in which the caches learnt something, or
@@ -172,6 +179,7 @@ static CatalogAdds *deferred_adds = NULL;
 static bool sensor_changed(const CatalogEntry *ce, const PkSensor *s);
 static void reset_caches(void);
 static void ensure_caches(void);
+static bool extension_is_0_1_0(void);
 static void readings_inval_callback(Datum arg, Oid relid);
 static void ingest_xact_callback(XactEvent event, void *arg);
 static void ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -265,9 +273,8 @@ ensure_caches(void)
 		return;
 
 	readings_oid = get_relname_relid("readings", get_namespace_oid("pankha", false));
-	/* without it (a 0.1.0 schema) a look-up by agent_ts would scan every row */
-	have_ahead_index = OidIsValid(get_relname_relid("readings_ahead",
-													get_namespace_oid("pankha", false)));
+	/* in a 0.1.0 schema a look-up by agent_ts would scan every row */
+	have_ahead_index = !extension_is_0_1_0();
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.hcxt = cache_context;
@@ -284,6 +291,40 @@ ensure_caches(void)
 	ctl.entrysize = sizeof(StatusEntry);
 	status_cache = hash_create("pankha fan status cache", 32, &ctl,
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/*
+ * Whether the installed pankha is still at 0.1.0 (the shared library was
+ * replaced but ALTER EXTENSION pankha UPDATE has not run yet).  Since
+ * 0.2.0 every partition of pankha.readings has a partial index on
+ * (agent_id, agent_ts), which re-sends of frames from agents whose clock
+ * is ahead are looked up by; 0.1.0 has none.
+ */
+static bool
+extension_is_0_1_0(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		old = false;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("pankha"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		v = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		old = !isnull && strcmp(TextDatumGetCString(v), "0.1.0") == 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return old;
 }
 
 /*
