@@ -24,9 +24,6 @@ pankha.liveness_flush = 1
 pankha.offline_after = 30s
 pankha.rollup_hour_delay = 0
 pankha.archive_directory = '$no_such_dir'
-# PostgreSQL::Test::Cluster turns fsync off; what survives a restart here
-# must have been written as a real server writes it (issue 13, L12).
-fsync = on
 });
 $node->start;
 
