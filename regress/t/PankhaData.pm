@@ -60,8 +60,8 @@ SELECT pankha.assign_profile('rig', 'cpu_fan', 'quiet', 'cpu_temp');
 SELECT pankha.set_audit_retention('30 days');
 });
 
-	# Commands in every state: pending, sent (claimed, not acked), acked
-	# with success and with failure, expired, cancelled by a newer one.
+	# Commands in every state: queued, sent (claimed, not acked), acked,
+	# failed, expired (ttl passed), dead (out of delivery attempts).
 	$k{cmd_acked} = $q->(q{SELECT pankha.send_command('rig', 'emergency_stop', '{}', 'high')});
 	$q->(qq{SELECT count(*) FROM pankha.claim_commands('{rig}', '1 hour', 100);
 	        SELECT pankha.ack_command('rig', '$k{cmd_acked}', true)});
@@ -71,6 +71,8 @@ SELECT pankha.set_audit_retention('30 days');
 	$k{cmd_sent} = $q->(q{SELECT pankha.send_command('box', 'emergency_stop', '{}')});
 	$q->(q{SELECT count(*) FROM pankha.claim_commands('{box}', '1 hour', 100)});
 	$k{cmd_expired} = $q->(q{SELECT pankha.send_command('rig-2', 'emergency_stop', '{}', 'normal', '1 second')});
+	$k{cmd_dead} = $q->(q{SELECT pankha.send_command('rig-2', 'noop', '{}', 'low', '1 hour', NULL, 1)});
+	$q->(q{SELECT count(*) FROM pankha.claim_commands('{rig-2}', '1 second', 100)});
 	$q->(q{SELECT pg_sleep(1.1); SELECT pankha.expire_commands()});
 	$k{cmd_pending} = $q->(q{SELECT pankha.send_command('box', 'set_fan_speed', '{"fan_id": "cpu_fan", "speed": 30}')});
 

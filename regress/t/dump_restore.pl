@@ -36,7 +36,7 @@ my $day_partitions = $node->safe_psql('src', q{
 cmp_ok($day_partitions, '>=', 6, "frames fill $day_partitions day partitions");
 cmp_ok($node->safe_psql('src', q{SELECT count(*) FROM pankha.rollup_1h}), '>', 0, 'and the rollups');
 is($node->safe_psql('src', q{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM pankha.commands}),
-	'acked,expired,failed,queued,sent', 'commands are in every state');
+	'acked,dead,expired,failed,queued,sent', 'commands are in every state');
 cmp_ok($node->safe_psql('src', q{SELECT count(*) FROM pankha.connections}), '>=', 3, 'connections are recorded');
 
 my $dir = $node->basedir;

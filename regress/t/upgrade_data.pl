@@ -25,7 +25,7 @@ $node->safe_psql('used', q{CREATE EXTENSION pankha VERSION '0.1.0'});
 my $keys = PankhaData::fill($node, 'used');
 my $before = PankhaData::digests($node, 'used');
 is($node->safe_psql('used', q{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM pankha.commands}),
-	'acked,expired,failed,queued,sent', 'the 0.1.0 database has commands in every state');
+	'acked,dead,expired,failed,queued,sent', 'the 0.1.0 database has commands in every state');
 cmp_ok($node->safe_psql('used', q{SELECT count(*) FROM pankha.time_partitions WHERE parent = 'readings'}),
 	'>=', 7, 'and frames in day partitions');
 
