@@ -58,10 +58,10 @@ fi
 # answers (in the background, so that postgres stays this process).
 (
     for _ in $(seq 120); do
-        pg_isready -q -h /run/postgresql -d "$db" && break
+        pg_isready -q -h "${PGHOST:-/run/postgresql}" -d "$db" && break
         sleep 0.5
     done
-    sql /run/postgresql -d "$db" -c "ALTER EXTENSION pankha UPDATE" ||
+    sql "${PGHOST:-/run/postgresql}" -d "$db" -c "ALTER EXTENSION pankha UPDATE" ||
         echo "db-entrypoint: ALTER EXTENSION pankha UPDATE failed" >&2
 ) &
 exec postgres -D "$PGDATA" "$@"
