@@ -151,6 +151,10 @@ INSERT INTO expected_acl VALUES
     ('pankha.update_interval(text)', 'owner'),
     ('pankha.check_alert_rule(text,text,real,interval,interval,text,text,text,text,text)', 'owner'),
     ('pankha.ingest_many(text[],bytea[])', 'pankha_bridge'),
+    ('pankha.prune_agent_reports()', 'owner'),
+    ('pankha.prune_alerts()', 'owner'),
+    ('pankha.prune_archived_partitions()', 'owner'),
+    ('pankha.prune_connections()', 'owner'),
     -- the API (80_api.sql): endpoints for the bridge, their helpers the owner's
     ('pankha.alert_silenced_until(bigint,text,text)', 'owner'),
     ('pankha.api_agent(text,text,jsonb)', 'pankha_bridge'),

@@ -101,13 +101,16 @@ SELECT pankha.authenticate_agent('rig', 'pka_wrong');
 	return \%k;
 }
 
-# digests(NODE, DB): table name => "rows:md5" for every table of the pankha
-# schema, partitions included, except the two rollup bookkeeping tables
-# (the watermark and the hours queue), which a restored database starts
-# afresh: its first rollup pass reads the raw frames again.
+# digests(NODE, DB [, COLUMNS]): table name => "rows:md5" for every table
+# of the pankha schema, partitions included, except the two rollup
+# bookkeeping tables (the watermark and the hours queue), which a restored
+# database starts afresh: its first rollup pass reads the raw frames again.
+# With COLUMNS (table name => column list, as columns() gives), only those
+# columns are digested, so that an upgrade that adds columns to a table can
+# be compared with the rows it had.
 sub digests
 {
-	my ($node, $db) = @_;
+	my ($node, $db, $cols) = @_;
 	my %d;
 	my @tables = split /\n/, $node->safe_psql($db, q{
 		SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -116,10 +119,29 @@ sub digests
 		 ORDER BY 1});
 	for my $t (@tables)
 	{
+		my $row = $cols && $cols->{$t} ? "row($cols->{$t})" : 't';
 		$d{$t} = $node->safe_psql($db,
-			"SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pankha.$t t");
+			"SELECT count(*) || ':' || md5(coalesce(string_agg($row\::text, '|' ORDER BY $row\::text), '')) FROM pankha.$t t");
 	}
 	return \%d;
+}
+
+# columns(NODE, DB): table name => its columns, "t.a, t.b, ...", for digests().
+sub columns
+{
+	my ($node, $db) = @_;
+	my %c;
+	for my $line (split /\n/, $node->safe_psql($db, q{
+		SELECT c.relname || '|' || string_agg('t.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+		  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		 WHERE n.nspname = 'pankha' AND c.relkind = 'r'
+		 GROUP BY c.relname}))
+	{
+		my ($t, $list) = split /\|/, $line, 2;
+		$c{$t} = $list;
+	}
+	return \%c;
 }
 
 # works(NODE, DB, KEYS, WHAT): the database authenticates the tokens filled

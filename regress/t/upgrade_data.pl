@@ -24,6 +24,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE used');
 $node->safe_psql('used', q{CREATE EXTENSION pankha VERSION '0.1.0'});
 my $keys = PankhaData::fill($node, 'used');
 my $before = PankhaData::digests($node, 'used');
+my $columns = PankhaData::columns($node, 'used');
 is($node->safe_psql('used', q{SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM pankha.commands}),
 	'acked,dead,expired,failed,queued,sent', 'the 0.1.0 database has commands in every state');
 cmp_ok($node->safe_psql('used', q{SELECT count(*) FROM pankha.time_partitions WHERE parent = 'readings'}),
@@ -34,7 +35,8 @@ is($ret, 0, 'ALTER EXTENSION pankha UPDATE succeeds on a database in use') or di
 isnt($node->safe_psql('used', q{SELECT extversion FROM pg_extension WHERE extname = 'pankha'}), '0.1.0',
 	'and leaves 0.1.0');
 
-my $after = PankhaData::digests($node, 'used');
+# The rows as they were: columns 0.2.0 adds (at the end) are left out.
+my $after = PankhaData::digests($node, 'used', $columns);
 my @differ = grep { ($after->{$_} // 'missing') ne $before->{$_} } sort keys %$before;
 is(scalar(@differ), 0, 'every table holds the same rows after the update (' . scalar(keys %$before) . ' tables)')
 	or diag(join("\n", map { "$_: $before->{$_} before, " . ($after->{$_} // 'missing') . ' after' } @differ));
