@@ -12,6 +12,7 @@
 #include "agents.h"
 #include "credentials.h"
 #include "db.h"
+#include "extversion.h"
 #include "http_api.h"
 #include "http_routes.h"
 #include "ingest_batch.h"
@@ -301,6 +302,15 @@ on_signal(struct ev_loop *l, ev_signal *w, int revents)
 		tls_reload();
 		return;
 	}
+	server_stop(0);
+}
+
+/* Drain and stop, as on SIGTERM; main() then returns status. */
+void
+server_stop(int status)
+{
+	if (status && !srv.exit_status)
+		srv.exit_status = status;
 	if (srv.draining)
 		return;
 	srv.draining = true;
@@ -548,7 +558,7 @@ main(int argc, char **argv)
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
-		agent_commands_init() || ui_init() ||
+		agent_commands_init() || ui_init() || extversion_init() ||
 		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");
@@ -585,5 +595,5 @@ main(int argc, char **argv)
 	ev_signal_stop(loop, &sig_hup);
 	ev_run(loop, EVRUN_NOWAIT);
 	ev_loop_destroy(loop);
-	return 0;
+	return srv.exit_status;
 }

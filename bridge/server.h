@@ -78,8 +78,12 @@ struct server
 	char		bridge_id[128]; /* cfg.bridge_id or host:pid */
 	bool		draining;		/* shutting down: no new connections */
 	lws_usec_t	started;		/* for uptime */
+	int			exit_status;	/* main's: non-zero after a refusal to run */
 };
 
 extern struct server srv;
+
+/* Drain and stop, as on SIGTERM, then exit with status (main.c). */
+void		server_stop(int status);
 
 #endif							/* PANKHA_SERVER_H */
