@@ -173,6 +173,21 @@ static const struct
 	{"status", handle_status},
 };
 
+/*
+ * Whether a message over the rate limit is a data frame.  Parsed only
+ * then, and only to its "type"; whatever does not parse is not a frame.
+ */
+static bool
+is_data_message(const char *text, size_t len)
+{
+	cJSON	   *root = json_parse_transient(text, len);
+	const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "type"));
+	bool		data = t && !strcmp(t, "data");
+
+	cJSON_Delete(root);
+	return data;
+}
+
 /* Charge one message to the agent's rate bucket; false when over. */
 static bool
 rate_allow(struct agent *a)
@@ -206,6 +221,14 @@ handle_message(struct agent *a, const char *text, size_t len)
 	{
 		int			limit = srv.cfg.rate_per_minute / 10 < 5 ? 5 : srv.cfg.rate_per_minute / 10;
 
+		if (is_data_message(text, len))
+		{
+			/* a dropped frame must not be covered by a later ack (M3) */
+			srv.m.closed_rate_limit++;
+			ingest_refuse(a, -1, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate_limited",
+						  "rate limit exceeded");
+			return;
+		}
 		agent_send_error(a, "rate_limited", "too many messages per minute; this one was dropped", -1);
 		if (++a->violations > limit)
 		{

@@ -38,6 +38,9 @@ struct agent
 	int64_t		acked;			/* highest seq acked */
 	bool		ack_due;		/* frames with seq committed since the last ack */
 	uint64_t	ack_mark;		/* batch being acked (marks its last frame) */
+	bool		refused;		/* a frame was refused for a limit: no ack
+								 * may cover it, so none is sent any more and
+								 * the connection is closing (M3) */
 	/* agent_ws.c */
 	double		tokens;			/* rate limit bucket */
 	lws_usec_t	tokens_at;		/* last refill */

@@ -457,16 +457,32 @@ deflate_extension(struct lws_context *context, const struct lws_extension *ext,
 
 	if (!s->in_message)
 	{
+		bool		compressed = lws_get_reserved_bits(wsi) & 0x40;
+
 		/*
-		 * RSV1 on a message's first frame says it is compressed; others
-		 * (uncompressed messages, pongs) are lws' to pass through.  The
-		 * call lws makes once a message's last payload has been handed
-		 * over has nothing left to give.
+		 * RSV1 on a message's first frame says it is compressed, and the
+		 * message is ours from that frame on, even when it is empty (H1:
+		 * lws decides for the continuations from the first frame's RSV1,
+		 * so leaving an empty first frame to it handed the rest of the
+		 * message to its own inflater).  Others (uncompressed messages,
+		 * pongs) are lws' to pass through.
 		 */
-		if (!(lws_get_reserved_bits(wsi) & 0x40))
-			return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
-		if (!b->in.len)
+		if (!lws_is_first_fragment(wsi))
+		{
+			if (!compressed)
+				return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
+			/* the call lws makes once a message's last payload has been handed over */
+			if (!b->in.len)
+				return RX_DID_NOTHING;
+			/* RSV1 on a continuation (RFC 7692 6.1) */
+			refuse_stream(wsi, s, LWS_CLOSE_STATUS_PROTOCOL_ERR, "RSV1 on a continuation frame");
+			b->in.token += b->in.len;
+			b->in.len = 0;
+			b->out.len = 0;
 			return RX_DID_NOTHING;
+		}
+		if (!compressed)
+			return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
 		s->in_message = true;
 		s->inflated = 0;
 	}

@@ -83,6 +83,7 @@ get_metrics(struct http_req *r, cJSON *body)
 				"pankha_bridge_connections{kind=\"dashboard\"} %d\n",
 				agents_count(), ui_count());
 	metric(&b, "pankha_bridge_frames_received_total", "counter", "Data frames read from agents.", NULL, m->frames_received);
+	metric(&b, "pankha_bridge_frames_refused_total", "counter", "Data frames dropped for a limit; their connection was closed unacknowledged.", NULL, m->frames_refused);
 	metric(&b, "pankha_bridge_frames_committed_total", "counter", "Data frames committed (stored or already stored).", NULL, m->frames_committed);
 	metric(&b, "pankha_bridge_frames_rejected_total", "counter", "Data frames the extension rejected.", NULL, m->frames_rejected);
 	metric(&b, "pankha_bridge_frames_held", "gauge", "Data frames waiting for their commit.", NULL, ingest_held());

@@ -182,7 +182,7 @@ send_acks(struct batch *b)
 		if (b->frames[i]->seq >= 0)
 			a->ack_due = true;
 		if ((last ? last[i] : a->held == 1) && (a->requeued == 0 || a->held == 1) &&
-			a->ack_due && a->pending_ack >= 0 && a->ws.wsi)
+			a->ack_due && a->pending_ack >= 0 && a->ws.wsi && !a->refused)
 		{
 			char		text[96];
 			int			n = snprintf(text, sizeof(text),
@@ -388,6 +388,26 @@ schedule_batcher(lws_usec_t delay)
 	timer_schedule(&batch_sul, batch_cb, delay ? delay : 1);
 }
 
+/*
+ * A data frame refused for a limit (rate, memory): it is not stored, so
+ * no later ack of this connection may cover it.  The connection stops
+ * acknowledging and is closed; the agent re-sends from its last ack on
+ * the next one (the ack contract, docs in bridge/README.md).
+ */
+void
+ingest_refuse(struct agent *a, int64_t seq, int close_code, const char *code, const char *why)
+{
+	char		msg[160];
+
+	srv.m.frames_refused++;
+	if (a->refused)
+		return;
+	a->refused = true;
+	snprintf(msg, sizeof(msg), "%s: frame dropped; re-send from the last ack", why);
+	agent_send_error(a, code, msg, seq);
+	agent_close(a, close_code, why);
+}
+
 /* Hold a data frame for the next batch (data: its parsed "data" member). */
 void
 ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *data)
@@ -397,7 +417,8 @@ ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, c
 	if (!f || !(f->json = xstrndup(text, len)))
 	{
 		free(f);
-		agent_send_error(a, "internal_error", "out of memory; send the frame again", seq);
+		ingest_refuse(a, seq, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "internal_error",
+					  "out of memory");
 		return;
 	}
 	f->len = len;

@@ -17,6 +17,8 @@ typedef void (*ingest_stored_fn) (const char *agent_id, const char *group,
 								  const char *msg, size_t len);
 
 int			ingest_on_stored(ingest_wanted_fn wanted, ingest_stored_fn stored);
+void		ingest_refuse(struct agent *a, int64_t seq, int close_code, const char *code,
+						  const char *why);
 void		ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq,
 							   cJSON *data);
 void		ingest_flush(void);

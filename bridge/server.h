@@ -44,6 +44,7 @@ struct config
 struct metrics
 {
 	uint64_t	frames_received;	/* data frames read from agents */
+	uint64_t	frames_refused;	/* data frames dropped for a limit (connection closed) */
 	uint64_t	frames_committed;	/* data frames stored (or already stored) */
 	uint64_t	frames_rejected;	/* data frames the extension refused */
 	uint64_t	messages_invalid;	/* malformed JSON, unknown type, ... */

@@ -255,6 +255,15 @@ ws_receive(struct lws *wsi, struct ws_conn *c, const char *in, size_t len)
 	bool		binary = lws_frame_is_binary(wsi);
 
 	c->last_rx = now_us();
+	if (c->close_code)
+	{
+		/*
+		 * Closing: what the peer still sends is not read, so nothing after
+		 * a refused frame can be stored and acknowledged before it (M3).
+		 */
+		rx_free(c);
+		return 0;
+	}
 	if (c->rx_len + len > srv.cfg.max_message)
 	{
 		srv.m.closed_too_big++;
