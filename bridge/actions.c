@@ -43,6 +43,62 @@ role_allows(const char *have, enum role need)
 	return rank >= (int) need;
 }
 
+/* The status of an API error by SQLSTATE (docs/api-functions.md, "Errors"). */
+int
+api_error_status(const char *state, bool is_data)
+{
+	static const struct
+	{
+		const char *state;
+		int			status;
+	}			map[] = {
+		{"42501", 403}, {"42704", 404}, {"P0002", 404}, {"02000", 404},
+		{"23505", 409}, {"42710", 409}, {"23503", 409},
+		{"22003", 422}, {"54000", 413}, {"57014", 503},
+	};
+
+	if (!state)
+		return 503;				/* no answer from the server at all */
+	if (!strncmp(state, "28", 2))
+		return 401;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(state, map[i].state))
+			return map[i].status;
+	if (!strncmp(state, "08", 2) || !strncmp(state, "57", 2) || !strncmp(state, "53", 2))
+		return 503;
+	return is_data ? 400 : 500;
+}
+
+const char *
+api_error_code(int status)
+{
+	switch (status)
+	{
+		case 400:
+			return "invalid_input";
+		case 401:
+			return "unauthenticated";
+		case 403:
+			return "forbidden";
+		case 404:
+			return "not_found";
+		case 405:
+			return "method_not_allowed";
+		case 409:
+			return "conflict";
+		case 413:
+			return "too_large";
+		case 422:
+			return "out_of_range";
+		case 429:
+			return "rate_limited";
+		case 503:
+			return "unavailable";
+		default:
+			return "internal_error";
+	}
+}
+
 static int
 refuse(struct action_error *err, const char *prefix, const char *field, const char *fmt,...)
 {

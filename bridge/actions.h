@@ -26,6 +26,14 @@ enum role
 };
 
 const char *role_name(enum role r);
+
+/*
+ * An error of the extension's API functions: its HTTP status (the table
+ * of docs/api-functions.md; is_data for the other client errors) and the
+ * word for that status that error bodies and frames carry as "code".
+ */
+int			api_error_status(const char *sqlstate, bool is_data);
+const char *api_error_code(int status);
 bool		role_allows(const char *have, enum role need);
 
 /* Why a validator refused: a message naming the field (as the client spelled it). */

@@ -98,6 +98,17 @@ agents_claim_all(void)
 		agent_want_commands(a);
 }
 
+static command_sent_fn on_sent;	/* ui_ws.c's, for command_status */
+
+int
+agent_commands_on_sent(command_sent_fn fn)
+{
+	if (on_sent)
+		return -1;
+	on_sent = fn;
+	return 0;
+}
+
 /* Build the message an agent receives for one claimed command. */
 static void
 push_command(struct agent *a, PGresult *res, int r)
@@ -133,6 +144,8 @@ push_command(struct agent *a, PGresult *res, int r)
 								PQgetisnull(res, r, 4) ? "normal" : PQgetvalue(res, r, 4));
 	}
 	agent_send_json(a, msg, true);
+	if (on_sent)
+		on_sent(a, id);
 }
 
 /* The agents of one claim call, released when it completes. */

@@ -8,6 +8,10 @@
 #include "agents.h"
 
 int			agent_commands_init(void);
+
+/* Hear of each command written to an agent (its status is "sent" from now). */
+typedef void (*command_sent_fn) (struct agent *a, const char *command_id);
+int			agent_commands_on_sent(command_sent_fn fn);
 void		agent_want_commands(struct agent *a);
 
 #endif							/* PANKHA_AGENT_COMMANDS_H */

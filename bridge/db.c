@@ -596,8 +596,15 @@ db_notice(void *arg, const char *message)
 static void
 dc_connect(struct db_conn *dc)
 {
-	const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5", NULL};
+	/*
+	 * The general lane runs the dashboard API: the statement_timeout of
+	 * pankha.api_limits() (docs/api-functions.md), and no JIT for its
+	 * short calls.  A function cannot set it for the statement running it.
+	 */
+	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
+	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5",
+		dc->lane == LANE_GENERAL && !dc->is_listen ? "-c statement_timeout=5s -c jit=off" : "",
+	NULL};
 
 	if (shutting_down)
 		return;

@@ -5,10 +5,12 @@
  * Each request lives in a heap struct (it may outlive its socket while a
  * query runs).  Bodies are collected up to --max-body, gunzipped when sent
  * with Content-Encoding: gzip, and answered from the query's callback by
- * asking for a WRITEABLE callback.  Errors are JSON {"error": message}:
- * 404 for no route, 405 for a route with another method, 413, 503 with
- * the database down, 401 and 403 for dashboard tokens and roles, 400 for
- * a body that is not a JSON object.
+ * asking for a WRITEABLE callback.  Errors are JSON
+ * {"error": {"code", "message", "field"}}: 404 for no route, 405 for a
+ * route with another method, 413, 503 with the database down, 401 and 403
+ * for dashboard tokens and roles, 400 for a body that is not a JSON
+ * object, and the status of the SQLSTATE (docs/api-functions.md) for an
+ * error of the extension, with the field its PG_DIAG_COLUMN_NAME names.
  */
 #include "http_api.h"
 #include "tls.h"
@@ -25,8 +27,8 @@ struct http_req
 {
 	struct lws *wsi;			/* NULL once the socket closed */
 	int			refs;			/* socket + query */
-	const char *method;			/* "GET", "POST", ... ("" if none of those) */
-	bool		has_body;		/* POST, PUT, PATCH: routed once the body is complete */
+	const char *method;			/* "GET", "POST", ... */
+	bool		has_body;		/* POST, PUT, PATCH: wait for the body */
 	char		path[256];
 	char		peer[64];
 	char	   *token;			/* bearer token or NULL */
@@ -43,6 +45,9 @@ struct http_req
 	int			nquery;
 	int			null_status;	/* status when the query returns NULL */
 	const char *null_message;	/* and its message */
+	char	   *origin;			/* Origin header when --cors-origin allows it */
+	char	   *preflight_methods;	/* Access-Control-Allow-Methods of a preflight */
+	int			retry_after;	/* seconds, with a 429 */
 	int			status;			/* response */
 	const char *ctype;
 	unsigned char *resp;		/* LWS_PRE headroom, then resp_len bytes */
@@ -75,6 +80,8 @@ req_release(struct http_req *r)
 	if (--r->refs > 0)
 		return;
 	free(r->token);
+	free(r->origin);
+	free(r->preflight_methods);
 	free(r->body);
 	free(r->resp);
 	for (int i = 0; i < HTTP_MAX_ARGS; i++)
@@ -129,6 +136,13 @@ http_user(struct http_req *r)
 	return r->user;
 }
 
+/* The dashboard role of the token (routes with a dashboard role), else "". */
+const char *
+http_role(struct http_req *r)
+{
+	return r->role;
+}
+
 /* Set the response and ask to write it. */
 void
 http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len)
@@ -156,18 +170,32 @@ http_respond_json(struct http_req *r, int status, const char *json)
 	http_respond(r, status, "application/json", json, strlen(json));
 }
 
-/* {"error": message} with status. */
+/* {"error": {"code", "message", "field"}} with status; field may be NULL. */
+void
+http_respond_error_field(struct http_req *r, int status, const char *code,
+						 const char *message, const char *field)
+{
+	cJSON	   *o = cJSON_CreateObject();
+	cJSON	   *e = cJSON_AddObjectToObject(o, "error");
+	char	   *text;
+
+	cJSON_AddStringToObject(e, "code", code ? code : api_error_code(status));
+	cJSON_AddStringToObject(e, "message", message);
+	if (field && *field)
+		cJSON_AddStringToObject(e, "field", field);
+	else
+		cJSON_AddNullToObject(e, "field");
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	http_respond_json(r, status, text ? text :
+					  "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\",\"field\":null}}");
+	free(text);
+}
+
 void
 http_respond_error(struct http_req *r, int status, const char *message)
 {
-	cJSON	   *o = cJSON_CreateObject();
-	char	   *text;
-
-	cJSON_AddStringToObject(o, "error", message);
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	http_respond_json(r, status, text ? text : "{\"error\":\"out of memory\"}");
-	free(text);
+	http_respond_error_field(r, status, NULL, message, NULL);
 }
 
 /* What http_run_json answers when its query returns no row or NULL (default 404). */
@@ -178,23 +206,23 @@ http_on_null(struct http_req *r, int status, const char *message)
 	r->null_message = message;
 }
 
-/* HTTP status for a failed query: the client's fault or ours. */
+/* HTTP status for a failed query (the table is actions.c's). */
 static int
 status_for(PGresult *res)
 {
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	return api_error_status(PQresultErrorField(res, PG_DIAG_SQLSTATE), db_error_is_data(res));
+}
 
-	if (!state)
-		return 503;
-	if (!strncmp(state, "28", 2))
-		return 401;
-	if (!strncmp(state, "42501", 5))
-		return 403;
-	if (!strcmp(state, "P0002") || !strcmp(state, "02000"))
-		return 404;
-	if (db_error_is_data(res))
-		return 400;
-	return 500;
+/* Answer a failed query: its status, message, and the field it names. */
+static void
+respond_db_error(struct http_req *r, PGresult *res)
+{
+	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	int			status = status_for(res);
+
+	http_respond_error_field(r, status, NULL,
+							 m ? m : "database error",
+							 PQresultErrorField(res, PG_DIAG_COLUMN_NAME));
 }
 
 /* Answer with the query's one text value, or its error. */
@@ -210,11 +238,7 @@ json_result_done(struct db_query *q, PGresult *res)
 		http_respond_error(r, r->null_status ? r->null_status : 404,
 						   r->null_message ? r->null_message : "not found");
 	else
-	{
-		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-		http_respond_error(r, status_for(res), m ? m : "database error");
-	}
+		respond_db_error(r, res);
 	req_release(r);
 }
 
@@ -242,6 +266,79 @@ http_run_json(struct http_req *r, const char *sql, int n, const char *const *par
 		}
 	r->refs++;
 	db_submit(q);
+}
+
+/* Set member name of o to item, replacing one there. */
+static void
+args_set(cJSON *o, const char *name, cJSON *item)
+{
+	if (cJSON_GetObjectItemCaseSensitive(o, name))
+		cJSON_ReplaceItemInObjectCaseSensitive(o, name, item);
+	else
+		cJSON_AddItemToObject(o, name, item);
+}
+
+/*
+ * The handler of every API_ROUTE row: the args object (body, then query
+ * string, then path {params}, then the row's fixed members) passed with
+ * the token's user and role to the row's function; its result is the
+ * body of the 200, its error mapped by status_for().
+ */
+void
+http_call_api(struct http_req *r, cJSON *body)
+{
+	cJSON	   *args = body ? cJSON_Duplicate(body, true) : cJSON_CreateObject();
+	char	   *text;
+
+	if (!args)
+	{
+		http_respond_error(r, 500, "out of memory");
+		return;
+	}
+	for (int i = 0; i < r->nquery; i++)
+	{
+		char	   *eq = strchr(r->query[i], '=');
+		char		name[64];
+
+		if (!eq || eq == r->query[i] || (size_t) (eq - r->query[i]) >= sizeof(name))
+			continue;
+		memcpy(name, r->query[i], (size_t) (eq - r->query[i]));
+		name[eq - r->query[i]] = '\0';
+		args_set(args, name, cJSON_CreateString(eq + 1));
+	}
+	for (int i = 0; i < HTTP_MAX_ARGS && r->arg_names[i]; i++)
+	{
+		char		name[64];
+		size_t		n = strcspn(r->arg_names[i], "}");
+
+		if (n >= sizeof(name))
+			continue;
+		memcpy(name, r->arg_names[i], n);
+		name[n] = '\0';
+		args_set(args, name, cJSON_CreateString(r->args[i]));
+	}
+	if (r->route->fixed)
+	{
+		cJSON	   *fixed = cJSON_Parse(r->route->fixed);
+		cJSON	   *m;
+
+		cJSON_ArrayForEach(m, fixed)
+			args_set(args, m->string, cJSON_Duplicate(m, true));
+		cJSON_Delete(fixed);
+	}
+	text = cJSON_PrintUnformatted(args);
+	cJSON_Delete(args);
+	if (!text)
+	{
+		http_respond_error(r, 500, "out of memory");
+		return;
+	}
+	{
+		const char *params[] = {r->user, r->role, text};
+
+		http_run_json(r, r->route->sql, 3, params);
+	}
+	free(text);
 }
 
 /* ---------------------------------------------------------------- body */
@@ -349,42 +446,26 @@ match(const char *pattern, const char *path, struct http_req *r)
 	return !*pattern && !*path;
 }
 
-/* The methods a route may have, how lws tells them, and whether a body comes. */
-static const struct
-{
-	enum lws_token_indexes token;
-	const char *name;
-	bool		body;
-}			methods[] = {
-	{WSI_TOKEN_POST_URI, "POST", true},
-	{WSI_TOKEN_PUT_URI, "PUT", true},
-	{WSI_TOKEN_PATCH_URI, "PATCH", true},
-	{WSI_TOKEN_DELETE_URI, "DELETE", false},
-	{WSI_TOKEN_GET_URI, "GET", false},
-};
-
-/*
- * The route for a request: *r->route, or why not (404; 405 with
- * *other the method of a route for the path).
- */
+/* The route for a request: *r->route, or why not (404, 405). */
 static int
-find_route(struct http_req *r, const char **other)
+find_route(struct http_req *r)
 {
-	*other = NULL;
+	const char *method = r->method;
+	bool		other_method = false;
+
 	for (size_t i = 0; i < nroutes; i++)
 	{
 		if (!match(routes[i].pattern, r->path, NULL))
 			continue;
-		if (strcmp(routes[i].method, r->method))
+		if (strcmp(routes[i].method, method))
 		{
-			if (!*other)
-				*other = routes[i].method;
+			other_method = true;
 			continue;
 		}
 		r->route = &routes[i];
 		return match(routes[i].pattern, r->path, r) ? 0 : 500;
 	}
-	return *other ? 405 : 404;
+	return other_method ? 405 : 404;
 }
 
 /* Run the route's handler with the body parsed. */
@@ -393,7 +474,9 @@ run_route(struct http_req *r)
 {
 	cJSON	   *body = NULL;
 
-	if (r->has_body)
+	if (r->has_body && r->body_len == 0 && r->route->sql)
+		body = cJSON_CreateObject();	/* an API call without a body: no args */
+	else if (r->has_body)
 	{
 		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
@@ -413,11 +496,7 @@ ui_auth_done(struct db_query *q, PGresult *res)
 	struct http_req *r = q->arg;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-		http_respond_error(r, status_for(res), m ? m : "database error");
-	}
+		respond_db_error(r, res);
 	else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		http_respond_error(r, 401, "invalid dashboard token");
 	else
@@ -438,25 +517,82 @@ ui_auth_done(struct db_query *q, PGresult *res)
 	req_release(r);
 }
 
+/* Is origin one of --cors-origin's? */
+static bool
+cors_allowed(const char *origin)
+{
+	const char *list = srv.cfg.cors_origins;
+	size_t		n = strlen(origin);
+
+	while (list && *list)
+	{
+		size_t		len = strcspn(list, ", ");
+
+		if (len == n && !strncmp(list, origin, n))
+			return true;
+		list += len;
+		list += strspn(list, ", ");
+	}
+	return false;
+}
+
+/*
+ * A CORS preflight (OPTIONS): the methods the path's routes take, to an
+ * origin --cors-origin lists; 403 to any other, 404 for no route.
+ */
+static void
+preflight(struct http_req *r)
+{
+	struct sbuf methods = {0};
+
+	for (size_t i = 0; i < nroutes; i++)
+		if (match(routes[i].pattern, r->path, NULL))
+			sbuf_printf(&methods, "%s%s", methods.len ? ", " : "", routes[i].method);
+	if (!methods.len)
+		http_respond_error(r, 404, "no such endpoint");
+	else if (!r->origin)
+		http_respond_error(r, 403, "origin not allowed (--cors-origin)");
+	else
+	{
+		r->preflight_methods = methods.data;
+		methods.data = NULL;
+		http_respond(r, 204, "text/plain", "", 0);
+	}
+	sbuf_free(&methods);
+}
+
+/* Past a rate limit of --http-rate-ip or --http-rate-token: 429. */
+static bool
+rate_limited(struct http_req *r)
+{
+	if (attempts_allow("http-ip", r->peer, srv.cfg.http_rate_ip) &&
+		(!r->token || attempts_allow("http-token", r->token, srv.cfg.http_rate_token)))
+		return false;
+	srv.m.http_rate_limited++;
+	/* the limiter's counts start again each minute: at most 60 s */
+	r->retry_after = 60;
+	http_respond_error(r, 429, r->token ? "too many requests for this token or address; retry later" :
+					   "too many requests from this address; retry later");
+	return true;
+}
+
 /* Dispatch a complete request. */
 static void
 route(struct http_req *r)
 {
-	const char *other;
-	int			rc = find_route(r, &other);
+	int			rc;
 
-	if (rc == 405)
+	if (!strcmp(r->method, "OPTIONS"))
 	{
-		char		m[32];
-
-		snprintf(m, sizeof(m), "use %s", other);
-		http_respond_error(r, 405, m);
+		preflight(r);
 		return;
 	}
+	rc = find_route(r);
 	if (rc)
 	{
-		http_respond_error(r, rc, rc == 404 ? (strncmp(r->path, "/api/", 5) ? "not found" :
-											   "no such endpoint") : "out of memory");
+		http_respond_error(r, rc, rc == 405 ? "this path does not take this method" :
+						   rc == 404 ? (strncmp(r->path, "/api/", 5) ? "not found" : "no such endpoint") :
+						   "out of memory");
 		return;
 	}
 	if (r->route->min_role == ROLE_PUBLIC)
@@ -464,6 +600,8 @@ route(struct http_req *r)
 		run_route(r);
 		return;
 	}
+	if (rate_limited(r))
+		return;
 	if (r->body_too_big)
 	{
 		http_respond_error(r, 413, "request body too large");
@@ -513,6 +651,40 @@ route(struct http_req *r)
 	}
 }
 
+static int
+add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+		   unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *) name,
+									   (const unsigned char *) value, (int) strlen(value), p, end);
+}
+
+/* Retry-After of a 429, and the CORS headers for an allowed origin. */
+static int
+add_extra_headers(struct lws *wsi, struct http_req *r, unsigned char **p, unsigned char *end)
+{
+	char		n[16];
+
+	if (r->retry_after)
+	{
+		snprintf(n, sizeof(n), "%d", r->retry_after);
+		if (add_header(wsi, "retry-after:", n, p, end))
+			return -1;
+	}
+	if (!r->origin)
+		return 0;
+	if (add_header(wsi, "access-control-allow-origin:", r->origin, p, end) ||
+		add_header(wsi, "vary:", "Origin", p, end) ||
+		add_header(wsi, "access-control-expose-headers:", "Retry-After", p, end))
+		return -1;
+	if (r->preflight_methods &&
+		(add_header(wsi, "access-control-allow-methods:", r->preflight_methods, p, end) ||
+		 add_header(wsi, "access-control-allow-headers:", "Authorization, Content-Type, Content-Encoding", p, end) ||
+		 add_header(wsi, "access-control-max-age:", "600", p, end)))
+		return -1;
+	return 0;
+}
+
 /* The http protocol callback. */
 int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -534,17 +706,34 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				r->refs = 1;
 				r->wsi = wsi;
 				s->req = r;
-				r->method = "";
-				for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-					if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+				{
+					static const struct
 					{
-						r->method = methods[i].name;
-						r->has_body = methods[i].body;
-						n = lws_hdr_copy(wsi, r->path, sizeof(r->path), methods[i].token);
-						if (n < 0)
-							r->path[0] = '\0';
-						break;
-					}
+						enum lws_token_indexes tok;
+						const char *name;
+						bool		body;
+					}			methods[] = {
+						{WSI_TOKEN_GET_URI, "GET", false},
+						{WSI_TOKEN_POST_URI, "POST", true},
+						{WSI_TOKEN_PUT_URI, "PUT", true},
+						{WSI_TOKEN_PATCH_URI, "PATCH", true},
+						{WSI_TOKEN_DELETE_URI, "DELETE", false},
+						{WSI_TOKEN_OPTIONS_URI, "OPTIONS", false},
+					};
+
+					n = -1;
+					r->method = "";
+					for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+						if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
+						{
+							r->method = methods[i].name;
+							r->has_body = methods[i].body;
+							n = lws_hdr_copy(wsi, r->path, sizeof(r->path), methods[i].tok);
+							break;
+						}
+					if (n < 0)
+						r->path[0] = '\0';
+				}
 				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
 				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
@@ -564,6 +753,18 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 						break;
 					}
 					r->nquery++;
+				}
+				{
+					int			olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+
+					if (olen > 0 && olen < 512 && srv.cfg.cors_origins)
+					{
+						char		origin[512];
+
+						if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0 &&
+							cors_allowed(origin) && !(r->origin = strdup(origin)))
+							return -1;
+					}
 				}
 				if (lws_hdr_copy(wsi, enc, sizeof(enc), WSI_TOKEN_HTTP_CONTENT_ENCODING) > 0 &&
 					!strcasecmp(enc, "gzip"))
@@ -597,7 +798,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return 0;
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			{
-				unsigned char hdr[LWS_PRE + 512];
+				unsigned char hdr[LWS_PRE + 2048];
 				unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
 
 				if (!r || !r->answered)
@@ -605,6 +806,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				if (lws_add_http_common_headers(wsi, r->status, r->ctype, r->resp_len, &p, end) ||
 					lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
 												(const unsigned char *) "no-store", 8, &p, end) ||
+					add_extra_headers(wsi, r, &p, end) ||
 					lws_finalize_write_http_header(wsi, start, &p, end))
 					return 1;
 				if (r->resp_len &&

@@ -24,7 +24,22 @@ struct http_route
 	const char *pattern;		/* "/api/v1/agents/{id}/latest" */
 	enum role	min_role;		/* ROLE_PUBLIC, ROLE_AGENT, or a dashboard role */
 	void		(*handle) (struct http_req *r, cJSON *body);	/* body: NULL for GET, DELETE */
+	/* routes served by http_call_api (API_ROUTE): */
+	const char *function;		/* "api_fleet" */
+	const char *sql;			/* its call, $1 ui_user, $2 ui_role, $3 args */
+	const char *fixed;			/* JSON object merged into the args last, or NULL */
 };
+
+/*
+ * A route that is one call of an extension function (docs/api-functions.md):
+ * the args object merges the body, the query string, the path's {params}
+ * and fixed, in that order (later wins).
+ */
+#define API_ROUTE(method, pattern, role, fn, fixed) \
+	{method, pattern, role, http_call_api, fn, \
+	 "SELECT pankha." fn "($1, $2, $3::jsonb)::text", fixed}
+
+void		http_call_api(struct http_req *r, cJSON *body);
 
 void		http_init(const struct http_route *routes, size_t nroutes);
 int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -36,12 +51,15 @@ const char *http_query(struct http_req *r, const char *name);
 const char *http_token(struct http_req *r);
 const char *http_peer(struct http_req *r);
 const char *http_user(struct http_req *r);
+const char *http_role(struct http_req *r);
 
 /* How a handler answers. */
 void		http_respond(struct http_req *r, int status, const char *ctype,
 						 const char *body, size_t len);
 void		http_respond_json(struct http_req *r, int status, const char *json);
 void		http_respond_error(struct http_req *r, int status, const char *message);
+void		http_respond_error_field(struct http_req *r, int status, const char *code,
+									 const char *message, const char *field);
 void		http_on_null(struct http_req *r, int status, const char *message);
 void		http_run_json(struct http_req *r, const char *sql, int n, const char *const *params);
 

@@ -14,6 +14,7 @@
 #include "agents.h"
 #include "credentials.h"
 #include "ingest_batch.h"
+#include "openapi.h"
 #include "ui_ws.h"
 
 #include <malloc.h>
@@ -21,25 +22,31 @@
 
 /* ---------------------------------------------------------------- probes */
 
-/* GET /healthz: the process answers. */
+/* GET /healthz: the process answers; whether the database is reachable, and uptime. */
 static void
 get_healthz(struct http_req *r, cJSON *body)
 {
-	http_respond_json(r, 200, "{\"status\":\"ok\"}");
+	char		text[160];
+
+	snprintf(text, sizeof(text), "{\"status\":\"ok\",\"database\":%s,\"uptime_seconds\":%lld}",
+			 db_ready() ? "true" : "false",
+			 (long long) ((now_us() - srv.started) / LWS_US_PER_SEC));
+	http_respond_json(r, 200, text);
 }
 
-/* GET /readyz: database up, credentials loaded, not draining. */
+/* GET /readyz: database up, credentials loaded, not draining; and the connections. */
 static void
 get_readyz(struct http_req *r, cJSON *body)
 {
-	if (creds_ready() && !srv.draining)
-		http_respond_json(r, 200, "{\"ready\":true}");
-	else
-		http_respond_json(r, 503, srv.draining ?
-						  "{\"ready\":false,\"reason\":\"shutting down\"}" :
-						  db_ready() ?
-						  "{\"ready\":false,\"reason\":\"loading credentials\"}" :
-						  "{\"ready\":false,\"reason\":\"database unavailable\"}");
+	char		text[256];
+	bool		ready = creds_ready() && !srv.draining;
+
+	snprintf(text, sizeof(text), "{\"ready\":%s%s%s%s,\"database\":%s,\"agents\":%d,\"dashboards\":%d}",
+			 ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
+			 ready ? "" : srv.draining ? "shutting down" :
+			 db_ready() ? "loading credentials" : "database unavailable",
+			 ready ? "" : "\"", db_ready() ? "true" : "false", agents_count(), ui_count());
+	http_respond_json(r, ready ? 200 : 503, text);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -115,6 +122,7 @@ get_metrics(struct http_req *r, cJSON *body)
 					"pankha_bridge_heap_bytes{state=\"free\"} %zu\n",
 					mi.uordblks + mi.hblkhd, mi.fordblks);
 	}
+	metric(&b, "pankha_bridge_http_rate_limited_total", "counter", "HTTP requests answered 429 (--http-rate-token, --http-rate-ip).", NULL, m->http_rate_limited);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
@@ -232,22 +240,22 @@ get_agents(struct http_req *r, cJSON *body)
 				  " FROM pankha.agents a) x", 0, NULL);
 }
 
-/* GET /api/v1/agents/{id}/latest */
+/* GET /api/v1/agents/{agent_id}/latest */
 static void
 get_latest(struct http_req *r, cJSON *body)
 {
-	const char *params[] = {http_arg(r, "id")};
+	const char *params[] = {http_arg(r, "agent_id")};
 
 	http_on_null(r, 404, "no frame from this agent yet");
 	http_run_json(r, "SELECT row_to_json(l)::text FROM pankha.latest l WHERE l.agent_id = $1",
 				  1, params);
 }
 
-/* GET /api/v1/agents/{id}/history?series=&from=&to=&resolution= */
+/* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
 static void
 get_history(struct http_req *r, cJSON *body)
 {
-	const char *params[] = {http_arg(r, "id"), http_query(r, "series"), http_query(r, "from"),
+	const char *params[] = {http_arg(r, "agent_id"), http_query(r, "series"), http_query(r, "from"),
 	http_query(r, "to"), http_query(r, "resolution")};
 
 	if (!params[1])
@@ -260,36 +268,13 @@ get_history(struct http_req *r, cJSON *body)
 				  "$5::interval) h", 5, params);
 }
 
-/* GET /api/v1/agents/{id}/settings: effective settings. */
+/* GET /api/v1/agents/{agent_id}/settings: effective settings. */
 static void
 get_settings(struct http_req *r, cJSON *body)
 {
-	const char *params[] = {http_arg(r, "id")};
+	const char *params[] = {http_arg(r, "agent_id")};
 
 	http_run_json(r, "SELECT pankha.effective_settings($1)::text", 1, params);
-}
-
-/* POST /api/v1/agents/{id}/commands: the command validator of actions.c, then pankha.send_command. */
-static void
-post_command(struct http_req *r, cJSON *body)
-{
-	struct command_args a;
-	struct action_error err;
-
-	if (action_check_command(body, "", http_arg(r, "id"), &a, &err))
-	{
-		http_respond_error(r, 400, err.message);
-		command_args_free(&a);
-		return;
-	}
-	{
-		const char *params[] = {a.agent_id, a.command_type, a.parameters, a.priority, a.ttl,
-		http_user(r)};
-
-		http_run_json(r, "SELECT json_build_object('command_id', "
-					  "pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6))::text", 6, params);
-	}
-	command_args_free(&a);
 }
 
 /* POST /api/v1/settings: the setting validator of actions.c, then pankha.set_setting. */
@@ -331,6 +316,19 @@ post_alert(struct http_req *r, cJSON *body)
 	free(text);
 }
 
+/* GET /api/v1/openapi.json: the document of this very table. */
+static void
+get_openapi(struct http_req *r, cJSON *body)
+{
+	char	   *doc = openapi_document(http_routes, http_nroutes);
+
+	if (doc)
+		http_respond_json(r, 200, doc);
+	else
+		http_respond_error(r, 500, "out of memory");
+	free(doc);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 /*
@@ -341,15 +339,58 @@ const struct http_route http_routes[] = {
 	{"GET", "/healthz", ROLE_PUBLIC, get_healthz},
 	{"GET", "/readyz", ROLE_PUBLIC, get_readyz},
 	{"GET", "/metrics", ROLE_PUBLIC, get_metrics},
+	{"GET", "/api/v1/openapi.json", ROLE_PUBLIC, get_openapi},
 	{"POST", "/api/v1/agents/register", ROLE_AGENT, post_register},
 	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
 	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
-	{"GET", "/api/v1/agents/{id}/latest", ROLE_VIEWER, get_latest},
-	{"GET", "/api/v1/agents/{id}/history", ROLE_VIEWER, get_history},
-	{"GET", "/api/v1/agents/{id}/settings", ROLE_VIEWER, get_settings},
-	{"POST", "/api/v1/agents/{id}/commands", ROLE_OPERATOR, post_command},
+	{"GET", "/api/v1/agents/{agent_id}/latest", ROLE_VIEWER, get_latest},
+	{"GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, get_history},
+	{"GET", "/api/v1/agents/{agent_id}/settings", ROLE_VIEWER, get_settings},
 	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
 	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},
+
+	/* the dashboard API: one extension function each (docs/api-functions.md) */
+	API_ROUTE("GET", "/api/v1/fleet", ROLE_VIEWER, "api_fleet", NULL),
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}", ROLE_VIEWER, "api_agent", NULL),
+	API_ROUTE("GET", "/api/v1/commands", ROLE_VIEWER, "api_commands", NULL),
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/commands", ROLE_VIEWER, "api_commands", NULL),
+	API_ROUTE("GET", "/api/v1/commands/{command_id}", ROLE_VIEWER, "api_command", NULL),
+	API_ROUTE("POST", "/api/v1/agents/{agent_id}/commands", ROLE_OPERATOR, "api_send_command", NULL),
+	API_ROUTE("GET", "/api/v1/profiles", ROLE_VIEWER, "api_profiles", NULL),
+	API_ROUTE("POST", "/api/v1/profiles", ROLE_ADMIN, "api_profile_create", NULL),
+	API_ROUTE("POST", "/api/v1/profiles/apply", ROLE_OPERATOR, "api_profile_apply", NULL),
+	API_ROUTE("PATCH", "/api/v1/profiles/{name}", ROLE_ADMIN, "api_profile_update", NULL),
+	API_ROUTE("DELETE", "/api/v1/profiles/{name}", ROLE_ADMIN, "api_profile_delete", NULL),
+	API_ROUTE("PUT", "/api/v1/agents/{agent_id}/fans/{fan_id}/profile", ROLE_OPERATOR, "api_profile_assign", NULL),
+	API_ROUTE("DELETE", "/api/v1/agents/{agent_id}/fans/{fan_id}/profile", ROLE_OPERATOR, "api_profile_assign",
+			  "{\"unassign\":true}"),
+	API_ROUTE("PUT", "/api/v1/agents/{agent_id}/fans/{fan_id}/limits", ROLE_ADMIN, "api_fan_limits", NULL),
+	API_ROUTE("POST", "/api/v1/emergency-stop", ROLE_OPERATOR, "api_emergency_stop", NULL),
+	API_ROUTE("POST", "/api/v1/restore-auto", ROLE_OPERATOR, "api_restore_auto", NULL),
+	API_ROUTE("GET", "/api/v1/groups", ROLE_VIEWER, "api_groups", NULL),
+	API_ROUTE("POST", "/api/v1/groups", ROLE_ADMIN, "api_group_create", NULL),
+	API_ROUTE("PATCH", "/api/v1/groups/{name}", ROLE_ADMIN, "api_group_update", NULL),
+	API_ROUTE("DELETE", "/api/v1/groups/{name}", ROLE_ADMIN, "api_group_delete", NULL),
+	API_ROUTE("PUT", "/api/v1/groups/{name}/members", ROLE_ADMIN, "api_group_members", NULL),
+	API_ROUTE("GET", "/api/v1/settings/definitions", ROLE_VIEWER, "api_setting_definitions", NULL),
+	API_ROUTE("GET", "/api/v1/settings", ROLE_VIEWER, "api_settings", NULL),
+	API_ROUTE("PUT", "/api/v1/settings", ROLE_OPERATOR, "api_setting_set", NULL),
+	API_ROUTE("DELETE", "/api/v1/settings", ROLE_OPERATOR, "api_setting_set", "{\"clear\":true}"),
+	API_ROUTE("GET", "/api/v1/alert-rules", ROLE_VIEWER, "api_alert_rules", NULL),
+	API_ROUTE("POST", "/api/v1/alert-rules", ROLE_ADMIN, "api_alert_rule_create", NULL),
+	API_ROUTE("PATCH", "/api/v1/alert-rules/{rule_id}", ROLE_ADMIN, "api_alert_rule_update", NULL),
+	API_ROUTE("DELETE", "/api/v1/alert-rules/{rule_id}", ROLE_ADMIN, "api_alert_rule_delete", NULL),
+	API_ROUTE("GET", "/api/v1/alerts", ROLE_VIEWER, "api_alerts", NULL),
+	API_ROUTE("POST", "/api/v1/alerts/{alert_id}/ack", ROLE_OPERATOR, "api_alert_ack", NULL),
+	API_ROUTE("GET", "/api/v1/alert-silences", ROLE_VIEWER, "api_alert_silences", NULL),
+	API_ROUTE("POST", "/api/v1/alert-silences", ROLE_OPERATOR, "api_alert_silence", NULL),
+	API_ROUTE("DELETE", "/api/v1/alert-silences/{silence_id}", ROLE_OPERATOR, "api_alert_unsilence", NULL),
+	API_ROUTE("GET", "/api/v1/audit", ROLE_ADMIN, "api_audit", NULL),
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/report", ROLE_VIEWER, "api_agent_report", NULL),
+	API_ROUTE("GET", "/api/v1/reports/fleet", ROLE_VIEWER, "api_fleet_report", NULL),
+	API_ROUTE("GET", "/api/v1/tokens", ROLE_ADMIN, "api_tokens", NULL),
+	API_ROUTE("POST", "/api/v1/tokens", ROLE_ADMIN, "api_token_create", NULL),
+	API_ROUTE("DELETE", "/api/v1/tokens/{token_id}", ROLE_ADMIN, "api_token_revoke", NULL),
 };
 
 const size_t http_nroutes = sizeof(http_routes) / sizeof(http_routes[0]);

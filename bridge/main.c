@@ -68,6 +68,9 @@ static const struct option_doc docs[] = {
 	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "WebSocket connections at most"},
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
+	{"cors-origin", 1, "PANKHA_CORS_ORIGIN", "", "origins allowed to call the HTTP API from a browser, comma-separated (empty: none)"},
+	{"http-rate-token", 1, "PANKHA_HTTP_RATE_TOKEN", "600", "API, /sync and /register requests per minute per token (0: unlimited)"},
+	{"http-rate-ip", 1, "PANKHA_HTTP_RATE_IP", "3000", "API, /sync and /register requests per minute per address (0: unlimited)"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
 	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
@@ -178,6 +181,12 @@ set_option(const char *name, const char *v)
 		c->max_queued_out = (size_t) int_opt(name, v, 1024, 1L << 30);
 	else if (!strcmp(name, "max-body"))
 		c->max_body = (size_t) int_opt(name, v, 1024, 1L << 30);
+	else if (!strcmp(name, "cors-origin"))
+		c->cors_origins = v[0] ? v : NULL;
+	else if (!strcmp(name, "http-rate-token"))
+		c->http_rate_token = (int) int_opt(name, v, 0, 10000000);
+	else if (!strcmp(name, "http-rate-ip"))
+		c->http_rate_ip = (int) int_opt(name, v, 0, 10000000);
 	else if (!strcmp(name, "deflate"))
 		c->deflate = bool_opt(name, v);
 	else if (!strcmp(name, "deflate-window"))

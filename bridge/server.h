@@ -39,6 +39,9 @@ struct config
 	int			deflate_window; /* window bits asked of clients (9..15) */
 	int			deflate_mem_level;	/* zlib memLevel for the deflater (1..9) */
 	int			command_visibility_s;	/* claim_commands visibility timeout */
+	const char *cors_origins;	/* comma-separated origins allowed by CORS (NULL: none) */
+	int			http_rate_token;	/* API requests per minute per token */
+	int			http_rate_ip;	/* API requests per minute per address */
 };
 
 struct metrics
@@ -63,6 +66,7 @@ struct metrics
 	uint64_t	credential_loads;	/* complete loads of the credentials */
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
+	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */

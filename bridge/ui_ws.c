@@ -11,6 +11,7 @@
  */
 #include "ui_ws.h"
 #include "actions.h"
+#include "agent_commands.h"
 #include "agents.h"
 #include "credentials.h"
 #include "db.h"
@@ -120,11 +121,12 @@ subscribed(struct ui_client *c, const char *topic)
 
 /*
  * Deliver a message about an agent to the clients subscribed to "global",
- * "agents.<id>" or "groups.<its group>"; with agent_id NULL it is an alert
- * and goes to "alerts".
+ * "agents.<id>", "groups.<its group>" or the topic also (NULL: none); with
+ * agent_id NULL it goes to the subscribers of also only.
  */
 static void
-ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
+ui_deliver(const char *agent_id, const char *group, const char *also, const char *text,
+		   size_t len)
 {
 	struct sbuf by_agent = {0}, by_group = {0};
 
@@ -143,16 +145,54 @@ ui_broadcast(const char *agent_id, const char *group, const char *text, size_t l
 		bool		wants;
 
 		if (!agent_id)
-			wants = subscribed(c, "alerts");
+			wants = also && subscribed(c, also);
 		else
 			wants = subscribed(c, "global") || subscribed(c, by_agent.data) ||
-				(group && subscribed(c, by_group.data));
+				(group && subscribed(c, by_group.data)) || (also && subscribed(c, also));
 		if (wants)
 			ui_send(c, text, len);
 	}
 done:
 	sbuf_free(&by_agent);
 	sbuf_free(&by_group);
+}
+
+/* A data frame or status of an agent (ingest_on_stored's signature). */
+static void
+ui_broadcast(const char *agent_id, const char *group, const char *text, size_t len)
+{
+	ui_deliver(agent_id, group, NULL, text, len);
+}
+
+/*
+ * {"type":"command_status","data":{"agent_id","command_id","status"}} to
+ * the agent's subscribers and those of "commands", as a command moves.
+ */
+static void
+ui_command_status(const char *agent_id, const char *command_id, const char *status)
+{
+	struct agent *a = agent_find(agent_id);
+	cJSON	   *msg = cJSON_CreateObject();
+	cJSON	   *data = cJSON_AddObjectToObject(msg, "data");
+	char	   *text;
+
+	cJSON_AddStringToObject(msg, "type", "command_status");
+	cJSON_AddStringToObject(data, "agent_id", agent_id);
+	cJSON_AddStringToObject(data, "command_id", command_id);
+	cJSON_AddStringToObject(data, "status", status);
+	text = cJSON_PrintUnformatted(msg);
+	cJSON_Delete(msg);
+	if (text)
+		ui_deliver(agent_id, a ? a->group : NULL, "commands", text, strlen(text));
+	free(text);
+}
+
+/* A command was written to one of our agents: it is "sent". */
+static void
+ui_on_command_sent(struct agent *a, const char *command_id)
+{
+	if (clients)
+		ui_command_status(a->agent_id, command_id, "sent");
 }
 
 /* NOTIFY from the extension: status changes, command results, alerts. */
@@ -166,6 +206,20 @@ ui_on_notify(const char *channel, const char *payload)
 
 	if (!clients)
 		return;
+	if (!strcmp(channel, "pankha_command"))
+	{
+		/* queued (send_command's NOTIFY: agent_id, command_id) */
+		p = cJSON_Parse(payload);
+		agent = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id"));
+		{
+			const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "command_id"));
+
+			if (agent && id)
+				ui_command_status(agent, id, "queued");
+		}
+		cJSON_Delete(p);
+		return;
+	}
 	if (!strcmp(channel, "pankha_agent_status"))
 		type = "agent_status";
 	else if (!strcmp(channel, "pankha_command_result"))
@@ -188,7 +242,18 @@ ui_on_notify(const char *channel, const char *payload)
 	if (text)
 	{
 		if (!strcmp(type, "alert"))
-			ui_broadcast(NULL, NULL, text, strlen(text));
+			ui_deliver(NULL, NULL, "alerts", text, strlen(text));
+		else if (agent && !strcmp(type, "command_result"))
+		{
+			/* the final status (acked, failed, expired, dead), then the result */
+			struct agent *a = agent_find(agent);
+			const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "command_id"));
+			const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "status"));
+
+			if (id && status)
+				ui_command_status(agent, id, status);
+			ui_deliver(agent, a ? a->group : NULL, "commands", text, strlen(text));
+		}
 		else if (agent)
 		{
 			struct agent *a = agent_find(agent);
@@ -205,6 +270,8 @@ int
 ui_init(void)
 {
 	if (db_listen("pankha_agent_status", ui_on_notify) ||
+		db_listen("pankha_command", ui_on_notify) ||
+		agent_commands_on_sent(ui_on_command_sent) ||
 		db_listen("pankha_command_result", ui_on_notify) ||
 		db_listen("pankha_alert", ui_on_notify) ||
 		creds_subscribe(on_credential_changed) ||
@@ -219,7 +286,7 @@ valid_topic(const char *t)
 {
 	size_t		n = strlen(t);
 
-	if (!strcmp(t, "global") || !strcmp(t, "alerts"))
+	if (!strcmp(t, "global") || !strcmp(t, "alerts") || !strcmp(t, "commands"))
 		return true;
 	if (!strncmp(t, "agents.", 7) && n > 7 && n <= 7 + 64)
 		return true;
@@ -244,7 +311,7 @@ handle_subscribe(struct ui_client *c, cJSON *data, bool subscribe)
 		if (!cJSON_IsString(t) || !valid_topic(t->valuestring))
 		{
 			ui_error(c, "invalid_topic",
-					 "topics are \"global\", \"alerts\", \"agents.<id>\" or \"groups.<name>\"");
+					 "topics are \"global\", \"alerts\", \"commands\", \"agents.<id>\" or \"groups.<name>\"");
 			return;
 		}
 	}
@@ -453,6 +520,102 @@ handle_setting(struct ui_client *c, cJSON *data)
 	db_submit(q);
 }
 
+/* What an API message's query needs to answer: its client, type and request_id. */
+struct ui_api_request
+{
+	struct ui_client *client;
+	char		type[40];
+	cJSON	   *request_id;		/* the client's, any JSON value; may be NULL */
+};
+
+/*
+ * The answer of an API message: {"type":"<type>_result","request_id",
+ * "data": the function's result}, or an error frame with the same
+ * request_id whose data has code (as over HTTP), message, field, and the
+ * SQLSTATE.
+ */
+static void
+api_message_done(struct db_query *q, PGresult *res)
+{
+	struct ui_api_request *r = q->arg;
+	struct ui_client *c = r->client;
+
+	if (c->ws.wsi)
+	{
+		cJSON	   *msg = cJSON_CreateObject();
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+			!PQgetisnull(res, 0, 0))
+		{
+			char		type[48];
+
+			snprintf(type, sizeof(type), "%s_result", r->type);
+			cJSON_AddStringToObject(msg, "type", type);
+			if (r->request_id)
+				cJSON_AddItemToObject(msg, "request_id", cJSON_Duplicate(r->request_id, true));
+			cJSON_AddItemToObject(msg, "data", cJSON_Parse(PQgetvalue(res, 0, 0)));
+		}
+		else
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+			const char *field = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+			cJSON	   *data;
+
+			cJSON_AddStringToObject(msg, "type", "error");
+			if (r->request_id)
+				cJSON_AddItemToObject(msg, "request_id", cJSON_Duplicate(r->request_id, true));
+			data = cJSON_AddObjectToObject(msg, "data");
+			cJSON_AddStringToObject(data, "code",
+									api_error_code(api_error_status(state, db_error_is_data(res))));
+			cJSON_AddStringToObject(data, "message", m ? m : "database error");
+			if (field && *field)
+				cJSON_AddStringToObject(data, "field", field);
+			else
+				cJSON_AddNullToObject(data, "field");
+			if (state)
+				cJSON_AddStringToObject(data, "sqlstate", state);
+			if (r->request_id)
+				cJSON_AddItemToObject(data, "request_id", cJSON_Duplicate(r->request_id, true));
+		}
+		ui_send_json(c, msg);
+	}
+	cJSON_Delete(r->request_id);
+	free(r);
+	ui_release(c);
+}
+
+/* An API message: its data is the args of the row's function (docs/api-functions.md). */
+static void
+handle_api_message(struct ui_client *c, const char *type, const char *sql, cJSON *data,
+				   cJSON *request_id)
+{
+	struct ui_api_request *r = calloc(1, sizeof(*r));
+	char	   *args = data ? cJSON_PrintUnformatted(data) : strdup("{}");
+	struct db_query *q = r ? db_query_new(LANE_GENERAL, sql, api_message_done, r) : NULL;
+
+	if (!r || !args || !q ||
+		(request_id && !(r->request_id = cJSON_Duplicate(request_id, true))) ||
+		db_query_param(q, c->user, strlen(c->user)) ||
+		db_query_param(q, c->role, strlen(c->role)) ||
+		db_query_param(q, args, strlen(args)))
+	{
+		if (q)
+			db_query_free(q);
+		if (r)
+			cJSON_Delete(r->request_id);
+		free(r);
+		free(args);
+		ui_error(c, "internal_error", "out of memory");
+		return;
+	}
+	free(args);
+	snprintf(r->type, sizeof(r->type), "%s", type);
+	r->client = c;
+	c->refs++;
+	db_submit(q);
+}
+
 static void
 handle_subscribe_msg(struct ui_client *c, cJSON *data)
 {
@@ -474,20 +637,41 @@ handle_ping(struct ui_client *c, cJSON *data)
 /*
  * The messages a dashboard may send: a new one is a row.  min_role is
  * the least role of the token (else "forbidden"); with data_object the
- * message's "data" must be an object (else "invalid_message").
+ * message's "data" must be an object (else "invalid_message").  A row
+ * made with UI_API calls the extension's function with data as its args
+ * and answers "<type>_result" (or "error") with the message's request_id.
  */
+#define UI_API(type, role, fn) \
+	{type, role, false, NULL, "SELECT pankha." fn "($1, $2, $3::jsonb)::text"}
+
 static const struct
 {
 	const char *type;
 	enum role	min_role;
 	bool		data_object;
 	void		(*handle) (struct ui_client *c, cJSON *data);
+	const char *sql;			/* UI_API rows */
 }			ui_messages[] = {
 	{"subscribe", ROLE_VIEWER, false, handle_subscribe_msg},
 	{"unsubscribe", ROLE_VIEWER, false, handle_unsubscribe_msg},
 	{"ping", ROLE_VIEWER, false, handle_ping},
+	/* DESIGN.md's: answered command_sent / setting_changed */
 	{"command", ROLE_OPERATOR, true, handle_command},
 	{"set_setting", ROLE_OPERATOR, true, handle_setting},
+	/* docs/api-functions.md's */
+	UI_API("fleet", ROLE_VIEWER, "api_fleet"),
+	UI_API("agent", ROLE_VIEWER, "api_agent"),
+	UI_API("history", ROLE_VIEWER, "api_history"),
+	UI_API("command_get", ROLE_VIEWER, "api_command"),
+	UI_API("send_command", ROLE_OPERATOR, "api_send_command"),
+	UI_API("assign_profile", ROLE_OPERATOR, "api_profile_assign"),
+	UI_API("apply_profile", ROLE_OPERATOR, "api_profile_apply"),
+	UI_API("emergency_stop", ROLE_OPERATOR, "api_emergency_stop"),
+	UI_API("restore_auto", ROLE_OPERATOR, "api_restore_auto"),
+	UI_API("setting", ROLE_OPERATOR, "api_setting_set"),
+	UI_API("alert_ack", ROLE_OPERATOR, "api_alert_ack"),
+	UI_API("alert_silence", ROLE_OPERATOR, "api_alert_silence"),
+	UI_API("alert_unsilence", ROLE_OPERATOR, "api_alert_unsilence"),
 };
 
 static void
@@ -516,7 +700,8 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 	{
 		if (strcmp(t, ui_messages[i].type))
 			continue;
-		if (ui_messages[i].data_object && !cJSON_IsObject(data))
+		if ((ui_messages[i].data_object || (ui_messages[i].sql && data && !cJSON_IsNull(data))) &&
+			!cJSON_IsObject(data))
 			ui_error(c, "invalid_message", "data: missing or not an object");
 		else if (!role_allows(c->role, ui_messages[i].min_role))
 		{
@@ -527,6 +712,9 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 			ui_error(c, "forbidden", m.failed ? "not allowed" : m.data);
 			sbuf_free(&m);
 		}
+		else if (ui_messages[i].sql)
+			handle_api_message(c, t, ui_messages[i].sql, data,
+							   cJSON_GetObjectItemCaseSensitive(root, "request_id"));
 		else
 			ui_messages[i].handle(c, data);
 		cJSON_Delete(root);
