@@ -57,6 +57,7 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 	const get = (path, params) => call('GET', path + query(params));
 	const post = (path, body) => call('POST', path, body ?? {});
 	const put = (path, body) => call('PUT', path, body ?? {});
+	const patch = (path, body) => call('PATCH', path, body ?? {});
 	const del = (path) => call('DELETE', path);
 	const agentPath = (id) => `/api/v1/agents/${enc(id)}`;
 
@@ -77,7 +78,7 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 			post(`${agentPath(id)}/commands`, { command_type, parameters, priority, ttl_seconds }),
 		setSetting: (scope, key, value) => post('/api/v1/settings', { scope, key, value }),
 
-		// issue 11 (answer 404 until they land)
+		// the API of docs/api-functions.md
 		fleet: (params) => get('/api/v1/fleet', params),
 		agent: (id) => get(agentPath(id)),
 		commands: (params = {}) => (params.agent_id
@@ -89,15 +90,16 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 		clearSetting: (scope, key) => call('DELETE', `/api/v1/settings${query({ scope, key })}`),
 		profiles: () => get('/api/v1/profiles'),
 		createProfile: (p) => post('/api/v1/profiles', p),
-		updateProfile: (name, p) => put(`/api/v1/profiles/${enc(name)}`, p),
+		updateProfile: (name, p) => patch(`/api/v1/profiles/${enc(name)}`, p),
 		deleteProfile: (name) => del(`/api/v1/profiles/${enc(name)}`),
 		assignProfile: (agentId, fanId, profile, sensorId) =>
-			post(`${agentPath(agentId)}/fans/${enc(fanId)}/profile`, { profile, sensor_id: sensorId }),
-		emergencyStop: (scope) => post('/api/v1/emergency-stop', { scope, confirm: true }),
-		restoreAuto: (scope) => post('/api/v1/restore-auto', { scope, confirm: true }),
+			put(`${agentPath(agentId)}/fans/${enc(fanId)}/profile`, { profile, sensor_id: sensorId }),
+		// target: {agent_id}, {group} or {fleet: true}
+		emergencyStop: (target) => post('/api/v1/emergency-stop', { ...target, confirm: true }),
+		restoreAuto: (target) => post('/api/v1/restore-auto', { ...target, confirm: true }),
 		alerts: (params) => get('/api/v1/alerts', params),
-		ackAlert: (alertId) => post(`/api/v1/alerts/${enc(alertId)}/acknowledge`),
-		silence: (body) => post('/api/v1/silences', body),
+		ackAlert: (alertId) => post(`/api/v1/alerts/${enc(alertId)}/ack`),
+		silence: (body) => post('/api/v1/alert-silences', body),
 		alertRules: () => get('/api/v1/alert-rules'),
 		createAlertRule: (r) => post('/api/v1/alert-rules', r),
 		deleteAlertRule: (id) => del(`/api/v1/alert-rules/${enc(id)}`),
