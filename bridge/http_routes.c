@@ -123,6 +123,9 @@ get_metrics(struct http_req *r, cJSON *body)
 					mi.uordblks + mi.hblkhd, mi.fordblks);
 	}
 	metric(&b, "pankha_bridge_http_rate_limited_total", "counter", "HTTP requests answered 429 (--http-rate-token, --http-rate-ip).", NULL, m->http_rate_limited);
+	metric(&b, "pankha_bridge_live_received_total", "counter", "Frames of agents on other bridges heard on pankha_live for this bridge's dashboards.", NULL, m->live_received);
+	metric(&b, "pankha_bridge_live_watch_calls_total", "counter", "Times this bridge recorded its dashboards' topics with pankha.live_watch.", NULL, m->live_watch_calls);
+	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);

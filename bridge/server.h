@@ -67,6 +67,9 @@ struct metrics
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
 	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
+	uint64_t	live_received;	/* frames of other bridges' agents heard on pankha_live */
+	uint64_t	live_watch_calls;	/* topics recorded with pankha.live_watch */
+	uint64_t	audit_received; /* audit rows heard on pankha_audit */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */
