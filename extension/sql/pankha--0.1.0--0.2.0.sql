@@ -3435,3 +3435,55 @@ COMMENT ON FUNCTION pankha.audit_notify() IS
 'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
 CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
     FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+
+-- api_send_command's ttl_seconds at most 360 days, the limit of send_command
+-- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
+CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    a jsonb := pankha.api_args(args);
+    id text;
+    ctype text;
+    params jsonb;
+    cid uuid;
+    c pankha.commands;
+BEGIN
+    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
+    id := pankha.api_agent_id(a);
+    ctype := pankha.api_id(a, 'command_type', true);
+    params := coalesce(a -> 'parameters', '{}');
+    IF jsonb_typeof(params) <> 'object' THEN
+        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
+    END IF;
+    BEGIN
+        cid := pankha.send_command(id, ctype, params,
+                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
+                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
+                                   ui_user,
+                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
+    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
+                   OR program_limit_exceeded THEN
+        DECLARE
+            code text;
+            msg text;
+            det text;
+            col text;
+        BEGIN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                    col = COLUMN_NAME;
+            IF col <> '' THEN
+                RAISE;
+            END IF;
+            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
+                                       code, msg, det);
+        END;
+    END;
+    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
+    RETURN pankha.api_command_json(c);
+END
+$$;
+COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
+'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
