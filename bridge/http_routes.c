@@ -126,6 +126,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_live_received_total", "counter", "Frames of agents on other bridges heard on pankha_live for this bridge's dashboards.", NULL, m->live_received);
 	metric(&b, "pankha_bridge_live_watch_calls_total", "counter", "Times this bridge recorded its dashboards' topics with pankha.live_watch.", NULL, m->live_watch_calls);
 	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
+	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
+	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);

@@ -35,10 +35,96 @@ struct ui_client
 	char	  **topics;
 	int			ntopics;
 	uint64_t	seen;			/* the delivery that last reached it (ui_deliver) */
+	char		peer[64];		/* client address */
+	struct ui_client *anext;	/* admitted: from the handshake until it closes */
+	struct ui_client *aprev;
 };
 
 static struct ui_client *clients;
 static int	nclients;
+
+/*
+ * M7: every dashboard admitted (handshake accepted, established or not
+ * yet), counted against --ui-max-connections, --ui-max-per-token and
+ * --ui-max-per-ip; dashboards have their own budget (own_budget), apart
+ * from the agents' --max-connections.
+ */
+static struct ui_client *admitted;
+static int	nadmitted;
+static struct btimer idle_timer;
+static bool idle_armed;
+
+static void
+admit(struct ui_client *c)
+{
+	c->anext = admitted;
+	c->aprev = NULL;
+	if (admitted)
+		admitted->aprev = c;
+	admitted = c;
+	nadmitted++;
+}
+
+static void
+unadmit(struct ui_client *c)
+{
+	if (c->aprev)
+		c->aprev->anext = c->anext;
+	else if (admitted == c)
+		admitted = c->anext;
+	else
+		return;					/* not admitted */
+	if (c->anext)
+		c->anext->aprev = c->aprev;
+	c->anext = c->aprev = NULL;
+	nadmitted--;
+}
+
+/* NULL when a dashboard with this token and address may connect, else why not. */
+static const char *
+over_cap(const char *selector, const char *peer, unsigned *status)
+{
+	int			same_token = 0, same_peer = 0;
+
+	*status = 503;
+	if (nadmitted >= srv.cfg.ui_max_connections)
+		return "too many dashboard connections";
+	for (struct ui_client *c = admitted; c; c = c->anext)
+	{
+		same_token += !strcmp(c->selector, selector);
+		same_peer += !strcmp(c->peer, peer);
+	}
+	*status = 429;
+	if (srv.cfg.ui_max_per_token > 0 && same_token >= srv.cfg.ui_max_per_token)
+		return "too many dashboard connections with this token";
+	if (srv.cfg.ui_max_per_ip > 0 && same_peer >= srv.cfg.ui_max_per_ip)
+		return "too many dashboard connections from this address";
+	return NULL;
+}
+
+/* Close the dashboards that sent nothing for --ui-idle-timeout (not even a ping). */
+static void
+idle_cb(lws_sorted_usec_list_t *sul)
+{
+	lws_usec_t	limit = (lws_usec_t) srv.cfg.ui_idle_timeout_s * LWS_US_PER_SEC;
+	lws_usec_t	now = now_us();
+
+	idle_armed = false;
+	for (struct ui_client *c = clients; c; c = c->next)
+		if (c->ws.wsi && !c->ws.close_code && now - c->ws.last_rx > limit)
+		{
+			srv.m.ui_closed_idle++;
+			blog("info", "ui_idle", "dashboard %s from %s idle for %ds: closed", c->user, c->peer,
+				 srv.cfg.ui_idle_timeout_s);
+			ws_close(&c->ws, 4008, "idle");
+		}
+	if (clients)
+	{
+		idle_armed = true;
+		timer_schedule(&idle_timer, idle_cb,
+					   limit / 4 < LWS_US_PER_SEC ? LWS_US_PER_SEC : limit / 4);
+	}
+}
 
 /*
  * The subscribers of each topic, in a hash table keyed by the topic's
@@ -963,6 +1049,18 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	}
 	verdict = creds_check(CRED_UI, NULL, token, peer, &grant);
 	free(token);
+	if (verdict == CRED_OK)
+	{
+		unsigned	status;
+		const char *why = over_cap(grant.selector, peer, &status);
+
+		if (why)
+		{
+			srv.m.ui_refused_caps++;
+			blog("info", "ui_refused", "dashboard %s from %s: %s", grant.owner, peer, why);
+			return ws_refuse(wsi, status, why);
+		}
+	}
 	if (verdict == CRED_UNAVAILABLE)
 		return ws_refuse(wsi, 503, "database unavailable");
 	if (verdict == CRED_REFUSED)
@@ -977,7 +1075,9 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	memcpy(c->user, grant.owner, sizeof(c->user));
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->refs = 1;
+	admit(c);
 	*conn = &c->ws;
 	return 0;
 }
@@ -995,6 +1095,11 @@ ui_established(struct ws_conn *conn)
 		clients->prev = c;
 	clients = c;
 	nclients++;
+	if (srv.cfg.ui_idle_timeout_s > 0 && !idle_armed)
+	{
+		idle_armed = true;
+		timer_schedule(&idle_timer, idle_cb, LWS_US_PER_SEC);
+	}
 	cJSON_AddStringToObject(msg, "type", "connected");
 	cJSON_AddStringToObject(data, "user", c->user);
 	cJSON_AddStringToObject(data, "role", c->role);
@@ -1021,6 +1126,7 @@ ui_closed(struct ws_conn *conn)
 	if (c->next)
 		c->next->prev = c->prev;
 	nclients--;
+	unadmit(c);
 	for (int i = 0; i < c->ntopics; i++)
 		topic_remove(c->topics[i], c);
 	ui_release(c);
@@ -1029,7 +1135,10 @@ ui_closed(struct ws_conn *conn)
 static void
 ui_discard(struct ws_conn *conn)
 {
-	ui_release(lws_container_of(conn, struct ui_client, ws));
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	unadmit(c);
+	ui_release(c);
 }
 
 /* The send queue overflowed: the dashboard does not read. */
@@ -1052,4 +1161,5 @@ const struct ws_endpoint ui_ws_endpoint = {
 	.closed = ui_closed,
 	.discard = ui_discard,
 	.dropped = ui_dropped,
+	.own_budget = true,
 };
