@@ -31,6 +31,70 @@ static bool push_again;			/* the topics changed while a push was in flight */
 
 static void push_cb(lws_sorted_usec_list_t *sul);
 
+/*
+ * The group of each agent of another bridge whose frames came with one,
+ * so that its agent_status and command_result reach groups.<name> too
+ * (ui_ws.c asks live_group() when the agent is not connected here).
+ */
+#define GROUP_BUCKETS 1024
+
+struct known_group
+{
+	struct known_group *next;
+	char		agent_id[65];
+	char		group[65];
+};
+
+static struct known_group *groups_seen[GROUP_BUCKETS];
+
+static unsigned
+id_hash(const char *s)
+{
+	uint32_t	h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 16777619u;
+	return h % GROUP_BUCKETS;
+}
+
+static void
+remember_group(const char *agent_id, const char *group)
+{
+	struct known_group **pg = &groups_seen[id_hash(agent_id)];
+	struct known_group *g;
+
+	if (strlen(agent_id) > 64 || (group && strlen(group) > 64))
+		return;
+	for (; *pg; pg = &(*pg)->next)
+		if (!strcmp((*pg)->agent_id, agent_id))
+			break;
+	if (!group)
+	{
+		if (*pg)
+		{
+			g = *pg;
+			*pg = g->next;
+			free(g);
+		}
+		return;
+	}
+	if (!*pg && !(*pg = calloc(1, sizeof(**pg))))
+		return;
+	g = *pg;
+	snprintf(g->agent_id, sizeof(g->agent_id), "%s", agent_id);
+	snprintf(g->group, sizeof(g->group), "%s", group);
+}
+
+/* The group another bridge's frames last announced for agent_id, or NULL. */
+const char *
+live_group(const char *agent_id)
+{
+	for (struct known_group *g = groups_seen[id_hash(agent_id)]; g; g = g->next)
+		if (!strcmp(g->agent_id, agent_id))
+			return g->group;
+	return NULL;
+}
+
 static void
 schedule_push(lws_usec_t delay)
 {
@@ -125,6 +189,7 @@ on_live(const char *channel, const char *payload)
 		return;
 	}
 	srv.m.live_received++;
+	remember_group(agent, group);
 	/* the frame as the agent sent it: {"type":"data","data":{...}} */
 	if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(frame, "data")))
 		data = cJSON_GetObjectItemCaseSensitive(frame, "data");

@@ -10,6 +10,7 @@
 
 int			live_init(void);
 void		live_topics_changed(void);
+const char *live_group(const char *agent_id);
 
 /* ui_ws.c's side */
 size_t		ui_live_topics(struct sbuf *array);

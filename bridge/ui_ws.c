@@ -419,7 +419,7 @@ ui_command_status(const char *agent_id, const char *command_id, const char *stat
 	text = cJSON_PrintUnformatted(msg);
 	cJSON_Delete(msg);
 	if (text)
-		ui_deliver(agent_id, a ? a->group : NULL, "commands", text, strlen(text));
+		ui_deliver(agent_id, a ? a->group : live_group(agent_id), "commands", text, strlen(text));
 	free(text);
 }
 
@@ -500,13 +500,13 @@ ui_on_notify(const char *channel, const char *payload)
 
 			if (id && status)
 				ui_command_status(agent, id, status);
-			ui_deliver(agent, a ? a->group : NULL, "commands", text, strlen(text));
+			ui_deliver(agent, a ? a->group : live_group(agent), "commands", text, strlen(text));
 		}
 		else if (agent)
 		{
 			struct agent *a = agent_find(agent);
 
-			ui_broadcast(agent, a ? a->group : NULL, text, strlen(text));
+			ui_broadcast(agent, a ? a->group : live_group(agent), text, strlen(text));
 		}
 	}
 	free(text);
