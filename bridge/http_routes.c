@@ -256,23 +256,6 @@ get_latest(struct http_req *r, cJSON *body)
 				  1, params);
 }
 
-/* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
-static void
-get_history(struct http_req *r, cJSON *body)
-{
-	const char *params[] = {http_arg(r, "agent_id"), http_query(r, "series"), http_query(r, "from"),
-	http_query(r, "to"), http_query(r, "resolution")};
-
-	if (!params[1])
-	{
-		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
-		return;
-	}
-	http_run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
-				  "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
-				  "$5::interval) h", 5, params);
-}
-
 /* GET /api/v1/agents/{agent_id}/settings: effective settings. */
 static void
 get_settings(struct http_req *r, cJSON *body)
@@ -349,7 +332,7 @@ const struct http_route http_routes[] = {
 	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
 	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
 	{"GET", "/api/v1/agents/{agent_id}/latest", ROLE_VIEWER, get_latest},
-	{"GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, get_history},
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, "api_history", NULL),
 	{"GET", "/api/v1/agents/{agent_id}/settings", ROLE_VIEWER, get_settings},
 	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
 	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},
