@@ -257,6 +257,17 @@ db_ready(void)
 	return listen_up;
 }
 
+/* True when the LISTEN connection is up and every LISTEN of it answered. */
+bool
+db_listening(void)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i].is_listen)
+			return conns[i].state == DC_READY && !conns[i].listen_pending &&
+				!conns[i].listen_failed;
+	return false;
+}
+
 /* True when nothing waits or runs on any lane. */
 bool
 db_idle(void)

@@ -16,6 +16,7 @@
 #include "ingest_batch.h"
 #include "openapi.h"
 #include "ui_ws.h"
+#include "metrics.h"
 
 #include <malloc.h>
 #include <string.h>
@@ -34,19 +35,30 @@ get_healthz(struct http_req *r, cJSON *body)
 	http_respond_json(r, 200, text);
 }
 
-/* GET /readyz: database up, credentials loaded, not draining; and the connections. */
+/*
+ * GET /readyz: database up, credentials loaded, not draining; and the
+ * connections, whether the LISTEN is in effect, and the worker's last
+ * pass (pankha.worker_status, read every few seconds: metrics.c).
+ */
 static void
 get_readyz(struct http_req *r, cJSON *body)
 {
-	char		text[256];
+	struct sbuf b = {0};
 	bool		ready = creds_ready() && !srv.draining;
 
-	snprintf(text, sizeof(text), "{\"ready\":%s%s%s%s,\"database\":%s,\"agents\":%d,\"dashboards\":%d}",
-			 ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
-			 ready ? "" : srv.draining ? "shutting down" :
-			 db_ready() ? "loading credentials" : "database unavailable",
-			 ready ? "" : "\"", db_ready() ? "true" : "false", agents_count(), ui_count());
-	http_respond_json(r, ready ? 200 : 503, text);
+	sbuf_printf(&b, "{\"ready\":%s%s%s%s,\"database\":%s,\"listen\":%s,\"agents\":%d,\"dashboards\":%d",
+				ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
+				ready ? "" : srv.draining ? "shutting down" :
+				db_ready() ? "loading credentials" : "database unavailable",
+				ready ? "" : "\"", db_ready() ? "true" : "false", db_listening() ? "true" : "false",
+				agents_count(), ui_count());
+	metrics_readyz(&b);
+	sbuf_puts(&b, "}");
+	if (b.failed)
+		http_respond_error(r, 500, "out of memory");
+	else
+		http_respond_json(r, ready ? 200 : 503, b.data);
+	sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -132,6 +144,7 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
+	metrics_write(&b);
 	if (b.failed)
 		http_respond_error(r, 500, "out of memory");
 	else

@@ -19,6 +19,7 @@
 #include "tls.h"
 #include "ui_ws.h"
 #include "ws.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -579,7 +580,7 @@ main(int argc, char **argv)
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
-		agent_commands_init() || ui_init() || extversion_init() ||
+		agent_commands_init() || ui_init() || metrics_init() || extversion_init() ||
 		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");

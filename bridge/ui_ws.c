@@ -17,6 +17,7 @@
 #include "db.h"
 #include "ingest_batch.h"
 #include "live.h"
+#include "metrics.h"
 
 #include <string.h>
 
@@ -893,6 +894,7 @@ handle_unsubscribe_msg(struct ui_client *c, cJSON *data)
 static void
 handle_ping(struct ui_client *c, cJSON *data)
 {
+	metrics_note_ping(false);
 	ui_send(c, "{\"type\":\"pong\"}", 15);
 }
 
@@ -1126,6 +1128,7 @@ ui_closed(struct ws_conn *conn)
 	if (c->next)
 		c->next->prev = c->prev;
 	nclients--;
+	metrics_note_close(false, c->ws.close_code);
 	unadmit(c);
 	for (int i = 0; i < c->ntopics; i++)
 		topic_remove(c->topics[i], c);

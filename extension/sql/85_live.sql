@@ -109,3 +109,26 @@ COMMENT ON FUNCTION pankha.audit_notify() IS
 'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
 CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
     FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+
+-- What a bridge's /metrics and /readyz show of the whole fleet, in one call
+-- every few seconds (the bridge reads no table itself).
+CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT jsonb_build_object(
+    'agents_registered', (SELECT count(*) FROM pankha.agents),
+    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
+    'sensors', (SELECT count(*) FROM pankha.sensors),
+    'fans', (SELECT count(*) FROM pankha.fans),
+    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
+                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
+    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
+    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
+    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
+                                    FROM pankha.worker_status w LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
+COMMENT ON FUNCTION pankha.bridge_stats() IS
+'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';

@@ -3487,3 +3487,26 @@ END
 $$;
 COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
 'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
+
+-- What a bridge's /metrics and /readyz show of the whole fleet, in one call
+-- every few seconds (the bridge reads no table itself).
+CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT jsonb_build_object(
+    'agents_registered', (SELECT count(*) FROM pankha.agents),
+    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
+    'sensors', (SELECT count(*) FROM pankha.sensors),
+    'fans', (SELECT count(*) FROM pankha.fans),
+    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
+                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
+    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
+    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
+    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
+                                    FROM pankha.worker_status w LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
+COMMENT ON FUNCTION pankha.bridge_stats() IS
+'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';

@@ -234,6 +234,7 @@ INSERT INTO expected_acl VALUES
     ('pankha.api_uuid(jsonb,text,boolean)', 'owner'),
     -- live data across bridges and the audit NOTIFY (85_live.sql)
     ('pankha.audit_notify()', 'owner'),
+    ('pankha.bridge_stats()', 'pankha_bridge'),
     ('pankha.live_watch(text,text[],interval)', 'pankha_bridge'),
     ('pankha.live_watched(text)', 'owner');
 WITH actual AS (
