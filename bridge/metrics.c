@@ -32,6 +32,49 @@ static struct histogram command_e2e = {
 	.bounds = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 };
 
+/*
+ * HTTP request latency by route (from the request's arrival to its answer
+ * being set), one histogram per route of the table, found by its pattern
+ * pointer; requests that matched no route count as route "none".
+ */
+#define HTTP_ROUTES_MAX 128
+
+static struct
+{
+	const char *method;
+	const char *pattern;
+	uint64_t	counts[HIST_MAX_BUCKETS + 1];
+	double		sum;
+	uint64_t	count;
+}			http_lat[HTTP_ROUTES_MAX];
+static int	nhttp_lat;
+static const double http_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+#define HTTP_NBOUNDS ((int) (sizeof(http_bounds) / sizeof(http_bounds[0])))
+
+void
+metrics_http_answered(const char *method, const char *pattern, double seconds)
+{
+	int			i, b;
+
+	for (i = 0; i < nhttp_lat; i++)
+		if (http_lat[i].pattern == pattern && http_lat[i].method == method)
+			break;
+	if (i == nhttp_lat)
+	{
+		if (nhttp_lat == HTTP_ROUTES_MAX)
+			return;
+		http_lat[i].method = method;
+		http_lat[i].pattern = pattern;
+		nhttp_lat++;
+	}
+	for (b = 0; b < HTTP_NBOUNDS; b++)
+		if (seconds <= http_bounds[b])
+			break;
+	http_lat[i].counts[b]++;
+	http_lat[i].sum += seconds;
+	http_lat[i].count++;
+}
+
 static void stats_cb(lws_sorted_usec_list_t *sul);
 
 static void
@@ -190,6 +233,29 @@ metrics_write(struct sbuf *b)
 				"pankha_bridge_pings_total{kind=\"agent\"} %llu\n"
 				"pankha_bridge_pings_total{kind=\"dashboard\"} %llu\n",
 				(unsigned long long) pings[0], (unsigned long long) pings[1]);
+
+	sbuf_printf(b, "# HELP pankha_bridge_http_request_seconds HTTP requests from arrival to answer, by route (route=\"none\": no route matched).\n"
+				"# TYPE pankha_bridge_http_request_seconds histogram\n");
+	for (int i = 0; i < nhttp_lat; i++)
+	{
+		char		labels[400];
+		uint64_t	c = 0;
+
+		snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\"",
+				 http_lat[i].method ? http_lat[i].method : "", http_lat[i].pattern ? http_lat[i].pattern : "none");
+		for (int k = 0; k < HTTP_NBOUNDS; k++)
+		{
+			c += http_lat[i].counts[k];
+			sbuf_printf(b, "pankha_bridge_http_request_seconds_bucket{%s,le=\"%g\"} %llu\n", labels,
+						http_bounds[k], (unsigned long long) c);
+		}
+		c += http_lat[i].counts[HTTP_NBOUNDS];
+		sbuf_printf(b, "pankha_bridge_http_request_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
+					"pankha_bridge_http_request_seconds_sum{%s} %.9g\n"
+					"pankha_bridge_http_request_seconds_count{%s} %llu\n",
+					labels, (unsigned long long) c, labels, http_lat[i].sum, labels,
+					(unsigned long long) http_lat[i].count);
+	}
 
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", command_e2e.name, command_e2e.help, command_e2e.name);
 	for (int i = 0; i < command_e2e.nbounds; i++)

@@ -13,5 +13,6 @@ void		metrics_readyz(struct sbuf *b);
 void		metrics_note_close(bool agent, int code);
 void		metrics_note_ping(bool agent);
 void		metrics_command_acked(double seconds);
+void		metrics_http_answered(const char *method, const char *pattern, double seconds);
 
 #endif							/* PANKHA_METRICS_H */
