@@ -33,6 +33,7 @@ struct agent
 	bool		claim_wanted;	/* commands to fetch for it */
 	/* ingest_batch.c */
 	int			held;			/* frames of it held un-committed */
+	size_t		held_bytes;		/* and their bytes, dashboard copies included (L2) */
 	int			requeued;		/* of those, frames put back after a failure */
 	int64_t		pending_ack;	/* highest seq committed but not acked */
 	int64_t		acked;			/* highest seq acked */

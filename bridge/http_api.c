@@ -13,6 +13,7 @@
  * error of the extension, with the field its PG_DIAG_COLUMN_NAME names.
  */
 #include "http_api.h"
+#include "limits.h"
 #include "tls.h"
 
 #include <string.h>
@@ -151,6 +152,8 @@ http_respond(struct http_req *r, int status, const char *ctype, const char *body
 		return;
 	r->answered = true;
 	r->status = status;
+	if (status == 401)
+		limits_auth_failed(r->peer);	/* M5: refused credentials per address */
 	r->ctype = ctype;
 	r->resp = malloc(LWS_PRE + len + 1);
 	if (r->resp)
@@ -602,6 +605,14 @@ route(struct http_req *r)
 	}
 	if (rate_limited(r))
 		return;
+	if (limits_auth_blocked(r->peer))
+	{
+		/* M5: past --auth-fail-limit-ip, no credential is looked at (nor audited) */
+		srv.m.auth_fail_limited++;
+		r->retry_after = 60;
+		http_respond_error(r, 429, "too many refused credentials from this address; retry later");
+		return;
+	}
 	if (r->body_too_big)
 	{
 		http_respond_error(r, 413, "request body too large");
@@ -690,9 +701,28 @@ int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			  void *in, size_t len)
 {
-	struct http_session *s = user;
-	struct http_req *r = s ? s->req : NULL;
+	struct http_session *s;
+	struct http_req *r;
 
+	/* every connection passes here first and last, whatever it becomes (limits.c) */
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+			return limits_filter_network(in);
+		case LWS_CALLBACK_WSI_CREATE:
+			limits_wsi_create(wsi);
+			return 0;
+		case LWS_CALLBACK_WSI_DESTROY:
+			limits_wsi_destroy(wsi);
+			return 0;
+		case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+			limits_request_done(wsi);
+			break;
+		default:
+			break;
+	}
+	s = user;
+	r = s ? s->req : NULL;
 	switch (reason)
 	{
 		case LWS_CALLBACK_HTTP:
@@ -734,7 +764,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					if (n < 0)
 						r->path[0] = '\0';
 				}
-				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
+				limits_client_addr(wsi, r->peer, sizeof(r->peer));
 				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
 				/* the query arguments, each "name=value" as lws decoded it */
@@ -819,6 +849,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				req_release(r);
 				if (lws_http_transaction_completed(wsi))
 					return -1;
+				limits_request_done(wsi);
 				return 0;
 			}
 		case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
