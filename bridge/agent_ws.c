@@ -349,6 +349,7 @@ agent_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	a = agent_new(id, grant.selector, peer);
 	if (!a)
 		return ws_refuse(wsi, 500, "out of memory");
+	memcpy(a->digest, grant.digest, sizeof(a->digest));
 	*conn = &a->ws;
 	return 0;
 }

@@ -23,10 +23,12 @@ struct agent
 	struct agent *all_prev;
 	char	   *agent_id;
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
+	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest */
 	char	   *group;			/* its group at connect time, or NULL */
 	char		remote[64];		/* peer address */
 	int			refs;			/* connection + queries + frames holding it */
 	int64_t		connection_id;	/* pankha.connections id, 0 until known */
+	int64_t		replaced_by;	/* newest connection elsewhere heard of before it was known (L10) */
 	bool		closed;			/* socket closed; record when id known */
 	uint64_t	frames_in, bytes_in;	/* messages received, for the history */
 	/* agent_commands.c */
