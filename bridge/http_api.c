@@ -708,7 +708,8 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	switch (reason)
 	{
 		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-			return limits_filter_network(in);
+			/* lws 4.1.6 passes the address as user, the socket as in */
+			return limits_filter_network(user);
 		case LWS_CALLBACK_WSI_CREATE:
 			limits_wsi_create(wsi);
 			return 0;

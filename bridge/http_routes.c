@@ -266,6 +266,9 @@ get_latest(struct http_req *r, cJSON *body)
 				  1, params);
 }
 
+/* the most points one history answer holds (pankha.api_limits()'s history_points_max) */
+#define HISTORY_POINTS_MAX_TEXT "5000"
+
 /* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
 static void
 get_history(struct http_req *r, cJSON *body)
@@ -278,9 +281,25 @@ get_history(struct http_req *r, cJSON *body)
 		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
 		return;
 	}
-	http_run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
-				  "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
-				  "$5::interval) h", 5, params);
+	/*
+	 * L6: bounded in points before any data is read (the buckets the
+	 * range and resolution give, raw frames counted at the agent's
+	 * update_interval) and after (LIMIT); bounded in time by the general
+	 * lane's statement_timeout (db.c).
+	 */
+	http_on_null(r, 413, "history: the range and resolution give more than "
+				 HISTORY_POINTS_MAX_TEXT " points; ask for a coarser resolution or a shorter range");
+	http_run_json(r, "SELECT CASE WHEN p.points <= " HISTORY_POINTS_MAX_TEXT " THEN "
+				  "(SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM "
+				  "(SELECT * FROM pankha.history($1, $2, p.f, p.t, p.res) x ORDER BY x.bucket "
+				  "LIMIT " HISTORY_POINTS_MAX_TEXT ") h) END "
+				  "FROM (SELECT a.f, a.t, a.res, extract(epoch FROM a.t - a.f) / "
+				  "greatest(coalesce(extract(epoch FROM a.res), 0), "
+				  "CASE pankha.history_source(a.f, a.t, a.res) "
+				  "WHEN 'raw' THEN coalesce((pankha.effective_settings($1) ->> 'update_interval')::float8, 3) "
+				  "WHEN '1 minute' THEN 60 ELSE 3600 END) AS points "
+				  "FROM (SELECT coalesce($3::timestamptz, now() - interval '1 hour') AS f, "
+				  "coalesce($4::timestamptz, now()) AS t, $5::interval AS res) a) p", 5, params);
 }
 
 /* GET /api/v1/agents/{agent_id}/settings: effective settings. */
