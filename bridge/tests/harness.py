@@ -371,3 +371,18 @@ class Session:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def refusal_counts(cluster, addr=None):
+    """{"kind: reason": count} over the auth.failed rows (M5: one row per
+    client address and minute, with counts); only addr's when given."""
+    where = f" AND client_addr = {quote(addr)}" if addr else ""
+    text = cluster.value("SELECT coalesce(jsonb_object_agg(k, n), '{}') FROM (SELECT r.key AS k, "
+                         "sum(r.value::bigint) AS n FROM pankha.audit_log a, jsonb_each_text(a.details -> 'reasons') r "
+                         f"WHERE a.event = 'auth.failed'{where} GROUP BY r.key) x")
+    return {k: int(v) for k, v in json.loads(text).items()}
+
+
+def counts_since(before, now):
+    """What was counted between two refusal_counts()."""
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
