@@ -305,7 +305,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	if (now - minute_started >= 60 * LWS_US_PER_SEC)
 	{
 		minute_started = now;
-		attempts_reset();
+		/* (the limiters' counts start again in limits.c's sweep) */
 		for (struct agent *a = agents_first(); a; a = a->all_next)
 			a->violations = 0;
 	}
@@ -361,6 +361,7 @@ agent_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	a = agent_new(id, grant.selector, peer);
 	if (!a)
 		return ws_refuse(wsi, 500, "out of memory");
+	memcpy(a->digest, grant.digest, sizeof(a->digest));
 	*conn = &a->ws;
 	return 0;
 }

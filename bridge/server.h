@@ -46,6 +46,13 @@ struct config
 	const char *cors_origins;	/* comma-separated origins allowed by CORS (NULL: none) */
 	int			http_rate_token;	/* API requests per minute per token */
 	int			http_rate_ip;	/* API requests per minute per address */
+	int			request_timeout_s;	/* a request or handshake as a whole (0: none) */
+	int			max_connections_ip; /* accepted connections per address (0: unlimited) */
+	int			auth_fail_limit_ip; /* refused credentials per minute per address */
+	const char *trusted_proxies;	/* --trusted-proxy list (NULL: none) */
+	const char *metrics_token;	/* bearer token /metrics requires (NULL: none) */
+	size_t		max_held_bytes; /* bytes of frames held before all reading pauses */
+	size_t		agent_held_bytes;	/* bytes of one agent's frames held before it is refused */
 };
 
 struct metrics
@@ -76,6 +83,11 @@ struct metrics
 	uint64_t	audit_received; /* audit rows heard on pankha_audit */
 	uint64_t	ui_refused_caps;	/* /ws/ui handshakes refused for a connection cap */
 	uint64_t	ui_closed_idle; /* dashboards closed for idleness */
+	uint64_t	connections_refused_total;	/* accepted sockets closed: too many in all */
+	uint64_t	connections_refused_ip; /* accepted sockets closed: too many from the address */
+	uint64_t	request_timeouts;	/* connections closed at their request deadline */
+	uint64_t	auth_fail_limited;	/* requests and handshakes 429 for refused credentials */
+	uint64_t	closed_held_bytes;	/* agents closed for holding too many bytes of frames */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */

@@ -33,6 +33,7 @@ struct ui_client
 	char		user[65];
 	char		role[12];		/* viewer, operator or admin */
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
+	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest (L9) */
 	char	  **topics;
 	int			ntopics;
 	uint64_t	seen;			/* the delivery that last reached it (ui_deliver) */
@@ -320,7 +321,7 @@ on_credential_changed(char kind, const char *user, const char *selector)
 		return;
 	for (struct ui_client *c = clients; c; c = c->next)
 		if ((!selector || !strcmp(c->selector, selector)) &&
-			!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
+			!creds_still_valid(CRED_UI, c->selector, c->digest, c->user, c->role))
 			ui_close(c, 4001, "revoked");
 }
 
@@ -1078,6 +1079,7 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	memcpy(c->digest, grant.digest, sizeof(c->digest));
 	c->refs = 1;
 	admit(c);
 	*conn = &c->ws;

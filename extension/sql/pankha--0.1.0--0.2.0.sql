@@ -3348,6 +3348,61 @@ COMMENT ON TABLE pankha.live_watches IS
 'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
 
 CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
+-- M5 (issue 13), bridge side: the bridge's own functions count refusals per
+-- client address and minute (pankha.audit_refusal); the copies that did so
+-- beside them are gone.
+-- ---------------------------------------------------------------------
+DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
+DROP FUNCTION pankha.authenticate_ui_request(text, text);
+CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+    reason text;
+BEGIN
+    found_token := pankha.check_token('agent', token);
+    reason := found_token.reason;
+    IF found_token.token_id IS NOT NULL THEN
+        UPDATE pankha.tokens t SET last_used_at = now()
+        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
+        IF FOUND THEN
+            RETURN agent_id;
+        END IF;
+        reason := 'token of another agent';
+    END IF;
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pankha
@@ -3510,3 +3565,47 @@ REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
 COMMENT ON FUNCTION pankha.bridge_stats() IS
 'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
