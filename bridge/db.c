@@ -340,8 +340,10 @@ db_query_key(struct db_query *q, const char *key)
 void
 db_submit(struct db_query *q)
 {
+	static uint64_t serial;
 	struct db_conn *dc = conn_of(q);
 
+	q->serial = ++serial;
 	fifo_push(fifo_of(q), q);
 	if (dc)
 		dc_dispatch(dc, -1, false);
@@ -444,13 +446,17 @@ lane_kick(enum db_lane lane)
 {
 	lws_usec_t	now = now_us();
 
-	for (int i = 0; i < nconns; i++)
-		if (!conns[i].is_listen && conns[i].lane == lane && conns[i].state == DC_READY)
-			dc_dispatch(&conns[i], -1, false);
-	while (waiting[lane].head)
+	for (;;)
 	{
 		struct db_conn *best = NULL;
 		int			best_score = 0;
+
+		/* each connection's own queries older than the lane's oldest */
+		for (int i = 0; i < nconns; i++)
+			if (!conns[i].is_listen && conns[i].lane == lane && conns[i].state == DC_READY)
+				dc_dispatch(&conns[i], -1, false);
+		if (!waiting[lane].head)
+			return;
 
 		for (int i = 0; i < nconns; i++)
 		{
@@ -496,12 +502,16 @@ dc_dispatch(struct db_conn *dc, int limit, bool shared)
 	bool		sent = false;
 
 	while (dc->state == DC_READY && !dc->held && dc->depth < dc->max_depth && limit != 0 &&
-		   (f->head || (shared && waiting[dc->lane].head)))
+		   (shared ? (f->head || waiting[dc->lane].head) :
+			(f->head && (!waiting[dc->lane].head ||
+						 f->head->serial < waiting[dc->lane].head->serial))))
 	{
 		struct db_query *q;
+		struct db_fifo *lane_f = &waiting[dc->lane];
 
-		if (!f->head)
-			f = &waiting[dc->lane];
+		/* the older of its own and (shared) the lane's: submission order, no starving */
+		if (!f->head || (shared && lane_f->head && lane_f->head->serial < f->head->serial))
+			f = lane_f;
 		q = f->head;
 		const char *values[DB_MAX_PARAMS];
 		int			ok;
@@ -665,6 +675,10 @@ dc_complete_head(struct db_conn *dc)
 		delay_query(q, 50 * q->attempts);
 		return;
 	}
+	if (now_us() - q->sent_at > 500 * LWS_US_PER_MS)
+		blog("warn", "db_slow", "%s connection %d: %.0f ms for %.60s", dc->lane == LANE_INGEST ?
+			 "ingest" : "general", (int) (dc - conns),
+			 (double) (now_us() - q->sent_at) / 1e3, q->sql);
 	if (dc->lane == LANE_INGEST)
 		histogram_observe(&srv.m.commit_seconds,
 						  (double) (now_us() - q->sent_at) / 1e6);

@@ -50,6 +50,7 @@ struct db_query
 	char		xid[24];		/* once: its transaction, from pg_current_xact_id() */
 	PGresult   *saved;			/* once: the query's result, until its COMMIT */
 	lws_usec_t	not_before;		/* delayed: when it may be sent again */
+	uint64_t	serial;			/* submission order */
 };
 
 struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);
