@@ -264,6 +264,8 @@ http_run_json(struct http_req *r, const char *sql, int n, const char *const *par
 		http_respond_error(r, 500, "out of memory");
 		return;
 	}
+	/* what changes state (enrollment, commands) must not run twice (db.c) */
+	q->once = strcmp(r->route->method, "GET") != 0;
 	for (int i = 0; i < n; i++)
 		if (db_query_param(q, params[i], params[i] ? strlen(params[i]) : 0))
 		{

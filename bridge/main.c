@@ -56,10 +56,11 @@ static const struct option_doc docs[] = {
 	{"log-file", 1, "PANKHA_LOG_FILE", "", "append logs here (empty: stderr); SIGHUP reopens"},
 	{"log-json", 0, "PANKHA_LOG_JSON", "off", "log one JSON object per line"},
 	{"verbose", 1, "PANKHA_VERBOSE", "1", "0 warnings only, 1 events, 2 debug"},
-	{"db-pool", 1, "PANKHA_DB_POOL", "3", "database connections besides LISTEN (>= 2)"},
+	{"db-pool", 1, "PANKHA_DB_POOL", "2", "database connections for dashboards, handshakes and commands"},
+	{"ingest-connections", 1, "PANKHA_INGEST_CONNECTIONS", "2", "database connections for ingest; agents are sharded over them by id"},
 	{"batch-window-ms", 1, "PANKHA_BATCH_WINDOW_MS", "5", "how long frames wait to share an ingest call"},
 	{"batch-max", 1, "PANKHA_BATCH_MAX", "500", "most frames in one ingest call"},
-	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once"},
+	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once on each ingest connection"},
 	{"max-held-frames", 1, "PANKHA_MAX_HELD_FRAMES", "50000", "frames held un-committed before all reading pauses"},
 	{"agent-held-frames", 1, "PANKHA_AGENT_HELD_FRAMES", "200", "frames of one agent held before its reading pauses"},
 	{"silence-timeout", 1, "PANKHA_SILENCE_TIMEOUT", "60", "seconds of silence before an agent is closed (0: never)"},
@@ -193,7 +194,9 @@ set_option(const char *name, const char *v)
 	else if (!strcmp(name, "verbose"))
 		c->verbose = (int) int_opt(name, v, 0, 2);
 	else if (!strcmp(name, "db-pool"))
-		c->db_pool = (int) int_opt(name, v, 2, 64);
+		c->db_pool = (int) int_opt(name, v, 1, 64);
+	else if (!strcmp(name, "ingest-connections"))
+		c->ingest_connections = (int) int_opt(name, v, 1, 16);
 	else if (!strcmp(name, "batch-window-ms"))
 		c->batch_window_ms = (int) int_opt(name, v, 0, 1000);
 	else if (!strcmp(name, "batch-max"))

@@ -21,10 +21,11 @@ struct config
 	const char *log_file;		/* log destination (NULL: stderr) */
 	bool		log_json;		/* one JSON object per log line */
 	int			verbose;		/* 0 quiet .. 2 debug */
-	int			db_pool;		/* database connections besides LISTEN */
+	int			db_pool;		/* general database connections */
+	int			ingest_connections; /* ingest database connections (shards) */
 	int			batch_window_ms;	/* how long frames wait to share a batch */
 	int			batch_max;		/* most frames in one ingest call */
-	int			pipeline_depth;	/* ingest batches in flight at once */
+	int			pipeline_depth;	/* ingest batches in flight at once per connection */
 	int			max_held_frames;	/* frames held before reads pause */
 	int			agent_held_frames;	/* per agent frames held before its reads pause */
 	int			silence_timeout_s;	/* close an agent silent this long */

@@ -689,6 +689,8 @@ handle_command(struct ui_client *c, cJSON *data)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
+	if (q)
+		q->once = true;			/* never a second command row (db.c) */
 	if (!r || !q || !(r->agent_id = strdup(a.agent_id)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
 		db_query_param(q, a.agent_id, strlen(a.agent_id)) ||
@@ -851,12 +853,15 @@ api_message_done(struct db_query *q, PGresult *res)
 
 /* An API message: its data is the args of the row's function (docs/api-functions.md). */
 static void
-handle_api_message(struct ui_client *c, const char *type, const char *sql, cJSON *data,
+handle_api_message(struct ui_client *c, const char *type, const char *sql, bool once, cJSON *data,
 				   cJSON *request_id)
 {
 	struct ui_api_request *r = calloc(1, sizeof(*r));
 	char	   *args = data ? cJSON_PrintUnformatted(data) : strdup("{}");
 	struct db_query *q = r ? db_query_new(LANE_GENERAL, sql, api_message_done, r) : NULL;
+
+	if (q)
+		q->once = once;			/* an operator's message changes state: not twice (db.c) */
 
 	if (!r || !args || !q ||
 		(request_id && !(r->request_id = cJSON_Duplicate(request_id, true))) ||
@@ -978,7 +983,8 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 			sbuf_free(&m);
 		}
 		else if (ui_messages[i].sql)
-			handle_api_message(c, t, ui_messages[i].sql, data,
+			handle_api_message(c, t, ui_messages[i].sql,
+							   ui_messages[i].min_role >= ROLE_OPERATOR, data,
 							   cJSON_GetObjectItemCaseSensitive(root, "request_id"));
 		else
 			ui_messages[i].handle(c, data);
