@@ -42,6 +42,7 @@ struct config
 	const char *cors_origins;	/* comma-separated origins allowed by CORS (NULL: none) */
 	int			http_rate_token;	/* API requests per minute per token */
 	int			http_rate_ip;	/* API requests per minute per address */
+	int			heartbeat_interval_s;	/* seconds between beats in pankha.bridges (0: none) */
 };
 
 struct metrics
@@ -67,6 +68,8 @@ struct metrics
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
 	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
+	uint64_t	heartbeats;		/* beats the database recorded */
+	uint64_t	heartbeat_expired;	/* times this run found itself declared dead */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */
