@@ -45,6 +45,9 @@ COMMENT ON FUNCTION pankha.beats_heard_since() IS
 
 -- expire_bridges: close the open connections of every bridge that missed
 -- three beats (plus two seconds of slack) while the server was listening.
+-- After a restart or a promotion every bridge has 10 s more than that to
+-- come back (its reconnect back-off reaches 5 s), so the server must have
+-- been up for three beats + 12 s before it judges anyone.
 CREATE FUNCTION pankha.expire_bridges() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -60,7 +63,7 @@ BEGIN
                FROM pankha.bridges r
               WHERE r.expired_at IS NULL
                 AND r.last_beat < clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds')
-                AND heard < clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds')
+                AND heard < clock_timestamp() - (r.beat_interval * 3 + interval '12 seconds')
                 FOR UPDATE SKIP LOCKED
     LOOP
         n := 0;
@@ -87,7 +90,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.expire_bridges() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.expire_bridges() IS
-'Closes (code 1006, "bridge stopped beating") the open connections of each bridge that missed three heartbeats plus two seconds while this server was up to hear them, and marks it expired; returns how many connections it closed.  The worker and every bridge heartbeat call it.';
+'Closes (code 1006, "bridge stopped beating") the open connections of each bridge that missed three heartbeats plus two seconds, once this server has been up (or promoted) for three of its heartbeats plus 12 s, and marks it expired; returns how many connections it closed.  The worker and every bridge heartbeat call it.';
 
 -- bridge_beat: a bridge says it is alive.  instance names this run of the
 -- bridge (a new one under an old id starts afresh).  expired is true when

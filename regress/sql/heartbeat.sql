@@ -22,8 +22,8 @@ SELECT pankha.connection_opened('hb-b', 'hb-2') AS conn_b \gset
 SELECT bridge_id, alive, open_connections FROM pankha.bridge_status ORDER BY 1;
 
 -- wait (bounded) until the server has been up longer than a bridge's
--- allowance (3 x 100 ms + 2 s), so silence can be judged at all
-SELECT pg_sleep(greatest(0, 2.5 - extract(epoch FROM clock_timestamp() - pankha.beats_heard_since())));
+-- allowance after a restart (3 x 100 ms + 12 s), so silence can be judged
+SELECT pg_sleep(greatest(0, 12.5 - extract(epoch FROM clock_timestamp() - pankha.beats_heard_since())));
 -- hb-1 stops beating: 10 s ago is its last beat; hb-2's beat closes its connection
 UPDATE pankha.bridges SET last_beat = clock_timestamp() - interval '10 seconds' WHERE bridge_id = 'hb-1';
 SELECT expired, closed FROM pankha.bridge_beat('hb-2', 'run-1', 100);
