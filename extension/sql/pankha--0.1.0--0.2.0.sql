@@ -3527,3 +3527,70 @@ $$;
 COMMENT ON FUNCTION pankha.maintain() IS
 'One maintenance pass of the background worker: persist liveness and mark agents online or offline, close the connections of bridges that stopped beating, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
 ALTER FUNCTION pankha.maintain() SET search_path = pg_catalog, pg_temp;
+
+-- the worker's offline judgement counts silence from the server's start or
+-- promotion (issue 17: no storm of false offline events after a failover)
+CREATE OR REPLACE FUNCTION pankha.update_agent_status(OUT agent_id text, OUT status text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    fixed interval := pankha.setting_interval('pankha.offline_after', '0');
+    shortest interval := CASE WHEN fixed > interval '0' THEN fixed ELSE interval '15 seconds' END;
+    heard timestamptz := pankha.beats_heard_since();
+BEGIN
+    -- Back online: a frame arrived after the time the agent was last known
+    -- (compared before that time is overwritten by the flush below).
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'online'
+        FROM pankha.agent_liveness() l
+        WHERE g.agent_id = l.agent_id AND g.status = 'offline'
+          AND l.last_seen > coalesce(g.last_seen, '-infinity')
+          AND l.last_seen > now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+
+    PERFORM pankha.flush_liveness();
+
+    -- Silence is only counted from when this server could hear the agent:
+    -- after a restart or a promotion (liveness in shared memory starts
+    -- empty, last_seen is as old as the last flush) every agent has its
+    -- whole threshold again, so a failover is no storm of offline events.
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'offline'
+        WHERE g.status = 'online'
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - shortest
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.update_agent_status() IS
+'Persist liveness from shared memory, mark online the offline agents that sent a frame since, and offline the online ones silent past pankha.offline_threshold() (silence counted from the start or promotion of the server at the earliest); NOTIFYs pankha_agent_status for each and returns the changes.  The worker calls it.';
+
+-- check_keys: a command that takes no parameters says so (test audit 16)
+CREATE OR REPLACE FUNCTION pankha.check_keys(what text, obj jsonb, allowed text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    extra text;
+BEGIN
+    SELECT k INTO extra FROM jsonb_object_keys(obj) k WHERE k <> ALL (allowed) ORDER BY k LIMIT 1;
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION '%.%: unknown field', what, extra
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE WHEN cardinality(allowed) = 0 THEN 'It takes no fields.'
+                                ELSE format('The fields allowed are: %s.', array_to_string(allowed, ', ')) END;
+    END IF;
+END
+$$;
