@@ -120,6 +120,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
 	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
 	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
+	metric(&b, "pankha_bridge_heartbeats_total", "counter", "Heartbeats recorded in pankha.bridges.", NULL, m->heartbeats);
+	metric(&b, "pankha_bridge_heartbeat_expired_total", "counter", "Times this bridge found itself declared dead and dropped its agents.", NULL, m->heartbeat_expired);
 	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
 	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);

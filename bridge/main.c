@@ -19,6 +19,7 @@
 #include "limits.h"
 #include "tls.h"
 #include "ui_ws.h"
+#include "heartbeat.h"
 #include "ws.h"
 #include "metrics.h"
 
@@ -89,6 +90,7 @@ static const struct option_doc docs[] = {
 	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
+	{"heartbeat-interval", 1, "PANKHA_HEARTBEAT_INTERVAL", "5", "seconds between heartbeats in pankha.bridges; a bridge silent for 3 beats + 2 s has its connections closed (0: no heartbeat)"},
 	{"help", 0, NULL, NULL, "show this help"},
 	{"version", 0, NULL, NULL, "show the version"},
 };
@@ -263,6 +265,8 @@ set_option(const char *name, const char *v)
 		c->deflate_mem_level = (int) int_opt(name, v, 1, 9);
 	else if (!strcmp(name, "command-visibility"))
 		c->command_visibility_s = (int) int_opt(name, v, 1, 3600);
+	else if (!strcmp(name, "heartbeat-interval"))
+		c->heartbeat_interval_s = (int) int_opt(name, v, 0, 600);
 }
 
 /* Defaults, then the environment, then the command line. */
@@ -642,7 +646,7 @@ main(int argc, char **argv)
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
 		agent_commands_init() || ui_init() || metrics_init() || extversion_init() || limits_init() ||
-		db_init(srv.context, srv.vhost))
+		db_init(srv.context, srv.vhost) || heartbeat_init())
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -669,6 +673,7 @@ main(int argc, char **argv)
 
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
+	heartbeat_shutdown();
 	db_shutdown();
 	creds_shutdown();
 	limits_shutdown();

@@ -54,6 +54,7 @@ struct config
 	const char *metrics_token;	/* bearer token /metrics requires (NULL: none) */
 	size_t		max_held_bytes; /* bytes of frames held before all reading pauses */
 	size_t		agent_held_bytes;	/* bytes of one agent's frames held before it is refused */
+	int			heartbeat_interval_s;	/* seconds between beats in pankha.bridges (0: none) */
 };
 
 struct metrics
@@ -79,6 +80,8 @@ struct metrics
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
 	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
+	uint64_t	heartbeats;		/* beats the database recorded */
+	uint64_t	heartbeat_expired;	/* times this run found itself declared dead */
 	uint64_t	live_received;	/* frames of other bridges' agents heard on pankha_live */
 	uint64_t	live_watch_calls;	/* topics recorded with pankha.live_watch */
 	uint64_t	audit_received; /* audit rows heard on pankha_audit */

@@ -299,6 +299,15 @@ async def recv_type(ws, mtype, timeout=5, pred=None):
             return m
 
 
+async def recv_or_none(ws, mtype, timeout=5, pred=None):
+    """Like recv_type, but None when no such message comes in time (or the
+    connection ends), so a test can assert on it instead of aborting."""
+    try:
+        return await recv_type(ws, mtype, timeout, pred)
+    except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+        return None
+
+
 async def handshake_status(url, headers=None, subprotocols=None):
     """The HTTP status a refused handshake got (101 when accepted)."""
     try:
