@@ -51,7 +51,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct stat st;
 
+	/* under $PANKHA_FUZZ_DIR when set (the test's own directory), else in memory */
 	snprintf(tree, sizeof(tree), "%s/pankha-fuzz-agent.XXXXXX",
+			 getenv("PANKHA_FUZZ_DIR") ? getenv("PANKHA_FUZZ_DIR") :
 			 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp");
 	if (!mkdtemp(tree) || pk_sim_create(tree, 7) != 0)
 	{
