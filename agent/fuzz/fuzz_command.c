@@ -4,7 +4,7 @@
  * Each line of an input is one message from the server, handed to the
  * agent's handle_message() (this file includes link.c for it): commands
  * run against a simulated machine (sim.c's tree, made once under
- * /dev/shm or /tmp), config_update changes the settings, acks release
+ * $PANKHA_FUZZ_DIR, /dev/shm or /tmp), config_update changes the settings, acks release
  * buffered frames, errors slow the link down.  After each message the
  * control loop ticks once, so fuzzed profiles and limits are evaluated.
  * Each input gets a fresh agent on the same tree (the one scan of it
