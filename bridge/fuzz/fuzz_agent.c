@@ -1,21 +1,25 @@
 /*
  * fuzz_agent.c - libFuzzer target: what an agent sends on /ws/agent.
  *
- * Each input is one agent connection.  It is established through ws.c's
- * protocol callback (the "connected" hello, the connection recorded),
- * then each line of the input is one WebSocket message received through
+ * Each input is one agent connection: a flags byte, then lines.  It is
+ * established through ws.c's protocol callback (the "connected" hello, the
+ * connection recorded), then each line is one WebSocket message received through
  * the same callback: its first byte says how (see below), the rest is the
  * payload.  Between messages what the bridge queued is written (the
  * WRITEABLE callback), and queries and timers are run: the connection is
  * recorded, data frames are batched and committed, acks go out.  The
  * database answers every query with an error except connection_opened
  * (connection 42, group "g") and ingest_many (every frame stored; with the
- * input's first byte odd, every other frame rejected), so errors and acks
+ * flags' bit 0, every other frame rejected), so errors and acks
  * both flow.  At the end the socket closes and the bridge must have
  * forgotten the agent and every frame it held: anything else aborts.
+ * With the flags' bit 1, the upgrade fails after the handshake
+ * filter accepted it, as lws reports that (the protocol dropped, then
+ * closed), and nothing may be left of the connection.
  *
  * Line prefixes: 0x01 a binary frame; 0x02 N: the payload in fragments of
- * N % 32 + 1 bytes; anything else: a text message in one frame.
+ * N % 32 + 1 bytes; 0x03 N: the same after an empty first fragment;
+ * anything else: a text message in one frame.
  * --max-message is 4096 here, so messages past it are in reach.
  */
 #include "harness.h"
@@ -138,16 +142,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a->ws.ep = &agent_ws_endpoint;
 	s.conn = &a->ws;
 	s.z.who = agent_ws_endpoint.what;
+	if (size && (data[0] & 2))
+	{
+		/*
+		 * The upgrade fails after the filter accepted it (a bad header, the
+		 * client gone): lws drops the protocol, freeing the session, and
+		 * closes; the connection was never established.
+		 */
+		ws_callback((struct lws *) &w, LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL, &s, NULL, 0);
+		ws_callback((struct lws *) &w, LWS_CALLBACK_CLOSED, &s, NULL, 0);
+		ws_callback((struct lws *) &w, LWS_CALLBACK_WSI_DESTROY, NULL, NULL, 0);
+		return 0;
+	}
 	if (ws_callback((struct lws *) &w, LWS_CALLBACK_ESTABLISHED, &s, NULL, 0))
 		open = false;
 	open = open && settle(&w, &s, true);
 
+	pos = 1;					/* after the flags byte */
 	while (open && pos < size)
 	{
 		const uint8_t *line = data + pos;
 		const uint8_t *nl = memchr(line, '\n', size - pos);
 		size_t		len = nl ? (size_t) (nl - line) : size - pos;
 		size_t		piece = len;
+		bool		empty_first = false;
 		char	   *msg;
 
 		pos += len + 1;
@@ -157,9 +175,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			w.binary = true;
 			line++, len--;
 		}
-		else if (len >= 2 && line[0] == 0x02)
+		else if (len >= 2 && (line[0] == 0x02 || line[0] == 0x03))
 		{
 			piece = line[1] % 32 + 1;
+			empty_first = line[0] == 0x03;
 			line += 2, len -= 2;
 		}
 		/* the payload in a buffer of its own size, as lws hands it over */
@@ -167,19 +186,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!msg)
 			break;
 		memcpy(msg, line, len);
-		for (size_t off = 0; off < len || off == 0;)
+		for (size_t off = 0, k = 0;; k++)
 		{
-			size_t		n = len - off < piece ? len - off : piece;
+			size_t		n = empty_first && k == 0 ? 0 : len - off < piece ? len - off : piece;
 
-			w.first = off == 0;
-			w.final = off + n >= len;
-			if (ws_callback((struct lws *) &w, LWS_CALLBACK_RECEIVE, &s, msg + off, n))
+			w.first = k == 0;
+			w.final = off + n >= len && !(empty_first && k == 0 && len);
+			/* lws hands an empty fragment over as NULL */
+			if (ws_callback((struct lws *) &w, LWS_CALLBACK_RECEIVE, &s, n ? msg + off : NULL, n))
 			{
 				open = false;
 				break;
 			}
 			off += n;
-			if (!n)
+			if (w.final)
 				break;
 		}
 		free(msg);

@@ -8,7 +8,8 @@
  * through ws.c's protocol callback; what the bridge queues is written
  * between messages.  The database answers each API message with a small
  * JSON value, command and set_setting with a row, and, when the first
- * byte's bit 2 is set, everything with an error instead.  At the end the
+ * byte's bit 2 is set, everything with an error instead; with its bit 3,
+ * the upgrade fails after the filter accepted it (see fuzz_agent.c).  At the end the
  * socket closes and no dashboard, query or reference may be left.
  */
 #include "harness.h"
@@ -94,6 +95,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w.user = &s;
 	s.conn = &c->ws;
 	s.z.who = ui_ws_endpoint.what;
+	if (data[0] & 8)
+	{
+		/* the upgrade fails after the filter accepted it (see fuzz_agent.c) */
+		ws_callback((struct lws *) &w, LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL, &s, NULL, 0);
+		ws_callback((struct lws *) &w, LWS_CALLBACK_CLOSED, &s, NULL, 0);
+		ws_callback((struct lws *) &w, LWS_CALLBACK_WSI_DESTROY, NULL, NULL, 0);
+		return 0;
+	}
 	if (ws_callback((struct lws *) &w, LWS_CALLBACK_ESTABLISHED, &s, NULL, 0))
 		open = false;
 	pos = 1;
