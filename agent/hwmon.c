@@ -294,8 +294,11 @@ scan_chip(struct pk_hw *hw, struct chip *c, struct pk_sensor **sensors, int *ns,
 		}
 		(*arr)[(*n)++] = idx;
 	}
-	qsort(temps, (size_t) nt, sizeof(long), cmp_long);
-	qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
+	/* a chip without temperatures or fans has NULL arrays, which qsort may not take */
+	if (nt)
+		qsort(temps, (size_t) nt, sizeof(long), cmp_long);
+	if (nfi)
+		qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
 
 	for (int i = 0; i < nt; i++)
 	{

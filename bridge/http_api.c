@@ -487,7 +487,7 @@ run_route(struct http_req *r)
 		body = cJSON_CreateObject();	/* an API call without a body: no args */
 	else if (r->has_body)
 	{
-		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
+		body = json_parse((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
 		{
 			cJSON_Delete(body);

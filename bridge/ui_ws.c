@@ -947,7 +947,7 @@ static const struct
 static void
 ui_message(struct ui_client *c, const char *text, size_t len)
 {
-	cJSON	   *root = cJSON_ParseWithLength(text, len);
+	cJSON	   *root = json_parse(text, len);
 	const char *t;
 	cJSON	   *data;
 
@@ -1121,7 +1121,12 @@ ui_established(struct ws_conn *conn)
 static void
 ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
 {
-	ui_message(lws_container_of(conn, struct ui_client, ws), text, len);
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	if (binary)
+		ui_error(c, "invalid_message", "binary frames are not accepted");
+	else
+		ui_message(c, text, len);
 }
 
 static void

@@ -304,8 +304,12 @@ ws_receive(struct lws *wsi, struct ws_conn *c, const char *in, size_t len)
 		c->rx = n;
 		c->rx_cap = ncap;
 	}
-	memcpy(c->rx + c->rx_len, in, len);
-	c->rx_len += len;
+	/* an empty fragment comes as NULL, before anything is allocated */
+	if (len)
+	{
+		memcpy(c->rx + c->rx_len, in, len);
+		c->rx_len += len;
+	}
 	if (lws_is_final_fragment(wsi))
 	{
 		c->ep->message(c, (const char *) c->rx, c->rx_len, binary);
@@ -431,9 +435,34 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			}
 			return 0;
 
+		case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+			/*
+			 * The upgrade failed after the filter accepted it (lws then
+			 * drops the protocol and closes, and its WSI_DESTROY comes
+			 * without the session): the connection never established is
+			 * discarded here, or nothing would ever free it.
+			 */
+			if (s)
+			{
+				deflate_session_end(&s->z);
+				if (c && !c->wsi)
+				{
+					s->conn = NULL;
+					c->ep->discard(c);
+				}
+			}
+			return 0;
+
 		case LWS_CALLBACK_CLOSED:
 			deflate_session_end(&s->z);
-			if (!c || !c->wsi)
+			if (c && !c->wsi)
+			{
+				/* accepted by the filter, never established (as above) */
+				s->conn = NULL;
+				c->ep->discard(c);
+				return 0;
+			}
+			if (!c)
 				return 0;
 			if (c->prev)
 				c->prev->next = c->next;
