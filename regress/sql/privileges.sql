@@ -156,6 +156,14 @@ INSERT INTO expected_acl VALUES
     ('pankha.prune_alerts()', 'owner'),
     ('pankha.prune_archived_partitions()', 'owner'),
     ('pankha.prune_connections()', 'owner'),
+    -- cold storage (05_cold.sql, 57_cold.sql): the codec is pure, the pass the owner's
+    ('pankha.cold_frames(bytea,timestamp with time zone,timestamp with time zone)', 'PUBLIC'),
+    ('pankha.cold_pack(timestamp with time zone[],timestamp with time zone[],bytea[])', 'PUBLIC'),
+    ('pankha.newest_frame(text)', 'pankha_reader'),
+    ('pankha._cold_dedup()', 'owner'),
+    ('pankha.compress_before(timestamp with time zone,integer)', 'owner'),
+    ('pankha.compress_cutoff()', 'owner'),
+    ('pankha.compress_step()', 'owner'),
     -- the API (80_api.sql): endpoints for the bridge, their helpers the owner's
     ('pankha.alert_silenced_until(bigint,text,text)', 'owner'),
     ('pankha.api_agent(text,text,jsonb)', 'pankha_bridge'),
