@@ -405,6 +405,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	l->ws = NULL;
 	l->ws_up = false;
 	l->rx_len = 0;
+	l->a->meta_settled = false;
 	drop_volatile(l);
 	lws_sul_schedule(l->ctx, 0, &l->sul_ping, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, NULL, LWS_SET_TIMER_USEC_CANCEL);
@@ -432,6 +433,7 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->ws = wsi;
 	l->ws_up = true;
 	l->attempt = 0;
+	l->a->meta_settled = false;	/* the next frame carries every static field */
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
 	l->greeted = false;
@@ -809,7 +811,7 @@ on_tick(lws_sorted_usec_list_t *sul)
 
 	pk_control_tick(a, lost);
 	pk_proc_sample(&a->proc, now);
-	json = pk_build_data(a, seq);
+	json = pk_build_data(a, seq, l->ws_up);
 	if (!json || pk_buffer_push(&a->buf, seq, json) != 0)
 		pk_log(PK_LOG_ERROR, "out of memory: frame %" PRId64 " not buffered", seq);
 	link_request_write(l);
