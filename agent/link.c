@@ -434,6 +434,16 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->ws_up = true;
 	l->attempt = 0;
 	l->a->meta_settled = false;	/* the next frame carries every static field */
+	if (l->a->deflate)
+	{
+		/*
+		 * Frames are small and a few seconds apart: zlib's best level
+		 * finds the previous frame's runs in the window (lws' default,
+		 * level 1, keeps a short match chain and misses most of them).
+		 */
+		lws_set_extension_option(wsi, "permessage-deflate", "compression_level", "9");
+		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "9");
+	}
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
 	l->greeted = false;
