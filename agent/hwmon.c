@@ -622,6 +622,22 @@ pk_hw_scan(struct pk_hw *hw)
 		return -1;
 	}
 
+	/*
+	 * Sensors found again keep what their last frame said of them, so a
+	 * rescan sends the static fields only of new or changed sensors.
+	 */
+	for (int i = 0; i < ns; i++)
+	{
+		struct pk_sensor *old = pk_hw_sensor(hw, sensors[i].id);
+
+		if (!old)
+			continue;
+		sensors[i].meta_sent = old->meta_sent;
+		sensors[i].sent_kind = old->sent_kind;
+		sensors[i].sent_max = old->sent_max;
+		sensors[i].sent_crit = old->sent_crit;
+	}
+
 	/* Carry control state over to fans found again. */
 	for (int i = 0; i < nf; i++)
 	{
