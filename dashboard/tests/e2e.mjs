@@ -401,6 +401,8 @@ try {
 		ok(await until(async () => { const s = await page.locator('table.alerts-table tbody tr').evaluateAll((rs) => rs.map((r) => r.dataset.acked)); return s.length > 0 && s.every((a) => a === 'yes'); }, 5000),
 			'the history filters on acknowledgement');
 		await page.selectOption('#alerts-acked', '');
+		await until(() => page.locator('table.alerts-table tbody tr').count().then((c) => c > 1), 5000);
+		await page.evaluate(() => window.scrollTo(0, 0));
 		await shot(page, 'alerts-1280');
 	}
 
@@ -416,8 +418,8 @@ try {
 		const sqlLat = Number(psql(`SELECT round(extract(epoch FROM acked_at - created_at) * 1000) FROM pankha.commands WHERE command_id = '${cid}'`));
 		const shown = /ms/.test(lat) ? parseFloat(lat) : parseFloat(lat) * 1000;
 		ok(Math.abs(shown - sqlLat) <= Math.max(1, sqlLat * 0.06), `the latency is the server's, from issue to acknowledgement (${lat}, ${sqlLat} ms in SQL)`);
-		await page.selectOption('#commands-type', 'emergency_stop');
-		ok(await until(async () => { const t = await page.locator('table.commands-table tbody tr').evaluateAll((rs) => rs.map((x) => x.dataset.type)); return t.length > 0 && t.every((x) => x === 'emergency_stop'); }, 5000),
+		await page.selectOption('#commands-type', 'apply_profile');
+		ok(await until(async () => { const t = await page.locator('table.commands-table tbody tr').evaluateAll((rs) => rs.map((x) => x.dataset.type)); return t.length > 0 && t.every((x) => x === 'apply_profile'); }, 5000),
 			'the list filters by type');
 		await page.selectOption('#commands-type', '');
 		await page.selectOption('#commands-agent', '');
@@ -488,6 +490,8 @@ try {
 	}
 
 	// ---- pause holds the page still; resume brings it back
+	await page.goto(`${E.base}/#/fleet`);
+	await until(() => row(A1.id).isVisible(), 5000);
 	await page.click('button[aria-pressed]');
 	await sleep(300);
 	const v0 = await page.locator('main.fleet').getAttribute('data-version');

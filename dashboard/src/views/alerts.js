@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from '../html.js';
 import { api, liveAlerts, canControl, isAdmin, say } from '../store.js';
-import { fmtTime } from '../lib/format.js';
+import { fmtWhen, fmtTime } from '../lib/format.js';
 import { usePaged } from './paged.js';
 
 const sevClass = (s) => (s === 'critical' ? 'bad' : s === 'warning' ? 'warn' : 'info');
@@ -68,10 +68,10 @@ export function Alerts() {
 				</div>
 				${error && html`<p class="error" role="alert">${error}</p>`}
 				${msg && html`<p class=${msg.ok ? 'ok-text' : 'error'} role="status" id="alerts-msg">${msg.text}</p>`}
-				<div class="table-wrap"><table class="alerts-table">
+				<div class="table-wrap" tabindex="0" role="region" aria-label="the table, scrollable"><table class="alerts-table">
 					<thead><tr><th scope="col">fired</th><th scope="col">severity</th><th scope="col">rule</th><th scope="col">agent · target</th><th scope="col">value</th><th scope="col">state</th>${control && html`<th scope="col">actions</th>`}</tr></thead>
 					<tbody>${(rows || []).map((a) => html`<tr data-alert=${a.alert_id} data-state=${a.state} data-acked=${a.acknowledged_at ? 'yes' : 'no'}>
-						<td>${fmtTime(a.fired_at)}</td><td><span class=${`badge ${sevClass(a.severity)}`}>${a.severity}</span></td><td>${a.rule}</td>
+						<td class="nowrap" title=${fmtTime(a.fired_at)}>${fmtWhen(a.fired_at)}</td><td><span class=${`badge ${sevClass(a.severity)}`}>${a.severity}</span></td><td>${a.rule}</td>
 						<td>${a.agent_id}${a.target_id ? ` · ${a.target_id}` : ''}</td>
 						<td>${a.value != null ? Number(a.value).toFixed(1) : '–'}${a.threshold != null ? html` <span class="muted small">/ ${a.threshold}</span>` : ''}</td>
 						<td class="state">${a.state}${a.resolved_at ? html` <span class="muted small">${fmtTime(a.resolved_at)}</span>` : ''}
@@ -84,7 +84,7 @@ export function Alerts() {
 			${(silences.rows || []).length > 0 && html`<section class="card" style="margin-top:1rem" aria-labelledby="h-sil">
 				<h2 id="h-sil">Silences in force</h2>
 				<ul class="plain silences">${silences.rows.map((s) => html`<li data-silence=${s.silence_id}>rule ${s.rule_id}${s.agent_id ? ` · ${s.agent_id}` : ' · every agent'}${s.target_id ? ` · ${s.target_id}` : ''}
-					until ${fmtTime(s.silenced_until)} <span class="muted small">by ${s.created_by}</span>
+					${' '}until ${fmtTime(s.silenced_until)} <span class="muted small">by ${s.created_by}</span>
 					${control && html` <button type="button" onClick=${() => act(() => api.unsilence(s.silence_id), `silence ${s.silence_id} lifted`)}>Lift</button>`}</li>`)}</ul>
 			</section>`}
 			${isAdmin.value && html`<${Rules} />`}
@@ -110,7 +110,7 @@ function Rules() {
 		<section class="card" style="margin-top:1rem" aria-labelledby="h-rules">
 			<h2 id="h-rules">Rules</h2>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="table-wrap"><table>
+			<div class="table-wrap" tabindex="0" role="region" aria-label="the table, scrollable"><table>
 				<thead><tr><th scope="col">name</th><th scope="col">condition</th><th scope="col">scope</th><th scope="col">for</th><th scope="col">severity</th><th scope="col"><span class="sr-only">actions</span></th></tr></thead>
 				<tbody>${(rows || []).map((r) => html`<tr data-rule=${r.rule_id}><td>${r.name}${!r.enabled ? html` <span class="badge">disabled</span>` : ''}</td>
 					<td><code>${r.condition}</code>${r.threshold != null ? ` ${r.threshold}` : ''}</td>

@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { html } from '../html.js';
 import { api, fleet } from '../store.js';
-import { fmtTime } from '../lib/format.js';
+import { fmtWhen, fmtTime } from '../lib/format.js';
 import { usePaged } from './paged.js';
 
 const EMPTY = { agent_id: '', actor: '', action: '', from: '', to: '' };
@@ -14,6 +14,8 @@ function details(d) {
 	if (!d || typeof d !== 'object') return '';
 	return Object.entries(d).filter(([, v]) => v != null).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
 }
+
+const clip = (t, n) => (t.length > n ? `${t.slice(0, n - 1)}…` : t);
 
 export function Audit() {
 	const [f, setF] = useState(EMPTY);
@@ -34,12 +36,12 @@ export function Audit() {
 					${active && html`<button type="button" onClick=${() => { setF(EMPTY); setApplied(EMPTY); }}>Clear</button>`}</div>
 			</form>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="card table-wrap" style="max-height:none"><table class="audit-table">
+			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="the table, scrollable"><table class="audit-table">
 				<thead><tr><th scope="col">when</th><th scope="col">actor</th><th scope="col">action</th><th scope="col">agent</th><th scope="col">details</th></tr></thead>
-				<tbody>${(rows || []).map((a) => html`<tr data-event=${a.event}><td class="nowrap">${fmtTime(a.logged_at)}</td>
-					<td class="actor">${a.ui_user || a.db_role}${a.ui_user && a.db_role ? html` <span class="muted small">via ${a.db_role}</span>` : ''}</td>
+				<tbody>${(rows || []).map((a) => html`<tr data-event=${a.event}><td class="nowrap" title=${fmtTime(a.logged_at)}>${fmtWhen(a.logged_at)}</td>
+					<td class="actor nowrap">${a.ui_user || a.db_role}${a.ui_user && a.db_role ? html` <span class="muted small">via ${a.db_role}</span>` : ''}</td>
 					<td><code>${a.event}</code></td><td>${a.agent_id ?? '–'}</td>
-					<td class="small details">${details(a.details)}</td></tr>`)}</tbody></table>
+					<td class="small details" title=${details(a.details)}>${clip(details(a.details), 220)}</td></tr>`)}</tbody></table>
 				${rows && !rows.length && html`<p class="muted">Nothing matches.</p>`}
 			</div>
 			${more && html`<button type="button" onClick=${more}>More</button>`}

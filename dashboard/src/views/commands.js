@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from '../html.js';
 import { api, fleet, commandsVersion } from '../store.js';
-import { fmtTime, fmtDuration } from '../lib/format.js';
+import { fmtWhen, fmtTime, fmtDuration } from '../lib/format.js';
 import { stateOf } from '../lib/commands.js';
 import { usePaged } from './paged.js';
 
@@ -51,13 +51,13 @@ export function Commands({ arg }) {
 					<option value="">all</option>${TYPES.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
 			</div>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="card table-wrap" style="max-height:none"><table class="commands-table">
+			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="the table, scrollable"><table class="commands-table">
 				<thead><tr><th scope="col">issued</th><th scope="col">agent</th><th scope="col">who</th><th scope="col">what</th><th scope="col">outcome</th><th scope="col">latency</th><th scope="col">tries</th></tr></thead>
 				<tbody>${(rows || []).map((c) => {
 					const s = stateOf(c.status);
 					return html`<tr data-command=${c.command_id} data-type=${c.command_type} data-status=${c.status}>
-						<td class="nowrap">${fmtTime(c.created_at)}</td><td><a href=${`#/agent/${encodeURIComponent(c.agent_id)}`}>${c.agent_id}</a></td>
-						<td class="who">${c.issued_by ?? '–'}</td>
+						<td class="nowrap" title=${fmtTime(c.created_at)}>${fmtWhen(c.created_at)}</td><td><a href=${`#/agent/${encodeURIComponent(c.agent_id)}`}>${c.agent_id}</a></td>
+						<td class="who nowrap">${c.issued_by ?? '–'}</td>
 						<td class="what"><code>${c.command_type}</code> <span class="small">${what(c)}</span></td>
 						<td class="outcome"><span class=${`cmd-state cmd-${s}`}>${c.status}</span>${c.error || c.status_reason ? html` <span class=${`small ${c.status === 'acked' ? 'muted' : 'error'}`}>${c.error || c.status_reason}</span>` : ''}</td>
 						<td class="latency nowrap">${fmtDuration(c.latency_ms)}</td><td>${c.attempts ?? '–'}</td></tr>`;
