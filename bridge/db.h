@@ -47,6 +47,7 @@ void		db_query_free(struct db_query *q);
 void		db_submit(struct db_query *q);
 int			db_lane_load(enum db_lane lane);
 bool		db_ready(void);
+bool		db_listening(void);
 int			db_init(struct lws_context *ctx, struct lws_vhost *vh);
 void		db_shutdown(void);
 bool		db_idle(void);

@@ -13,6 +13,7 @@
  * error of the extension, with the field its PG_DIAG_COLUMN_NAME names.
  */
 #include "http_api.h"
+#include "metrics.h"
 #include "tls.h"
 
 #include <string.h>
@@ -53,6 +54,7 @@ struct http_req
 	unsigned char *resp;		/* LWS_PRE headroom, then resp_len bytes */
 	size_t		resp_len;
 	bool		answered;
+	lws_usec_t	started;		/* when the request arrived (for /metrics) */
 };
 
 /* The pss of the http protocol. */
@@ -152,6 +154,8 @@ http_respond(struct http_req *r, int status, const char *ctype, const char *body
 	r->answered = true;
 	r->status = status;
 	r->ctype = ctype;
+	metrics_http_answered(r->route ? r->route->method : NULL, r->route ? r->route->pattern : NULL,
+						  (double) (now_us() - r->started) / 1e6);
 	r->resp = malloc(LWS_PRE + len + 1);
 	if (r->resp)
 	{
@@ -705,6 +709,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					return -1;
 				r->refs = 1;
 				r->wsi = wsi;
+				r->started = now_us();
 				s->req = r;
 				{
 					static const struct

@@ -16,6 +16,7 @@
 #include "ingest_batch.h"
 #include "openapi.h"
 #include "ui_ws.h"
+#include "metrics.h"
 
 #include <malloc.h>
 #include <string.h>
@@ -34,19 +35,30 @@ get_healthz(struct http_req *r, cJSON *body)
 	http_respond_json(r, 200, text);
 }
 
-/* GET /readyz: database up, credentials loaded, not draining; and the connections. */
+/*
+ * GET /readyz: database up, credentials loaded, not draining; and the
+ * connections, whether the LISTEN is in effect, and the worker's last
+ * pass (pankha.worker_status, read every few seconds: metrics.c).
+ */
 static void
 get_readyz(struct http_req *r, cJSON *body)
 {
-	char		text[256];
+	struct sbuf b = {0};
 	bool		ready = creds_ready() && !srv.draining;
 
-	snprintf(text, sizeof(text), "{\"ready\":%s%s%s%s,\"database\":%s,\"agents\":%d,\"dashboards\":%d}",
-			 ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
-			 ready ? "" : srv.draining ? "shutting down" :
-			 db_ready() ? "loading credentials" : "database unavailable",
-			 ready ? "" : "\"", db_ready() ? "true" : "false", agents_count(), ui_count());
-	http_respond_json(r, ready ? 200 : 503, text);
+	sbuf_printf(&b, "{\"ready\":%s%s%s%s,\"database\":%s,\"listen\":%s,\"agents\":%d,\"dashboards\":%d",
+				ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
+				ready ? "" : srv.draining ? "shutting down" :
+				db_ready() ? "loading credentials" : "database unavailable",
+				ready ? "" : "\"", db_ready() ? "true" : "false", db_listening() ? "true" : "false",
+				agents_count(), ui_count());
+	metrics_readyz(&b);
+	sbuf_puts(&b, "}");
+	if (b.failed)
+		http_respond_error(r, 500, "out of memory");
+	else
+		http_respond_json(r, ready ? 200 : 503, b.data);
+	sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -123,10 +135,16 @@ get_metrics(struct http_req *r, cJSON *body)
 					mi.uordblks + mi.hblkhd, mi.fordblks);
 	}
 	metric(&b, "pankha_bridge_http_rate_limited_total", "counter", "HTTP requests answered 429 (--http-rate-token, --http-rate-ip).", NULL, m->http_rate_limited);
+	metric(&b, "pankha_bridge_live_received_total", "counter", "Frames of agents on other bridges heard on pankha_live for this bridge's dashboards.", NULL, m->live_received);
+	metric(&b, "pankha_bridge_live_watch_calls_total", "counter", "Times this bridge recorded its dashboards' topics with pankha.live_watch.", NULL, m->live_watch_calls);
+	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
+	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
+	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
+	metrics_write(&b);
 	if (b.failed)
 		http_respond_error(r, 500, "out of memory");
 	else
@@ -251,23 +269,6 @@ get_latest(struct http_req *r, cJSON *body)
 				  1, params);
 }
 
-/* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
-static void
-get_history(struct http_req *r, cJSON *body)
-{
-	const char *params[] = {http_arg(r, "agent_id"), http_query(r, "series"), http_query(r, "from"),
-	http_query(r, "to"), http_query(r, "resolution")};
-
-	if (!params[1])
-	{
-		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
-		return;
-	}
-	http_run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
-				  "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
-				  "$5::interval) h", 5, params);
-}
-
 /* GET /api/v1/agents/{agent_id}/settings: effective settings. */
 static void
 get_settings(struct http_req *r, cJSON *body)
@@ -344,7 +345,7 @@ const struct http_route http_routes[] = {
 	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
 	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
 	{"GET", "/api/v1/agents/{agent_id}/latest", ROLE_VIEWER, get_latest},
-	{"GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, get_history},
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, "api_history", NULL),
 	{"GET", "/api/v1/agents/{agent_id}/settings", ROLE_VIEWER, get_settings},
 	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
 	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},

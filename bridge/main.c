@@ -19,6 +19,7 @@
 #include "tls.h"
 #include "ui_ws.h"
 #include "ws.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -65,7 +66,11 @@ static const struct option_doc docs[] = {
 	{"rate-limit", 1, "PANKHA_RATE_LIMIT", "100", "messages per minute per agent (0: unlimited)"},
 	{"connect-limit-agent", 1, "PANKHA_CONNECT_LIMIT_AGENT", "30", "handshakes per minute per agent id (0: unlimited)"},
 	{"connect-limit-ip", 1, "PANKHA_CONNECT_LIMIT_IP", "0", "handshakes per minute per address (0: unlimited)"},
-	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "WebSocket connections at most"},
+	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "agent WebSocket connections at most (dashboards have --ui-max-connections)"},
+	{"ui-max-connections", 1, "PANKHA_UI_MAX_CONNECTIONS", "1000", "/ws/ui dashboard connections at most, a budget apart from the agents'"},
+	{"ui-max-per-token", 1, "PANKHA_UI_MAX_PER_TOKEN", "20", "/ws/ui connections at once per dashboard token (0: unlimited)"},
+	{"ui-max-per-ip", 1, "PANKHA_UI_MAX_PER_IP", "50", "/ws/ui connections at once per client address (0: unlimited)"},
+	{"ui-idle-timeout", 1, "PANKHA_UI_IDLE_TIMEOUT", "90", "seconds without a message from a dashboard (the dashboard pings every 25 s) before it is closed with 4008 (0: never)"},
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"cors-origin", 1, "PANKHA_CORS_ORIGIN", "", "origins allowed to call the HTTP API from a browser, comma-separated (empty: none)"},
@@ -177,6 +182,14 @@ set_option(const char *name, const char *v)
 		c->connects_per_minute_ip = (int) int_opt(name, v, 0, 10000000);
 	else if (!strcmp(name, "max-connections"))
 		c->max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-connections"))
+		c->ui_max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-per-token"))
+		c->ui_max_per_token = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-max-per-ip"))
+		c->ui_max_per_ip = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-idle-timeout"))
+		c->ui_idle_timeout_s = (int) int_opt(name, v, 0, 86400);
 	else if (!strcmp(name, "max-queued-out"))
 		c->max_queued_out = (size_t) int_opt(name, v, 1024, 1L << 30);
 	else if (!strcmp(name, "max-body"))
@@ -550,7 +563,7 @@ main(int argc, char **argv)
 	 * 37% of the bridge's CPU with 6,000 agents).  Without it lws sizes the
 	 * table from RLIMIT_NOFILE and indexes it by fd, so raise that instead.
 	 */
-	raise_fd_limit((rlim_t) srv.cfg.max_connections + 256);
+	raise_fd_limit((rlim_t) srv.cfg.max_connections + srv.cfg.ui_max_connections + 256);
 	ev_signal_init(&sig_term, on_signal, SIGTERM);
 	ev_signal_init(&sig_int, on_signal, SIGINT);
 	ev_signal_init(&sig_hup, on_signal, SIGHUP);
@@ -567,7 +580,7 @@ main(int argc, char **argv)
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
-		agent_commands_init() || ui_init() || extversion_init() ||
+		agent_commands_init() || ui_init() || metrics_init() || extversion_init() ||
 		db_init(srv.context, srv.vhost))
 	{
 		blog("error", "startup", "cannot start");

@@ -32,7 +32,11 @@ struct config
 	int			rate_per_minute;	/* messages per minute per agent */
 	int			connects_per_minute_agent;	/* handshakes per minute per agent id */
 	int			connects_per_minute_ip; /* handshakes per minute per address */
-	int			max_connections;	/* WebSocket connections at most */
+	int			max_connections;	/* agent WebSocket connections at most */
+	int			ui_max_connections; /* /ws/ui connections at most (their own budget) */
+	int			ui_max_per_token;	/* /ws/ui connections per token (0: unlimited) */
+	int			ui_max_per_ip;	/* /ws/ui connections per address (0: unlimited) */
+	int			ui_idle_timeout_s;	/* close a dashboard silent this long (0: never) */
 	size_t		max_queued_out; /* bytes queued to one client before it is dropped */
 	size_t		max_body;		/* largest HTTP request body (after gunzip) */
 	bool		deflate;		/* offer permessage-deflate */
@@ -67,6 +71,11 @@ struct metrics
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
 	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
+	uint64_t	live_received;	/* frames of other bridges' agents heard on pankha_live */
+	uint64_t	live_watch_calls;	/* topics recorded with pankha.live_watch */
+	uint64_t	audit_received; /* audit rows heard on pankha_audit */
+	uint64_t	ui_refused_caps;	/* /ws/ui handshakes refused for a connection cap */
+	uint64_t	ui_closed_idle; /* dashboards closed for idleness */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */

@@ -106,6 +106,7 @@ outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
 static const struct ws_endpoint *const *endpoints;
 static struct ws_conn *conns;	/* every established connection */
 static int	nconns;
+static int	nshared;			/* of endpoints without their own budget */
 
 static struct deflate_state *session_deflate(struct lws *wsi);
 static void session_refuse(struct lws *wsi, int code, const char *reason);
@@ -344,7 +345,7 @@ ws_filter(struct lws *wsi, struct ws_session *s)
 		return ws_refuse(wsi, 404, "no WebSocket endpoint here");
 	if (srv.draining)
 		return ws_refuse(wsi, 503, "shutting down");
-	if (nconns >= srv.cfg.max_connections)
+	if (!ep->own_budget && nshared >= srv.cfg.max_connections)
 		return ws_refuse(wsi, 503, "too many connections");
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
 	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
@@ -388,6 +389,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				conns->prev = c;
 			conns = c;
 			nconns++;
+			nshared += !c->ep->own_budget;
 			return c->ep->established(c);
 
 		case LWS_CALLBACK_RECEIVE:
@@ -425,6 +427,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				c->next->prev = c->prev;
 			c->next = c->prev = NULL;
 			nconns--;
+			nshared -= !c->ep->own_budget;
 			c->wsi = NULL;
 			c->rx_paused = false;
 			if (!c->close_code)

@@ -75,7 +75,10 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 		// today
 		agents: () => get('/api/v1/agents'),
 		latest: (id) => get(`${agentPath(id)}/latest`),
-		history: (id, series, from, to, resolution) => get(`${agentPath(id)}/history`, { series, from, to, resolution }),
+		// the API's {series: {id: [{t, min, max, avg, samples}]}}, as the rows of one series
+		history: (id, series, from, to, resolution) =>
+			get(`${agentPath(id)}/history`, { series, from, to, resolution }).then((r) =>
+				((r && r.series && r.series[series]) || []).map((p) => ({ bucket: p.t, min: p.min, max: p.max, avg: p.avg, samples: p.samples }))),
 		agentSettings: (id) => get(`${agentPath(id)}/settings`),
 		sendCommand: (id, command_type, parameters, { priority, ttl_seconds } = {}) =>
 			post(`${agentPath(id)}/commands`, { command_type, parameters, priority, ttl_seconds }),

@@ -231,7 +231,12 @@ INSERT INTO expected_acl VALUES
     ('pankha.api_token_create(text,text,jsonb)', 'pankha_bridge'),
     ('pankha.api_token_revoke(text,text,jsonb)', 'pankha_bridge'),
     ('pankha.api_tokens(text,text,jsonb)', 'pankha_bridge'),
-    ('pankha.api_uuid(jsonb,text,boolean)', 'owner');
+    ('pankha.api_uuid(jsonb,text,boolean)', 'owner'),
+    -- live data across bridges and the audit NOTIFY (85_live.sql)
+    ('pankha.audit_notify()', 'owner'),
+    ('pankha.bridge_stats()', 'pankha_bridge'),
+    ('pankha.live_watch(text,text[],interval)', 'pankha_bridge'),
+    ('pankha.live_watched(text)', 'owner');
 WITH actual AS (
     SELECT p.oid::regprocedure::text AS fn,
            coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
