@@ -54,6 +54,7 @@ struct cred
 	unsigned char digest[DIGEST_LEN];	/* SHA-256 of the whole token */
 	char		selector[CRED_SELECTOR_LEN + 1];
 	char		kind;			/* CRED_AGENT or CRED_UI */
+	bool		suspect;		/* a NOTIFY named it and its reload has not answered */
 	char		role[12];		/* dashboard role, "" for agents */
 	char		owner[];		/* agent id or dashboard user name */
 };
@@ -322,7 +323,12 @@ creds_check(char kind, const char *agent_id, const char *token, const char *peer
 		selector[CRED_SELECTOR_LEN] = '\0';
 		c = table_find(&live, selector);
 	}
-	if (c && c->kind == kind &&
+	/*
+	 * A credential a NOTIFY named (revoked, rotated, changed) lets no new
+	 * handshake in until its reload answered: a revoked token is refused
+	 * from the notification on, not from the reload's answer on.
+	 */
+	if (c && c->kind == kind && !c->suspect &&
 		EVP_Digest(token, TOKEN_LEN, digest, &digest_len, EVP_sha256(), NULL) &&
 		digest_len == DIGEST_LEN &&
 		CRYPTO_memcmp(digest, c->digest, DIGEST_LEN) == 0)
@@ -799,6 +805,12 @@ creds_on_notify(const char *channel, const char *payload)
 	len = strlen(payload);
 	if (!selector_valid(payload, len))
 		return;
+	{
+		struct cred *named = table_find(&live, payload);
+
+		if (named)
+			named->suspect = true;
+	}
 	if (npending == pending_cap)
 	{
 		size_t		ncap = pending_cap ? pending_cap * 2 : 64;
