@@ -506,6 +506,16 @@ report_refused(char kind, const char *agent_id, const char *token, const char *p
 
 /* ---------------------------------------------------------------- loading */
 
+/* Named by a NOTIFY that no answered query has seen yet? */
+static bool
+is_pending(const char *selector)
+{
+	for (size_t i = 0; i < npending; i++)
+		if (!strcmp(pending[i], selector))
+			return true;
+	return false;
+}
+
 static int
 hex_value(char c)
 {
@@ -602,6 +612,8 @@ load_chunk_cb(lws_sorted_usec_list_t *sul)
 			load.skipped++;
 			continue;
 		}
+		/* notified again while the load ran: it may be stale already */
+		c->suspect = is_pending(c->selector);
 		free(dup);
 	}
 	load.apply_us += now_us() - started;
@@ -679,7 +691,11 @@ refresh_done(struct db_query *q, PGresult *res)
 		struct cred *c = cred_from_row(res, i), *dup;
 
 		if (c && table_put(&live, c, &dup))
+		{
+			/* notified again while this query ran: it may be stale already */
+			c->suspect = is_pending(c->selector);
 			free(dup);
+		}
 		else
 			free(c);			/* out of memory: its connections are closed below */
 	}
