@@ -206,6 +206,7 @@ record_closed(struct agent *a)
 					 closed_done, a);
 	if (!q)
 		return;
+	db_query_key(q, a->agent_id);	/* after its connection_opened, in order */
 	snprintf(num[0], sizeof(num[0]), "%lld", (long long) a->connection_id);
 	snprintf(num[1], sizeof(num[1]), "%d", a->ws.close_code ? a->ws.close_code : 1006);
 	snprintf(num[2], sizeof(num[2]), "%llu", (unsigned long long) a->frames_in);
@@ -313,6 +314,11 @@ agent_open(struct agent *a)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
 					 opened_done, a);
+	if (q)
+	{
+		q->once = true;			/* a second run would leave an open row behind */
+		db_query_key(q, a->agent_id);	/* before the close of this or a newer one */
+	}
 	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
 		db_query_param(q, a->remote, strlen(a->remote)))

@@ -409,6 +409,8 @@ creds_flush_reports(void)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.record_handshakes($1::bigint[], $2::text[], $3::text[], "
 					 "$4::text[], $5::text[])", report_done, NULL);
+	if (q)
+		q->once = true;			/* audit rows: not twice */
 	failed = !q || !(used = array_literal(&rep.used)) || db_query_param(q, used, strlen(used));
 	for (int i = 0; i < 4 && !failed; i++)
 	{

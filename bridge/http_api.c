@@ -13,6 +13,7 @@
  * error of the extension, with the field its PG_DIAG_COLUMN_NAME names.
  */
 #include "http_api.h"
+#include "metrics.h"
 #include "limits.h"
 #include "tls.h"
 
@@ -54,6 +55,7 @@ struct http_req
 	unsigned char *resp;		/* LWS_PRE headroom, then resp_len bytes */
 	size_t		resp_len;
 	bool		answered;
+	lws_usec_t	started;		/* when the request arrived (for /metrics) */
 };
 
 /* The pss of the http protocol. */
@@ -155,6 +157,8 @@ http_respond(struct http_req *r, int status, const char *ctype, const char *body
 	if (status == 401)
 		limits_auth_failed(r->peer);	/* M5: refused credentials per address */
 	r->ctype = ctype;
+	metrics_http_answered(r->route ? r->route->method : NULL, r->route ? r->route->pattern : NULL,
+						  (double) (now_us() - r->started) / 1e6);
 	r->resp = malloc(LWS_PRE + len + 1);
 	if (r->resp)
 	{
@@ -260,6 +264,8 @@ http_run_json(struct http_req *r, const char *sql, int n, const char *const *par
 		http_respond_error(r, 500, "out of memory");
 		return;
 	}
+	/* what changes state (enrollment, commands) must not run twice (db.c) */
+	q->once = strcmp(r->route->method, "GET") != 0;
 	for (int i = 0; i < n; i++)
 		if (db_query_param(q, params[i], params[i] ? strlen(params[i]) : 0))
 		{
@@ -481,7 +487,7 @@ run_route(struct http_req *r)
 		body = cJSON_CreateObject();	/* an API call without a body: no args */
 	else if (r->has_body)
 	{
-		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
+		body = json_parse((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
 		{
 			cJSON_Delete(body);
@@ -736,6 +742,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					return -1;
 				r->refs = 1;
 				r->wsi = wsi;
+				r->started = now_us();
 				s->req = r;
 				{
 					static const struct

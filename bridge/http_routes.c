@@ -17,6 +17,7 @@
 #include "limits.h"
 #include "openapi.h"
 #include "ui_ws.h"
+#include "metrics.h"
 
 #include <malloc.h>
 #include <string.h>
@@ -35,19 +36,30 @@ get_healthz(struct http_req *r, cJSON *body)
 	http_respond_json(r, 200, text);
 }
 
-/* GET /readyz: database up, credentials loaded, not draining; and the connections. */
+/*
+ * GET /readyz: database up, credentials loaded, not draining; and the
+ * connections, whether the LISTEN is in effect, and the worker's last
+ * pass (pankha.worker_status, read every few seconds: metrics.c).
+ */
 static void
 get_readyz(struct http_req *r, cJSON *body)
 {
-	char		text[256];
+	struct sbuf b = {0};
 	bool		ready = creds_ready() && !srv.draining;
 
-	snprintf(text, sizeof(text), "{\"ready\":%s%s%s%s,\"database\":%s,\"agents\":%d,\"dashboards\":%d}",
-			 ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
-			 ready ? "" : srv.draining ? "shutting down" :
-			 db_ready() ? "loading credentials" : "database unavailable",
-			 ready ? "" : "\"", db_ready() ? "true" : "false", agents_count(), ui_count());
-	http_respond_json(r, ready ? 200 : 503, text);
+	sbuf_printf(&b, "{\"ready\":%s%s%s%s,\"database\":%s,\"listen\":%s,\"agents\":%d,\"dashboards\":%d",
+				ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
+				ready ? "" : srv.draining ? "shutting down" :
+				db_ready() ? "loading credentials" : "database unavailable",
+				ready ? "" : "\"", db_ready() ? "true" : "false", db_listening() ? "true" : "false",
+				agents_count(), ui_count());
+	metrics_readyz(&b);
+	sbuf_puts(&b, "}");
+	if (b.failed)
+		http_respond_error(r, 500, "out of memory");
+	else
+		http_respond_json(r, ready ? 200 : 503, b.data);
+	sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -108,6 +120,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
 	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
 	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
+	metric(&b, "pankha_bridge_heartbeats_total", "counter", "Heartbeats recorded in pankha.bridges.", NULL, m->heartbeats);
+	metric(&b, "pankha_bridge_heartbeat_expired_total", "counter", "Times this bridge found itself declared dead and dropped its agents.", NULL, m->heartbeat_expired);
 	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
 	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
@@ -130,6 +144,11 @@ get_metrics(struct http_req *r, cJSON *body)
 					mi.uordblks + mi.hblkhd, mi.fordblks);
 	}
 	metric(&b, "pankha_bridge_http_rate_limited_total", "counter", "HTTP requests answered 429 (--http-rate-token, --http-rate-ip).", NULL, m->http_rate_limited);
+	metric(&b, "pankha_bridge_live_received_total", "counter", "Frames of agents on other bridges heard on pankha_live for this bridge's dashboards.", NULL, m->live_received);
+	metric(&b, "pankha_bridge_live_watch_calls_total", "counter", "Times this bridge recorded its dashboards' topics with pankha.live_watch.", NULL, m->live_watch_calls);
+	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
+	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
+	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	/* H2, M5, L2 (limits.c, ingest_batch.c) */
 	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());
@@ -142,6 +161,7 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
+	metrics_write(&b);
 	if (b.failed)
 		http_respond_error(r, 500, "out of memory");
 	else
@@ -266,42 +286,6 @@ get_latest(struct http_req *r, cJSON *body)
 				  1, params);
 }
 
-/* the most points one history answer holds (pankha.api_limits()'s history_points_max) */
-#define HISTORY_POINTS_MAX_TEXT "5000"
-
-/* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
-static void
-get_history(struct http_req *r, cJSON *body)
-{
-	const char *params[] = {http_arg(r, "agent_id"), http_query(r, "series"), http_query(r, "from"),
-	http_query(r, "to"), http_query(r, "resolution")};
-
-	if (!params[1])
-	{
-		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
-		return;
-	}
-	/*
-	 * L6: bounded in points before any data is read (the buckets the
-	 * range and resolution give, raw frames counted at the agent's
-	 * update_interval) and after (LIMIT); bounded in time by the general
-	 * lane's statement_timeout (db.c).
-	 */
-	http_on_null(r, 413, "history: the range and resolution give more than "
-				 HISTORY_POINTS_MAX_TEXT " points; ask for a coarser resolution or a shorter range");
-	http_run_json(r, "SELECT CASE WHEN p.points <= " HISTORY_POINTS_MAX_TEXT " THEN "
-				  "(SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM "
-				  "(SELECT * FROM pankha.history($1, $2, p.f, p.t, p.res) x ORDER BY x.bucket "
-				  "LIMIT " HISTORY_POINTS_MAX_TEXT ") h) END "
-				  "FROM (SELECT a.f, a.t, a.res, extract(epoch FROM a.t - a.f) / "
-				  "greatest(coalesce(extract(epoch FROM a.res), 0), "
-				  "CASE pankha.history_source(a.f, a.t, a.res) "
-				  "WHEN 'raw' THEN coalesce((pankha.effective_settings($1) ->> 'update_interval')::float8, 3) "
-				  "WHEN '1 minute' THEN 60 ELSE 3600 END) AS points "
-				  "FROM (SELECT coalesce($3::timestamptz, now() - interval '1 hour') AS f, "
-				  "coalesce($4::timestamptz, now()) AS t, $5::interval AS res) a) p", 5, params);
-}
-
 /* GET /api/v1/agents/{agent_id}/settings: effective settings. */
 static void
 get_settings(struct http_req *r, cJSON *body)
@@ -378,7 +362,7 @@ const struct http_route http_routes[] = {
 	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
 	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
 	{"GET", "/api/v1/agents/{agent_id}/latest", ROLE_VIEWER, get_latest},
-	{"GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, get_history},
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, "api_history", NULL),
 	{"GET", "/api/v1/agents/{agent_id}/settings", ROLE_VIEWER, get_settings},
 	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
 	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},

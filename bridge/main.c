@@ -19,7 +19,9 @@
 #include "limits.h"
 #include "tls.h"
 #include "ui_ws.h"
+#include "heartbeat.h"
 #include "ws.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -55,10 +57,11 @@ static const struct option_doc docs[] = {
 	{"log-file", 1, "PANKHA_LOG_FILE", "", "append logs here (empty: stderr); SIGHUP reopens"},
 	{"log-json", 0, "PANKHA_LOG_JSON", "off", "log one JSON object per line"},
 	{"verbose", 1, "PANKHA_VERBOSE", "1", "0 warnings only, 1 events, 2 debug"},
-	{"db-pool", 1, "PANKHA_DB_POOL", "3", "database connections besides LISTEN (>= 2)"},
+	{"db-pool", 1, "PANKHA_DB_POOL", "2", "database connections for dashboards, handshakes and commands"},
+	{"ingest-connections", 1, "PANKHA_INGEST_CONNECTIONS", "2", "database connections for ingest; agents are sharded over them by id"},
 	{"batch-window-ms", 1, "PANKHA_BATCH_WINDOW_MS", "5", "how long frames wait to share an ingest call"},
 	{"batch-max", 1, "PANKHA_BATCH_MAX", "500", "most frames in one ingest call"},
-	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once"},
+	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once on each ingest connection"},
 	{"max-held-frames", 1, "PANKHA_MAX_HELD_FRAMES", "50000", "frames held un-committed before all reading pauses"},
 	{"agent-held-frames", 1, "PANKHA_AGENT_HELD_FRAMES", "200", "frames of one agent held before its reading pauses"},
 	{"silence-timeout", 1, "PANKHA_SILENCE_TIMEOUT", "60", "seconds of silence before an agent is closed (0: never)"},
@@ -66,7 +69,11 @@ static const struct option_doc docs[] = {
 	{"rate-limit", 1, "PANKHA_RATE_LIMIT", "100", "messages per minute per agent (0: unlimited)"},
 	{"connect-limit-agent", 1, "PANKHA_CONNECT_LIMIT_AGENT", "30", "handshakes per minute per agent id (0: unlimited)"},
 	{"connect-limit-ip", 1, "PANKHA_CONNECT_LIMIT_IP", "0", "handshakes per minute per address (0: unlimited)"},
-	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "WebSocket connections at most"},
+	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "agent WebSocket connections at most (dashboards have --ui-max-connections)"},
+	{"ui-max-connections", 1, "PANKHA_UI_MAX_CONNECTIONS", "1000", "/ws/ui dashboard connections at most, a budget apart from the agents'"},
+	{"ui-max-per-token", 1, "PANKHA_UI_MAX_PER_TOKEN", "20", "/ws/ui connections at once per dashboard token (0: unlimited)"},
+	{"ui-max-per-ip", 1, "PANKHA_UI_MAX_PER_IP", "50", "/ws/ui connections at once per client address (0: unlimited)"},
+	{"ui-idle-timeout", 1, "PANKHA_UI_IDLE_TIMEOUT", "90", "seconds without a message from a dashboard (the dashboard pings every 25 s) before it is closed with 4008 (0: never)"},
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"cors-origin", 1, "PANKHA_CORS_ORIGIN", "", "origins allowed to call the HTTP API from a browser, comma-separated (empty: none)"},
@@ -83,6 +90,7 @@ static const struct option_doc docs[] = {
 	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
+	{"heartbeat-interval", 1, "PANKHA_HEARTBEAT_INTERVAL", "5", "seconds between heartbeats in pankha.bridges; a bridge silent for 3 beats + 2 s has its connections closed (0: no heartbeat)"},
 	{"help", 0, NULL, NULL, "show this help"},
 	{"version", 0, NULL, NULL, "show the version"},
 };
@@ -188,7 +196,9 @@ set_option(const char *name, const char *v)
 	else if (!strcmp(name, "verbose"))
 		c->verbose = (int) int_opt(name, v, 0, 2);
 	else if (!strcmp(name, "db-pool"))
-		c->db_pool = (int) int_opt(name, v, 2, 64);
+		c->db_pool = (int) int_opt(name, v, 1, 64);
+	else if (!strcmp(name, "ingest-connections"))
+		c->ingest_connections = (int) int_opt(name, v, 1, 16);
 	else if (!strcmp(name, "batch-window-ms"))
 		c->batch_window_ms = (int) int_opt(name, v, 0, 1000);
 	else if (!strcmp(name, "batch-max"))
@@ -211,6 +221,14 @@ set_option(const char *name, const char *v)
 		c->connects_per_minute_ip = (int) int_opt(name, v, 0, 10000000);
 	else if (!strcmp(name, "max-connections"))
 		c->max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-connections"))
+		c->ui_max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-per-token"))
+		c->ui_max_per_token = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-max-per-ip"))
+		c->ui_max_per_ip = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-idle-timeout"))
+		c->ui_idle_timeout_s = (int) int_opt(name, v, 0, 86400);
 	else if (!strcmp(name, "max-queued-out"))
 		c->max_queued_out = (size_t) int_opt(name, v, 1024, 1L << 30);
 	else if (!strcmp(name, "max-body"))
@@ -247,6 +265,8 @@ set_option(const char *name, const char *v)
 		c->deflate_mem_level = (int) int_opt(name, v, 1, 9);
 	else if (!strcmp(name, "command-visibility"))
 		c->command_visibility_s = (int) int_opt(name, v, 1, 3600);
+	else if (!strcmp(name, "heartbeat-interval"))
+		c->heartbeat_interval_s = (int) int_opt(name, v, 0, 600);
 }
 
 /* Defaults, then the environment, then the command line. */
@@ -608,7 +628,7 @@ main(int argc, char **argv)
 	 * 37% of the bridge's CPU with 6,000 agents).  Without it lws sizes the
 	 * table from RLIMIT_NOFILE and indexes it by fd, so raise that instead.
 	 */
-	raise_fd_limit((rlim_t) srv.cfg.max_connections + 256);
+	raise_fd_limit((rlim_t) srv.cfg.max_connections + srv.cfg.ui_max_connections + 256);
 	ev_signal_init(&sig_term, on_signal, SIGTERM);
 	ev_signal_init(&sig_int, on_signal, SIGINT);
 	ev_signal_init(&sig_hup, on_signal, SIGHUP);
@@ -625,8 +645,8 @@ main(int argc, char **argv)
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
-		agent_commands_init() || ui_init() || extversion_init() || limits_init() ||
-		db_init(srv.context, srv.vhost))
+		agent_commands_init() || ui_init() || metrics_init() || extversion_init() || limits_init() ||
+		db_init(srv.context, srv.vhost) || heartbeat_init())
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -653,6 +673,7 @@ main(int argc, char **argv)
 
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
+	heartbeat_shutdown();
 	db_shutdown();
 	creds_shutdown();
 	limits_shutdown();

@@ -37,6 +37,7 @@ void		sbuf_free(struct sbuf *b);
 
 /* JSON parsing for one message at a time, without a malloc per node */
 void		json_arena_init(void);
+cJSON	   *json_parse(const char *text, size_t len);
 cJSON	   *json_parse_transient(const char *text, size_t len);
 
 #define HIST_MAX_BUCKETS 16

@@ -22,7 +22,10 @@ import websockets
 TOP = os.environ.get("PANKHA_TOP") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PGBIN = os.environ["PANKHA_PGBIN"]
 ROOT = os.environ["PANKHA_TESTROOT"]
-BRIDGE = os.path.join(TOP, "bridge", "pankha-bridge")
+# PANKHA_ASAN=1 (make asan): the bridge built with ASan/LSan and UBSan;
+# scripts/run-tests then fails a test whose processes reported anything.
+ASAN = bool(os.environ.get("PANKHA_ASAN"))
+BRIDGE = os.path.join(TOP, "bridge", "asan" if ASAN else "", "pankha-bridge")
 # The login role every bridge in the tests connects as (member of
 # pankha_bridge only, never a superuser or the owner).
 BRIDGE_USER = "pankha_bridge_login"
@@ -161,7 +164,8 @@ class Bridge:
                      "--bridge-id", name, *args]
         self.metrics_token = None   # what metric() presents (--metrics-token-file)
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        _cleanups.append(self.kill)
+        # under ASan a bridge is stopped, not killed, so that its leaks are checked at exit
+        _cleanups.append(self.stop if ASAN else self.kill)
         if wait_ready:
             self.wait_ready()
 
@@ -297,6 +301,15 @@ async def recv_type(ws, mtype, timeout=5, pred=None):
         m = await recv_json(ws, left)
         if m.get("type") == mtype and (pred is None or pred(m)):
             return m
+
+
+async def recv_or_none(ws, mtype, timeout=5, pred=None):
+    """Like recv_type, but None when no such message comes in time (or the
+    connection ends), so a test can assert on it instead of aborting."""
+    try:
+        return await recv_type(ws, mtype, timeout, pred)
+    except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+        return None
 
 
 async def handshake_status(url, headers=None, subprotocols=None):
