@@ -21,9 +21,9 @@
  * it let in are closed with 4001 "revoked".
  *
  * What pankha.authenticate_agent/authenticate_ui did besides checking -
- * last_used_at, an auth.failed audit row per refusal with its reason - is
- * gathered for a few milliseconds and sent in one pankha.record_handshakes
- * call on the general lane.
+ * last_used_at, each refusal with its reason counted in the auth.failed
+ * row of its address and minute (M5) - is gathered for a few milliseconds
+ * and sent in one pankha.record_handshakes call on the general lane.
  */
 #include "credentials.h"
 #include "db.h"
