@@ -240,6 +240,11 @@ opened_done(struct db_query *q, PGresult *res)
 			a->group = strdup(PQgetvalue(res, 0, 1));
 		if (a->closed)
 			record_closed(a);
+		else if (a->replaced_by > a->connection_id)
+		{
+			/* a newer connection on another bridge was announced first (L10) */
+			agent_close(a, 4000, "replaced");
+		}
 		else
 			for (int i = 0; i < nopened; i++)
 				opened_hooks[i] (a);
@@ -368,9 +373,21 @@ on_agent_notify(const char *channel, const char *payload)
 		cJSON	   *conn = cJSON_GetObjectItemCaseSensitive(p, "connection");
 
 		if (event && !strcmp(event, "replaced") && bridge &&
-			strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn) &&
-			a->connection_id && a->connection_id < (int64_t) conn->valuedouble)
-			agent_close(a, 4000, "replaced");
+			strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn))
+		{
+			int64_t		newer = (int64_t) conn->valuedouble;
+
+			if (a->connection_id && a->connection_id < newer)
+				agent_close(a, 4000, "replaced");
+			else if (!a->connection_id && newer > a->replaced_by)
+			{
+				/*
+				 * Its own id is not known yet: whether that connection is
+				 * newer than this one is decided once it is (L10).
+				 */
+				a->replaced_by = newer;
+			}
+		}
 	}
 	cJSON_Delete(p);
 }
@@ -389,12 +406,12 @@ on_credential_changed(char kind, const char *agent_id, const char *selector)
 		struct agent *a = agent_find(agent_id);
 
 		if (a && !strcmp(a->selector, selector) &&
-			!creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+			!creds_still_valid(CRED_AGENT, a->selector, a->digest, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
 		return;
 	}
 	for (struct agent *a = all_head; a; a = a->all_next)
-		if (a->ws.wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+		if (a->ws.wsi && !creds_still_valid(CRED_AGENT, a->selector, a->digest, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
 }
 

@@ -409,6 +409,17 @@ db_ready(void)
 	return listen_up;
 }
 
+/* True when the LISTEN connection is up and every LISTEN of it answered. */
+bool
+db_listening(void)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i].is_listen)
+			return conns[i].state == DC_READY && !conns[i].listen_pending &&
+				!conns[i].listen_failed;
+	return false;
+}
+
 /* True when nothing waits or runs on any lane. */
 bool
 db_idle(void)
@@ -966,9 +977,25 @@ dc_connect(struct db_conn *dc)
 	 * short calls.  A function cannot set it for the statement running it.
 	 */
 	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5",
-		dc->lane == LANE_GENERAL && !dc->is_listen ? "-c statement_timeout=5s -c jit=off" : "",
-	NULL};
+	char		options[512];
+	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5", options, NULL};
+	size_t		o;
+
+	/*
+	 * pankha.bridge_id names this bridge to the extension: ingest does not
+	 * announce on pankha_live the frames of its own agents (live.c).
+	 * Spaces and backslashes of the name are escaped for libpq's options.
+	 */
+	o = (size_t) snprintf(options, sizeof(options), "%s-c pankha.bridge_id=",
+						  dc->lane == LANE_GENERAL && !dc->is_listen ?
+						  "-c statement_timeout=5s -c jit=off " : "");
+	for (const char *p = srv.bridge_id; *p && o + 3 < sizeof(options); p++)
+	{
+		if (*p == ' ' || *p == '\\')
+			options[o++] = '\\';
+		options[o++] = *p;
+	}
+	options[o] = '\0';
 
 	if (shutting_down)
 		return;

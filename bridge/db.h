@@ -63,6 +63,7 @@ int			db_lane_load(enum db_lane lane);
 int			db_ingest_shards(void);
 int			db_shard_load(int shard);
 bool		db_ready(void);
+bool		db_listening(void);
 int			db_init(struct lws_context *ctx, struct lws_vhost *vh);
 void		db_shutdown(void);
 bool		db_idle(void);

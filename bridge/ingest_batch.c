@@ -17,9 +17,12 @@
  * halves, and those again, until the frame is alone: the others go on in
  * batches.  Frames are held until committed: a batch that fails for a
  * reason not its frames' goes back to the front and is sent again; nothing
- * is acknowledged before its commit.  Past --agent-held-frames frames of one
- * agent, or --max-held-frames overall, reading from those sockets pauses
- * so that TCP pushes back.  Newly stored frames go to whoever registered
+ * is acknowledged before its commit.  Past --agent-held-frames frames or
+ * --agent-held-bytes bytes of one agent, or --max-held-frames frames or
+ * --max-held-bytes bytes overall, reading from those sockets pauses so that
+ * TCP pushes back; a frame that still comes while twice --agent-held-bytes
+ * of its agent are held is refused and the agent closed, unacknowledged
+ * (L2).  Newly stored frames go to whoever registered
  * with ingest_on_stored() (the dashboards).
  */
 #include "ingest_batch.h"
@@ -66,6 +69,7 @@ static struct shard shards[MAX_SHARDS];
 /* All frames held (waiting or in flight). */
 static size_t pend_count;
 static size_t held_total;
+static size_t held_bytes_total;	/* bytes of the frames held, fwd copies included */
 static bool paused_all;
 static struct btimer batch_sul;
 static bool batch_sul_armed;
@@ -94,6 +98,12 @@ ingest_held(void)
 	return held_total;
 }
 
+size_t
+ingest_held_bytes(void)
+{
+	return held_bytes_total;
+}
+
 /* Pause or resume reading from an agent according to what it holds. */
 static void
 update_pause(struct agent *a)
@@ -102,10 +112,12 @@ update_pause(struct agent *a)
 
 	if (!a->ws.wsi || a->ws.close_code)
 		return;
-	want_pause = paused_all || a->held >= srv.cfg.agent_held_frames;
+	want_pause = paused_all || a->held >= srv.cfg.agent_held_frames ||
+		a->held_bytes >= srv.cfg.agent_held_bytes;
 	if (want_pause && !a->ws.rx_paused)
 		ws_pause_rx(&a->ws, true);
-	else if (!want_pause && a->ws.rx_paused && a->held <= srv.cfg.agent_held_frames / 2)
+	else if (!want_pause && a->ws.rx_paused && a->held <= srv.cfg.agent_held_frames / 2 &&
+			 a->held_bytes <= srv.cfg.agent_held_bytes / 2)
 		ws_pause_rx(&a->ws, false);
 }
 
@@ -115,16 +127,19 @@ update_global_pause(void)
 {
 	bool		was = paused_all;
 
-	if (!paused_all && held_total >= (size_t) srv.cfg.max_held_frames)
+	if (!paused_all && (held_total >= (size_t) srv.cfg.max_held_frames ||
+						held_bytes_total >= srv.cfg.max_held_bytes))
 		paused_all = true;
-	else if (paused_all && held_total <= (size_t) srv.cfg.max_held_frames / 2)
+	else if (paused_all && held_total <= (size_t) srv.cfg.max_held_frames / 2 &&
+			 held_bytes_total <= srv.cfg.max_held_bytes / 2)
 		paused_all = false;
 	if (was == paused_all)
 		return;
 	if (paused_all)
 	{
 		srv.m.read_pauses++;
-		blog("warn", "backpressure", "%zu frames held: reading paused", held_total);
+		blog("warn", "backpressure", "%zu frames (%zu bytes) held: reading paused", held_total,
+			 held_bytes_total);
 	}
 	else
 		blog("info", "backpressure", "%zu frames held: reading resumed", held_total);
@@ -139,6 +154,8 @@ frame_free(struct frame *f)
 
 	a->held--;
 	held_total--;
+	a->held_bytes -= f->len + f->fwd_len;
+	held_bytes_total -= f->len + f->fwd_len;
 	if (f->requeued)
 		a->requeued--;
 	free(f->json);
@@ -500,8 +517,20 @@ ingest_refuse(struct agent *a, int64_t seq, int close_code, const char *code, co
 void
 ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, cJSON *data)
 {
-	struct frame *f = calloc(1, sizeof(*f));
+	struct frame *f;
 
+	if (a->held_bytes >= 2 * srv.cfg.agent_held_bytes)
+	{
+		/*
+		 * Reading paused at --agent-held-bytes, yet frames still come (L2):
+		 * refused, so that no ack covers it (M3), and the connection closes.
+		 */
+		srv.m.closed_held_bytes++;
+		ingest_refuse(a, seq, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too_much_held",
+					  "too many bytes of frames waiting for the database");
+		return;
+	}
+	f = calloc(1, sizeof(*f));
 	if (!f || !(f->json = xstrndup(text, len)))
 	{
 		free(f);
@@ -533,6 +562,8 @@ ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t seq, c
 	a->refs++;
 	a->held++;
 	held_total++;
+	a->held_bytes += f->len + f->fwd_len;
+	held_bytes_total += f->len + f->fwd_len;
 	srv.m.frames_received++;
 	{
 		struct shard *sh = &shards[shard_of(a->agent_id)];

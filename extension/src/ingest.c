@@ -1927,7 +1927,19 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 								   elemtype, now, scratch, cxt);
 	}
 	store_frames(pending, n, now);
+	pankha_live_load();
 	SPI_finish();
+
+	/* frames of agents another bridge's dashboards watch (live.c) */
+	for (int i = 0; i < n; i++)
+		if (pending[i].stored && pending[i].agent_id &&
+			pankha_live_wants(pending[i].agent_id))
+		{
+			int			len;
+			const char *json_text = datum_json_text(frames[i], elemtype, &len);
+
+			pankha_live_announce(pending[i].agent_id, json_text, len);
+		}
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	for (int i = 0; i < n; i++)
