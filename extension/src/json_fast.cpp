@@ -106,6 +106,22 @@ emit(simdjson::dom::element e, PkJson *json)
 }
 
 /*
+ * Does text hold \u0000 (perhaps after an escaped backslash: then the
+ * strings are searched for nothing)?  Backslashes are rare in frames, so
+ * looking at each is cheaper than a substring search.
+ */
+static bool
+has_nul_escape(const char *text, size_t len)
+{
+	const char *end = text + len;
+
+	for (const char *p = text; (p = (const char *) memchr(p, '\\', (size_t) (end - p))) != nullptr; p++)
+		if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
+			return true;
+	return false;
+}
+
+/*
  * Parse text (UTF-8); room for the tree nodes it needs (at least as many),
  * or -1 when simdjson does not take it (the caller then uses PostgreSQL's
  * parser).  The bound is the length of simdjson's tape, which its first
@@ -124,8 +140,7 @@ pk_fast_parse(const char *text, size_t len)
 	/* frames are small: keep the parser's buffers for the next one */
 	if (parser->parse(text, len, true).get(root) != simdjson::SUCCESS)
 		return -1;
-	may_have_nul = memchr(text, '\0', len) != nullptr ||
-		memmem(text, len, "\\u0000", 6) != nullptr;
+	may_have_nul = memchr(text, '\0', len) != nullptr || has_nul_escape(text, len);
 	{
 		uint64_t	words = (parser->doc.tape[0] & simdjson::internal::JSON_VALUE_MASK) + 1;
 
