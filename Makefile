@@ -14,7 +14,7 @@ PG_CPPFLAGS = -I$(srcdir)/extension/src
 PG_CFLAGS  = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration
 # json_fast.cpp wraps simdjson (libsimdjson-dev), built without exceptions.
 PG_CXXFLAGS = -std=c++17 -fno-exceptions -fno-rtti
-SHLIB_LINK = -lsimdjson -lstdc++
+SHLIB_LINK = -lsimdjson -lstdc++ -lzstd
 
 # The install script is assembled from the numbered parts in extension/sql,
 # so each feature keeps its SQL in its own file.  Upgrade scripts and frozen

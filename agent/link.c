@@ -405,6 +405,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	l->ws = NULL;
 	l->ws_up = false;
 	l->rx_len = 0;
+	l->a->meta_settled = false;
 	drop_volatile(l);
 	lws_sul_schedule(l->ctx, 0, &l->sul_ping, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, NULL, LWS_SET_TIMER_USEC_CANCEL);
@@ -432,6 +433,17 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->ws = wsi;
 	l->ws_up = true;
 	l->attempt = 0;
+	l->a->meta_settled = false;	/* the next frame carries every static field */
+	if (l->a->deflate)
+	{
+		/*
+		 * Frames are small and a few seconds apart: zlib's best level
+		 * finds the previous frame's runs in the window (lws' default,
+		 * level 1, keeps a short match chain and misses most of them).
+		 */
+		lws_set_extension_option(wsi, "permessage-deflate", "compression_level", "9");
+		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "9");
+	}
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
 	l->greeted = false;
@@ -821,7 +833,7 @@ on_tick(lws_sorted_usec_list_t *sul)
 
 	pk_control_tick(a, lost);
 	pk_proc_sample(&a->proc, now);
-	json = pk_build_data(a, seq);
+	json = pk_build_data(a, seq, l->ws_up);
 	if (!json || pk_buffer_push(&a->buf, seq, json) != 0)
 		pk_log(PK_LOG_ERROR, "out of memory: frame %" PRId64 " not buffered", seq);
 	link_request_write(l);

@@ -322,6 +322,26 @@ attempts_allow(const char *kind, const char *key, int per_minute)
 	return ok;
 }
 
+/* How many times key of kind was charged this minute (nothing charged). */
+unsigned int
+attempts_count(const char *kind, const char *key)
+{
+	struct sbuf k = {0};
+	unsigned int n = 0;
+
+	sbuf_printf(&k, "%s:%s", kind, key);
+	if (k.failed)
+		return 0;
+	for (struct attempt *a = attempt_table[hash_str(k.data) % ATTEMPT_BUCKETS]; a; a = a->next)
+		if (!strcmp(a->key, k.data))
+		{
+			n = a->count;
+			break;
+		}
+	sbuf_free(&k);
+	return n;
+}
+
 /* Start a new minute. */
 void
 attempts_reset(void)

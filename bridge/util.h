@@ -58,6 +58,7 @@ void		histogram_observe(struct histogram *h, double v);
 
 /* A connection-attempt limiter keyed by string, reset each minute. */
 bool		attempts_allow(const char *kind, const char *key, int per_minute);
+unsigned int attempts_count(const char *kind, const char *key);
 void		attempts_reset(void);
 
 /* Logging: one line per event. */

@@ -14,6 +14,7 @@
  * its connection established, and its connection closed.
  */
 #include "ws.h"
+#include "limits.h"
 
 #include <string.h>
 
@@ -138,6 +139,14 @@ ws_refuse(struct lws *wsi, unsigned int status, const char *message)
 	char	   *text = NULL;
 	const char *phrase;
 
+	if (status == 401)
+	{
+		char		peer[64];
+
+		/* M5: refused credentials are limited per address */
+		limits_client_addr(wsi, peer, sizeof(peer));
+		limits_auth_failed(peer);
+	}
 	switch (status)
 	{
 		case 401: phrase = "Unauthorized"; break;
@@ -351,9 +360,15 @@ ws_filter(struct lws *wsi, struct ws_session *s)
 		return ws_refuse(wsi, 503, "shutting down");
 	if (!ep->own_budget && nshared >= srv.cfg.max_connections)
 		return ws_refuse(wsi, 503, "too many connections");
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	limits_client_addr(wsi, peer, sizeof(peer));
 	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
 		return ws_refuse(wsi, 429, "too many connection attempts");
+	if (limits_auth_blocked(peer))
+	{
+		/* M5: past --auth-fail-limit-ip, no credential is looked at (nor audited) */
+		srv.m.auth_fail_limited++;
+		return ws_refuse(wsi, 429, "too many refused credentials from this address");
+	}
 	rc = ep->filter(wsi, peer, &c);
 	if (rc || !c)
 		return rc ? rc : -1;
@@ -388,6 +403,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				deflate_established(wsi, &s->z);
 			c->wsi = wsi;
 			c->last_rx = now_us();
+			limits_upgraded(wsi);	/* no request deadline for a WebSocket */
 			c->next = conns;
 			if (conns)
 				conns->prev = c;
