@@ -294,8 +294,11 @@ scan_chip(struct pk_hw *hw, struct chip *c, struct pk_sensor **sensors, int *ns,
 		}
 		(*arr)[(*n)++] = idx;
 	}
-	qsort(temps, (size_t) nt, sizeof(long), cmp_long);
-	qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
+	/* a chip without temperatures or fans has NULL arrays, which qsort may not take */
+	if (nt)
+		qsort(temps, (size_t) nt, sizeof(long), cmp_long);
+	if (nfi)
+		qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
 
 	for (int i = 0; i < nt; i++)
 	{
@@ -617,6 +620,22 @@ pk_hw_scan(struct pk_hw *hw)
 		free(sig);
 		pk_log(PK_LOG_ERROR, "out of memory while scanning %s", hw->hwmon_dir);
 		return -1;
+	}
+
+	/*
+	 * Sensors found again keep what their last frame said of them, so a
+	 * rescan sends the static fields only of new or changed sensors.
+	 */
+	for (int i = 0; i < ns; i++)
+	{
+		struct pk_sensor *old = pk_hw_sensor(hw, sensors[i].id);
+
+		if (!old)
+			continue;
+		sensors[i].meta_sent = old->meta_sent;
+		sensors[i].sent_kind = old->sent_kind;
+		sensors[i].sent_max = old->sent_max;
+		sensors[i].sent_crit = old->sent_crit;
 	}
 
 	/* Carry control state over to fans found again. */

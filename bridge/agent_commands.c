@@ -59,6 +59,8 @@ on_opened(struct agent *a)
 									  "SELECT pankha.effective_settings($1)::text",
 									  settings_done, a);
 
+	if (s)
+		db_query_key(s, a->agent_id);
 	if (s && !db_query_param(s, a->agent_id, strlen(a->agent_id)))
 	{
 		a->refs++;
@@ -224,6 +226,8 @@ claim_cb(lws_sorted_usec_list_t *sul)
 					 "SELECT command_id, agent_id, command_type, parameters, priority, attempts "
 					 "FROM pankha.claim_commands($1::text[], $2::interval, $3::integer)",
 					 claim_done, c);
+	if (q)
+		q->once = true;			/* a claim lost with its connection is not claimed again */
 	if (!q || db_query_param_sbuf(q, &ids) ||
 		db_query_param(q, vis, strlen(vis)) || db_query_param(q, max, strlen(max)))
 	{

@@ -37,7 +37,7 @@
 
 #define TOKEN_PREFIX_LEN 4		/* "pka_" or "pku_" */
 #define TOKEN_LEN (TOKEN_PREFIX_LEN + 64)
-#define DIGEST_LEN 32
+#define DIGEST_LEN CRED_DIGEST_LEN
 #define REFRESH_MAX 1000		/* selectors reloaded by one query */
 #define REPORT_WINDOW_US (20 * LWS_US_PER_MS)	/* handshakes gathered per report */
 #define REPORT_BATCH 1000		/* report at once when this many wait */
@@ -281,16 +281,20 @@ creds_count(void)
 }
 
 /*
- * True when the credential with selector still lets owner in as kind (and,
- * for dashboards, with that role): connections recheck with this after
- * their credential changed.
+ * True when the credential with selector is still the token whose digest
+ * let owner in as kind (and, for dashboards, with that role): connections
+ * recheck with this after their credential changed.  The digest too: a
+ * token_hash changed in place under the same selector is another token
+ * (L9).
  */
 bool
-creds_still_valid(char kind, const char *selector, const char *owner, const char *role)
+creds_still_valid(char kind, const char *selector, const unsigned char *digest,
+				  const char *owner, const char *role)
 {
 	struct cred *c = table_find(&live, selector);
 
 	return c && c->kind == kind && !strcmp(c->owner, owner) &&
+		CRYPTO_memcmp(c->digest, digest, DIGEST_LEN) == 0 &&
 		(kind != CRED_UI || !strcmp(c->role, role));
 }
 
@@ -342,6 +346,7 @@ creds_check(char kind, const char *agent_id, const char *token, const char *peer
 	memcpy(grant->selector, c->selector, sizeof(grant->selector));
 	snprintf(grant->owner, sizeof(grant->owner), "%s", c->owner);
 	snprintf(grant->role, sizeof(grant->role), "%s", c->role);
+	memcpy(grant->digest, c->digest, DIGEST_LEN);
 	report_used(c->token_id);
 	return CRED_OK;
 }
@@ -404,6 +409,8 @@ creds_flush_reports(void)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.record_handshakes($1::bigint[], $2::text[], $3::text[], "
 					 "$4::text[], $5::text[])", report_done, NULL);
+	if (q)
+		q->once = true;			/* audit rows: not twice */
 	failed = !q || !(used = array_literal(&rep.used)) || db_query_param(q, used, strlen(used));
 	for (int i = 0; i < 4 && !failed; i++)
 	{

@@ -4,7 +4,7 @@
 set -eu
 
 packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
-          libwebsockets-dev libev-dev libcjson-dev libsimdjson-dev g++ libssl-dev zlib1g-dev python3)
+          libwebsockets-dev libev-dev libcjson-dev libsimdjson-dev libzstd-dev g++ libssl-dev zlib1g-dev python3)
 # The dashboard is bundled with node (esbuild from package-lock.json).  Node
 # may come from elsewhere with npm bundled; only ask Debian when absent.
 command -v npm >/dev/null || packages+=(nodejs npm)

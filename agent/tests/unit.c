@@ -653,12 +653,15 @@ test_control(const char *dir)
 		free(agent.hw.hwmon_dir);
 		free(agent.hw.signature);
 		pk_recent_free(&agent);
+		pk_fanmodes_free(&agent);
 		agent = saved;
 	}
 	pk_hw_free(&agent.hw);
 	free(agent.hw.hwmon_dir);
 	free(agent.hw.signature);
 	pk_recent_free(&agent);
+	pk_fanmodes_free(&agent);
+	pk_host_limits_free(&agent.host);
 	free(agent.limits);
 }
 

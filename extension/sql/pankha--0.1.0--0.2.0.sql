@@ -3336,6 +3336,288 @@ ALTER FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) SET sea
 ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
 
 -- ---------------------------------------------------------------------
+-- 85_live.sql: live data across bridges (live_watches), the audit log on NOTIFY
+-- ---------------------------------------------------------------------
+CREATE TABLE pankha.live_watches (
+    bridge_id  text NOT NULL CHECK (length(bridge_id) BETWEEN 1 AND 128),
+    topic      text NOT NULL CHECK (topic = 'global' OR topic ~ '^(agents|groups)\.'),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (bridge_id, topic)
+);
+COMMENT ON TABLE pankha.live_watches IS
+'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
+
+CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    bad text;
+    n integer;
+BEGIN
+    IF bridge IS NULL OR length(bridge) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'bridge: must be 1 to 128 characters' USING ERRCODE = '22023', COLUMN = 'bridge';
+    END IF;
+    IF topics IS NULL OR cardinality(topics) > 10000 THEN
+        RAISE EXCEPTION 'topics: must be an array of at most 10000 topics' USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    IF ttl IS NULL OR ttl < interval '1 second' OR ttl > interval '1 hour' THEN
+        RAISE EXCEPTION 'ttl: must be between 1 second and 1 hour' USING ERRCODE = '22023', COLUMN = 'ttl';
+    END IF;
+    SELECT t INTO bad FROM unnest(topics) t
+     WHERE t IS NULL OR NOT (t = 'global'
+                             OR (t ~ '^(agents|groups)\.' AND pankha.valid_id(substr(t, 8))))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'topics: "%" is not "global", "agents.<id>" or "groups.<name>"', coalesce(bad, 'null')
+            USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    DELETE FROM pankha.live_watches w
+     WHERE w.expires_at < now() OR (w.bridge_id = bridge AND w.topic <> ALL (topics));
+    INSERT INTO pankha.live_watches AS w (bridge_id, topic, expires_at)
+    SELECT DISTINCT bridge, t, now() + ttl FROM unnest(topics) t
+    ON CONFLICT (bridge_id, topic) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watch(text, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.live_watch(text, text[], interval) TO pankha_bridge;
+COMMENT ON FUNCTION pankha.live_watch(text, text[], interval) IS
+'A bridge''s topics with live subscribers ("global", "agents.<id>", "groups.<name>"), which replace those it recorded before, for ttl (1 second to 1 hour; the bridge calls it again before then).  An empty array forgets the bridge.  Expired rows of every bridge are removed.  Returns how many topics the bridge now watches.';
+
+CREATE FUNCTION pankha.live_watched(except_bridge text)
+RETURNS TABLE (agent_id text, group_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+    SELECT substr(w.topic, 8), m.group_name
+      FROM pankha.live_watches w
+      LEFT JOIN pankha.agent_group_members m ON m.agent_id = substr(w.topic, 8)
+     WHERE w.topic LIKE 'agents.%' AND w.expires_at > now()
+       AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT m.agent_id, m.group_name
+      FROM pankha.live_watches w
+      JOIN pankha.agent_group_members m ON w.topic = 'groups.' || m.group_name
+     WHERE w.expires_at > now() AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT '*', NULL
+     WHERE EXISTS (SELECT FROM pankha.live_watches w
+                    WHERE w.topic = 'global' AND w.expires_at > now()
+                      AND w.bridge_id IS DISTINCT FROM except_bridge)
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watched(text) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.live_watched(text) IS
+'Internal (ingest): the agents whose frames bridges other than except_bridge watch, with their group; agent_id "*" when one subscribes to every agent.';
+
+CREATE FUNCTION pankha.audit_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    msg jsonb := jsonb_build_object('audit_id', NEW.audit_id, 'logged_at', NEW.logged_at, 'event', NEW.event,
+                                    'agent_id', NEW.agent_id, 'ui_user', NEW.ui_user, 'db_role', NEW.db_role,
+                                    'application_name', NEW.application_name,
+                                    'client_addr', NEW.client_addr, 'details', NEW.details);
+BEGIN
+    -- NOTIFY takes under 8000 bytes: a row with large details goes without them
+    IF octet_length(msg::text) > 7800 THEN
+        msg := msg || jsonb_build_object('details', NULL, 'details_omitted', true);
+    END IF;
+    PERFORM pg_notify('pankha_audit', msg::text);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.audit_notify() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.audit_notify() IS
+'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
+CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
+    FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+
+-- api_send_command's ttl_seconds at most 360 days, the limit of send_command
+-- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
+CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    a jsonb := pankha.api_args(args);
+    id text;
+    ctype text;
+    params jsonb;
+    cid uuid;
+    c pankha.commands;
+BEGIN
+    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
+    id := pankha.api_agent_id(a);
+    ctype := pankha.api_id(a, 'command_type', true);
+    params := coalesce(a -> 'parameters', '{}');
+    IF jsonb_typeof(params) <> 'object' THEN
+        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
+    END IF;
+    BEGIN
+        cid := pankha.send_command(id, ctype, params,
+                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
+                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
+                                   ui_user,
+                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
+    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
+                   OR program_limit_exceeded THEN
+        DECLARE
+            code text;
+            msg text;
+            det text;
+            col text;
+        BEGIN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                    col = COLUMN_NAME;
+            IF col <> '' THEN
+                RAISE;
+            END IF;
+            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
+                                       code, msg, det);
+        END;
+    END;
+    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
+    RETURN pankha.api_command_json(c);
+END
+$$;
+COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
+'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
+
+-- What a bridge's /metrics and /readyz show of the whole fleet, in one call
+-- every few seconds (the bridge reads no table itself).
+CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT jsonb_build_object(
+    'agents_registered', (SELECT count(*) FROM pankha.agents),
+    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
+    'sensors', (SELECT count(*) FROM pankha.sensors),
+    'fans', (SELECT count(*) FROM pankha.fans),
+    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
+                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
+    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
+    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
+    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
+                                    FROM pankha.worker_status w LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
+COMMENT ON FUNCTION pankha.bridge_stats() IS
+'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+
+-- ---------------------------------------------------------------------
+-- M5 (issue 13), bridge side: the bridge's own functions count refusals per
+-- client address and minute (pankha.audit_refusal); the copies that did so
+-- beside them are gone.
+-- ---------------------------------------------------------------------
+DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
+DROP FUNCTION pankha.authenticate_ui_request(text, text);
+CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+    reason text;
+BEGIN
+    found_token := pankha.check_token('agent', token);
+    reason := found_token.reason;
+    IF found_token.token_id IS NOT NULL THEN
+        UPDATE pankha.tokens t SET last_used_at = now()
+        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
+        IF FOUND THEN
+            RETURN agent_id;
+        END IF;
+        reason := 'token of another agent';
+    END IF;
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
+
+-- ---------------------------------------------------------------------
 -- bridge heartbeats (issue 17): pankha.bridges, bridge_beat, expire_bridges,
 -- and the worker's pass closing the connections of silent bridges.
 -- ---------------------------------------------------------------------
@@ -3594,177 +3876,584 @@ BEGIN
     END IF;
 END
 $$;
--- 85_live.sql: live data across bridges (live_watches), the audit log on NOTIFY
--- ---------------------------------------------------------------------
-CREATE TABLE pankha.live_watches (
-    bridge_id  text NOT NULL CHECK (length(bridge_id) BETWEEN 1 AND 128),
-    topic      text NOT NULL CHECK (topic = 'global' OR topic ~ '^(agents|groups)\.'),
-    expires_at timestamptz NOT NULL,
-    PRIMARY KEY (bridge_id, topic)
-);
-COMMENT ON TABLE pankha.live_watches IS
-'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
 
-CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
-RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+-- ---------------------------------------------------------------------
+-- Compressed cold storage (issue 16): pankha.frames_cold, its codec and
+-- pass; the readers of frames read the compressed ones too.
+-- ---------------------------------------------------------------------
+
+
+-- Frames of past days, one row per agent and UTC hour, packed column-wise
+-- and compressed by pankha.cold_pack() (extension/src/cold.c).  A frame
+-- is either here or in pankha.readings, never both: the pass moves frames
+-- in one transaction, and a late or re-sent frame for a packed hour is
+-- stored raw only when it is new (the trigger pankha._cold_dedup() on the
+-- partitions the pass has packed), to be folded in by a later pass.
+-- Frames stored with agent_ts (an agent clock ahead) stay raw: ingest
+-- finds them again by agent_ts.
+CREATE TABLE pankha.frames_cold (
+    hour         timestamptz NOT NULL,
+    first_ts     timestamptz NOT NULL,
+    last_ts      timestamptz NOT NULL,
+    received_max timestamptz NOT NULL,
+    frames       integer NOT NULL CHECK (frames > 0),
+    agent_id     text NOT NULL,
+    packed       bytea NOT NULL,
+    PRIMARY KEY (agent_id, hour),
+    CHECK (first_ts >= hour AND last_ts < hour + interval '1 hour' AND first_ts <= last_ts)
+);
+-- packed is compressed already: keep it out of line without compressing it again.
+ALTER TABLE pankha.frames_cold ALTER COLUMN packed SET STORAGE EXTERNAL;
+CREATE INDEX frames_cold_hour_idx ON pankha.frames_cold (hour);
+CREATE INDEX frames_cold_received_max_idx ON pankha.frames_cold (received_max);
+SELECT pg_catalog.pg_extension_config_dump('pankha.frames_cold', '');
+COMMENT ON TABLE pankha.frames_cold IS
+'Frames of past hours, compressed: one row per agent and UTC hour (frames of them, first_ts to last_ts, received up to received_max).  Read them with the raw ones through pankha.frames and the reading views; written by pankha.compress_before().';
+
+CREATE FUNCTION pankha.cold_pack(ts timestamptz[], received_at timestamptz[], payload bytea[])
+RETURNS bytea
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_cold_pack';
+COMMENT ON FUNCTION pankha.cold_pack(timestamptz[], timestamptz[], bytea[]) IS
+'Pack frames (their times, receive times and payloads, element by element) into one compressed block; pankha.cold_frames() gives them back exactly.';
+
+CREATE FUNCTION pankha.cold_frames(packed bytea,
+    from_ts timestamptz DEFAULT '-infinity', to_ts timestamptz DEFAULT 'infinity',
+    OUT ts timestamptz, OUT received_at timestamptz, OUT payload bytea)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 1200 AS 'MODULE_PATHNAME', 'pankha_cold_frames';
+COMMENT ON FUNCTION pankha.cold_frames(bytea, timestamptz, timestamptz) IS
+'The frames of a block made by pankha.cold_pack(), in the order packed, those with from_ts <= ts < to_ts.';
+
+-- Every frame, raw or compressed, in the columns of pankha.readings.
+CREATE VIEW pankha.frames AS
+SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts
+FROM pankha.readings r
+UNION ALL
+SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL::timestamptz
+FROM pankha.frames_cold c
+CROSS JOIN LATERAL pankha.cold_frames(c.packed) u;
+COMMENT ON VIEW pankha.frames IS
+'Every stored frame, those in pankha.readings and those compressed in pankha.frames_cold, with the columns of pankha.readings.';
+
+CREATE FUNCTION pankha.newest_frame(agent text,
+    OUT ts timestamptz, OUT received_at timestamptz, OUT agent_id text, OUT payload bytea,
+    OUT agent_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE ROWS 1
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT f.ts, f.received_at, f.agent_id, f.payload, f.agent_ts
+    FROM ((SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts
+           FROM pankha.readings r WHERE r.agent_id = newest_frame.agent
+           ORDER BY r.ts DESC LIMIT 1)
+          UNION ALL
+          (SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL::timestamptz
+           FROM (SELECT c.* FROM pankha.frames_cold c WHERE c.agent_id = newest_frame.agent
+                 ORDER BY c.hour DESC LIMIT 1) c
+           CROSS JOIN LATERAL pankha.cold_frames(c.packed, c.last_ts, 'infinity') u
+           WHERE c.last_ts > coalesce((SELECT max(r.ts) FROM pankha.readings r
+                                       WHERE r.agent_id = newest_frame.agent), '-infinity'))) f
+    ORDER BY f.ts DESC LIMIT 1;
+END;
+COMMENT ON FUNCTION pankha.newest_frame(text) IS
+'The newest frame of an agent (none when it has none), raw or compressed, with the columns of pankha.readings.';
+
+CREATE OR REPLACE VIEW pankha.sensor_readings AS
+SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_temperatures(r.payload) d
+JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot;
+
+CREATE OR REPLACE VIEW pankha.fan_readings AS
+SELECT r.agent_id, r.ts, f.fan_id, d.rpm, d.speed, d.target_speed, d.status
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_fans(r.payload) d
+JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot;
+
+CREATE OR REPLACE VIEW pankha.health_readings AS
+SELECT r.agent_id, r.ts, h.*
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+
+CREATE OR REPLACE VIEW pankha.latest AS
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
+       (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
+        FROM pankha.decode_temperatures(r.payload) d
+        JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,
+       (SELECT jsonb_object_agg(f.fan_id, jsonb_strip_nulls(jsonb_build_object(
+                   'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed, 'status', d.status)))
+        FROM pankha.decode_fans(r.payload) d
+        JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot) AS fans,
+       h.cpu_usage, h.memory_usage, h.agent_uptime, h.disk_usage,
+       h.net_rx_bytes_per_sec, h.net_tx_bytes_per_sec, h.load1
+FROM pankha.agents a
+CROSS JOIN LATERAL pankha.newest_frame(a.agent_id) r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+
+CREATE OR REPLACE FUNCTION pankha._forget_agent_readings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    DELETE FROM pankha.frames_cold WHERE agent_id = OLD.agent_id;
+    RETURN OLD;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pankha.rollup_minutes(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bad text;
-    n integer;
+    n bigint;
 BEGIN
-    IF bridge IS NULL OR length(bridge) NOT BETWEEN 1 AND 128 THEN
-        RAISE EXCEPTION 'bridge: must be 1 to 128 characters' USING ERRCODE = '22023', COLUMN = 'bridge';
-    END IF;
-    IF topics IS NULL OR cardinality(topics) > 10000 THEN
-        RAISE EXCEPTION 'topics: must be an array of at most 10000 topics' USING ERRCODE = '22023', COLUMN = 'topics';
-    END IF;
-    IF ttl IS NULL OR ttl < interval '1 second' OR ttl > interval '1 hour' THEN
-        RAISE EXCEPTION 'ttl: must be between 1 second and 1 hour' USING ERRCODE = '22023', COLUMN = 'ttl';
-    END IF;
-    SELECT t INTO bad FROM unnest(topics) t
-     WHERE t IS NULL OR NOT (t = 'global'
-                             OR (t ~ '^(agents|groups)\.' AND pankha.valid_id(substr(t, 8))))
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'topics: "%" is not "global", "agents.<id>" or "groups.<name>"', coalesce(bad, 'null')
-            USING ERRCODE = '22023', COLUMN = 'topics';
-    END IF;
-    DELETE FROM pankha.live_watches w
-     WHERE w.expires_at < now() OR (w.bridge_id = bridge AND w.topic <> ALL (topics));
-    INSERT INTO pankha.live_watches AS w (bridge_id, topic, expires_at)
-    SELECT DISTINCT bridge, t, now() + ttl FROM unnest(topics) t
-    ON CONFLICT (bridge_id, topic) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+    -- Replace rather than upsert: ON CONFLICT needs a key on the parent,
+    -- which the partitioned tables do not have (see pankha.readings).  One
+    -- rollup pass runs at a time (pankha.rollup() locks rollup_state), so
+    -- nobody else writes these buckets in between.
+    DELETE FROM pankha.rollup_1m m
+     USING unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+     WHERE m.agent_id = d.agent_id AND m.bucket >= d.lo AND m.bucket < d.hi;
+    INSERT INTO pankha.rollup_1m
+    SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, v.kind, v.slot,
+           count(v.value), min(v.value), max(v.value), sum(v.value),
+           (array_agg(v.value ORDER BY r.ts DESC))[1], max(r.ts),
+           count(v.speed), min(v.speed), max(v.speed), sum(v.speed),
+           count(*) FILTER (WHERE v.kind = 'f' AND ((v.value = 0 AND v.speed > 0) OR v.status = 'stalled')),
+           (array_agg(v.status ORDER BY r.ts DESC))[1]
+    FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+    CROSS JOIN LATERAL (
+        SELECT x.agent_id, x.ts, x.payload FROM pankha.readings x
+        WHERE x.agent_id = d.agent_id AND x.ts >= d.lo AND x.ts < d.hi
+        UNION ALL
+        SELECT c.agent_id, u.ts, u.payload FROM pankha.frames_cold c
+        CROSS JOIN LATERAL pankha.cold_frames(c.packed, d.lo, d.hi) u
+        WHERE c.agent_id = d.agent_id AND c.hour > d.lo - interval '1 hour' AND c.hour < d.hi) r
+    CROSS JOIN LATERAL pankha.payload_values(r.payload) v
+    GROUP BY 1, 2, 3, 4;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
-REVOKE ALL ON FUNCTION pankha.live_watch(text, text[], interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pankha.live_watch(text, text[], interval) TO pankha_bridge;
-COMMENT ON FUNCTION pankha.live_watch(text, text[], interval) IS
-'A bridge''s topics with live subscribers ("global", "agents.<id>", "groups.<name>"), which replace those it recorded before, for ttl (1 second to 1 hour; the bridge calls it again before then).  An empty array forgets the bridge.  Expired rows of every bridge are removed.  Returns how many topics the bridge now watches.';
+COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) IS
+'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from the raw and compressed frames; returns the rows written.';
 
-CREATE FUNCTION pankha.live_watched(except_bridge text)
-RETURNS TABLE (agent_id text, group_name text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pankha
-AS $$
-    SELECT substr(w.topic, 8), m.group_name
-      FROM pankha.live_watches w
-      LEFT JOIN pankha.agent_group_members m ON m.agent_id = substr(w.topic, 8)
-     WHERE w.topic LIKE 'agents.%' AND w.expires_at > now()
-       AND w.bridge_id IS DISTINCT FROM except_bridge
-    UNION
-    SELECT m.agent_id, m.group_name
-      FROM pankha.live_watches w
-      JOIN pankha.agent_group_members m ON w.topic = 'groups.' || m.group_name
-     WHERE w.expires_at > now() AND w.bridge_id IS DISTINCT FROM except_bridge
-    UNION
-    SELECT '*', NULL
-     WHERE EXISTS (SELECT FROM pankha.live_watches w
-                    WHERE w.topic = 'global' AND w.expires_at > now()
-                      AND w.bridge_id IS DISTINCT FROM except_bridge)
-$$;
-REVOKE ALL ON FUNCTION pankha.live_watched(text) FROM PUBLIC;
-COMMENT ON FUNCTION pankha.live_watched(text) IS
-'Internal (ingest): the agents whose frames bridges other than except_bridge watch, with their group; agent_id "*" when one subscribes to every agent.';
-
-CREATE FUNCTION pankha.audit_notify() RETURNS trigger
+CREATE OR REPLACE FUNCTION pankha.rollup(force_hours boolean DEFAULT false,
+    OUT frames bigint, OUT minutes bigint, OUT hours bigint, OUT watermark timestamptz)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    msg jsonb := jsonb_build_object('audit_id', NEW.audit_id, 'logged_at', NEW.logged_at, 'event', NEW.event,
-                                    'agent_id', NEW.agent_id, 'ui_user', NEW.ui_user, 'db_role', NEW.db_role,
-                                    'application_name', NEW.application_name,
-                                    'client_addr', NEW.client_addr, 'details', NEW.details);
+    st pankha.rollup_state;
+    horizon timestamptz;
+    agent_ids text[];
+    los timestamptz[];
+    his timestamptz[];
+    lo timestamptz;
+    hi timestamptz;
 BEGIN
-    -- NOTIFY takes under 8000 bytes: a row with large details goes without them
-    IF octet_length(msg::text) > 7800 THEN
-        msg := msg || jsonb_build_object('details', NULL, 'details_omitted', true);
+    -- One rollup pass at a time; a second caller waits for the first.
+    SELECT * INTO st FROM pankha.rollup_state FOR UPDATE;
+    horizon := pankha.rollup_horizon();
+    -- The clock went back since the last pass: frames stored meanwhile got
+    -- received_at values below the watermark, so read that stretch again.
+    IF st.last_pass > now() THEN
+        RAISE LOG 'pankha: the clock went back by %; rolling up again from % on',
+            st.last_pass - now(), st.watermark - (st.last_pass - now()) - interval '1 second';
+        st.watermark := st.watermark - (st.last_pass - now()) - interval '1 second';
     END IF;
-    PERFORM pg_notify('pankha_audit', msg::text);
-    RETURN NULL;
+    frames := 0;
+    minutes := 0;
+    hours := 0;
+
+    IF horizon > st.watermark THEN
+        -- The minutes touched by frames stored since the watermark, merged
+        -- into stretches of consecutive minutes per agent.
+        WITH touched AS (
+            SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
+            FROM (SELECT r.agent_id, r.ts FROM pankha.readings r
+                  WHERE r.received_at >= st.watermark AND r.received_at < horizon
+                  UNION ALL
+                  -- compressed frames are rolled up before they are packed:
+                  -- found here only when the watermark is set back (a rebuild)
+                  SELECT c.agent_id, u.ts FROM pankha.frames_cold c
+                  CROSS JOIN LATERAL pankha.cold_frames(c.packed) u
+                  WHERE c.received_max >= st.watermark
+                    AND u.received_at >= st.watermark AND u.received_at < horizon) r
+            GROUP BY 1, 2
+        ), stretches AS (
+            SELECT t.agent_id, min(t.bucket) AS lo, max(t.bucket) + interval '1 minute' AS hi, sum(t.n) AS n
+            FROM (SELECT t.*, t.bucket - interval '1 minute' * row_number() OVER (PARTITION BY t.agent_id ORDER BY t.bucket) AS island
+                  FROM touched t) t
+            GROUP BY t.agent_id, t.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi), min(x.lo), max(x.hi),
+               coalesce(sum(x.n), 0)
+        INTO agent_ids, los, his, lo, hi, frames
+        FROM stretches x;
+        IF agent_ids IS NOT NULL THEN
+            PERFORM pankha.ensure_rollup_partitions(lo, hi);
+            minutes := pankha.rollup_minutes(agent_ids, los, his);
+            INSERT INTO pankha.rollup_pending_hours
+            SELECT DISTINCT u.agent_id, h
+            FROM unnest(agent_ids, los, his) AS u(agent_id, lo, hi),
+                 generate_series(date_bin('1 hour', u.lo, pankha.bucket_origin()),
+                                 u.hi - interval '1 microsecond', interval '1 hour') AS h
+            ON CONFLICT DO NOTHING;
+        END IF;
+        UPDATE pankha.rollup_state SET watermark = horizon, last_pass = now();
+        st.watermark := horizon;
+    END IF;
+
+    IF force_hours OR st.last_hours IS NULL
+       OR st.last_hours <= now() - pankha.setting_interval('pankha.rollup_hour_delay', '1 minute') THEN
+        WITH done AS (
+            DELETE FROM pankha.rollup_pending_hours RETURNING agent_id, bucket
+        ), stretches AS (
+            SELECT d.agent_id, min(d.bucket) AS lo, max(d.bucket) + interval '1 hour' AS hi
+            FROM (SELECT d.*, d.bucket - interval '1 hour' * row_number() OVER (PARTITION BY d.agent_id ORDER BY d.bucket) AS island
+                  FROM done d) d
+            GROUP BY d.agent_id, d.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi) INTO agent_ids, los, his
+        FROM stretches x;
+        IF agent_ids IS NOT NULL THEN
+            hours := pankha.rollup_hours(agent_ids, los, his);
+        END IF;
+        UPDATE pankha.rollup_state SET last_hours = now();
+    END IF;
+    watermark := st.watermark;
 END
 $$;
-REVOKE ALL ON FUNCTION pankha.audit_notify() FROM PUBLIC;
-COMMENT ON FUNCTION pankha.audit_notify() IS
-'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
-CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
-    FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+COMMENT ON FUNCTION pankha.rollup(boolean) IS
+'One incremental rollup pass (the worker runs it): recompute the 1-minute buckets touched by frames stored since the watermark, late frames included, and the queued hours when pankha.rollup_hour_delay has passed (or force_hours).  Returns the frames read, rows written and the new watermark.';
 
--- api_send_command's ttl_seconds at most 360 days, the limit of send_command
--- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
-CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE OR REPLACE FUNCTION pankha.rollup_rebuild() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM 1 FROM pankha.rollup_state FOR UPDATE;
+    UPDATE pankha.rollup_state SET watermark = '-infinity';
+    SELECT (pankha.rollup(true)).frames INTO n;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.rollup_rebuild() IS
+'Recompute the rollups of every frame still kept, raw or compressed (e.g. after restoring raw data); returns the frames read.  Rollups of older, dropped raw data are kept.';
+
+CREATE OR REPLACE FUNCTION pankha.history(agent_id text, series text, from_ts timestamptz, to_ts timestamptz,
+                               resolution interval DEFAULT NULL)
+RETURNS TABLE (bucket timestamptz, min real, max real, avg double precision, samples bigint)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pankha
 AS $$
 DECLARE
-    a jsonb := pankha.api_args(args);
-    id text;
-    ctype text;
-    params jsonb;
-    cid uuid;
-    c pankha.commands;
+    source text := pankha.history_source(from_ts, to_ts, resolution);
+    s record;
+    width interval;
 BEGIN
-    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
-    id := pankha.api_agent_id(a);
-    ctype := pankha.api_id(a, 'command_type', true);
-    params := coalesce(a -> 'parameters', '{}');
-    IF jsonb_typeof(params) <> 'object' THEN
-        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
+    s := pankha.find_series(agent_id, series);
+    IF source = 'raw' THEN
+        RETURN QUERY
+        SELECT CASE WHEN resolution IS NULL THEN r.ts
+                    ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
+               min(v.value)::real, max(v.value)::real, avg(v.value), count(v.value)
+        FROM (SELECT x.ts, x.payload FROM pankha.readings x
+              WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+              UNION ALL
+              SELECT u.ts, u.payload FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_frames(c.packed, from_ts, to_ts) u
+              WHERE c.agent_id = history.agent_id
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts) r
+        CROSS JOIN LATERAL pankha.payload_values(r.payload) v
+        WHERE v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+        GROUP BY b ORDER BY b;
+        RETURN;
     END IF;
-    BEGIN
-        cid := pankha.send_command(id, ctype, params,
-                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
-                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
-                                   ui_user,
-                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
-    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
-                   OR program_limit_exceeded THEN
-        DECLARE
-            code text;
-            msg text;
-            det text;
-            col text;
+
+    width := source::interval;
+    resolution := coalesce(resolution, width);
+    IF source = '1 minute' THEN
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1m m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    ELSE
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1h m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.history(text, text, timestamptz, timestamptz, interval) IS
+'History of one sensor (degrees Celsius), fan (rpm) or health metric of an agent between from_ts and to_ts: one row per bucket with min, max, avg and the number of samples.  Without a resolution the data is picked from the span: every raw frame up to 2 hours, 1-minute rollups up to 3 days, 1-hour rollups beyond; with one (e.g. ''5 minutes''), buckets of that width.  Rollup buckets overlapping the range are included whole.';
+
+CREATE OR REPLACE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
+    target text;
+    quoted text;
+    quoted_dir text;
+    tp record;
+    source text := part::text;
+BEGIN
+    IF directory IS NULL OR directory !~ '^/' THEN
+        RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is "%s".', directory);
+    END IF;
+    target := rtrim(directory, '/') || '/' || name || '.csv.gz';
+    -- Single-quote the path for the shell: ' becomes '"'"'.
+    quoted := '''' || replace(target, '''', '''"''"''') || '''';
+    quoted_dir := '''' || replace(coalesce(nullif(rtrim(directory, '/'), ''), '/'), '''', '''"''"''') || '''';
+    -- A day of frames is archived whole: its raw rows and its compressed hours.
+    SELECT t.parent, t.range_start, t.range_end INTO tp FROM pankha.time_partitions t
+     WHERE t.partition = part;
+    IF tp.parent = 'readings' THEN
+        source := format('(SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts FROM %s r '
+                         'UNION ALL SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL '
+                         'FROM pankha.frames_cold c CROSS JOIN LATERAL pankha.cold_frames(c.packed) u '
+                         'WHERE c.hour >= %L AND c.hour < %L)', part, tp.range_start, tp.range_end);
+    END IF;
+    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', source,
+                   format('gzip -c > %s.part && sync %s.part && mv -f %s.part %s && sync %s',
+                          quoted, quoted, quoted, quoted, quoted_dir));
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
+'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; a day of pankha.readings is written with its compressed frames.  Returns the file name; raises an error when it could not.';
+
+CREATE OR REPLACE FUNCTION pankha.drop_expired_partitions(OUT partition text, OUT archived_to text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    directory text := coalesce(current_setting('pankha.archive_directory', true), '');
+    old_lock_timeout text := current_setting('lock_timeout');
+    pending boolean;
+BEGIN
+    -- Never stall ingest behind a drop's lock: give up and retry next pass.
+    PERFORM set_config('lock_timeout', '2s', true);
+    FOR p IN
+        SELECT t.partition, t.parent, t.range_start, t.range_end, t.bytes FROM pankha.time_partitions t
+        WHERE t.range_end <= now() - pankha.retention(t.parent)
+        ORDER BY t.range_start
+    LOOP
+        -- Raw frames not yet rolled up wait for the next rollup pass.
+        IF p.parent = 'readings' THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s r WHERE r.received_at >= $1)', p.partition)
+                INTO pending USING (SELECT s.watermark FROM pankha.rollup_state s);
+            CONTINUE WHEN pending;
+        END IF;
         BEGIN
-            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                                    col = COLUMN_NAME;
-            IF col <> '' THEN
-                RAISE;
+            archived_to := NULL;
+            IF directory <> '' THEN
+                archived_to := pankha.archive_partition(p.partition, directory);
             END IF;
-            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
-                                       code, msg, det);
+            partition := p.partition::text;
+            EXECUTE format('DROP TABLE %s', p.partition);
+            IF p.parent = 'readings' THEN
+                DELETE FROM pankha.frames_cold c
+                 WHERE c.hour >= p.range_start AND c.hour < p.range_end;
+            END IF;
+            INSERT INTO pankha.archived_partitions (partition, parent, range_start, range_end, bytes, archived_to)
+            VALUES (partition, p.parent, p.range_start, p.range_end, p.bytes, archived_to);
+            RAISE LOG 'pankha: dropped partition % past its retention%', partition,
+                coalesce(' (archived to ' || archived_to || ')', '');
+            RETURN NEXT;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha: partition % was not dropped: %', p.partition, SQLERRM
+                USING DETAIL = 'It is kept and tried again on the next pass.';
         END;
-    END;
-    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
-    RETURN pankha.api_command_json(c);
+    END LOOP;
+    PERFORM set_config('lock_timeout', old_lock_timeout, true);
 END
 $$;
-COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
-'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
+COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
+'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up and with their compressed frames; returns what was dropped and where it was archived.  The worker calls it.';
 
--- What a bridge's /metrics and /readyz show of the whole fleet, in one call
--- every few seconds (the bridge reads no table itself).
-CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+
+-- Where the pass stops: the start of the current UTC day by default, a
+-- whole hour pankha.compress_after ago when that is set, NULL (no pass)
+-- when it is negative.
+CREATE FUNCTION pankha.compress_cutoff() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+    WHEN pankha.setting_interval('pankha.compress_after', '0') < interval '0' THEN NULL
+    WHEN pankha.setting_interval('pankha.compress_after', '0') = interval '0'
+        THEN date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+    ELSE date_bin('1 hour', now() - pankha.setting_interval('pankha.compress_after', '0'),
+                  pankha.bucket_origin())
+END;
+COMMENT ON FUNCTION pankha.compress_cutoff() IS
+'The time before which frames are compressed, from pankha.compress_after: the start of the current UTC day when it is 0 (the default), a whole hour that long ago otherwise, NULL when it is negative (compression off).';
+
+-- On the partitions that have compressed hours: a frame already packed is
+-- not stored again (ingest then counts it as stored).  The shared lock
+-- waits for a pass packing this agent to commit, so the check sees its rows.
+CREATE FUNCTION pankha._cold_dedup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT jsonb_build_object(
-    'agents_registered', (SELECT count(*) FROM pankha.agents),
-    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
-    'sensors', (SELECT count(*) FROM pankha.sensors),
-    'fans', (SELECT count(*) FROM pankha.fans),
-    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
-                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
-    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
-    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
-    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
-                                    FROM pankha.worker_status w LIMIT 1))
+BEGIN
+    IF NEW.agent_ts IS NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('pankha cold'), hashtext(NEW.agent_id));
+        IF EXISTS (SELECT FROM pankha.frames_cold c
+                    WHERE c.agent_id = NEW.agent_id
+                      AND c.hour = date_bin('1 hour', NEW.ts, pankha.bucket_origin())
+                      AND NEW.ts BETWEEN c.first_ts AND c.last_ts
+                      AND EXISTS (SELECT FROM pankha.cold_frames(c.packed, NEW.ts, NEW.ts + interval '1 microsecond'))) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
 $$;
-REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
-COMMENT ON FUNCTION pankha.bridge_stats() IS
-'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+COMMENT ON FUNCTION pankha._cold_dedup() IS
+'Internal: trigger on the partitions of pankha.readings with compressed hours; skips a frame that is compressed already.';
+
+-- Compress the frames before a time of one partition and up to max_agents
+-- agents (the first, by agent_id, that have frames to pack): every raw
+-- frame rolled up, with ts before before_ts and no agent_ts, goes into the
+-- agent's row of its hour, merged with the frames already there.  Returns
+-- the frames moved (0 when nothing is left).
+CREATE FUNCTION pankha.compress_before(before_ts timestamptz, max_agents integer DEFAULT 16)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    wm timestamptz;
+    agents text[];
+    moved bigint;
+    old_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF before_ts IS NULL THEN
+        RETURN 0;
+    END IF;
+    IF max_agents IS NULL OR max_agents < 1 THEN
+        RAISE EXCEPTION 'max_agents must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %s.', max_agents);
+    END IF;
+    -- One pass at a time.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha cold pass'), 0);
+    SELECT s.watermark INTO wm FROM pankha.rollup_state s;
+    before_ts := date_bin('1 hour', least(before_ts, wm), pankha.bucket_origin());
+    FOR p IN
+        SELECT t.partition, t.range_start FROM pankha.time_partitions t
+        WHERE t.parent = 'readings' AND t.range_start < before_ts
+        ORDER BY t.range_start
+    LOOP
+        -- The agents with frames to pack, by a walk over the primary key.
+        EXECUTE format($q$
+            WITH RECURSIVE a AS (
+                (SELECT r.agent_id FROM %1$s r
+                  WHERE r.ts < $1 AND r.agent_ts IS NULL AND r.received_at < $2
+                  ORDER BY r.agent_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT r.agent_id FROM %1$s r
+                         WHERE r.agent_id > a.agent_id AND r.ts < $1 AND r.agent_ts IS NULL
+                           AND r.received_at < $2
+                         ORDER BY r.agent_id LIMIT 1)
+                FROM a WHERE a.agent_id IS NOT NULL)
+            SELECT array_agg(a.agent_id ORDER BY a.agent_id) FROM (SELECT * FROM a LIMIT $3) a
+             WHERE a.agent_id IS NOT NULL$q$, p.partition)
+            INTO agents USING before_ts, wm, max_agents;
+        CONTINUE WHEN agents IS NULL;
+
+        -- Late frames for these agents' packed hours wait for this to commit.
+        PERFORM pg_advisory_xact_lock(hashtext('pankha cold'), l.h)
+           FROM (SELECT DISTINCT hashtext(a) AS h FROM unnest(agents) a ORDER BY 1) l;
+        -- A partition with packed hours refuses frames packed already.
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                        WHERE g.tgrelid = p.partition AND g.tgname = 'cold_dedup') THEN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE format('CREATE TRIGGER cold_dedup BEFORE INSERT ON %s '
+                           'FOR EACH ROW EXECUTE FUNCTION pankha._cold_dedup()', p.partition);
+            PERFORM set_config('lock_timeout', old_lock_timeout, true);
+        END IF;
+
+        EXECUTE format($q$
+            WITH raw AS (
+                DELETE FROM %s r
+                 WHERE r.agent_id = ANY ($1) AND r.ts < $2 AND r.agent_ts IS NULL
+                   AND r.received_at < $3
+                RETURNING r.agent_id, r.ts, r.received_at, r.payload
+            ), hours AS (
+                SELECT DISTINCT r.agent_id, date_bin('1 hour', r.ts, pankha.bucket_origin()) AS hour
+                FROM raw r
+            ), old AS (
+                DELETE FROM pankha.frames_cold c USING hours h
+                 WHERE c.agent_id = h.agent_id AND c.hour = h.hour
+                RETURNING c.agent_id, c.hour, c.packed
+            ), merged AS (
+                -- a frame in both (stored before the trigger was there) is kept once
+                SELECT DISTINCT ON (f.agent_id, f.ts) f.*
+                FROM (SELECT o.agent_id, o.hour, u.ts, u.received_at, u.payload, 0 AS src
+                        FROM old o CROSS JOIN LATERAL pankha.cold_frames(o.packed) u
+                      UNION ALL
+                      SELECT r.agent_id, date_bin('1 hour', r.ts, pankha.bucket_origin()),
+                             r.ts, r.received_at, r.payload, 1
+                        FROM raw r) f
+                ORDER BY f.agent_id, f.ts, f.src
+            ), ins AS (
+                INSERT INTO pankha.frames_cold (hour, first_ts, last_ts, received_max, frames, agent_id, packed)
+                SELECT m.hour, min(m.ts), max(m.ts), max(m.received_at), count(*), m.agent_id,
+                       pankha.cold_pack(array_agg(m.ts ORDER BY m.ts), array_agg(m.received_at ORDER BY m.ts),
+                                        array_agg(m.payload ORDER BY m.ts))
+                FROM merged m GROUP BY m.agent_id, m.hour
+                RETURNING 1
+            )
+            SELECT count(*) FROM raw$q$, p.partition)
+            INTO moved USING agents, before_ts, wm;
+        RETURN moved;
+    END LOOP;
+    RETURN 0;
+END
+$$;
+COMMENT ON FUNCTION pankha.compress_before(timestamptz, integer) IS
+'Compress the rolled-up raw frames with ts before before_ts (cut to a whole hour) of the oldest partition that has some and of up to max_agents agents into pankha.frames_cold, in the calling transaction; returns the frames moved, 0 when none are left.  The worker calls it until it returns 0, each call in its own transaction.';
+
+-- One compression step of the worker, in the transaction it is called in.
+CREATE FUNCTION pankha.compress_step() RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+RETURN pankha.compress_before(pankha.compress_cutoff());
+COMMENT ON FUNCTION pankha.compress_step() IS
+'Internal: compress the next partition and range of agents before pankha.compress_cutoff(); returns the frames moved.  The worker calls it until it returns 0.';
+
+-- Privileges (issue 13): the pass is the owner's; readers read the
+-- compressed frames through pankha.frames and the reading views.
+REVOKE ALL ON FUNCTION pankha.compress_cutoff(),
+                       pankha._cold_dedup(),
+                       pankha.compress_before(timestamptz, integer),
+                       pankha.compress_step(),
+                       pankha.newest_frame(text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.newest_frame(text) TO pankha_reader;
+GRANT SELECT ON pankha.frames, pankha.frames_cold TO pankha_reader;
+
+ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.rollup(boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.archive_partition(regclass, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.drop_expired_partitions() SET search_path = pg_catalog, pg_temp;

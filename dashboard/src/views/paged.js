@@ -7,7 +7,7 @@ export function usePaged(fetchPage, key, itemsOf) {
 	const [cursor, setCursor] = useState(null);
 	const [error, setError] = useState(null);
 	const load = (c) => fetchPage(c).then((r) => {
-		const items = Array.isArray(r) ? r : itemsOf(r) || [];
+		const items = Array.isArray(r) ? r : r.items || (itemsOf && itemsOf(r)) || [];
 		setRows((old) => (c && old ? [...old, ...items] : items));
 		setCursor(Array.isArray(r) ? null : r.next_cursor ?? null);
 		setError(null);
