@@ -317,6 +317,10 @@ try {
 		ok(savedMsg, 'the profile is saved', savedMsg);
 		const dbPoints = await until(() => JSON.parse(psql(`SELECT points FROM pankha.fan_profiles WHERE profile_name = 'e2e-curve'`) || 'null'), 3000);
 		ok(JSON.stringify(dbPoints) === JSON.stringify(pagePoints), 'the server holds the curve as edited in the page', `${JSON.stringify(dbPoints)} vs ${JSON.stringify(pagePoints)}`);
+		await page.reload();
+		const listed = await until(() => page.locator('#profile-select').inputValue().then((v) => v === 'e2e-curve'), 8000);
+		ok(listed, 'after a reload the profile list has the saved profile, open in the editor');
+		await until(() => page.locator('svg.curve circle[data-point="3"]').isVisible(), 5000);
 		await shot(page, 'profiles-1280');
 
 		// assign it to nct6798_fan3 of sim-1, driven by the CPU package sensor

@@ -12,6 +12,8 @@ import { api, onFrame, paused } from '../store.js';
 import { RANGES, resolutionFor, toColumns, bucketSpacing } from '../lib/history.js';
 import { fmtTime } from '../lib/format.js';
 
+// the most the API gives: the 1-minute rollup of 3 days, at its own resolution
+const MAX_POINTS = 5000;
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const toLocalInput = (ms) => { const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000); return d.toISOString().slice(0, 16); };
 
@@ -38,7 +40,7 @@ export function HistoryChart({ agentId, series, unit, label, pick }) {
 		let cancelled = false;
 		const [from, to] = span();
 		setError(null);
-		api.history(agentId, series, new Date(from), new Date(to)).then(
+		api.history(agentId, series, new Date(from), new Date(to), undefined, MAX_POINTS).then(
 			(r) => { if (!cancelled) setRows(r); },
 			(e) => { if (!cancelled) { setRows([]); setError(e.message); } });
 		return () => { cancelled = true; };
