@@ -140,7 +140,11 @@ BEGIN
     IF rel IS NOT NULL THEN
         RETURN rel;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'));
+    -- One lock per parent: the worker's rollup reads pankha.readings and
+    -- then makes rollup partitions, while an ingest making a readings
+    -- partition waits for that read to end; with one lock for all parents
+    -- the two waited for each other (spec partition_deadlock).
+    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'), hashtext(parent));
     -- Read pg_class itself, not the cache: an advisory lock does not bring
     -- in the invalidations of a partition another session just created.
     SELECT c.oid::regclass INTO rel FROM pg_catalog.pg_class c

@@ -4457,3 +4457,55 @@ ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET s
 ALTER FUNCTION pankha.rollup(boolean) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION pankha.archive_partition(regclass, text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION pankha.drop_expired_partitions() SET search_path = pg_catalog, pg_temp;
+
+-- ---------------------------------------------------------------------
+-- Partitions: one advisory lock per parent table, so that the worker's
+-- rollup (which has read pankha.readings) and an ingest making a readings
+-- partition do not deadlock (spec partition_deadlock).
+-- ---------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION pankha.ensure_time_partition(parent text, unit text, ts timestamptz)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamp := date_trunc(unit, ts AT TIME ZONE 'UTC');
+    hi timestamp := lo + ('1 ' || unit)::interval;
+    name text := parent || '_' || to_char(lo, CASE unit WHEN 'day' THEN 'YYYYMMDD' ELSE 'YYYYMM' END);
+    rel regclass := to_regclass(format('pankha.%I', name));
+BEGIN
+    IF unit NOT IN ('day', 'month') THEN
+        RAISE EXCEPTION 'invalid partition unit "%"', unit
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The unit is day or month.';
+    END IF;
+    IF rel IS NOT NULL THEN
+        RETURN rel;
+    END IF;
+    -- One lock per parent: the worker's rollup reads pankha.readings and
+    -- then makes rollup partitions, while an ingest making a readings
+    -- partition waits for that read to end; with one lock for all parents
+    -- the two waited for each other (spec partition_deadlock).
+    PERFORM pg_advisory_xact_lock(hashtext('pankha partitions'), hashtext(parent));
+    -- Read pg_class itself, not the cache: an advisory lock does not bring
+    -- in the invalidations of a partition another session just created.
+    SELECT c.oid::regclass INTO rel FROM pg_catalog.pg_class c
+    WHERE c.relname = name AND c.relnamespace = 'pankha'::regnamespace;
+    IF rel IS NULL THEN
+        EXECUTE format('CREATE TABLE pankha.%I PARTITION OF pankha.%I FOR VALUES FROM (%L) TO (%L)',
+                       name, parent, lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC');
+        IF parent = 'readings' THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, ts) WITH (fillfactor = 100)',
+                           name, name || '_pkey');
+            EXECUTE format('CREATE INDEX %I ON pankha.%I USING brin (received_at) WITH (pages_per_range = 16, autosummarize = on)',
+                           name || '_received_at_idx', name);
+            EXECUTE format('CREATE INDEX %I ON pankha.%I (agent_id, agent_ts) WHERE agent_ts IS NOT NULL',
+                           name || '_agent_id_agent_ts_idx', name);
+        ELSIF parent IN ('rollup_1m', 'rollup_1h') THEN
+            EXECUTE format('ALTER TABLE pankha.%I ADD CONSTRAINT %I PRIMARY KEY (agent_id, bucket, kind, slot)',
+                           name, name || '_pkey');
+        END IF;
+        rel := to_regclass(format('pankha.%I', name));
+    END IF;
+    RETURN rel;
+END
+$$;
