@@ -309,7 +309,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	if (now - minute_started >= 60 * LWS_US_PER_SEC)
 	{
 		minute_started = now;
-		/* (the limiters' counts start again in limits.c's sweep) */
+		/* (the limiters' counts start again in admission.c's sweep) */
 		for (struct agent *a = agents_first(); a; a = a->all_next)
 			a->violations = 0;
 	}

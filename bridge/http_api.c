@@ -14,7 +14,7 @@
  */
 #include "http_api.h"
 #include "metrics.h"
-#include "limits.h"
+#include "admission.h"
 #include "tls.h"
 
 #include <string.h>
@@ -710,7 +710,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	struct http_session *s;
 	struct http_req *r;
 
-	/* every connection passes here first and last, whatever it becomes (limits.c) */
+	/* every connection passes here first and last, whatever it becomes (admission.c) */
 	switch (reason)
 	{
 		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:

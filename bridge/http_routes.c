@@ -14,7 +14,7 @@
 #include "agents.h"
 #include "credentials.h"
 #include "ingest_batch.h"
-#include "limits.h"
+#include "admission.h"
 #include "openapi.h"
 #include "ui_ws.h"
 #include "metrics.h"
@@ -150,7 +150,7 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
 	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
-	/* H2, M5, L2 (limits.c, ingest_batch.c) */
+	/* H2, M5, L2 (admission.c, ingest_batch.c) */
 	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());
 	metric(&b, "pankha_bridge_connections_refused_total", "counter", "Accepted sockets closed at once: --max-connections reached.", NULL, m->connections_refused_total);
 	metric(&b, "pankha_bridge_connections_refused_ip_total", "counter", "Accepted sockets closed at once: --max-connections-ip reached for their address.", NULL, m->connections_refused_ip);

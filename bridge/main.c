@@ -16,7 +16,7 @@
 #include "http_api.h"
 #include "http_routes.h"
 #include "ingest_batch.h"
-#include "limits.h"
+#include "admission.h"
 #include "tls.h"
 #include "ui_ws.h"
 #include "heartbeat.h"

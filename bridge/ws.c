@@ -14,7 +14,7 @@
  * its connection established, and its connection closed.
  */
 #include "ws.h"
-#include "limits.h"
+#include "admission.h"
 
 #include <string.h>
 

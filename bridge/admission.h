@@ -1,11 +1,11 @@
 /*
- * limits.h - what an anonymous peer may cost (limits.c): connections
+ * admission.h - what an anonymous peer may cost (admission.c): connections
  * counted per address and in all, a deadline for each request and
  * handshake, refused credentials limited per address, and the client
  * address behind trusted proxies.
  */
-#ifndef PANKHA_LIMITS_H
-#define PANKHA_LIMITS_H
+#ifndef PANKHA_ADMISSION_H
+#define PANKHA_ADMISSION_H
 
 #include "server.h"
 
@@ -26,4 +26,4 @@ bool		limits_auth_blocked(const char *addr);
 void		limits_auth_failed(const char *addr);
 bool		limits_metrics_allowed(const char *token);
 
-#endif							/* PANKHA_LIMITS_H */
+#endif							/* PANKHA_ADMISSION_H */

@@ -1,5 +1,5 @@
 /*
- * limits.c - what an anonymous peer may cost the bridge (H2, M5, L11 of
+ * admission.c - what an anonymous peer may cost the bridge (H2, M5, L11 of
  * the 2026-12 review): every accepted TCP connection is counted, per
  * address and in all, before lws gives it a header table; each one has a
  * deadline for its request (or its WebSocket handshake) as a whole, which
@@ -19,7 +19,7 @@
  * it sorted), and a sweep twice a second ends those past it with
  * lws_set_timeout(LWS_TO_KILL_ASYNC).
  */
-#include "limits.h"
+#include "admission.h"
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
