@@ -21,9 +21,9 @@
  * it let in are closed with 4001 "revoked".
  *
  * What pankha.authenticate_agent/authenticate_ui did besides checking -
- * last_used_at, an auth.failed audit row per refusal with its reason - is
- * gathered for a few milliseconds and sent in one pankha.record_handshakes
- * call on the general lane.
+ * last_used_at, each refusal with its reason counted in the auth.failed
+ * row of its address and minute (M5) - is gathered for a few milliseconds
+ * and sent in one pankha.record_handshakes call on the general lane.
  */
 #include "credentials.h"
 #include "db.h"
@@ -54,6 +54,7 @@ struct cred
 	unsigned char digest[DIGEST_LEN];	/* SHA-256 of the whole token */
 	char		selector[CRED_SELECTOR_LEN + 1];
 	char		kind;			/* CRED_AGENT or CRED_UI */
+	bool		suspect;		/* a NOTIFY named it and its reload has not answered */
 	char		role[12];		/* dashboard role, "" for agents */
 	char		owner[];		/* agent id or dashboard user name */
 };
@@ -326,7 +327,12 @@ creds_check(char kind, const char *agent_id, const char *token, const char *peer
 		selector[CRED_SELECTOR_LEN] = '\0';
 		c = table_find(&live, selector);
 	}
-	if (c && c->kind == kind &&
+	/*
+	 * A credential a NOTIFY named (revoked, rotated, changed) lets no new
+	 * handshake in until its reload answered: a revoked token is refused
+	 * from the notification on, not from the reload's answer on.
+	 */
+	if (c && c->kind == kind && !c->suspect &&
 		EVP_Digest(token, TOKEN_LEN, digest, &digest_len, EVP_sha256(), NULL) &&
 		digest_len == DIGEST_LEN &&
 		CRYPTO_memcmp(digest, c->digest, DIGEST_LEN) == 0)
@@ -507,6 +513,16 @@ report_refused(char kind, const char *agent_id, const char *token, const char *p
 
 /* ---------------------------------------------------------------- loading */
 
+/* Named by a NOTIFY that no answered query has seen yet? */
+static bool
+is_pending(const char *selector)
+{
+	for (size_t i = 0; i < npending; i++)
+		if (!strcmp(pending[i], selector))
+			return true;
+	return false;
+}
+
 static int
 hex_value(char c)
 {
@@ -603,6 +619,8 @@ load_chunk_cb(lws_sorted_usec_list_t *sul)
 			load.skipped++;
 			continue;
 		}
+		/* notified again while the load ran: it may be stale already */
+		c->suspect = is_pending(c->selector);
 		free(dup);
 	}
 	load.apply_us += now_us() - started;
@@ -680,7 +698,11 @@ refresh_done(struct db_query *q, PGresult *res)
 		struct cred *c = cred_from_row(res, i), *dup;
 
 		if (c && table_put(&live, c, &dup))
+		{
+			/* notified again while this query ran: it may be stale already */
+			c->suspect = is_pending(c->selector);
 			free(dup);
+		}
 		else
 			free(c);			/* out of memory: its connections are closed below */
 	}
@@ -806,6 +828,12 @@ creds_on_notify(const char *channel, const char *payload)
 	len = strlen(payload);
 	if (!selector_valid(payload, len))
 		return;
+	{
+		struct cred *named = table_find(&live, payload);
+
+		if (named)
+			named->suspect = true;
+	}
 	if (npending == pending_cap)
 	{
 		size_t		ncap = pending_cap ? pending_cap * 2 : 64;

@@ -76,8 +76,9 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 		agents: () => get('/api/v1/agents'),
 		latest: (id) => get(`${agentPath(id)}/latest`),
 		// the API's {series: {id: [{t, min, max, avg, samples}]}}, as the rows of one series
-		history: (id, series, from, to, resolution) =>
-			get(`${agentPath(id)}/history`, { series, from, to, resolution }).then((r) =>
+		// (max_points up to the API's 5,000: a chart wants the source's own buckets)
+		history: (id, series, from, to, resolution, max_points) =>
+			get(`${agentPath(id)}/history`, { series, from, to, resolution, max_points }).then((r) =>
 				((r && r.series && r.series[series]) || []).map((p) => ({ bucket: p.t, min: p.min, max: p.max, avg: p.avg, samples: p.samples }))),
 		agentSettings: (id) => get(`${agentPath(id)}/settings`),
 		sendCommand: (id, command_type, parameters, { priority, ttl_seconds } = {}) =>

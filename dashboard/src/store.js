@@ -4,7 +4,7 @@
 import { signal, computed, batch } from '@preact/signals';
 import { createApi, ApiError, VIEW_ENDPOINTS } from './api.js';
 import { createLive } from './live.js';
-import { newRecord, applyRow, applyFrame, applyStatus } from './lib/fleet.js';
+import { newRecord, applyRow, applyFrame, applyStatus, pushTrend } from './lib/fleet.js';
 import { newCommand, reduce, describe, FINAL } from './lib/commands.js';
 import { takeToken, loadToken, saveToken } from './lib/token.js';
 
@@ -226,7 +226,13 @@ export async function loadFleet() {
 			do {
 				const page = await api.fleet({ cursor, page_size: 1000 });
 				const rows = Array.isArray(page) ? page : page.items || [];
-				for (const row of rows) { seen.add(row.agent_id); applyRow(record(row.agent_id), row); }
+				// polled, the hottest temperature feeds the trend the frames would
+				const polled = conn.value.state === 'polling';
+				for (const row of rows) {
+					seen.add(row.agent_id);
+					const rec = applyRow(record(row.agent_id), row);
+					if (polled && rec.hottest != null) pushTrend(rec, rec.hottest);
+				}
 				cursor = Array.isArray(page) ? null : page.next_cursor;
 			} while (cursor);
 			prune(seen);

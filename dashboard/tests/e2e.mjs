@@ -163,6 +163,21 @@ try {
 	const points = await until(() => page.locator('.chart-block').first().getAttribute('data-points').then((p) => Number(p) > 0 && Number(p)), 8000);
 	ok(points > 0, 'the history chart is drawn from the history endpoint', points);
 	ok(await page.locator('.chart-block .uplot canvas').count() > 0, 'uPlot drew the chart');
+	// a live chart is redrawn only while on screen
+	{
+		await page.evaluate(() => window.scrollTo(0, 0));
+		const plotEl = page.locator('.chart-block [data-draws]').first();
+		const onScreen = () => plotEl.evaluate((el) => { const r = el.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; });
+		const draws = () => plotEl.getAttribute('data-draws').then(Number);
+		await sleep(500);
+		const d0 = await draws();
+		await sleep(2500);
+		const d1 = await draws();
+		ok(!(await onScreen()) && d1 === d0, `off screen, the live chart is not redrawn (${d0} → ${d1} redraws in 2.5 s)`);
+		await plotEl.scrollIntoViewIfNeeded();
+		ok(await until(async () => (await draws()) > d1, 5000), 'on screen it is redrawn as frames arrive');
+		await page.evaluate(() => window.scrollTo(0, 0));
+	}
 	await shot(page, 'agent-1280');
 
 	// ---- fan control
@@ -317,6 +332,10 @@ try {
 		ok(savedMsg, 'the profile is saved', savedMsg);
 		const dbPoints = await until(() => JSON.parse(psql(`SELECT points FROM pankha.fan_profiles WHERE profile_name = 'e2e-curve'`) || 'null'), 3000);
 		ok(JSON.stringify(dbPoints) === JSON.stringify(pagePoints), 'the server holds the curve as edited in the page', `${JSON.stringify(dbPoints)} vs ${JSON.stringify(pagePoints)}`);
+		await page.reload();
+		const listed = await until(() => page.locator('#profile-select').inputValue().then((v) => v === 'e2e-curve'), 8000);
+		ok(listed, 'after a reload the profile list has the saved profile, open in the editor');
+		await until(() => page.locator('svg.curve circle[data-point="3"]').isVisible(), 5000);
 		await shot(page, 'profiles-1280');
 
 		// assign it to nct6798_fan3 of sim-1, driven by the CPU package sensor

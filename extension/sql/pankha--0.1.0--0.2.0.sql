@@ -3336,6 +3336,288 @@ ALTER FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) SET sea
 ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
 
 -- ---------------------------------------------------------------------
+-- 85_live.sql: live data across bridges (live_watches), the audit log on NOTIFY
+-- ---------------------------------------------------------------------
+CREATE TABLE pankha.live_watches (
+    bridge_id  text NOT NULL CHECK (length(bridge_id) BETWEEN 1 AND 128),
+    topic      text NOT NULL CHECK (topic = 'global' OR topic ~ '^(agents|groups)\.'),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (bridge_id, topic)
+);
+COMMENT ON TABLE pankha.live_watches IS
+'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
+
+CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    bad text;
+    n integer;
+BEGIN
+    IF bridge IS NULL OR length(bridge) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'bridge: must be 1 to 128 characters' USING ERRCODE = '22023', COLUMN = 'bridge';
+    END IF;
+    IF topics IS NULL OR cardinality(topics) > 10000 THEN
+        RAISE EXCEPTION 'topics: must be an array of at most 10000 topics' USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    IF ttl IS NULL OR ttl < interval '1 second' OR ttl > interval '1 hour' THEN
+        RAISE EXCEPTION 'ttl: must be between 1 second and 1 hour' USING ERRCODE = '22023', COLUMN = 'ttl';
+    END IF;
+    SELECT t INTO bad FROM unnest(topics) t
+     WHERE t IS NULL OR NOT (t = 'global'
+                             OR (t ~ '^(agents|groups)\.' AND pankha.valid_id(substr(t, 8))))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'topics: "%" is not "global", "agents.<id>" or "groups.<name>"', coalesce(bad, 'null')
+            USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    DELETE FROM pankha.live_watches w
+     WHERE w.expires_at < now() OR (w.bridge_id = bridge AND w.topic <> ALL (topics));
+    INSERT INTO pankha.live_watches AS w (bridge_id, topic, expires_at)
+    SELECT DISTINCT bridge, t, now() + ttl FROM unnest(topics) t
+    ON CONFLICT (bridge_id, topic) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watch(text, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.live_watch(text, text[], interval) TO pankha_bridge;
+COMMENT ON FUNCTION pankha.live_watch(text, text[], interval) IS
+'A bridge''s topics with live subscribers ("global", "agents.<id>", "groups.<name>"), which replace those it recorded before, for ttl (1 second to 1 hour; the bridge calls it again before then).  An empty array forgets the bridge.  Expired rows of every bridge are removed.  Returns how many topics the bridge now watches.';
+
+CREATE FUNCTION pankha.live_watched(except_bridge text)
+RETURNS TABLE (agent_id text, group_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+    SELECT substr(w.topic, 8), m.group_name
+      FROM pankha.live_watches w
+      LEFT JOIN pankha.agent_group_members m ON m.agent_id = substr(w.topic, 8)
+     WHERE w.topic LIKE 'agents.%' AND w.expires_at > now()
+       AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT m.agent_id, m.group_name
+      FROM pankha.live_watches w
+      JOIN pankha.agent_group_members m ON w.topic = 'groups.' || m.group_name
+     WHERE w.expires_at > now() AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT '*', NULL
+     WHERE EXISTS (SELECT FROM pankha.live_watches w
+                    WHERE w.topic = 'global' AND w.expires_at > now()
+                      AND w.bridge_id IS DISTINCT FROM except_bridge)
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watched(text) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.live_watched(text) IS
+'Internal (ingest): the agents whose frames bridges other than except_bridge watch, with their group; agent_id "*" when one subscribes to every agent.';
+
+CREATE FUNCTION pankha.audit_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    msg jsonb := jsonb_build_object('audit_id', NEW.audit_id, 'logged_at', NEW.logged_at, 'event', NEW.event,
+                                    'agent_id', NEW.agent_id, 'ui_user', NEW.ui_user, 'db_role', NEW.db_role,
+                                    'application_name', NEW.application_name,
+                                    'client_addr', NEW.client_addr, 'details', NEW.details);
+BEGIN
+    -- NOTIFY takes under 8000 bytes: a row with large details goes without them
+    IF octet_length(msg::text) > 7800 THEN
+        msg := msg || jsonb_build_object('details', NULL, 'details_omitted', true);
+    END IF;
+    PERFORM pg_notify('pankha_audit', msg::text);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.audit_notify() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.audit_notify() IS
+'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
+CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
+    FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+
+-- api_send_command's ttl_seconds at most 360 days, the limit of send_command
+-- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
+CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    a jsonb := pankha.api_args(args);
+    id text;
+    ctype text;
+    params jsonb;
+    cid uuid;
+    c pankha.commands;
+BEGIN
+    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
+    id := pankha.api_agent_id(a);
+    ctype := pankha.api_id(a, 'command_type', true);
+    params := coalesce(a -> 'parameters', '{}');
+    IF jsonb_typeof(params) <> 'object' THEN
+        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
+    END IF;
+    BEGIN
+        cid := pankha.send_command(id, ctype, params,
+                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
+                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
+                                   ui_user,
+                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
+    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
+                   OR program_limit_exceeded THEN
+        DECLARE
+            code text;
+            msg text;
+            det text;
+            col text;
+        BEGIN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                    col = COLUMN_NAME;
+            IF col <> '' THEN
+                RAISE;
+            END IF;
+            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
+                                       code, msg, det);
+        END;
+    END;
+    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
+    RETURN pankha.api_command_json(c);
+END
+$$;
+COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
+'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
+
+-- What a bridge's /metrics and /readyz show of the whole fleet, in one call
+-- every few seconds (the bridge reads no table itself).
+CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT jsonb_build_object(
+    'agents_registered', (SELECT count(*) FROM pankha.agents),
+    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
+    'sensors', (SELECT count(*) FROM pankha.sensors),
+    'fans', (SELECT count(*) FROM pankha.fans),
+    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
+                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
+    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
+    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
+    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
+                                    FROM pankha.worker_status w LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
+COMMENT ON FUNCTION pankha.bridge_stats() IS
+'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+
+-- ---------------------------------------------------------------------
+-- M5 (issue 13), bridge side: the bridge's own functions count refusals per
+-- client address and minute (pankha.audit_refusal); the copies that did so
+-- beside them are gone.
+-- ---------------------------------------------------------------------
+DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
+DROP FUNCTION pankha.authenticate_ui_request(text, text);
+CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+    reason text;
+BEGIN
+    found_token := pankha.check_token('agent', token);
+    reason := found_token.reason;
+    IF found_token.token_id IS NOT NULL THEN
+        UPDATE pankha.tokens t SET last_used_at = now()
+        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
+        IF FOUND THEN
+            RETURN agent_id;
+        END IF;
+        reason := 'token of another agent';
+    END IF;
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
+
+-- ---------------------------------------------------------------------
 -- bridge heartbeats (issue 17): pankha.bridges, bridge_beat, expire_bridges,
 -- and the worker's pass closing the connections of silent bridges.
 -- ---------------------------------------------------------------------
@@ -3594,103 +3876,8 @@ BEGIN
     END IF;
 END
 $$;
--- 85_live.sql: live data across bridges (live_watches), the audit log on NOTIFY
--- ---------------------------------------------------------------------
-CREATE TABLE pankha.live_watches (
-    bridge_id  text NOT NULL CHECK (length(bridge_id) BETWEEN 1 AND 128),
-    topic      text NOT NULL CHECK (topic = 'global' OR topic ~ '^(agents|groups)\.'),
-    expires_at timestamptz NOT NULL,
-    PRIMARY KEY (bridge_id, topic)
-);
-COMMENT ON TABLE pankha.live_watches IS
-'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
 
-CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
--- M5 (issue 13), bridge side: the bridge's own functions count refusals per
--- client address and minute (pankha.audit_refusal); the copies that did so
--- beside them are gone.
 -- ---------------------------------------------------------------------
-DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
-DROP FUNCTION pankha.authenticate_ui_request(text, text);
-CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
-RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    found_token record;
-    reason text;
-BEGIN
-    found_token := pankha.check_token('agent', token);
-    reason := found_token.reason;
-    IF found_token.token_id IS NOT NULL THEN
-        UPDATE pankha.tokens t SET last_used_at = now()
-        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
-        IF FOUND THEN
-            RETURN agent_id;
-        END IF;
-        reason := 'token of another agent';
-    END IF;
-    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
-'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
-CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
-RETURNS TABLE (user_name text, role text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    found_token record;
-BEGIN
-    found_token := pankha.check_token('ui', token);
-    IF found_token.token_id IS NULL THEN
-        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
-        RETURN;
-    END IF;
-    RETURN QUERY
-    UPDATE pankha.tokens t SET last_used_at = now()
-    WHERE t.token_id = found_token.token_id
-    RETURNING t.user_name, t.role;
-END
-$$;
-COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
-'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
-CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
-                                         failed_agent_ids text[], failed_tokens text[],
-                                         failed_addrs text[])
-RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    bad text;
-    n integer;
-BEGIN
-    IF bridge IS NULL OR length(bridge) NOT BETWEEN 1 AND 128 THEN
-        RAISE EXCEPTION 'bridge: must be 1 to 128 characters' USING ERRCODE = '22023', COLUMN = 'bridge';
-    END IF;
-    IF topics IS NULL OR cardinality(topics) > 10000 THEN
-        RAISE EXCEPTION 'topics: must be an array of at most 10000 topics' USING ERRCODE = '22023', COLUMN = 'topics';
-    END IF;
-    IF ttl IS NULL OR ttl < interval '1 second' OR ttl > interval '1 hour' THEN
-        RAISE EXCEPTION 'ttl: must be between 1 second and 1 hour' USING ERRCODE = '22023', COLUMN = 'ttl';
-    END IF;
-    SELECT t INTO bad FROM unnest(topics) t
-     WHERE t IS NULL OR NOT (t = 'global'
-                             OR (t ~ '^(agents|groups)\.' AND pankha.valid_id(substr(t, 8))))
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'topics: "%" is not "global", "agents.<id>" or "groups.<name>"', coalesce(bad, 'null')
-            USING ERRCODE = '22023', COLUMN = 'topics';
-    END IF;
-    DELETE FROM pankha.live_watches w
-     WHERE w.expires_at < now() OR (w.bridge_id = bridge AND w.topic <> ALL (topics));
-    INSERT INTO pankha.live_watches AS w (bridge_id, topic, expires_at)
-    SELECT DISTINCT bridge, t, now() + ttl FROM unnest(topics) t
-    ON CONFLICT (bridge_id, topic) DO UPDATE SET expires_at = EXCLUDED.expires_at;
 -- Compressed cold storage (issue 16): pankha.frames_cold, its codec and
 -- pass; the readers of frames read the compressed ones too.
 -- ---------------------------------------------------------------------
@@ -3848,178 +4035,6 @@ BEGIN
     RETURN n;
 END
 $$;
-REVOKE ALL ON FUNCTION pankha.live_watch(text, text[], interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pankha.live_watch(text, text[], interval) TO pankha_bridge;
-COMMENT ON FUNCTION pankha.live_watch(text, text[], interval) IS
-'A bridge''s topics with live subscribers ("global", "agents.<id>", "groups.<name>"), which replace those it recorded before, for ttl (1 second to 1 hour; the bridge calls it again before then).  An empty array forgets the bridge.  Expired rows of every bridge are removed.  Returns how many topics the bridge now watches.';
-
-CREATE FUNCTION pankha.live_watched(except_bridge text)
-RETURNS TABLE (agent_id text, group_name text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pankha
-AS $$
-    SELECT substr(w.topic, 8), m.group_name
-      FROM pankha.live_watches w
-      LEFT JOIN pankha.agent_group_members m ON m.agent_id = substr(w.topic, 8)
-     WHERE w.topic LIKE 'agents.%' AND w.expires_at > now()
-       AND w.bridge_id IS DISTINCT FROM except_bridge
-    UNION
-    SELECT m.agent_id, m.group_name
-      FROM pankha.live_watches w
-      JOIN pankha.agent_group_members m ON w.topic = 'groups.' || m.group_name
-     WHERE w.expires_at > now() AND w.bridge_id IS DISTINCT FROM except_bridge
-    UNION
-    SELECT '*', NULL
-     WHERE EXISTS (SELECT FROM pankha.live_watches w
-                    WHERE w.topic = 'global' AND w.expires_at > now()
-                      AND w.bridge_id IS DISTINCT FROM except_bridge)
-$$;
-REVOKE ALL ON FUNCTION pankha.live_watched(text) FROM PUBLIC;
-COMMENT ON FUNCTION pankha.live_watched(text) IS
-'Internal (ingest): the agents whose frames bridges other than except_bridge watch, with their group; agent_id "*" when one subscribes to every agent.';
-
-CREATE FUNCTION pankha.audit_notify() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    msg jsonb := jsonb_build_object('audit_id', NEW.audit_id, 'logged_at', NEW.logged_at, 'event', NEW.event,
-                                    'agent_id', NEW.agent_id, 'ui_user', NEW.ui_user, 'db_role', NEW.db_role,
-                                    'application_name', NEW.application_name,
-                                    'client_addr', NEW.client_addr, 'details', NEW.details);
-BEGIN
-    -- NOTIFY takes under 8000 bytes: a row with large details goes without them
-    IF octet_length(msg::text) > 7800 THEN
-        msg := msg || jsonb_build_object('details', NULL, 'details_omitted', true);
-    END IF;
-    PERFORM pg_notify('pankha_audit', msg::text);
-    RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION pankha.audit_notify() FROM PUBLIC;
-COMMENT ON FUNCTION pankha.audit_notify() IS
-'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
-CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
-    FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
-
--- api_send_command's ttl_seconds at most 360 days, the limit of send_command
--- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
-CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
-AS $$
-DECLARE
-    a jsonb := pankha.api_args(args);
-    id text;
-    ctype text;
-    params jsonb;
-    cid uuid;
-    c pankha.commands;
-BEGIN
-    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
-    id := pankha.api_agent_id(a);
-    ctype := pankha.api_id(a, 'command_type', true);
-    params := coalesce(a -> 'parameters', '{}');
-    IF jsonb_typeof(params) <> 'object' THEN
-        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
-    END IF;
-    BEGIN
-        cid := pankha.send_command(id, ctype, params,
-                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
-                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
-                                   ui_user,
-                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
-    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
-                   OR program_limit_exceeded THEN
-        DECLARE
-            code text;
-            msg text;
-            det text;
-            col text;
-        BEGIN
-            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                                    col = COLUMN_NAME;
-            IF col <> '' THEN
-                RAISE;
-            END IF;
-            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
-                                       code, msg, det);
-        END;
-    END;
-    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
-    RETURN pankha.api_command_json(c);
-END
-$$;
-COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
-'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
-
--- What a bridge's /metrics and /readyz show of the whole fleet, in one call
--- every few seconds (the bridge reads no table itself).
-CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
-AS $$
-SELECT jsonb_build_object(
-    'agents_registered', (SELECT count(*) FROM pankha.agents),
-    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
-    'sensors', (SELECT count(*) FROM pankha.sensors),
-    'fans', (SELECT count(*) FROM pankha.fans),
-    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
-                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
-    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
-    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
-    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
-                                    FROM pankha.worker_status w LIMIT 1))
-$$;
-REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
-COMMENT ON FUNCTION pankha.bridge_stats() IS
-'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
-    f record;
-    found_token record;
-    reason text;
-    n integer := 0;
-BEGIN
-    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
-       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
-       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
-        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
-            USING ERRCODE = 'array_subscript_error',
-                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
-    END IF;
-    UPDATE pankha.tokens t SET last_used_at = now()
-    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
-    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
-                           AS u(kind, agent_id, token, client_addr)
-             ORDER BY u.client_addr
-    LOOP
-        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
-            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'kind is agent or ui.';
-        END IF;
-        found_token := pankha.check_token(f.kind, f.token);
-        reason := found_token.reason;
-        IF found_token.token_id IS NOT NULL THEN
-            -- live in the database: another agent's, or newer than the bridge's copy
-            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
-                                                WHERE t.token_id = found_token.token_id
-                                                  AND t.agent_id = f.agent_id) THEN
-                reason := 'token of another agent';
-            ELSE
-                reason := 'token not yet known to the bridge';
-            END IF;
-        END IF;
-        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
-                                     reason, f.client_addr);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
-'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
 COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) IS
 'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from the raw and compressed frames; returns the rows written.';
 

@@ -68,7 +68,7 @@ export function Alerts() {
 				</div>
 				${error && html`<p class="error" role="alert">${error}</p>`}
 				${msg && html`<p class=${msg.ok ? 'ok-text' : 'error'} role="status" id="alerts-msg">${msg.text}</p>`}
-				<div class="table-wrap" tabindex="0" role="region" aria-label="the table, scrollable"><table class="alerts-table">
+				<div class="table-wrap" tabindex="0" role="region" aria-label="alert history, scrollable"><table class="alerts-table">
 					<thead><tr><th scope="col">fired</th><th scope="col">severity</th><th scope="col">rule</th><th scope="col">agent · target</th><th scope="col">value</th><th scope="col">state</th>${control && html`<th scope="col">actions</th>`}</tr></thead>
 					<tbody>${(rows || []).map((a) => html`<tr data-alert=${a.alert_id} data-state=${a.state} data-acked=${a.acknowledged_at ? 'yes' : 'no'}>
 						<td class="nowrap" title=${fmtTime(a.fired_at)}>${fmtWhen(a.fired_at)}</td><td><span class=${`badge ${sevClass(a.severity)}`}>${a.severity}</span></td><td>${a.rule}</td>
@@ -110,7 +110,7 @@ function Rules() {
 		<section class="card" style="margin-top:1rem" aria-labelledby="h-rules">
 			<h2 id="h-rules">Rules</h2>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="table-wrap" tabindex="0" role="region" aria-label="the table, scrollable"><table>
+			<div class="table-wrap" tabindex="0" role="region" aria-label="alert rules, scrollable"><table>
 				<thead><tr><th scope="col">name</th><th scope="col">condition</th><th scope="col">scope</th><th scope="col">for</th><th scope="col">severity</th><th scope="col"><span class="sr-only">actions</span></th></tr></thead>
 				<tbody>${(rows || []).map((r) => html`<tr data-rule=${r.rule_id}><td>${r.name}${!r.enabled ? html` <span class="badge">disabled</span>` : ''}</td>
 					<td><code>${r.condition}</code>${r.threshold != null ? ` ${r.threshold}` : ''}</td>

@@ -51,7 +51,7 @@ export function Commands({ arg }) {
 					<option value="">all</option>${TYPES.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
 			</div>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="the table, scrollable"><table class="commands-table">
+			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="commands, scrollable"><table class="commands-table">
 				<thead><tr><th scope="col">issued</th><th scope="col">agent</th><th scope="col">who</th><th scope="col">what</th><th scope="col">outcome</th><th scope="col">latency</th><th scope="col">tries</th></tr></thead>
 				<tbody>${(rows || []).map((c) => {
 					const s = stateOf(c.status);

@@ -67,7 +67,7 @@ function LiveAlerts() {
 		<section class="card alerts-live" aria-labelledby="h-live-alerts">
 			<h2 id="h-live-alerts">Firing alerts <span class="muted small">(live)</span></h2>
 			<ul class="plain">${active.slice(0, 8).map((a) => html`
-				<li data-alert=${a.alert_id}><span class=${`badge ${a.severity === 'critical' ? 'bad' : 'warn'}`}>${a.severity || 'alert'}</span>
+				<li data-alert=${a.alert_id}><span class=${`badge ${a.severity === 'critical' ? 'bad' : 'warn'}`}>${a.severity || 'alert'}</span>${' '}
 					<strong>${a.rule}</strong> on <a href=${`#/agent/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a>${a.target_id ? ` · ${a.target_id}` : ''}${a.value != null ? ` · ${Number(a.value).toFixed(1)}` : ''}</li>`)}
 			</ul>
 			${active.length > 8 && html`<p class="small muted">and ${active.length - 8} more</p>`}

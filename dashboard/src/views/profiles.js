@@ -22,7 +22,7 @@ export function Profiles() {
 	const admin = isAdmin.value;
 
 	const load = () => api.profiles().then((r) => {
-		const rows = (Array.isArray(r) ? r : r.profiles || []).map(normalise);
+		const rows = (Array.isArray(r) ? r : r.items || r.profiles || []).map(normalise);
 		setList(rows);
 		if (!edit && rows.length) setEdit(rows[0]);
 	}, (e) => setError(e.message));
@@ -107,8 +107,8 @@ export function Profiles() {
 							<thead><tr><th scope="col">#</th><th scope="col">°C</th><th scope="col">%</th><th scope="col"><span class="sr-only">remove</span></th></tr></thead>
 							<tbody>${edit.points.map((p, i) => html`<tr>
 								<td>${i + 1}</td>
-								<td><input type="number" step="0.5" aria-label=${`temperature of point ${i + 1}`} value=${p[0]} disabled=${!admin} onChange=${(e) => setPoint(i, 0, e.currentTarget.value)} /></td>
-								<td><input type="number" step="1" aria-label=${`speed of point ${i + 1}`} value=${p[1]} disabled=${!admin} onChange=${(e) => setPoint(i, 1, e.currentTarget.value)} /></td>
+								<td><input type="number" step="0.5" aria-label=${`temperature of point ${i + 1}`} value=${p[0]} disabled=${!admin} onInput=${(e) => setPoint(i, 0, e.currentTarget.value)} /></td>
+								<td><input type="number" step="1" aria-label=${`speed of point ${i + 1}`} value=${p[1]} disabled=${!admin} onInput=${(e) => setPoint(i, 1, e.currentTarget.value)} /></td>
 								<td>${admin && html`<button type="button" aria-label=${`remove point ${i + 1}`} onClick=${() => setEdit({ ...edit, points: removePoint(edit.points, i) })}>×</button>`}</td></tr>`)}
 							</tbody>
 						</table>

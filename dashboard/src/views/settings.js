@@ -117,7 +117,7 @@ export function Settings({ arg }) {
 				${detail && !items.length && html`<p class="muted">No settings are defined.</p>`}
 			</section>
 			${fans.length > 0 && html`<section class="card" style="margin-top:1rem" aria-labelledby="h-limits"><h2 id="h-limits">Fan limits and profiles</h2>
-				<div class="table-wrap" tabindex="0" role="region" aria-label="the table, scrollable"><table>
+				<div class="table-wrap" tabindex="0" role="region" aria-label="fan limits, scrollable"><table>
 					<thead><tr><th scope="col">fan</th><th scope="col">limits</th><th scope="col">emergency</th><th scope="col">profile</th></tr></thead>
 					<tbody>${fans.map((f) => html`<tr data-fan=${f.fan_id}><td>${f.label || f.fan_id}</td><td>${f.min_speed ?? 0}–${f.max_speed ?? 100} %</td>
 						<td>${f.emergency_temp != null ? `${f.emergency_temp} °C` : '–'}</td>
