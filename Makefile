@@ -14,7 +14,7 @@ PG_CPPFLAGS = -I$(srcdir)/extension/src
 PG_CFLAGS  = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration
 # json_fast.cpp wraps simdjson (libsimdjson-dev), built without exceptions.
 PG_CXXFLAGS = -std=c++17 -fno-exceptions -fno-rtti
-SHLIB_LINK = -lsimdjson -lstdc++
+SHLIB_LINK = -lsimdjson -lstdc++ -lzstd
 
 # The install script is assembled from the numbered parts in extension/sql,
 # so each feature keeps its SQL in its own file.  Upgrade scripts and frozen
@@ -84,6 +84,13 @@ installcheck:
 		--dbname=pankha_regression $(REGRESS)
 	cd regress && $(pg_isolation_regress_installcheck) --inputdir=. --outputdir=.. \
 		--dbname=pankha_regression $(ISOLATION)
+
+# The bridge and the agent built with ASan/LSan and UBSan (bridge/asan,
+# agent/asan); PANKHA_ASAN=1 scripts/run-tests runs the tests with them.
+.PHONY: asan
+asan:
+	$(MAKE) -C bridge asan
+	$(MAKE) -C agent asan
 
 # Convenience aliases for the README's two commands.
 test:

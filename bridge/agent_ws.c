@@ -92,6 +92,8 @@ handle_command_ack(struct agent *a, const char *text, size_t len, cJSON *data)
 					 "FROM pankha.ack_command($1, $2::uuid, $3::boolean, $4) s "
 					 "LEFT JOIN pankha.commands c ON c.command_id = $2::uuid AND c.agent_id = $1",
 					 ack_done, a);
+	if (q)
+		db_query_key(q, a->agent_id);	/* after what its connection did before */
 	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, id->valuestring, strlen(id->valuestring)) ||
 		db_query_param(q, cJSON_IsTrue(ok) ? "true" : "false", cJSON_IsTrue(ok) ? 4 : 5) ||
@@ -126,6 +128,8 @@ handle_status(struct agent *a, const char *raw, size_t len, cJSON *data)
 	text = cJSON_PrintUnformatted(data);
 	q = db_query_new(LANE_GENERAL, "SELECT pankha.record_status($1, $2::jsonb)",
 					 status_done, a);
+	if (q)
+		db_query_key(q, a->agent_id);
 	if (!text || !q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, text, strlen(text)))
 	{
@@ -305,7 +309,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	if (now - minute_started >= 60 * LWS_US_PER_SEC)
 	{
 		minute_started = now;
-		attempts_reset();
+		/* (the limiters' counts start again in limits.c's sweep) */
 		for (struct agent *a = agents_first(); a; a = a->all_next)
 			a->violations = 0;
 	}
@@ -361,6 +365,7 @@ agent_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	a = agent_new(id, grant.selector, peer);
 	if (!a)
 		return ws_refuse(wsi, 500, "out of memory");
+	memcpy(a->digest, grant.digest, sizeof(a->digest));
 	*conn = &a->ws;
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "agents.h"
 #include "credentials.h"
 #include "ingest_batch.h"
+#include "limits.h"
 #include "openapi.h"
 #include "ui_ws.h"
 #include "metrics.h"
@@ -96,6 +97,12 @@ get_metrics(struct http_req *r, cJSON *body)
 	struct sbuf b = {0};
 	const struct metrics *m = &srv.m;
 
+	if (!limits_metrics_allowed(http_token(r)))
+	{
+		/* L11: --metrics-token-file */
+		http_respond_error(r, 401, "/metrics needs its token (Authorization: Bearer <token>)");
+		return;
+	}
 	sbuf_printf(&b, "# HELP pankha_bridge_connections Open WebSocket connections by kind.\n"
 				"# TYPE pankha_bridge_connections gauge\n"
 				"pankha_bridge_connections{kind=\"agent\"} %d\n"
@@ -113,6 +120,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
 	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
 	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
+	metric(&b, "pankha_bridge_heartbeats_total", "counter", "Heartbeats recorded in pankha.bridges.", NULL, m->heartbeats);
+	metric(&b, "pankha_bridge_heartbeat_expired_total", "counter", "Times this bridge found itself declared dead and dropped its agents.", NULL, m->heartbeat_expired);
 	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
 	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
@@ -141,6 +150,14 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
 	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
+	/* H2, M5, L2 (limits.c, ingest_batch.c) */
+	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());
+	metric(&b, "pankha_bridge_connections_refused_total", "counter", "Accepted sockets closed at once: --max-connections reached.", NULL, m->connections_refused_total);
+	metric(&b, "pankha_bridge_connections_refused_ip_total", "counter", "Accepted sockets closed at once: --max-connections-ip reached for their address.", NULL, m->connections_refused_ip);
+	metric(&b, "pankha_bridge_request_timeouts_total", "counter", "Connections closed because their request or handshake outlasted --request-timeout.", NULL, m->request_timeouts);
+	metric(&b, "pankha_bridge_auth_fail_limited_total", "counter", "Handshakes and requests answered 429 after --auth-fail-limit-ip refused credentials from their address.", NULL, m->auth_fail_limited);
+	metric(&b, "pankha_bridge_frames_held_bytes", "gauge", "Bytes of data frames (and their dashboard copies) waiting for their commit.", NULL, ingest_held_bytes());
+	metric(&b, "pankha_bridge_closed_held_bytes_total", "counter", "Agents closed unacknowledged for holding more than twice --agent-held-bytes.", NULL, m->closed_held_bytes);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);

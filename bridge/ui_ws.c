@@ -33,6 +33,7 @@ struct ui_client
 	char		user[65];
 	char		role[12];		/* viewer, operator or admin */
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
+	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest (L9) */
 	char	  **topics;
 	int			ntopics;
 	uint64_t	seen;			/* the delivery that last reached it (ui_deliver) */
@@ -320,7 +321,7 @@ on_credential_changed(char kind, const char *user, const char *selector)
 		return;
 	for (struct ui_client *c = clients; c; c = c->next)
 		if ((!selector || !strcmp(c->selector, selector)) &&
-			!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
+			!creds_still_valid(CRED_UI, c->selector, c->digest, c->user, c->role))
 			ui_close(c, 4001, "revoked");
 }
 
@@ -688,6 +689,8 @@ handle_command(struct ui_client *c, cJSON *data)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
+	if (q)
+		q->once = true;			/* never a second command row (db.c) */
 	if (!r || !q || !(r->agent_id = strdup(a.agent_id)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
 		db_query_param(q, a.agent_id, strlen(a.agent_id)) ||
@@ -850,12 +853,15 @@ api_message_done(struct db_query *q, PGresult *res)
 
 /* An API message: its data is the args of the row's function (docs/api-functions.md). */
 static void
-handle_api_message(struct ui_client *c, const char *type, const char *sql, cJSON *data,
+handle_api_message(struct ui_client *c, const char *type, const char *sql, bool once, cJSON *data,
 				   cJSON *request_id)
 {
 	struct ui_api_request *r = calloc(1, sizeof(*r));
 	char	   *args = data ? cJSON_PrintUnformatted(data) : strdup("{}");
 	struct db_query *q = r ? db_query_new(LANE_GENERAL, sql, api_message_done, r) : NULL;
+
+	if (q)
+		q->once = once;			/* an operator's message changes state: not twice (db.c) */
 
 	if (!r || !args || !q ||
 		(request_id && !(r->request_id = cJSON_Duplicate(request_id, true))) ||
@@ -941,7 +947,7 @@ static const struct
 static void
 ui_message(struct ui_client *c, const char *text, size_t len)
 {
-	cJSON	   *root = cJSON_ParseWithLength(text, len);
+	cJSON	   *root = json_parse(text, len);
 	const char *t;
 	cJSON	   *data;
 
@@ -977,7 +983,8 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 			sbuf_free(&m);
 		}
 		else if (ui_messages[i].sql)
-			handle_api_message(c, t, ui_messages[i].sql, data,
+			handle_api_message(c, t, ui_messages[i].sql,
+							   ui_messages[i].min_role >= ROLE_OPERATOR, data,
 							   cJSON_GetObjectItemCaseSensitive(root, "request_id"));
 		else
 			ui_messages[i].handle(c, data);
@@ -1078,6 +1085,7 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	memcpy(c->digest, grant.digest, sizeof(c->digest));
 	c->refs = 1;
 	admit(c);
 	*conn = &c->ws;
@@ -1113,7 +1121,12 @@ ui_established(struct ws_conn *conn)
 static void
 ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
 {
-	ui_message(lws_container_of(conn, struct ui_client, ws), text, len);
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	if (binary)
+		ui_error(c, "invalid_message", "binary frames are not accepted");
+	else
+		ui_message(c, text, len);
 }
 
 static void

@@ -4,13 +4,14 @@
 set -eu
 
 packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
-          libwebsockets-dev libev-dev libcjson-dev libsimdjson-dev g++ libssl-dev zlib1g-dev python3)
+          libwebsockets-dev libev-dev libcjson-dev libsimdjson-dev libzstd-dev g++ libssl-dev zlib1g-dev python3)
 # The dashboard is bundled with node (esbuild from package-lock.json).  Node
 # may come from elsewhere with npm bundled; only ask Debian when absent.
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-build}" = test ]; then
     # chromium: the dashboard's browser tests (driven by playwright-core)
-    packages+=(libipc-run-perl python3-websockets python3-jsonschema node-ws chromium fonts-dejavu-core clang libclang-rt-14-dev)
+    # haproxy: two bridges behind a load balancer (bridge/tests/test_lb)
+    packages+=(haproxy libipc-run-perl python3-websockets python3-jsonschema node-ws chromium fonts-dejavu-core clang libclang-rt-14-dev)
     # units/tests: systemd-analyze; debian/tests: the Debian toolchain and a
     # clean root; docker/tests: podman (runc, see docker/containers.conf).
     packages+=(systemd curl dpkg-dev debhelper fakeroot lintian debootstrap

@@ -197,6 +197,7 @@ DECLARE
 BEGIN
     FOREACH step IN ARRAY ARRAY[
         'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.expire_bridges()',
         'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
         'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
         'SELECT pankha.rollup()',
@@ -221,7 +222,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, close the connections of bridges that stopped beating, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)
@@ -250,9 +251,36 @@ COMMENT ON FUNCTION pankha.decode_seq(bytea) IS
 'The seq the agent gave the frame, or null when it gave none.';
 
 -- Views for people writing SQL.
+
+-- An agent's newest frame, raw or compressed.  The newest is nearly always
+-- raw; a compressed hour is unpacked only when it is newer than every raw
+-- frame (an agent silent since before the cold age).
+CREATE FUNCTION pankha.newest_frame(agent text,
+    OUT ts timestamptz, OUT received_at timestamptz, OUT agent_id text, OUT payload bytea,
+    OUT agent_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE ROWS 1
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT f.ts, f.received_at, f.agent_id, f.payload, f.agent_ts
+    FROM ((SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts
+           FROM pankha.readings r WHERE r.agent_id = newest_frame.agent
+           ORDER BY r.ts DESC LIMIT 1)
+          UNION ALL
+          (SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL::timestamptz
+           FROM (SELECT c.* FROM pankha.frames_cold c WHERE c.agent_id = newest_frame.agent
+                 ORDER BY c.hour DESC LIMIT 1) c
+           CROSS JOIN LATERAL pankha.cold_frames(c.packed, c.last_ts, 'infinity') u
+           WHERE c.last_ts > coalesce((SELECT max(r.ts) FROM pankha.readings r
+                                       WHERE r.agent_id = newest_frame.agent), '-infinity'))) f
+    ORDER BY f.ts DESC LIMIT 1;
+END;
+COMMENT ON FUNCTION pankha.newest_frame(text) IS
+'The newest frame of an agent (none when it has none), raw or compressed, with the columns of pankha.readings.';
+
 CREATE VIEW pankha.sensor_readings AS
 SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
-FROM pankha.readings r
+FROM pankha.frames r
 CROSS JOIN LATERAL pankha.decode_temperatures(r.payload) d
 JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot;
 COMMENT ON VIEW pankha.sensor_readings IS
@@ -260,7 +288,7 @@ COMMENT ON VIEW pankha.sensor_readings IS
 
 CREATE VIEW pankha.fan_readings AS
 SELECT r.agent_id, r.ts, f.fan_id, d.rpm, d.speed, d.target_speed, d.status
-FROM pankha.readings r
+FROM pankha.frames r
 CROSS JOIN LATERAL pankha.decode_fans(r.payload) d
 JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot;
 COMMENT ON VIEW pankha.fan_readings IS
@@ -268,7 +296,7 @@ COMMENT ON VIEW pankha.fan_readings IS
 
 CREATE VIEW pankha.health_readings AS
 SELECT r.agent_id, r.ts, h.*
-FROM pankha.readings r
+FROM pankha.frames r
 CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
 COMMENT ON VIEW pankha.health_readings IS
 'One row per frame with the system-health values (CPU, memory and disk in percent, uptime in seconds, network in bytes per second, load average).';
@@ -285,8 +313,7 @@ SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS 
        h.cpu_usage, h.memory_usage, h.agent_uptime, h.disk_usage,
        h.net_rx_bytes_per_sec, h.net_tx_bytes_per_sec, h.load1
 FROM pankha.agents a
-CROSS JOIN LATERAL (SELECT * FROM pankha.readings r
-                    WHERE r.agent_id = a.agent_id ORDER BY r.ts DESC LIMIT 1) r
+CROSS JOIN LATERAL pankha.newest_frame(a.agent_id) r
 CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
 COMMENT ON VIEW pankha.latest IS
 'Each agent''s newest frame: temperatures and fans as JSON objects keyed by id, and the system-health values.';
@@ -297,6 +324,7 @@ CREATE FUNCTION pankha._forget_agent_readings() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    DELETE FROM pankha.frames_cold WHERE agent_id = OLD.agent_id;
     RETURN OLD;
 END
 $$;

@@ -241,7 +241,13 @@ BEGIN
            count(*) FILTER (WHERE v.kind = 'f' AND ((v.value = 0 AND v.speed > 0) OR v.status = 'stalled')),
            (array_agg(v.status ORDER BY r.ts DESC))[1]
     FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
-    JOIN pankha.readings r ON r.agent_id = d.agent_id AND r.ts >= d.lo AND r.ts < d.hi
+    CROSS JOIN LATERAL (
+        SELECT x.agent_id, x.ts, x.payload FROM pankha.readings x
+        WHERE x.agent_id = d.agent_id AND x.ts >= d.lo AND x.ts < d.hi
+        UNION ALL
+        SELECT c.agent_id, u.ts, u.payload FROM pankha.frames_cold c
+        CROSS JOIN LATERAL pankha.cold_frames(c.packed, d.lo, d.hi) u
+        WHERE c.agent_id = d.agent_id AND c.hour > d.lo - interval '1 hour' AND c.hour < d.hi) r
     CROSS JOIN LATERAL pankha.payload_values(r.payload) v
     GROUP BY 1, 2, 3, 4;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -249,7 +255,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) IS
-'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from pankha.readings; returns the rows written.';
+'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from the raw and compressed frames; returns the rows written.';
 
 -- Recompute the 1-hour buckets of the given stretches (whole hours) from
 -- the 1-minute rollups.
@@ -316,8 +322,15 @@ BEGIN
         -- into stretches of consecutive minutes per agent.
         WITH touched AS (
             SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
-            FROM pankha.readings r
-            WHERE r.received_at >= st.watermark AND r.received_at < horizon
+            FROM (SELECT r.agent_id, r.ts FROM pankha.readings r
+                  WHERE r.received_at >= st.watermark AND r.received_at < horizon
+                  UNION ALL
+                  -- compressed frames are rolled up before they are packed:
+                  -- found here only when the watermark is set back (a rebuild)
+                  SELECT c.agent_id, u.ts FROM pankha.frames_cold c
+                  CROSS JOIN LATERAL pankha.cold_frames(c.packed) u
+                  WHERE c.received_max >= st.watermark
+                    AND u.received_at >= st.watermark AND u.received_at < horizon) r
             GROUP BY 1, 2
         ), stretches AS (
             SELECT t.agent_id, min(t.bucket) AS lo, max(t.bucket) + interval '1 minute' AS hi, sum(t.n) AS n
@@ -381,7 +394,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pankha.rollup_rebuild() IS
-'Recompute the rollups of every frame still in pankha.readings (e.g. after restoring raw data); returns the frames read.  Rollups of older, dropped raw data are kept.';
+'Recompute the rollups of every frame still kept, raw or compressed (e.g. after restoring raw data); returns the frames read.  Rollups of older, dropped raw data are kept.';
 
 -- Privileges (issue 13): the worker's functions are the owner's alone;
 -- readers read the rollups (pankha.history does, for the bridge too).

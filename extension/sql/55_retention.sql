@@ -57,6 +57,8 @@ DECLARE
     target text;
     quoted text;
     quoted_dir text;
+    tp record;
+    source text := part::text;
 BEGIN
     IF directory IS NULL OR directory !~ '^/' THEN
         RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
@@ -67,7 +69,16 @@ BEGIN
     -- Single-quote the path for the shell: ' becomes '"'"'.
     quoted := '''' || replace(target, '''', '''"''"''') || '''';
     quoted_dir := '''' || replace(coalesce(nullif(rtrim(directory, '/'), ''), '/'), '''', '''"''"''') || '''';
-    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', part,
+    -- A day of frames is archived whole: its raw rows and its compressed hours.
+    SELECT t.parent, t.range_start, t.range_end INTO tp FROM pankha.time_partitions t
+     WHERE t.partition = part;
+    IF tp.parent = 'readings' THEN
+        source := format('(SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts FROM %s r '
+                         'UNION ALL SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL '
+                         'FROM pankha.frames_cold c CROSS JOIN LATERAL pankha.cold_frames(c.packed) u '
+                         'WHERE c.hour >= %L AND c.hour < %L)', part, tp.range_start, tp.range_end);
+    END IF;
+    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', source,
                    format('gzip -c > %s.part && sync %s.part && mv -f %s.part %s && sync %s',
                           quoted, quoted, quoted, quoted, quoted_dir));
     RETURN target;
@@ -75,7 +86,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.archive_partition(regclass, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
-'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; returns the file name.  Raises an error when it could not.';
+'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; a day of pankha.readings is written with its compressed frames.  Returns the file name; raises an error when it could not.';
 
 -- The partitions dropped past their retention, where each was archived to
 -- (NULL when pankha.archive_directory was empty), for finding a day's data
@@ -129,6 +140,10 @@ BEGIN
             END IF;
             partition := p.partition::text;
             EXECUTE format('DROP TABLE %s', p.partition);
+            IF p.parent = 'readings' THEN
+                DELETE FROM pankha.frames_cold c
+                 WHERE c.hour >= p.range_start AND c.hour < p.range_end;
+            END IF;
             INSERT INTO pankha.archived_partitions (partition, parent, range_start, range_end, bytes, archived_to)
             VALUES (partition, p.parent, p.range_start, p.range_end, p.bytes, archived_to);
             RAISE LOG 'pankha: dropped partition % past its retention%', partition,
@@ -144,7 +159,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.drop_expired_partitions() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
-'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up; returns what was dropped and where it was archived.  The worker calls it.';
+'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up and with their compressed frames; returns what was dropped and where it was archived.  The worker calls it.';
 
 -- Privileges (issue 13).
 REVOKE ALL ON FUNCTION pankha.retention(text) FROM PUBLIC;

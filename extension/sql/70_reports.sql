@@ -99,10 +99,15 @@ BEGIN
         SELECT CASE WHEN resolution IS NULL THEN r.ts
                     ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
                min(v.value)::real, max(v.value)::real, avg(v.value), count(v.value)
-        FROM pankha.readings r
+        FROM (SELECT x.ts, x.payload FROM pankha.readings x
+              WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+              UNION ALL
+              SELECT u.ts, u.payload FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_frames(c.packed, from_ts, to_ts) u
+              WHERE c.agent_id = history.agent_id
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts) r
         CROSS JOIN LATERAL pankha.payload_values(r.payload) v
-        WHERE r.agent_id = history.agent_id AND r.ts >= from_ts AND r.ts < to_ts
-          AND v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+        WHERE v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
         GROUP BY b ORDER BY b;
         RETURN;
     END IF;

@@ -3510,3 +3510,950 @@ REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
 COMMENT ON FUNCTION pankha.bridge_stats() IS
 'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+
+-- ---------------------------------------------------------------------
+-- M5 (issue 13), bridge side: the bridge's own functions count refusals per
+-- client address and minute (pankha.audit_refusal); the copies that did so
+-- beside them are gone.
+-- ---------------------------------------------------------------------
+DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
+DROP FUNCTION pankha.authenticate_ui_request(text, text);
+CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+    reason text;
+BEGIN
+    found_token := pankha.check_token('agent', token);
+    reason := found_token.reason;
+    IF found_token.token_id IS NOT NULL THEN
+        UPDATE pankha.tokens t SET last_used_at = now()
+        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
+        IF FOUND THEN
+            RETURN agent_id;
+        END IF;
+        reason := 'token of another agent';
+    END IF;
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
+
+-- ---------------------------------------------------------------------
+-- bridge heartbeats (issue 17): pankha.bridges, bridge_beat, expire_bridges,
+-- and the worker's pass closing the connections of silent bridges.
+-- ---------------------------------------------------------------------
+
+CREATE TABLE pankha.bridges (
+    bridge_id     text PRIMARY KEY CHECK (bridge_id <> '' AND octet_length(bridge_id) <= 128),
+    instance      text NOT NULL CHECK (instance <> '' AND octet_length(instance) <= 128),
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_beat     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    beat_interval interval NOT NULL CHECK (beat_interval > interval '0'),
+    expired_at    timestamptz,
+    expired_connections integer NOT NULL DEFAULT 0 CHECK (expired_connections >= 0)
+);
+SELECT pg_catalog.pg_extension_config_dump('pankha.bridges', '');
+COMMENT ON TABLE pankha.bridges IS
+'One row per bridge (by bridge id): the run now beating under that id (instance), when it started and last beat, and how often it beats.  expired_at is set when it stopped beating and its open connections were closed for it.';
+
+-- How long the database has been able to hear beats: since the server
+-- started, or since it was promoted (the newest timeline history file).
+-- A bridge is only judged silent for a time the server was there to hear
+-- it, so a restart or a failover does not expire every bridge at once.
+CREATE FUNCTION pankha.beats_heard_since() RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    since    timestamptz := pg_postmaster_start_time();
+    promoted timestamptz;
+BEGIN
+    BEGIN
+        SELECT max(w.modification) INTO promoted
+          FROM pg_ls_waldir() w WHERE w.name LIKE '%.history';
+    EXCEPTION WHEN insufficient_privilege THEN
+        promoted := NULL;       -- an owner without pg_monitor: start time only
+    END;
+    RETURN greatest(since, promoted);
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.beats_heard_since() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.beats_heard_since() IS
+'Since when this server could hear bridge heartbeats: its start, or its promotion from standby when later.';
+
+-- expire_bridges: close the open connections of every bridge that missed
+-- three beats (plus two seconds of slack) while the server was listening.
+-- After a restart or a promotion every bridge has 10 s more than that to
+-- come back (its reconnect back-off reaches 5 s), so the server must have
+-- been up for three beats + 12 s before it judges anyone.
+CREATE FUNCTION pankha.expire_bridges() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b      record;
+    stale  bigint;
+    n      integer;
+    total  integer := 0;
+    heard  timestamptz := pankha.beats_heard_since();
+BEGIN
+    FOR b IN SELECT r.bridge_id, r.beat_interval * 3 + interval '2 seconds' AS dead_after
+               FROM pankha.bridges r
+              WHERE r.expired_at IS NULL
+                AND r.last_beat < clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds')
+                AND heard < clock_timestamp() - (r.beat_interval * 3 + interval '12 seconds')
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        n := 0;
+        FOR stale IN SELECT c.connection_id FROM pankha.connections c
+                      WHERE c.bridge_id = b.bridge_id AND c.closed_at IS NULL
+        LOOP
+            IF pankha.connection_closed(stale, 1006, 'bridge stopped beating') THEN
+                n := n + 1;
+            END IF;
+        END LOOP;
+        UPDATE pankha.bridges r SET expired_at = clock_timestamp(), expired_connections = n
+         WHERE r.bridge_id = b.bridge_id;
+        IF n > 0 THEN
+            RAISE LOG 'pankha: bridge "%" stopped beating; closed its % open connections',
+                b.bridge_id, n;
+        END IF;
+        total := total + n;
+    END LOOP;
+    -- a bridge gone for a week is forgotten
+    DELETE FROM pankha.bridges r
+     WHERE r.expired_at IS NOT NULL AND r.last_beat < clock_timestamp() - interval '7 days';
+    RETURN total;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.expire_bridges() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.expire_bridges() IS
+'Closes (code 1006, "bridge stopped beating") the open connections of each bridge that missed three heartbeats plus two seconds, once this server has been up (or promoted) for three of its heartbeats plus 12 s, and marks it expired; returns how many connections it closed.  The worker and every bridge heartbeat call it.';
+
+-- bridge_beat: a bridge says it is alive.  instance names this run of the
+-- bridge (a new one under an old id starts afresh).  expired is true when
+-- this very run had been declared dead (its database connection was away
+-- longer than its beats allow) and its connections closed: the bridge
+-- must then drop its agents so they connect, and are recorded, again.
+-- closed is what this beat closed for other, silent bridges.
+CREATE FUNCTION pankha.bridge_beat(bridge_id text, instance text, beat_interval_ms integer DEFAULT 5000,
+                                   OUT expired boolean, OUT closed integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prev pankha.bridges;
+BEGIN
+    IF bridge_id IS NULL OR bridge_id = '' OR octet_length(bridge_id) > 128 THEN
+        RAISE EXCEPTION 'bridge_id must be 1 to 128 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF instance IS NULL OR instance = '' OR octet_length(instance) > 128 THEN
+        RAISE EXCEPTION 'instance must be 1 to 128 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF beat_interval_ms IS NULL OR beat_interval_ms < 100 OR beat_interval_ms > 600000 THEN
+        RAISE EXCEPTION 'beat_interval_ms must be between 100 and 600000, not %', beat_interval_ms
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO prev FROM pankha.bridges r WHERE r.bridge_id = bridge_beat.bridge_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO pankha.bridges (bridge_id, instance, beat_interval)
+        VALUES (bridge_id, instance, beat_interval_ms * interval '1 millisecond')
+        ON CONFLICT DO NOTHING;
+        expired := false;
+    ELSE
+        expired := prev.instance = instance AND prev.expired_at IS NOT NULL;
+        UPDATE pankha.bridges r
+           SET last_beat = clock_timestamp(),
+               beat_interval = beat_interval_ms * interval '1 millisecond',
+               instance = bridge_beat.instance,
+               started_at = CASE WHEN prev.instance = bridge_beat.instance THEN r.started_at
+                                 ELSE clock_timestamp() END,
+               expired_at = NULL,
+               expired_connections = 0
+         WHERE r.bridge_id = bridge_beat.bridge_id;
+    END IF;
+    closed := pankha.expire_bridges();
+END
+$$;
+COMMENT ON FUNCTION pankha.bridge_beat(text, text, integer) IS
+'A bridge''s heartbeat: records that run instance of bridge bridge_id is alive and beats every beat_interval_ms, then closes the connections of bridges that stopped beating.  expired is true when this run had itself been declared dead (it must drop its agents so they reconnect); closed counts the connections closed for others.';
+
+CREATE VIEW pankha.bridge_status AS
+SELECT r.bridge_id, r.instance, r.started_at, r.last_beat, r.beat_interval,
+       r.expired_at IS NULL AND r.last_beat >= clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds') AS alive,
+       (SELECT count(*) FROM pankha.connections c
+         WHERE c.bridge_id = r.bridge_id AND c.closed_at IS NULL) AS open_connections,
+       r.expired_at, r.expired_connections
+  FROM pankha.bridges r;
+COMMENT ON VIEW pankha.bridge_status IS
+'Each bridge known from its heartbeats: alive when it beat within three intervals (plus two seconds), with its open connections.';
+
+REVOKE ALL ON FUNCTION pankha.bridge_beat(text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_beat(text, text, integer) TO pankha_bridge;
+GRANT SELECT ON pankha.bridge_status TO pankha_reader;
+
+CREATE OR REPLACE FUNCTION pankha.maintain() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step text;
+BEGIN
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.expire_bridges()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()',
+        'SELECT pankha.prune_commands(pankha.setting_interval(''pankha.command_retention'', ''30 days''))',
+        'SELECT pankha.prune_connections()',
+        'SELECT pankha.prune_alerts()',
+        'SELECT pankha.prune_agent_reports()',
+        'SELECT pankha.prune_archived_partitions()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.maintain() IS
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, close the connections of bridges that stopped beating, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
+ALTER FUNCTION pankha.maintain() SET search_path = pg_catalog, pg_temp;
+
+-- the worker's offline judgement counts silence from the server's start or
+-- promotion (issue 17: no storm of false offline events after a failover)
+CREATE OR REPLACE FUNCTION pankha.update_agent_status(OUT agent_id text, OUT status text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    fixed interval := pankha.setting_interval('pankha.offline_after', '0');
+    shortest interval := CASE WHEN fixed > interval '0' THEN fixed ELSE interval '15 seconds' END;
+    heard timestamptz := pankha.beats_heard_since();
+BEGIN
+    -- Back online: a frame arrived after the time the agent was last known
+    -- (compared before that time is overwritten by the flush below).
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'online'
+        FROM pankha.agent_liveness() l
+        WHERE g.agent_id = l.agent_id AND g.status = 'offline'
+          AND l.last_seen > coalesce(g.last_seen, '-infinity')
+          AND l.last_seen > now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+
+    PERFORM pankha.flush_liveness();
+
+    -- Silence is only counted from when this server could hear the agent:
+    -- after a restart or a promotion (liveness in shared memory starts
+    -- empty, last_seen is as old as the last flush) every agent has its
+    -- whole threshold again, so a failover is no storm of offline events.
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'offline'
+        WHERE g.status = 'online'
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - shortest
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.update_agent_status() IS
+'Persist liveness from shared memory, mark online the offline agents that sent a frame since, and offline the online ones silent past pankha.offline_threshold() (silence counted from the start or promotion of the server at the earliest); NOTIFYs pankha_agent_status for each and returns the changes.  The worker calls it.';
+
+-- check_keys: a command that takes no parameters says so (test audit 16)
+CREATE OR REPLACE FUNCTION pankha.check_keys(what text, obj jsonb, allowed text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    extra text;
+BEGIN
+    SELECT k INTO extra FROM jsonb_object_keys(obj) k WHERE k <> ALL (allowed) ORDER BY k LIMIT 1;
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION '%.%: unknown field', what, extra
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE WHEN cardinality(allowed) = 0 THEN 'It takes no fields.'
+                                ELSE format('The fields allowed are: %s.', array_to_string(allowed, ', ')) END;
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Compressed cold storage (issue 16): pankha.frames_cold, its codec and
+-- pass; the readers of frames read the compressed ones too.
+-- ---------------------------------------------------------------------
+
+
+-- Frames of past days, one row per agent and UTC hour, packed column-wise
+-- and compressed by pankha.cold_pack() (extension/src/cold.c).  A frame
+-- is either here or in pankha.readings, never both: the pass moves frames
+-- in one transaction, and a late or re-sent frame for a packed hour is
+-- stored raw only when it is new (the trigger pankha._cold_dedup() on the
+-- partitions the pass has packed), to be folded in by a later pass.
+-- Frames stored with agent_ts (an agent clock ahead) stay raw: ingest
+-- finds them again by agent_ts.
+CREATE TABLE pankha.frames_cold (
+    hour         timestamptz NOT NULL,
+    first_ts     timestamptz NOT NULL,
+    last_ts      timestamptz NOT NULL,
+    received_max timestamptz NOT NULL,
+    frames       integer NOT NULL CHECK (frames > 0),
+    agent_id     text NOT NULL,
+    packed       bytea NOT NULL,
+    PRIMARY KEY (agent_id, hour),
+    CHECK (first_ts >= hour AND last_ts < hour + interval '1 hour' AND first_ts <= last_ts)
+);
+-- packed is compressed already: keep it out of line without compressing it again.
+ALTER TABLE pankha.frames_cold ALTER COLUMN packed SET STORAGE EXTERNAL;
+CREATE INDEX frames_cold_hour_idx ON pankha.frames_cold (hour);
+CREATE INDEX frames_cold_received_max_idx ON pankha.frames_cold (received_max);
+SELECT pg_catalog.pg_extension_config_dump('pankha.frames_cold', '');
+COMMENT ON TABLE pankha.frames_cold IS
+'Frames of past hours, compressed: one row per agent and UTC hour (frames of them, first_ts to last_ts, received up to received_max).  Read them with the raw ones through pankha.frames and the reading views; written by pankha.compress_before().';
+
+CREATE FUNCTION pankha.cold_pack(ts timestamptz[], received_at timestamptz[], payload bytea[])
+RETURNS bytea
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pankha_cold_pack';
+COMMENT ON FUNCTION pankha.cold_pack(timestamptz[], timestamptz[], bytea[]) IS
+'Pack frames (their times, receive times and payloads, element by element) into one compressed block; pankha.cold_frames() gives them back exactly.';
+
+CREATE FUNCTION pankha.cold_frames(packed bytea,
+    from_ts timestamptz DEFAULT '-infinity', to_ts timestamptz DEFAULT 'infinity',
+    OUT ts timestamptz, OUT received_at timestamptz, OUT payload bytea)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 1200 AS 'MODULE_PATHNAME', 'pankha_cold_frames';
+COMMENT ON FUNCTION pankha.cold_frames(bytea, timestamptz, timestamptz) IS
+'The frames of a block made by pankha.cold_pack(), in the order packed, those with from_ts <= ts < to_ts.';
+
+-- Every frame, raw or compressed, in the columns of pankha.readings.
+CREATE VIEW pankha.frames AS
+SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts
+FROM pankha.readings r
+UNION ALL
+SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL::timestamptz
+FROM pankha.frames_cold c
+CROSS JOIN LATERAL pankha.cold_frames(c.packed) u;
+COMMENT ON VIEW pankha.frames IS
+'Every stored frame, those in pankha.readings and those compressed in pankha.frames_cold, with the columns of pankha.readings.';
+
+CREATE FUNCTION pankha.newest_frame(agent text,
+    OUT ts timestamptz, OUT received_at timestamptz, OUT agent_id text, OUT payload bytea,
+    OUT agent_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE ROWS 1
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT f.ts, f.received_at, f.agent_id, f.payload, f.agent_ts
+    FROM ((SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts
+           FROM pankha.readings r WHERE r.agent_id = newest_frame.agent
+           ORDER BY r.ts DESC LIMIT 1)
+          UNION ALL
+          (SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL::timestamptz
+           FROM (SELECT c.* FROM pankha.frames_cold c WHERE c.agent_id = newest_frame.agent
+                 ORDER BY c.hour DESC LIMIT 1) c
+           CROSS JOIN LATERAL pankha.cold_frames(c.packed, c.last_ts, 'infinity') u
+           WHERE c.last_ts > coalesce((SELECT max(r.ts) FROM pankha.readings r
+                                       WHERE r.agent_id = newest_frame.agent), '-infinity'))) f
+    ORDER BY f.ts DESC LIMIT 1;
+END;
+COMMENT ON FUNCTION pankha.newest_frame(text) IS
+'The newest frame of an agent (none when it has none), raw or compressed, with the columns of pankha.readings.';
+
+CREATE OR REPLACE VIEW pankha.sensor_readings AS
+SELECT r.agent_id, r.ts, s.sensor_id, d.temperature
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_temperatures(r.payload) d
+JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot;
+
+CREATE OR REPLACE VIEW pankha.fan_readings AS
+SELECT r.agent_id, r.ts, f.fan_id, d.rpm, d.speed, d.target_speed, d.status
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_fans(r.payload) d
+JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot;
+
+CREATE OR REPLACE VIEW pankha.health_readings AS
+SELECT r.agent_id, r.ts, h.*
+FROM pankha.frames r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+
+CREATE OR REPLACE VIEW pankha.latest AS
+SELECT a.agent_id, a.name, r.ts, r.received_at, pankha.decode_seq(r.payload) AS seq,
+       (SELECT jsonb_object_agg(s.sensor_id, d.temperature)
+        FROM pankha.decode_temperatures(r.payload) d
+        JOIN pankha.sensors s ON s.agent_id = r.agent_id AND s.slot = d.slot) AS temperatures,
+       (SELECT jsonb_object_agg(f.fan_id, jsonb_strip_nulls(jsonb_build_object(
+                   'rpm', d.rpm, 'speed', d.speed, 'target_speed', d.target_speed, 'status', d.status)))
+        FROM pankha.decode_fans(r.payload) d
+        JOIN pankha.fans f ON f.agent_id = r.agent_id AND f.slot = d.slot) AS fans,
+       h.cpu_usage, h.memory_usage, h.agent_uptime, h.disk_usage,
+       h.net_rx_bytes_per_sec, h.net_tx_bytes_per_sec, h.load1
+FROM pankha.agents a
+CROSS JOIN LATERAL pankha.newest_frame(a.agent_id) r
+CROSS JOIN LATERAL pankha.decode_health(r.payload) h;
+
+CREATE OR REPLACE FUNCTION pankha._forget_agent_readings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM pankha.readings WHERE agent_id = OLD.agent_id;
+    DELETE FROM pankha.frames_cold WHERE agent_id = OLD.agent_id;
+    RETURN OLD;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pankha.rollup_minutes(agent_ids text[], from_ts timestamptz[], to_ts timestamptz[])
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    -- Replace rather than upsert: ON CONFLICT needs a key on the parent,
+    -- which the partitioned tables do not have (see pankha.readings).  One
+    -- rollup pass runs at a time (pankha.rollup() locks rollup_state), so
+    -- nobody else writes these buckets in between.
+    DELETE FROM pankha.rollup_1m m
+     USING unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+     WHERE m.agent_id = d.agent_id AND m.bucket >= d.lo AND m.bucket < d.hi;
+    INSERT INTO pankha.rollup_1m
+    SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, v.kind, v.slot,
+           count(v.value), min(v.value), max(v.value), sum(v.value),
+           (array_agg(v.value ORDER BY r.ts DESC))[1], max(r.ts),
+           count(v.speed), min(v.speed), max(v.speed), sum(v.speed),
+           count(*) FILTER (WHERE v.kind = 'f' AND ((v.value = 0 AND v.speed > 0) OR v.status = 'stalled')),
+           (array_agg(v.status ORDER BY r.ts DESC))[1]
+    FROM unnest(agent_ids, from_ts, to_ts) AS d(agent_id, lo, hi)
+    CROSS JOIN LATERAL (
+        SELECT x.agent_id, x.ts, x.payload FROM pankha.readings x
+        WHERE x.agent_id = d.agent_id AND x.ts >= d.lo AND x.ts < d.hi
+        UNION ALL
+        SELECT c.agent_id, u.ts, u.payload FROM pankha.frames_cold c
+        CROSS JOIN LATERAL pankha.cold_frames(c.packed, d.lo, d.hi) u
+        WHERE c.agent_id = d.agent_id AND c.hour > d.lo - interval '1 hour' AND c.hour < d.hi) r
+    CROSS JOIN LATERAL pankha.payload_values(r.payload) v
+    GROUP BY 1, 2, 3, 4;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) IS
+'Internal: recompute the 1-minute rollups of the given stretches (agent, from, to; whole minutes) from the raw and compressed frames; returns the rows written.';
+
+CREATE OR REPLACE FUNCTION pankha.rollup(force_hours boolean DEFAULT false,
+    OUT frames bigint, OUT minutes bigint, OUT hours bigint, OUT watermark timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st pankha.rollup_state;
+    horizon timestamptz;
+    agent_ids text[];
+    los timestamptz[];
+    his timestamptz[];
+    lo timestamptz;
+    hi timestamptz;
+BEGIN
+    -- One rollup pass at a time; a second caller waits for the first.
+    SELECT * INTO st FROM pankha.rollup_state FOR UPDATE;
+    horizon := pankha.rollup_horizon();
+    -- The clock went back since the last pass: frames stored meanwhile got
+    -- received_at values below the watermark, so read that stretch again.
+    IF st.last_pass > now() THEN
+        RAISE LOG 'pankha: the clock went back by %; rolling up again from % on',
+            st.last_pass - now(), st.watermark - (st.last_pass - now()) - interval '1 second';
+        st.watermark := st.watermark - (st.last_pass - now()) - interval '1 second';
+    END IF;
+    frames := 0;
+    minutes := 0;
+    hours := 0;
+
+    IF horizon > st.watermark THEN
+        -- The minutes touched by frames stored since the watermark, merged
+        -- into stretches of consecutive minutes per agent.
+        WITH touched AS (
+            SELECT r.agent_id, date_bin('1 minute', r.ts, pankha.bucket_origin()) AS bucket, count(*) AS n
+            FROM (SELECT r.agent_id, r.ts FROM pankha.readings r
+                  WHERE r.received_at >= st.watermark AND r.received_at < horizon
+                  UNION ALL
+                  -- compressed frames are rolled up before they are packed:
+                  -- found here only when the watermark is set back (a rebuild)
+                  SELECT c.agent_id, u.ts FROM pankha.frames_cold c
+                  CROSS JOIN LATERAL pankha.cold_frames(c.packed) u
+                  WHERE c.received_max >= st.watermark
+                    AND u.received_at >= st.watermark AND u.received_at < horizon) r
+            GROUP BY 1, 2
+        ), stretches AS (
+            SELECT t.agent_id, min(t.bucket) AS lo, max(t.bucket) + interval '1 minute' AS hi, sum(t.n) AS n
+            FROM (SELECT t.*, t.bucket - interval '1 minute' * row_number() OVER (PARTITION BY t.agent_id ORDER BY t.bucket) AS island
+                  FROM touched t) t
+            GROUP BY t.agent_id, t.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi), min(x.lo), max(x.hi),
+               coalesce(sum(x.n), 0)
+        INTO agent_ids, los, his, lo, hi, frames
+        FROM stretches x;
+        IF agent_ids IS NOT NULL THEN
+            PERFORM pankha.ensure_rollup_partitions(lo, hi);
+            minutes := pankha.rollup_minutes(agent_ids, los, his);
+            INSERT INTO pankha.rollup_pending_hours
+            SELECT DISTINCT u.agent_id, h
+            FROM unnest(agent_ids, los, his) AS u(agent_id, lo, hi),
+                 generate_series(date_bin('1 hour', u.lo, pankha.bucket_origin()),
+                                 u.hi - interval '1 microsecond', interval '1 hour') AS h
+            ON CONFLICT DO NOTHING;
+        END IF;
+        UPDATE pankha.rollup_state SET watermark = horizon, last_pass = now();
+        st.watermark := horizon;
+    END IF;
+
+    IF force_hours OR st.last_hours IS NULL
+       OR st.last_hours <= now() - pankha.setting_interval('pankha.rollup_hour_delay', '1 minute') THEN
+        WITH done AS (
+            DELETE FROM pankha.rollup_pending_hours RETURNING agent_id, bucket
+        ), stretches AS (
+            SELECT d.agent_id, min(d.bucket) AS lo, max(d.bucket) + interval '1 hour' AS hi
+            FROM (SELECT d.*, d.bucket - interval '1 hour' * row_number() OVER (PARTITION BY d.agent_id ORDER BY d.bucket) AS island
+                  FROM done d) d
+            GROUP BY d.agent_id, d.island
+        )
+        SELECT array_agg(x.agent_id), array_agg(x.lo), array_agg(x.hi) INTO agent_ids, los, his
+        FROM stretches x;
+        IF agent_ids IS NOT NULL THEN
+            hours := pankha.rollup_hours(agent_ids, los, his);
+        END IF;
+        UPDATE pankha.rollup_state SET last_hours = now();
+    END IF;
+    watermark := st.watermark;
+END
+$$;
+COMMENT ON FUNCTION pankha.rollup(boolean) IS
+'One incremental rollup pass (the worker runs it): recompute the 1-minute buckets touched by frames stored since the watermark, late frames included, and the queued hours when pankha.rollup_hour_delay has passed (or force_hours).  Returns the frames read, rows written and the new watermark.';
+
+CREATE OR REPLACE FUNCTION pankha.rollup_rebuild() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM 1 FROM pankha.rollup_state FOR UPDATE;
+    UPDATE pankha.rollup_state SET watermark = '-infinity';
+    SELECT (pankha.rollup(true)).frames INTO n;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.rollup_rebuild() IS
+'Recompute the rollups of every frame still kept, raw or compressed (e.g. after restoring raw data); returns the frames read.  Rollups of older, dropped raw data are kept.';
+
+CREATE OR REPLACE FUNCTION pankha.history(agent_id text, series text, from_ts timestamptz, to_ts timestamptz,
+                               resolution interval DEFAULT NULL)
+RETURNS TABLE (bucket timestamptz, min real, max real, avg double precision, samples bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    source text := pankha.history_source(from_ts, to_ts, resolution);
+    s record;
+    width interval;
+BEGIN
+    s := pankha.find_series(agent_id, series);
+    IF source = 'raw' THEN
+        RETURN QUERY
+        SELECT CASE WHEN resolution IS NULL THEN r.ts
+                    ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
+               min(v.value)::real, max(v.value)::real, avg(v.value), count(v.value)
+        FROM (SELECT x.ts, x.payload FROM pankha.readings x
+              WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+              UNION ALL
+              SELECT u.ts, u.payload FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_frames(c.packed, from_ts, to_ts) u
+              WHERE c.agent_id = history.agent_id
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts) r
+        CROSS JOIN LATERAL pankha.payload_values(r.payload) v
+        WHERE v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+        GROUP BY b ORDER BY b;
+        RETURN;
+    END IF;
+
+    width := source::interval;
+    resolution := coalesce(resolution, width);
+    IF source = '1 minute' THEN
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1m m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    ELSE
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1h m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.history(text, text, timestamptz, timestamptz, interval) IS
+'History of one sensor (degrees Celsius), fan (rpm) or health metric of an agent between from_ts and to_ts: one row per bucket with min, max, avg and the number of samples.  Without a resolution the data is picked from the span: every raw frame up to 2 hours, 1-minute rollups up to 3 days, 1-hour rollups beyond; with one (e.g. ''5 minutes''), buckets of that width.  Rollup buckets overlapping the range are included whole.';
+
+CREATE OR REPLACE FUNCTION pankha.archive_partition(part regclass, directory text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = part);
+    target text;
+    quoted text;
+    quoted_dir text;
+    tp record;
+    source text := part::text;
+BEGIN
+    IF directory IS NULL OR directory !~ '^/' THEN
+        RAISE EXCEPTION 'pankha.archive_directory must be an absolute path'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is "%s".', directory);
+    END IF;
+    target := rtrim(directory, '/') || '/' || name || '.csv.gz';
+    -- Single-quote the path for the shell: ' becomes '"'"'.
+    quoted := '''' || replace(target, '''', '''"''"''') || '''';
+    quoted_dir := '''' || replace(coalesce(nullif(rtrim(directory, '/'), ''), '/'), '''', '''"''"''') || '''';
+    -- A day of frames is archived whole: its raw rows and its compressed hours.
+    SELECT t.parent, t.range_start, t.range_end INTO tp FROM pankha.time_partitions t
+     WHERE t.partition = part;
+    IF tp.parent = 'readings' THEN
+        source := format('(SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts FROM %s r '
+                         'UNION ALL SELECT u.ts, u.received_at, c.agent_id, u.payload, NULL '
+                         'FROM pankha.frames_cold c CROSS JOIN LATERAL pankha.cold_frames(c.packed) u '
+                         'WHERE c.hour >= %L AND c.hour < %L)', part, tp.range_start, tp.range_end);
+    END IF;
+    EXECUTE format('COPY %s TO PROGRAM %L WITH (FORMAT csv, HEADER)', source,
+                   format('gzip -c > %s.part && sync %s.part && mv -f %s.part %s && sync %s',
+                          quoted, quoted, quoted, quoted, quoted_dir));
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION pankha.archive_partition(regclass, text) IS
+'Write a partition to directory/<partition>.csv.gz (gzip-compressed CSV with a header) with COPY TO PROGRAM, as the server user; a day of pankha.readings is written with its compressed frames.  Returns the file name; raises an error when it could not.';
+
+CREATE OR REPLACE FUNCTION pankha.drop_expired_partitions(OUT partition text, OUT archived_to text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    directory text := coalesce(current_setting('pankha.archive_directory', true), '');
+    old_lock_timeout text := current_setting('lock_timeout');
+    pending boolean;
+BEGIN
+    -- Never stall ingest behind a drop's lock: give up and retry next pass.
+    PERFORM set_config('lock_timeout', '2s', true);
+    FOR p IN
+        SELECT t.partition, t.parent, t.range_start, t.range_end, t.bytes FROM pankha.time_partitions t
+        WHERE t.range_end <= now() - pankha.retention(t.parent)
+        ORDER BY t.range_start
+    LOOP
+        -- Raw frames not yet rolled up wait for the next rollup pass.
+        IF p.parent = 'readings' THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s r WHERE r.received_at >= $1)', p.partition)
+                INTO pending USING (SELECT s.watermark FROM pankha.rollup_state s);
+            CONTINUE WHEN pending;
+        END IF;
+        BEGIN
+            archived_to := NULL;
+            IF directory <> '' THEN
+                archived_to := pankha.archive_partition(p.partition, directory);
+            END IF;
+            partition := p.partition::text;
+            EXECUTE format('DROP TABLE %s', p.partition);
+            IF p.parent = 'readings' THEN
+                DELETE FROM pankha.frames_cold c
+                 WHERE c.hour >= p.range_start AND c.hour < p.range_end;
+            END IF;
+            INSERT INTO pankha.archived_partitions (partition, parent, range_start, range_end, bytes, archived_to)
+            VALUES (partition, p.parent, p.range_start, p.range_end, p.bytes, archived_to);
+            RAISE LOG 'pankha: dropped partition % past its retention%', partition,
+                coalesce(' (archived to ' || archived_to || ')', '');
+            RETURN NEXT;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha: partition % was not dropped: %', p.partition, SQLERRM
+                USING DETAIL = 'It is kept and tried again on the next pass.';
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', old_lock_timeout, true);
+END
+$$;
+COMMENT ON FUNCTION pankha.drop_expired_partitions() IS
+'Drop the time partitions past their retention (archived first when pankha.archive_directory is set), raw ones only once their frames are rolled up and with their compressed frames; returns what was dropped and where it was archived.  The worker calls it.';
+
+
+-- Where the pass stops: the start of the current UTC day by default, a
+-- whole hour pankha.compress_after ago when that is set, NULL (no pass)
+-- when it is negative.
+CREATE FUNCTION pankha.compress_cutoff() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+    WHEN pankha.setting_interval('pankha.compress_after', '0') < interval '0' THEN NULL
+    WHEN pankha.setting_interval('pankha.compress_after', '0') = interval '0'
+        THEN date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+    ELSE date_bin('1 hour', now() - pankha.setting_interval('pankha.compress_after', '0'),
+                  pankha.bucket_origin())
+END;
+COMMENT ON FUNCTION pankha.compress_cutoff() IS
+'The time before which frames are compressed, from pankha.compress_after: the start of the current UTC day when it is 0 (the default), a whole hour that long ago otherwise, NULL when it is negative (compression off).';
+
+-- On the partitions that have compressed hours: a frame already packed is
+-- not stored again (ingest then counts it as stored).  The shared lock
+-- waits for a pass packing this agent to commit, so the check sees its rows.
+CREATE FUNCTION pankha._cold_dedup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.agent_ts IS NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtext('pankha cold'), hashtext(NEW.agent_id));
+        IF EXISTS (SELECT FROM pankha.frames_cold c
+                    WHERE c.agent_id = NEW.agent_id
+                      AND c.hour = date_bin('1 hour', NEW.ts, pankha.bucket_origin())
+                      AND NEW.ts BETWEEN c.first_ts AND c.last_ts
+                      AND EXISTS (SELECT FROM pankha.cold_frames(c.packed, NEW.ts, NEW.ts + interval '1 microsecond'))) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION pankha._cold_dedup() IS
+'Internal: trigger on the partitions of pankha.readings with compressed hours; skips a frame that is compressed already.';
+
+-- Compress the frames before a time of one partition and up to max_agents
+-- agents (the first, by agent_id, that have frames to pack): every raw
+-- frame rolled up, with ts before before_ts and no agent_ts, goes into the
+-- agent's row of its hour, merged with the frames already there.  Returns
+-- the frames moved (0 when nothing is left).
+CREATE FUNCTION pankha.compress_before(before_ts timestamptz, max_agents integer DEFAULT 16)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    wm timestamptz;
+    agents text[];
+    moved bigint;
+    old_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF before_ts IS NULL THEN
+        RETURN 0;
+    END IF;
+    IF max_agents IS NULL OR max_agents < 1 THEN
+        RAISE EXCEPTION 'max_agents must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('It is %s.', max_agents);
+    END IF;
+    -- One pass at a time.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha cold pass'), 0);
+    SELECT s.watermark INTO wm FROM pankha.rollup_state s;
+    before_ts := date_bin('1 hour', least(before_ts, wm), pankha.bucket_origin());
+    FOR p IN
+        SELECT t.partition, t.range_start FROM pankha.time_partitions t
+        WHERE t.parent = 'readings' AND t.range_start < before_ts
+        ORDER BY t.range_start
+    LOOP
+        -- The agents with frames to pack, by a walk over the primary key.
+        EXECUTE format($q$
+            WITH RECURSIVE a AS (
+                (SELECT r.agent_id FROM %1$s r
+                  WHERE r.ts < $1 AND r.agent_ts IS NULL AND r.received_at < $2
+                  ORDER BY r.agent_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT r.agent_id FROM %1$s r
+                         WHERE r.agent_id > a.agent_id AND r.ts < $1 AND r.agent_ts IS NULL
+                           AND r.received_at < $2
+                         ORDER BY r.agent_id LIMIT 1)
+                FROM a WHERE a.agent_id IS NOT NULL)
+            SELECT array_agg(a.agent_id ORDER BY a.agent_id) FROM (SELECT * FROM a LIMIT $3) a
+             WHERE a.agent_id IS NOT NULL$q$, p.partition)
+            INTO agents USING before_ts, wm, max_agents;
+        CONTINUE WHEN agents IS NULL;
+
+        -- Late frames for these agents' packed hours wait for this to commit.
+        PERFORM pg_advisory_xact_lock(hashtext('pankha cold'), l.h)
+           FROM (SELECT DISTINCT hashtext(a) AS h FROM unnest(agents) a ORDER BY 1) l;
+        -- A partition with packed hours refuses frames packed already.
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                        WHERE g.tgrelid = p.partition AND g.tgname = 'cold_dedup') THEN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE format('CREATE TRIGGER cold_dedup BEFORE INSERT ON %s '
+                           'FOR EACH ROW EXECUTE FUNCTION pankha._cold_dedup()', p.partition);
+            PERFORM set_config('lock_timeout', old_lock_timeout, true);
+        END IF;
+
+        EXECUTE format($q$
+            WITH raw AS (
+                DELETE FROM %s r
+                 WHERE r.agent_id = ANY ($1) AND r.ts < $2 AND r.agent_ts IS NULL
+                   AND r.received_at < $3
+                RETURNING r.agent_id, r.ts, r.received_at, r.payload
+            ), hours AS (
+                SELECT DISTINCT r.agent_id, date_bin('1 hour', r.ts, pankha.bucket_origin()) AS hour
+                FROM raw r
+            ), old AS (
+                DELETE FROM pankha.frames_cold c USING hours h
+                 WHERE c.agent_id = h.agent_id AND c.hour = h.hour
+                RETURNING c.agent_id, c.hour, c.packed
+            ), merged AS (
+                -- a frame in both (stored before the trigger was there) is kept once
+                SELECT DISTINCT ON (f.agent_id, f.ts) f.*
+                FROM (SELECT o.agent_id, o.hour, u.ts, u.received_at, u.payload, 0 AS src
+                        FROM old o CROSS JOIN LATERAL pankha.cold_frames(o.packed) u
+                      UNION ALL
+                      SELECT r.agent_id, date_bin('1 hour', r.ts, pankha.bucket_origin()),
+                             r.ts, r.received_at, r.payload, 1
+                        FROM raw r) f
+                ORDER BY f.agent_id, f.ts, f.src
+            ), ins AS (
+                INSERT INTO pankha.frames_cold (hour, first_ts, last_ts, received_max, frames, agent_id, packed)
+                SELECT m.hour, min(m.ts), max(m.ts), max(m.received_at), count(*), m.agent_id,
+                       pankha.cold_pack(array_agg(m.ts ORDER BY m.ts), array_agg(m.received_at ORDER BY m.ts),
+                                        array_agg(m.payload ORDER BY m.ts))
+                FROM merged m GROUP BY m.agent_id, m.hour
+                RETURNING 1
+            )
+            SELECT count(*) FROM raw$q$, p.partition)
+            INTO moved USING agents, before_ts, wm;
+        RETURN moved;
+    END LOOP;
+    RETURN 0;
+END
+$$;
+COMMENT ON FUNCTION pankha.compress_before(timestamptz, integer) IS
+'Compress the rolled-up raw frames with ts before before_ts (cut to a whole hour) of the oldest partition that has some and of up to max_agents agents into pankha.frames_cold, in the calling transaction; returns the frames moved, 0 when none are left.  The worker calls it until it returns 0, each call in its own transaction.';
+
+-- One compression step of the worker, in the transaction it is called in.
+CREATE FUNCTION pankha.compress_step() RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+RETURN pankha.compress_before(pankha.compress_cutoff());
+COMMENT ON FUNCTION pankha.compress_step() IS
+'Internal: compress the next partition and range of agents before pankha.compress_cutoff(); returns the frames moved.  The worker calls it until it returns 0.';
+
+-- Privileges (issue 13): the pass is the owner's; readers read the
+-- compressed frames through pankha.frames and the reading views.
+REVOKE ALL ON FUNCTION pankha.compress_cutoff(),
+                       pankha._cold_dedup(),
+                       pankha.compress_before(timestamptz, integer),
+                       pankha.compress_step(),
+                       pankha.newest_frame(text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.newest_frame(text) TO pankha_reader;
+GRANT SELECT ON pankha.frames, pankha.frames_cold TO pankha_reader;
+
+ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.rollup(boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.archive_partition(regclass, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION pankha.drop_expired_partitions() SET search_path = pg_catalog, pg_temp;

@@ -40,6 +40,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PGDLLEXPORT void PankhaWorkerMain(Datum main_arg);
 
@@ -61,7 +62,11 @@ static int	pankha_alert_retention = 180 * 24 * 60;
 static int	pankha_report_retention = 30 * 24 * 60;
 static int	pankha_archive_log_retention = 730 * 24 * 60;
 
+/* Cold storage: how old frames are when compressed (minutes; 0 = before today, UTC). */
+static int	pankha_compress_after = 0;
+
 static bool worker_pass(void);
+static void worker_compress(void);
 static void define_retention(const char *name, const char *short_desc, const char *long_desc,
 							 int *variable, int days);
 static void worker_enter_state(WorkerState state);
@@ -122,6 +127,13 @@ pankha_define_retention_gucs(void)
 					 "Rows of pankha.archived_partitions older than this are deleted by the "
 					 "worker; the archive files are left alone. Range: 1 hour to 20 years.",
 					 &pankha_archive_log_retention, 730);
+	DefineCustomIntVariable("pankha.compress_after",
+							"How old frames are when the worker compresses them.",
+							"0 (the default) compresses the frames of every UTC day before the "
+							"current one; a positive age compresses whole hours older than it; "
+							"-1 turns compression off. Read by pankha.compress_cutoff().",
+							&pankha_compress_after, 0, -1, 20 * 366 * 24 * 60,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
 }
 
 /* Entry point of the background worker. */
@@ -159,8 +171,8 @@ PankhaWorkerMain(Datum main_arg)
 			worker_enter_state(WORKER_IDLE_DISABLED);
 		else if (RecoveryInProgress())
 			worker_enter_state(WORKER_IDLE_RECOVERY);
-		else
-			worker_pass();
+		else if (worker_pass() && worker_state == WORKER_WORKING)
+			worker_compress();
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(pass_context);
 
@@ -180,7 +192,7 @@ static bool
 worker_pass(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	bool		ok = true;
+	volatile bool ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -220,6 +232,68 @@ worker_pass(void)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+/*
+ * Cold storage: call pankha.compress_step() until it has nothing left,
+ * each call in a transaction of its own (one partition and range of agents
+ * each), for at most 30 seconds a pass so the other work is not held up.
+ * A failed step is logged and tried again on the next pass.
+ */
+static void
+worker_compress(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		int64		moved = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending ||
+			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), 30 * 1000))
+			return;
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pankha compression");
+		PG_TRY();
+		{
+			int			ret;
+
+			SPI_connect();
+			ret = SPI_execute("SELECT CASE WHEN pg_catalog.to_regprocedure('pankha.compress_step()') "
+							  "IS NOT NULL THEN pankha.compress_step() END", false, 0);
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "pankha.compress_step() failed: %s", SPI_result_code_string(ret));
+			else
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											  &isnull);
+
+				moved = isnull ? 0 : DatumGetInt64(d);
+			}
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			moved = 0;
+		}
+		PG_END_TRY();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (moved == 0)
+			return;
+		elog(DEBUG1, "pankha worker compressed " INT64_FORMAT " frames", moved);
+	}
 }
 
 /* Say in the log when the worker starts or stops doing its work, once. */
