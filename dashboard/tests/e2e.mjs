@@ -225,6 +225,19 @@ try {
 	const auto = await until(() => readInt(join(nct(A1), 'pwm1_enable')) === 2, 10000);
 	ok(auto, 'all fans automatic gives the fans back to firmware');
 
+	// the fleet's emergency stop: every online agent's fans to 100 %, after a confirmation
+	await page.goto(`${E.base}/#/fleet`);
+	await until(() => row(A1.id).isVisible(), 5000);
+	await page.click('button.danger:has-text("Emergency stop fleet")');
+	ok(await page.locator('dialog[open]').textContent().then((t) => /whole fleet/.test(t)), 'the fleet\'s emergency stop asks for a confirmation first');
+	await page.click('dialog[open] button[value=ok]');
+	const fleetFull = await until(() => [A1, A2].every((a) => [1, 2, 3, 4, 5].every((i) => readInt(join(nct(a), `pwm${i}`)) === 255)), 10000);
+	ok(fleetFull, 'the fleet\'s emergency stop drives every online agent\'s fans to 100 %');
+	ok(/Emergency stop sent for the whole fleet/.test(await page.locator('#fleet-action-msg').textContent()), 'the page says it was sent');
+	await page.click('button:has-text("Fleet automatic")');
+	await page.click('dialog[open] button[value=ok]');
+	ok(await until(() => [A1, A2].every((a) => readInt(join(nct(a), 'pwm1_enable')) === 2), 10000), 'fleet automatic gives every fan back to firmware');
+
 	// ---- viewer
 	const vpage = await newPage();
 	await vpage.goto(`${E.base}/?token=${encodeURIComponent(E.tokens.viewer)}#/agent/${A1.id}`);
