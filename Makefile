@@ -85,6 +85,13 @@ installcheck:
 	cd regress && $(pg_isolation_regress_installcheck) --inputdir=. --outputdir=.. \
 		--dbname=pankha_regression $(ISOLATION)
 
+# The bridge and the agent built with ASan/LSan and UBSan (bridge/asan,
+# agent/asan); PANKHA_ASAN=1 scripts/run-tests runs the tests with them.
+.PHONY: asan
+asan:
+	$(MAKE) -C bridge asan
+	$(MAKE) -C agent asan
+
 # Convenience aliases for the README's two commands.
 test:
 	scripts/run-tests

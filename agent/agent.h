@@ -68,6 +68,11 @@ struct pk_sensor
 	double		crit_temp;		/* tempN_crit, when has_crit */
 	bool		has_max;
 	bool		has_crit;
+	/* the static fields as the last frame that carried them had them (frame.c) */
+	bool		meta_sent;		/* false: the next frame carries them */
+	const char *sent_kind;
+	double		sent_max;		/* rounded as sent; NAN when not sent */
+	double		sent_crit;
 };
 
 /* How the agent is driving a fan. */
@@ -314,6 +319,7 @@ struct pk_agent
 	int64_t		started_ms;		/* monotonic start time */
 	unsigned long reasserts;	/* total overrides of our pwm noticed */
 	int			sensors_omitted;	/* left out of the last frame (protocol limit) */
+	bool		meta_settled;	/* frames may leave out sensors' unchanged static fields */
 	int			fans_omitted;
 	struct pk_fanmode *fanmodes;	/* original pwm_enable by fan id (fanmodes.c) */
 	int			nfanmodes;
@@ -349,7 +355,7 @@ void		pk_fanmodes_done(struct pk_agent *a, const bool *restored);
 void		pk_fanmodes_free(struct pk_agent *a);
 
 /* messages built from the current state (frame.c) */
-char	   *pk_build_data(struct pk_agent *a, int64_t seq);
+char	   *pk_build_data(struct pk_agent *a, int64_t seq, bool connected);
 char	   *pk_build_status(struct pk_agent *a);
 
 /* ---- link (link.c, sync.c, enroll.c) ---- */

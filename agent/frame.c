@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "agent.h"
 
 static double round1(double v);
+static bool meta_changed(const struct pk_sensor *s);
 static const char *wire_status(const char *status);
 static bool is_cpu_package(const struct pk_sensor *s);
 static int	sensor_rank(const void *x, const void *y, void *arg);
@@ -125,9 +127,35 @@ select_entries(int count, const bool *want, int n, bool *keep,
 	return m - n;
 }
 
-/* Build the data object of one frame from the current readings. */
+/*
+ * Has a sensor's static metadata (type, max_temp, crit_temp) changed since
+ * the last frame that carried it?  The server keeps what it was last told
+ * for a field a frame leaves out (docs/protocol.md), so a frame carries it
+ * only then, or while a->meta_settled is false: until the first frame
+ * built on a connection, and in every frame built without one (those wait
+ * in the buffer and may go by the HTTP sync).  A sensor found by a rescan
+ * has not been sent yet.  A limit that disappears cannot be told by
+ * leaving it out; the server keeps the old one.
+ */
+static bool
+meta_changed(const struct pk_sensor *s)
+{
+	if (!s->meta_sent || !s->sent_kind || strcmp(s->sent_kind, s->kind) != 0)
+		return true;
+	if (s->has_max && !(round1(s->max_temp) == s->sent_max))
+		return true;
+	if (s->has_crit && !(round1(s->crit_temp) == s->sent_crit))
+		return true;
+	return false;
+}
+
+/*
+ * Build the data object of one frame from the current readings; sensors'
+ * static fields only where meta_changed() says (connected: the frame is
+ * built while a connection is up, after which unchanged ones are left out).
+ */
 char *
-pk_build_data(struct pk_agent *a, int64_t seq)
+pk_build_data(struct pk_agent *a, int64_t seq, bool connected)
 {
 	cJSON	   *d = cJSON_CreateObject();
 	cJSON	   *sensors,
@@ -173,15 +201,24 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 	{
 		struct pk_sensor *s = &a->hw.sensors[i];
 		cJSON	   *o;
+		bool		meta;
 
 		if (!keep_s[i])
 			continue;
+		meta = !a->meta_settled || meta_changed(s);
 		ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(sensors, o) &&
 			cJSON_AddStringToObject(o, "id", s->id) &&
 			cJSON_AddNumberToObject(o, "temperature", round1(s->temp)) &&
-			cJSON_AddStringToObject(o, "type", s->kind) &&
-			(!s->has_max || cJSON_AddNumberToObject(o, "max_temp", round1(s->max_temp))) &&
-			(!s->has_crit || cJSON_AddNumberToObject(o, "crit_temp", round1(s->crit_temp)));
+			(!meta || cJSON_AddStringToObject(o, "type", s->kind)) &&
+			(!meta || !s->has_max || cJSON_AddNumberToObject(o, "max_temp", round1(s->max_temp))) &&
+			(!meta || !s->has_crit || cJSON_AddNumberToObject(o, "crit_temp", round1(s->crit_temp)));
+		if (ok && meta)
+		{
+			s->meta_sent = true;
+			s->sent_kind = s->kind;
+			s->sent_max = s->has_max ? round1(s->max_temp) : NAN;
+			s->sent_crit = s->has_crit ? round1(s->crit_temp) : NAN;
+		}
 	}
 	for (int i = 0; ok && i < a->hw.nfans; i++)
 	{
@@ -218,6 +255,8 @@ pk_build_data(struct pk_agent *a, int64_t seq)
 	}
 	if (ok)
 		out = cJSON_PrintUnformatted(d);
+	if (out && connected)
+		a->meta_settled = true;
 	cJSON_Delete(d);
 	free(want);
 	free(keep_s);

@@ -294,8 +294,11 @@ scan_chip(struct pk_hw *hw, struct chip *c, struct pk_sensor **sensors, int *ns,
 		}
 		(*arr)[(*n)++] = idx;
 	}
-	qsort(temps, (size_t) nt, sizeof(long), cmp_long);
-	qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
+	/* a chip without temperatures or fans has NULL arrays, which qsort may not take */
+	if (nt)
+		qsort(temps, (size_t) nt, sizeof(long), cmp_long);
+	if (nfi)
+		qsort(fanidx, (size_t) nfi, sizeof(long), cmp_long);
 
 	for (int i = 0; i < nt; i++)
 	{
@@ -417,7 +420,11 @@ out:
 	return rc;
 }
 
-/* "hwmon0=coretemp;hwmon1=nvme;..." for the current tree, or NULL. */
+/*
+ * "hwmon0=coretemp@coretemp.0;hwmon1=nvme@0000:01:00.0;..." for the current
+ * tree, or NULL.  The device link is in it, so two chips of one name that
+ * swap numbers count as a change (audit 11).
+ */
 static char *
 make_signature(const char *hwmon_dir)
 {
@@ -445,11 +452,18 @@ make_signature(const char *hwmon_dir)
 			continue;
 		dir = pk_path_join(hwmon_dir, de->d_name);
 		namepath = dir ? pk_path_join(dir, "name") : NULL;
+		char		devlink[256] = "";
+		char	   *devpath = dir ? pk_path_join(dir, "device") : NULL;
+		ssize_t		ll;
+
 		if (namepath)
 			name = pk_read_text(namepath, 256, NULL);
+		if (devpath && (ll = readlink(devpath, devlink, sizeof(devlink) - 1)) > 0)
+			devlink[ll] = '\0';
+		free(devpath);
 		free(namepath);
 		free(dir);
-		add = strlen(de->d_name) + (name ? strlen(name) : 0) + 3;
+		add = strlen(de->d_name) + (name ? strlen(name) : 0) + strlen(devlink) + 4;
 		grown = realloc(sig, len + add);
 		if (!grown)
 		{
@@ -459,7 +473,7 @@ make_signature(const char *hwmon_dir)
 			return NULL;
 		}
 		sig = grown;
-		len += (size_t) snprintf(sig + len, add, "%s=%s;", de->d_name, name ? name : "");
+		len += (size_t) snprintf(sig + len, add, "%s=%s@%s;", de->d_name, name ? name : "", devlink);
 		free(name);
 	}
 	closedir(d);
@@ -606,6 +620,22 @@ pk_hw_scan(struct pk_hw *hw)
 		free(sig);
 		pk_log(PK_LOG_ERROR, "out of memory while scanning %s", hw->hwmon_dir);
 		return -1;
+	}
+
+	/*
+	 * Sensors found again keep what their last frame said of them, so a
+	 * rescan sends the static fields only of new or changed sensors.
+	 */
+	for (int i = 0; i < ns; i++)
+	{
+		struct pk_sensor *old = pk_hw_sensor(hw, sensors[i].id);
+
+		if (!old)
+			continue;
+		sensors[i].meta_sent = old->meta_sent;
+		sensors[i].sent_kind = old->sent_kind;
+		sensors[i].sent_max = old->sent_max;
+		sensors[i].sent_crit = old->sent_crit;
 	}
 
 	/* Carry control state over to fans found again. */

@@ -405,6 +405,7 @@ ws_gone(struct pk_link *l, bool handshake_failed, const char *why)
 	l->ws = NULL;
 	l->ws_up = false;
 	l->rx_len = 0;
+	l->a->meta_settled = false;
 	drop_volatile(l);
 	lws_sul_schedule(l->ctx, 0, &l->sul_ping, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(l->ctx, 0, &l->sul_status, NULL, LWS_SET_TIMER_USEC_CANCEL);
@@ -432,6 +433,17 @@ on_established(struct pk_link *l, struct lws *wsi)
 	l->ws = wsi;
 	l->ws_up = true;
 	l->attempt = 0;
+	l->a->meta_settled = false;	/* the next frame carries every static field */
+	if (l->a->deflate)
+	{
+		/*
+		 * Frames are small and a few seconds apart: zlib's best level
+		 * finds the previous frame's runs in the window (lws' default,
+		 * level 1, keeps a short match chain and misses most of them).
+		 */
+		lws_set_extension_option(wsi, "permessage-deflate", "compression_level", "9");
+		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "9");
+	}
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
 	l->greeted = false;
@@ -644,16 +656,26 @@ link_apply_config(struct pk_link *l, const cJSON *data)
 			lws_sul_schedule(l->ctx, 0, &l->sul_tick, on_tick, (due - now) * 1000);
 		}
 	}
+	if (cid && !cJSON_IsNull(cid) && !cJSON_IsString(cid) && !cJSON_IsNumber(cid))
+	{
+		/* an ack names its command by a string (or a number): nothing to answer this with */
+		pk_log(PK_LOG_WARN, "config_update with a command_id that is neither a string nor a number: not acked");
+		cid = NULL;
+	}
 	if (cid && !cJSON_IsNull(cid))
 	{
 		cJSON	   *ack = cJSON_CreateObject();
+		char		idbuf[32];
 		char		ts[40];
 		time_t		now = time(NULL);
 		struct tm	tm;
 
 		gmtime_r(&now, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		if (ack && cJSON_AddItemToObject(ack, "command_id", cJSON_Duplicate(cid, 1)) &&
+		if (cJSON_IsNumber(cid))
+			snprintf(idbuf, sizeof(idbuf), "%.0f", cid->valuedouble);	/* as commands do */
+		if (ack && cJSON_AddStringToObject(ack, "command_id",
+										   cJSON_IsString(cid) ? cid->valuestring : idbuf) &&
 			cJSON_AddBoolToObject(ack, "success", rc == 0) &&
 			(rc == 0 ? cJSON_AddNullToObject(ack, "error") != NULL :
 			 cJSON_AddStringToObject(ack, "error", err) != NULL) &&
@@ -692,7 +714,8 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 	{
 		const cJSON *seq = cJSON_GetObjectItemCaseSensitive(data, "seq");
 
-		if (cJSON_IsNumber(seq))
+		/* a seq the agent could have sent (0 to 2^53 - 1); another is ignored, not converted */
+		if (cJSON_IsNumber(seq) && seq->valuedouble >= 0 && seq->valuedouble <= 9007199254740991.0)
 		{
 			size_t		n = pk_buffer_ack(&l->a->buf, (int64_t) seq->valuedouble);
 
@@ -717,7 +740,8 @@ handle_message(struct pk_link *l, const char *text, size_t len)
 		const cJSON *rate = cJSON_GetObjectItemCaseSensitive(data, "rate_per_minute");
 		const cJSON *maxm = cJSON_GetObjectItemCaseSensitive(data, "max_message");
 
-		if (cJSON_IsNumber(maxm) && maxm->valuedouble >= 1024)
+		/* a size the bridge could mean (1 KB to 1 GB); another is ignored, not converted */
+		if (cJSON_IsNumber(maxm) && maxm->valuedouble >= 1024 && maxm->valuedouble <= 1073741824.0)
 			l->max_message = (size_t) maxm->valuedouble;
 
 		if (cJSON_IsNumber(rate) && rate->valuedouble > 0)
@@ -809,7 +833,7 @@ on_tick(lws_sorted_usec_list_t *sul)
 
 	pk_control_tick(a, lost);
 	pk_proc_sample(&a->proc, now);
-	json = pk_build_data(a, seq);
+	json = pk_build_data(a, seq, l->ws_up);
 	if (!json || pk_buffer_push(&a->buf, seq, json) != 0)
 		pk_log(PK_LOG_ERROR, "out of memory: frame %" PRId64 " not buffered", seq);
 	link_request_write(l);

@@ -633,43 +633,52 @@ main(int argc, char **argv)
 	int			rc;
 
 	memset(a, 0, sizeof(*a));
+	a->buf.fd = -1;				/* no buffer file open yet (pk_buffer_close at out) */
 	a->started_ms = pk_mono_ms();
 	rc = configure(a, argc, argv);
 	if (rc)
-		return rc == 2 ? 0 : 1;
+	{
+		rc = rc == 2 ? 0 : 1;
+		goto out;
+	}
 
 	if (a->simulate_dir && a->simulate_only)
-		return run_simulator(a);
+	{
+		rc = run_simulator(a);
+		goto out;
+	}
 	if (a->simulate_dir)
 	{
 		a->sim = pk_sim_open(a->simulate_dir, a->sim_seed);
 		if (!a->sim)
 		{
 			pk_log(PK_LOG_ERROR, "cannot simulate in %s: %s", a->simulate_dir, strerror(errno));
-			return 1;
+			rc = 1;
+			goto out;
 		}
 		set_string(&a->sysfs_root, a->simulate_dir);
 		/* A simulated machine's fans are not the host's: keep their modes with them. */
 		if (a->state_dir && strcmp(a->state_dir, "/var/lib/pankha") == 0)
 			set_string(&a->state_dir, a->simulate_dir);
 	}
+	rc = 1;						/* until the link runs */
 	if (a->enrollment_key_file &&
 		read_secret_file("enrollment key", a->enrollment_key_file, &a->enrollment_key) != 0)
-		return 1;
+		goto out;
 	if (a->enroll_url && !a->enrollment_key)
 	{
 		fprintf(stderr, "pankha-agent: --enroll needs --enrollment-key-file (or --enrollment-key)\n");
-		return 1;
+		goto out;
 	}
 	if (!a->enroll_url && load_token(a) != 0)
-		return 1;
+		goto out;
 	if (a->deflate && !a->enroll_url)
 		pk_log(PK_LOG_WARN, "--deflate on: libwebsockets 4.1 inflates the server's messages with code "
 			   "known to fail on hostile input; use it only with a trusted server over wss://");
 	srandom((unsigned) (pk_now_ms() ^ getpid()));
 
 	if (pk_hw_init(&a->hw, a->sysfs_root) != 0 || pk_hw_scan(&a->hw) != 0)
-		return 1;
+		goto out;
 	if (!a->enroll_url)
 		pk_fanmodes_load(a);
 	pk_proc_init(&a->proc, a->proc_root, a->disk_path);
@@ -680,7 +689,7 @@ main(int argc, char **argv)
 	 */
 	if (pk_buffer_init(&a->buf, (size_t) pk_ceil(a->buffer_seconds / 0.5),
 					   a->buffer_max_bytes, a->buffer_file) != 0)
-		return 1;
+		goto out;
 	a->buf.max_age_ms = (int64_t) (a->buffer_seconds * 1000);
 	if (pk_link_create(a) != 0)
 		rc = 1;
@@ -691,6 +700,8 @@ main(int argc, char **argv)
 
 	/* Fans first: whatever else fails, give them back. */
 	pk_control_restore(a);
+out:
+	/* every way out frees what configure() and the start made (LSan checks) */
 	pk_link_destroy(a);
 	pk_buffer_close(&a->buf);
 	pk_hw_free(&a->hw);

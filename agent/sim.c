@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -48,6 +49,8 @@ static const struct
 #define NCHIPS 4
 
 static const char *const chip_names[NCHIPS] = {"coretemp", "nct6798", "nvme", "amdgpu"};
+/* The devices behind them, as real sysfs links each hwmonN/device (audit 11). */
+static const char *const chip_devices[NCHIPS] = {"coretemp.0", "nct6775.656", "0000:01:00.0", "0000:03:00.0"};
 
 struct sim_sensor
 {
@@ -275,8 +278,28 @@ pk_sim_create(const char *dir, unsigned seed)
 		rc = -1;
 	free(simdir);
 	for (int c = 0; c < NCHIPS && rc == 0; c++)
+	{
+		char		rel[64],
+					target[96];
+		char	   *devdir,
+				   *link;
+
 		if (mkdirs(s->chip_dir[c]) != 0 || write_attr(s->chip_dir[c], "name", "%s\n", chip_names[c]) != 0)
+		{
 			rc = -1;
+			break;
+		}
+		/* <dir>/devices/<device>, and hwmonN/device pointing at it */
+		snprintf(rel, sizeof(rel), "devices/%s", chip_devices[c]);
+		snprintf(target, sizeof(target), "../../../devices/%s", chip_devices[c]);
+		devdir = pk_path_join(dir, rel);
+		link = pk_path_join(s->chip_dir[c], "device");
+		if (!devdir || !link || mkdirs(devdir) != 0 ||
+			(symlink(target, link) != 0 && errno != EEXIST))
+			rc = -1;
+		free(devdir);
+		free(link);
+	}
 	for (int i = 0; i < s->nsensors && rc == 0; i++)
 	{
 		struct sim_sensor *ss = &s->sensors[i];

@@ -16,7 +16,10 @@
  *	  database's machine), and the bytes on disk per stored reading, indexes
  *	  included.  Run it through bench/ingest-bench.
  *
- *	  With PANKHA_PERF=single or batch (and PANKHA_PERF_OUT=file), that
+ *	  (a') ingest_many again on frames without the sensors' static fields,
+ *		  as pankha-agent sends them after the first frame of a connection.
+ *
+ *	  With PANKHA_PERF=single, batch or sparse (and PANKHA_PERF_OUT=file), that
  *	  phase runs under `perf record -g` attached to the server backend.
  *
  *	  usage: ingest_bench CONNINFO [FRAMES] [AGENTS] [BATCH]
@@ -27,6 +30,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,9 +144,13 @@ query_ll(const char *sql)
 	return v;
 }
 
-/* The JSON text of frame i: agent i % agents, 3 s apart per agent. */
+/*
+ * The JSON text of frame i: agent i % agents, 3 s apart per agent.  With
+ * meta false, its sensors leave out their static fields (type, max_temp,
+ * crit_temp), as pankha-agent's frames after the first of a connection do.
+ */
 static char *
-make_frame(long i, int agents, long long base_ms, char *agent_out, size_t agent_len)
+make_frame(long i, int agents, long long base_ms, char *agent_out, size_t agent_len, bool meta)
 {
 	char	   *buf = malloc(8192);
 	size_t		off = 0;
@@ -159,8 +167,9 @@ make_frame(long i, int agents, long long base_ms, char *agent_out, size_t agent_
 					agent_out, ts, i / agents);
 	for (int s = 0; s < SENSORS; s++)
 		off += snprintf(buf + off, 8192 - off,
-						"%s{\"id\":\"temp_%02d\",\"temperature\":%.1f,\"type\":\"cpu\",\"max_temp\":85,\"crit_temp\":95}",
-						s ? "," : "", s, 35.0 + (s * 7 + i) % 400 / 10.0);
+						"%s{\"id\":\"temp_%02d\",\"temperature\":%.1f%s}",
+						s ? "," : "", s, 35.0 + (s * 7 + i) % 400 / 10.0,
+						meta ? ",\"type\":\"cpu\",\"max_temp\":85,\"crit_temp\":95" : "");
 	off += snprintf(buf + off, 8192 - off, "],\"fans\":[");
 	for (int f = 0; f < FANS; f++)
 		off += snprintf(buf + off, 8192 - off,
@@ -371,6 +380,8 @@ main(int argc, char **argv)
 				naive_s,
 				text_s,
 				jsonb_s,
+				sparse_s,
+				sparse_cpu,
 				single_cpu,
 				batch_cpu,
 				copy_cpu,
@@ -379,6 +390,8 @@ main(int argc, char **argv)
 				jsonb_cpu;
 	char	   *raw_rows;
 	size_t		raw_len;
+	char	  **sparse;
+	size_t		sparse_bytes = 0;
 	long		half;
 	long long	table_bytes,
 				naive_bytes,
@@ -408,7 +421,7 @@ main(int argc, char **argv)
 	if (!frames || !agents)
 		die("malloc", NULL);
 	for (long i = 0; i < nframes; i++)
-		frames[i] = make_frame(i, nagents, base_ms, agents[i], sizeof(agents[i]));
+		frames[i] = make_frame(i, nagents, base_ms, agents[i], sizeof(agents[i]), true);
 
 	{
 		char		sql[256];
@@ -516,6 +529,37 @@ main(int argc, char **argv)
 	jsonb_cpu = backend_cpu_s() - c0;
 	free(raw_rows);
 
+	/*
+	 * (a'): ingest_many again, on the second half's frames as pankha-agent
+	 * sends them after the first of a connection: without the sensors'
+	 * static fields, which the catalog has.  What smaller frames save.
+	 */
+	sparse = malloc(sizeof(char *) * nframes);
+	if (!sparse)
+		die("malloc", NULL);
+	for (long i = 0; i < nframes; i++)
+	{
+		char		agent[32];
+
+		sparse[i] = make_frame(i, nagents, base_ms, agent, sizeof(agent), i < nagents);
+		if (i >= half)
+			sparse_bytes += strlen(sparse[i]);
+	}
+	exec_ok("TRUNCATE pankha.readings");
+	perf_start("sparse");
+	c0 = backend_cpu_s();
+	t0 = now_s();
+	run_batches(sparse, agents, half, nframes, batch);
+	sparse_s = now_s() - t0;
+	sparse_cpu = backend_cpu_s() - c0;
+	perf_stop();
+	if (query_ll("SELECT count(*) FROM pankha.readings") != nframes - half)
+	{
+		fprintf(stderr, "stored %lld frames of %ld sent\n",
+				query_ll("SELECT count(*) FROM pankha.readings"), nframes - half);
+		return 1;
+	}
+
 	/* (c): naive, on a tenth of the frames (it is slow) */
 	naive_frames = nframes / 10;
 	c0 = backend_cpu_s();
@@ -545,6 +589,10 @@ main(int argc, char **argv)
 		printf("(a) pankha.ingest, one call per frame:   %10.0f   %8.1f\n", single_fps, US(single_cpu, half));
 		printf("(a) pankha.ingest_many, %4d per call:    %10.0f   %8.1f\n", batch, batch_fps,
 			   US(batch_cpu, nframes - half));
+		printf("(a') ingest_many, frames as the agent sends them (%.0f bytes, no static fields):\n"
+			   "                                          %10.0f   %8.1f\n",
+			   (double) sparse_bytes / (nframes - half), (nframes - half) / sparse_s,
+			   US(sparse_cpu, nframes - half));
 		printf("(b) COPY of the compact rows:            %10.0f   %8.1f\n", copy_fps, US(copy_cpu, nframes));
 		printf("(c) naive PL/pgSQL, row per reading:     %10.0f   %8.1f\n", naive_fps,
 			   US(naive_cpu, naive_frames));

@@ -10,6 +10,12 @@
  * in effect again after a reconnect (notifications may have been missed
  * while it was away).  Each claimed command goes out as "command", or for
  * update_settings as "config_update" carrying its command_id.
+ *
+ * A claim commits with synchronous_commit off: waiting for its WAL flush
+ * was most of a command's latency (commit to agent p50 3.6 ms instead of
+ * 9.3 ms, one agent, fsync on, a loaded 2-core host), and what a crash can
+ * lose is only the claim's mark: the command is then claimed and delivered
+ * again, which agents tolerate (command ids; acks are idempotent).
  */
 #include "agent_commands.h"
 #include "db.h"
@@ -59,6 +65,8 @@ on_opened(struct agent *a)
 									  "SELECT pankha.effective_settings($1)::text",
 									  settings_done, a);
 
+	if (s)
+		db_query_key(s, a->agent_id);
 	if (s && !db_query_param(s, a->agent_id, strlen(a->agent_id)))
 	{
 		a->refs++;
@@ -221,9 +229,12 @@ claim_cb(lws_sorted_usec_list_t *sul)
 	snprintf(vis, sizeof(vis), "%d seconds", srv.cfg.command_visibility_s);
 	snprintf(max, sizeof(max), "%zu", c->n * 100 > 10000 ? 10000 : c->n * 100);
 	q = db_query_new(LANE_GENERAL,
-					 "SELECT command_id, agent_id, command_type, parameters, priority, attempts "
-					 "FROM pankha.claim_commands($1::text[], $2::interval, $3::integer)",
+					 "SELECT c.command_id, c.agent_id, c.command_type, c.parameters, c.priority, c.attempts "
+					 "FROM (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) s, "
+					 "pankha.claim_commands($1::text[], $2::interval, $3::integer) c",
 					 claim_done, c);
+	if (q)
+		q->once = true;			/* a claim lost with its connection is not claimed again */
 	if (!q || db_query_param_sbuf(q, &ids) ||
 		db_query_param(q, vis, strlen(vis)) || db_query_param(q, max, strlen(max)))
 	{

@@ -15,6 +15,7 @@
 #include "agents.h"
 #include "db.h"
 #include "ingest_batch.h"
+#include "metrics.h"
 
 #include <math.h>
 #include <string.h>
@@ -34,6 +35,9 @@ ack_done(struct db_query *q, PGresult *res)
 		agent_send_error(a, "invalid_command_ack",
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "command_ack failed", -1);
+	/* the first ack of a command: its time from issue, for /metrics */
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 1))
+		metrics_command_acked(atof(PQgetvalue(res, 0, 1)));
 	agent_release(a);
 }
 
@@ -79,8 +83,17 @@ handle_command_ack(struct agent *a, const char *text, size_t len, cJSON *data)
 		return;
 	}
 	q = db_query_new(LANE_GENERAL,
-					 "SELECT pankha.ack_command($1, $2::uuid, $3::boolean, $4)",
+					 /*
+					  * c is the row as before this statement: queued or
+					  * sent means this is its first result
+					  */
+					 "SELECT s, CASE WHEN s = 'acked' AND c.status IN ('queued', 'sent') "
+					 "THEN extract(epoch FROM now() - c.created_at) END "
+					 "FROM pankha.ack_command($1, $2::uuid, $3::boolean, $4) s "
+					 "LEFT JOIN pankha.commands c ON c.command_id = $2::uuid AND c.agent_id = $1",
 					 ack_done, a);
+	if (q)
+		db_query_key(q, a->agent_id);	/* after what its connection did before */
 	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, id->valuestring, strlen(id->valuestring)) ||
 		db_query_param(q, cJSON_IsTrue(ok) ? "true" : "false", cJSON_IsTrue(ok) ? 4 : 5) ||
@@ -115,6 +128,8 @@ handle_status(struct agent *a, const char *raw, size_t len, cJSON *data)
 	text = cJSON_PrintUnformatted(data);
 	q = db_query_new(LANE_GENERAL, "SELECT pankha.record_status($1, $2::jsonb)",
 					 status_done, a);
+	if (q)
+		db_query_key(q, a->agent_id);
 	if (!text || !q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, text, strlen(text)))
 	{
@@ -155,6 +170,7 @@ handle_data(struct agent *a, const char *text, size_t len, cJSON *data)
 static void
 handle_ping(struct agent *a, const char *text, size_t len, cJSON *data)
 {
+	metrics_note_ping(true);
 	agent_send(a, "{\"type\":\"pong\"}", 15, false);
 }
 
@@ -293,7 +309,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	if (now - minute_started >= 60 * LWS_US_PER_SEC)
 	{
 		minute_started = now;
-		attempts_reset();
+		/* (the limiters' counts start again in limits.c's sweep) */
 		for (struct agent *a = agents_first(); a; a = a->all_next)
 			a->violations = 0;
 	}
@@ -349,6 +365,7 @@ agent_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	a = agent_new(id, grant.selector, peer);
 	if (!a)
 		return ws_refuse(wsi, 500, "out of memory");
+	memcpy(a->digest, grant.digest, sizeof(a->digest));
 	*conn = &a->ws;
 	return 0;
 }
@@ -395,6 +412,7 @@ agent_message(struct ws_conn *c, const char *text, size_t len, bool binary)
 static void
 agent_closed(struct ws_conn *c)
 {
+	metrics_note_close(true, c->close_code);
 	agent_gone(lws_container_of(c, struct agent, ws));
 }
 

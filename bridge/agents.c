@@ -206,6 +206,7 @@ record_closed(struct agent *a)
 					 closed_done, a);
 	if (!q)
 		return;
+	db_query_key(q, a->agent_id);	/* after its connection_opened, in order */
 	snprintf(num[0], sizeof(num[0]), "%lld", (long long) a->connection_id);
 	snprintf(num[1], sizeof(num[1]), "%d", a->ws.close_code ? a->ws.close_code : 1006);
 	snprintf(num[2], sizeof(num[2]), "%llu", (unsigned long long) a->frames_in);
@@ -239,6 +240,11 @@ opened_done(struct db_query *q, PGresult *res)
 			a->group = strdup(PQgetvalue(res, 0, 1));
 		if (a->closed)
 			record_closed(a);
+		else if (a->replaced_by > a->connection_id)
+		{
+			/* a newer connection on another bridge was announced first (L10) */
+			agent_close(a, 4000, "replaced");
+		}
 		else
 			for (int i = 0; i < nopened; i++)
 				opened_hooks[i] (a);
@@ -308,6 +314,11 @@ agent_open(struct agent *a)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
 					 opened_done, a);
+	if (q)
+	{
+		q->once = true;			/* a second run would leave an open row behind */
+		db_query_key(q, a->agent_id);	/* before the close of this or a newer one */
+	}
 	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
 		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
 		db_query_param(q, a->remote, strlen(a->remote)))
@@ -362,9 +373,21 @@ on_agent_notify(const char *channel, const char *payload)
 		cJSON	   *conn = cJSON_GetObjectItemCaseSensitive(p, "connection");
 
 		if (event && !strcmp(event, "replaced") && bridge &&
-			strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn) &&
-			a->connection_id && a->connection_id < (int64_t) conn->valuedouble)
-			agent_close(a, 4000, "replaced");
+			strcmp(bridge, srv.bridge_id) && cJSON_IsNumber(conn))
+		{
+			int64_t		newer = (int64_t) conn->valuedouble;
+
+			if (a->connection_id && a->connection_id < newer)
+				agent_close(a, 4000, "replaced");
+			else if (!a->connection_id && newer > a->replaced_by)
+			{
+				/*
+				 * Its own id is not known yet: whether that connection is
+				 * newer than this one is decided once it is (L10).
+				 */
+				a->replaced_by = newer;
+			}
+		}
 	}
 	cJSON_Delete(p);
 }
@@ -383,12 +406,12 @@ on_credential_changed(char kind, const char *agent_id, const char *selector)
 		struct agent *a = agent_find(agent_id);
 
 		if (a && !strcmp(a->selector, selector) &&
-			!creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+			!creds_still_valid(CRED_AGENT, a->selector, a->digest, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
 		return;
 	}
 	for (struct agent *a = all_head; a; a = a->all_next)
-		if (a->ws.wsi && !creds_still_valid(CRED_AGENT, a->selector, a->agent_id, NULL))
+		if (a->ws.wsi && !creds_still_valid(CRED_AGENT, a->selector, a->digest, a->agent_id, NULL))
 			agent_close(a, 4001, "revoked");
 }
 

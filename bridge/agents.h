@@ -23,16 +23,19 @@ struct agent
 	struct agent *all_prev;
 	char	   *agent_id;
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
+	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest */
 	char	   *group;			/* its group at connect time, or NULL */
 	char		remote[64];		/* peer address */
 	int			refs;			/* connection + queries + frames holding it */
 	int64_t		connection_id;	/* pankha.connections id, 0 until known */
+	int64_t		replaced_by;	/* newest connection elsewhere heard of before it was known (L10) */
 	bool		closed;			/* socket closed; record when id known */
 	uint64_t	frames_in, bytes_in;	/* messages received, for the history */
 	/* agent_commands.c */
 	bool		claim_wanted;	/* commands to fetch for it */
 	/* ingest_batch.c */
 	int			held;			/* frames of it held un-committed */
+	size_t		held_bytes;		/* and their bytes, dashboard copies included (L2) */
 	int			requeued;		/* of those, frames put back after a failure */
 	int64_t		pending_ack;	/* highest seq committed but not acked */
 	int64_t		acked;			/* highest seq acked */

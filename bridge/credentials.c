@@ -21,9 +21,9 @@
  * it let in are closed with 4001 "revoked".
  *
  * What pankha.authenticate_agent/authenticate_ui did besides checking -
- * last_used_at, an auth.failed audit row per refusal with its reason - is
- * gathered for a few milliseconds and sent in one pankha.record_handshakes
- * call on the general lane.
+ * last_used_at, each refusal with its reason counted in the auth.failed
+ * row of its address and minute (M5) - is gathered for a few milliseconds
+ * and sent in one pankha.record_handshakes call on the general lane.
  */
 #include "credentials.h"
 #include "db.h"
@@ -37,7 +37,7 @@
 
 #define TOKEN_PREFIX_LEN 4		/* "pka_" or "pku_" */
 #define TOKEN_LEN (TOKEN_PREFIX_LEN + 64)
-#define DIGEST_LEN 32
+#define DIGEST_LEN CRED_DIGEST_LEN
 #define REFRESH_MAX 1000		/* selectors reloaded by one query */
 #define REPORT_WINDOW_US (20 * LWS_US_PER_MS)	/* handshakes gathered per report */
 #define REPORT_BATCH 1000		/* report at once when this many wait */
@@ -54,6 +54,7 @@ struct cred
 	unsigned char digest[DIGEST_LEN];	/* SHA-256 of the whole token */
 	char		selector[CRED_SELECTOR_LEN + 1];
 	char		kind;			/* CRED_AGENT or CRED_UI */
+	bool		suspect;		/* a NOTIFY named it and its reload has not answered */
 	char		role[12];		/* dashboard role, "" for agents */
 	char		owner[];		/* agent id or dashboard user name */
 };
@@ -281,16 +282,20 @@ creds_count(void)
 }
 
 /*
- * True when the credential with selector still lets owner in as kind (and,
- * for dashboards, with that role): connections recheck with this after
- * their credential changed.
+ * True when the credential with selector is still the token whose digest
+ * let owner in as kind (and, for dashboards, with that role): connections
+ * recheck with this after their credential changed.  The digest too: a
+ * token_hash changed in place under the same selector is another token
+ * (L9).
  */
 bool
-creds_still_valid(char kind, const char *selector, const char *owner, const char *role)
+creds_still_valid(char kind, const char *selector, const unsigned char *digest,
+				  const char *owner, const char *role)
 {
 	struct cred *c = table_find(&live, selector);
 
 	return c && c->kind == kind && !strcmp(c->owner, owner) &&
+		CRYPTO_memcmp(c->digest, digest, DIGEST_LEN) == 0 &&
 		(kind != CRED_UI || !strcmp(c->role, role));
 }
 
@@ -322,7 +327,12 @@ creds_check(char kind, const char *agent_id, const char *token, const char *peer
 		selector[CRED_SELECTOR_LEN] = '\0';
 		c = table_find(&live, selector);
 	}
-	if (c && c->kind == kind &&
+	/*
+	 * A credential a NOTIFY named (revoked, rotated, changed) lets no new
+	 * handshake in until its reload answered: a revoked token is refused
+	 * from the notification on, not from the reload's answer on.
+	 */
+	if (c && c->kind == kind && !c->suspect &&
 		EVP_Digest(token, TOKEN_LEN, digest, &digest_len, EVP_sha256(), NULL) &&
 		digest_len == DIGEST_LEN &&
 		CRYPTO_memcmp(digest, c->digest, DIGEST_LEN) == 0)
@@ -342,6 +352,7 @@ creds_check(char kind, const char *agent_id, const char *token, const char *peer
 	memcpy(grant->selector, c->selector, sizeof(grant->selector));
 	snprintf(grant->owner, sizeof(grant->owner), "%s", c->owner);
 	snprintf(grant->role, sizeof(grant->role), "%s", c->role);
+	memcpy(grant->digest, c->digest, DIGEST_LEN);
 	report_used(c->token_id);
 	return CRED_OK;
 }
@@ -404,6 +415,8 @@ creds_flush_reports(void)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.record_handshakes($1::bigint[], $2::text[], $3::text[], "
 					 "$4::text[], $5::text[])", report_done, NULL);
+	if (q)
+		q->once = true;			/* audit rows: not twice */
 	failed = !q || !(used = array_literal(&rep.used)) || db_query_param(q, used, strlen(used));
 	for (int i = 0; i < 4 && !failed; i++)
 	{
@@ -499,6 +512,16 @@ report_refused(char kind, const char *agent_id, const char *token, const char *p
 }
 
 /* ---------------------------------------------------------------- loading */
+
+/* Named by a NOTIFY that no answered query has seen yet? */
+static bool
+is_pending(const char *selector)
+{
+	for (size_t i = 0; i < npending; i++)
+		if (!strcmp(pending[i], selector))
+			return true;
+	return false;
+}
 
 static int
 hex_value(char c)
@@ -596,6 +619,8 @@ load_chunk_cb(lws_sorted_usec_list_t *sul)
 			load.skipped++;
 			continue;
 		}
+		/* notified again while the load ran: it may be stale already */
+		c->suspect = is_pending(c->selector);
 		free(dup);
 	}
 	load.apply_us += now_us() - started;
@@ -673,7 +698,11 @@ refresh_done(struct db_query *q, PGresult *res)
 		struct cred *c = cred_from_row(res, i), *dup;
 
 		if (c && table_put(&live, c, &dup))
+		{
+			/* notified again while this query ran: it may be stale already */
+			c->suspect = is_pending(c->selector);
 			free(dup);
+		}
 		else
 			free(c);			/* out of memory: its connections are closed below */
 	}
@@ -799,6 +828,12 @@ creds_on_notify(const char *channel, const char *payload)
 	len = strlen(payload);
 	if (!selector_valid(payload, len))
 		return;
+	{
+		struct cred *named = table_find(&live, payload);
+
+		if (named)
+			named->suspect = true;
+	}
 	if (npending == pending_cap)
 	{
 		size_t		ncap = pending_cap ? pending_cap * 2 : 64;

@@ -8,6 +8,7 @@
 
 #include "server.h"
 
+#define CRED_DIGEST_LEN 32	/* SHA-256 of a token */
 #define CRED_SELECTOR_LEN 16	/* token characters after the kind prefix */
 #define CRED_AGENT 'a'
 #define CRED_UI 'u'
@@ -26,12 +27,14 @@ struct cred_grant
 	char		selector[CRED_SELECTOR_LEN + 1];	/* which token let it in */
 	char		owner[65];		/* agent id or dashboard user name */
 	char		role[12];		/* dashboard role */
+	unsigned char digest[CRED_DIGEST_LEN];	/* of the token presented (L9) */
 };
 
 enum cred_verdict creds_check(char kind, const char *agent_id, const char *token,
 							  const char *peer, struct cred_grant *grant);
 bool		creds_ready(void);
-bool		creds_still_valid(char kind, const char *selector, const char *owner, const char *role);
+bool		creds_still_valid(char kind, const char *selector, const unsigned char *digest,
+							  const char *owner, const char *role);
 /*
  * A credential that let connections in changed or went away (selector
  * NULL: the copy was reloaded whole and any may have).  Subscribers

@@ -7,8 +7,24 @@
  * and the loop never blocks on the database.  Queries wait in a FIFO per
  * lane; the ingest lane has one connection so batches commit in the order
  * they were sent.  When a connection is lost its queries go back to the
- * front of their lane and are sent again after the reconnect (everything
- * the bridge sends is idempotent), with exponential backoff.
+ * front of their lane and are sent again after the reconnect, with
+ * exponential backoff; a general-lane query in flight at three losses in a
+ * row fails instead of looping.
+ *
+ * Only a lost connection (libpq's, SQLSTATE class 08, 57P01-57P03) resets
+ * one.  Any other error is that query's alone: deadlocks and serialization
+ * failures (40P01, 40001), lock timeouts (55P03) and resource errors (53)
+ * are retried, with a short delay and at most three times, when the query
+ * allows it (retry_on_error); everything else, statement timeouts (57014)
+ * included, goes to its done() like any result.
+ *
+ * A query that must not run twice (once: send_command, enrollment,
+ * connection_opened, ...) runs as BEGIN; pg_current_xact_id(); the query;
+ * sync, and only after those results arrive COMMIT; sync.  Lost before the
+ * COMMIT went, it did not commit and is sent again; lost after, the new
+ * connection asks pg_xact_status() of its transaction first: committed, its
+ * saved result goes to done(); aborted, it is sent again; in progress (the
+ * old backend has not noticed yet), it asks again shortly.
  *
  * Nothing here blocks: even WebSocket handshakes, which lws wants answered
  * inside its filter callback, are checked against the copy of the
@@ -25,6 +41,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Queries waiting for a connection, per lane. */
+struct db_fifo
+{
+	struct db_query *head;
+	struct db_query *tail;
+	int			count;
+};
+
 /* One database connection and what it has in flight. */
 struct db_conn
 {
@@ -39,29 +63,29 @@ struct db_conn
 	bool		listen_pending; /* its LISTEN statements not yet answered */
 	bool		listen_failed;	/* one of them failed */
 	enum db_lane lane;			/* which queries it runs */
+	int			shard;			/* ingest: the shard whose batches it runs */
+	struct db_fifo *fifo;		/* where queries for it alone wait (&own) */
+	struct db_fifo own;
 	int			max_depth;		/* queries in flight at most */
 	int			depth;			/* queries in flight now */
 	struct db_query *head;		/* in flight, oldest first */
 	struct db_query *tail;
 	PGresult   *head_result;	/* the head query's result, until its sync */
 	bool		want_write;		/* output not yet flushed */
+	bool		held;			/* a once query awaits its COMMIT: send nothing else */
 	int			backoff_ms;		/* next reconnect delay */
 	bool		was_up;			/* has been connected before */
 	struct btimer retry;		/* reconnect timer */
 	struct btimer writable;		/* asks lws for POLLOUT from outside its callback */
 };
 
-/* Queries waiting for a connection, per lane. */
-struct db_fifo
-{
-	struct db_query *head;
-	struct db_query *tail;
-	int			count;
-};
 
 static struct db_conn *conns;
 static int	nconns;
-static struct db_fifo waiting[LANE_COUNT];
+static struct db_fifo waiting[LANE_COUNT];	/* general queries without a key */
+static int	nshards;			/* ingest connections, from conns[1] */
+static int	ngeneral;			/* general connections, after them */
+static int	shard_conn0 = 1, general_conn0;
 static struct lws_vhost *db_vh;
 static bool shutting_down;
 
@@ -78,9 +102,18 @@ static db_event_fn ready_hooks[DB_MAX_HOOKS], lost_hooks[DB_MAX_HOOKS];
 static int	nready, nlost;
 static char *listen_sql;		/* "LISTEN a; LISTEN b; ..." of the registered channels */
 
+/* Queries waiting to be retried (not_before), and the timer that returns them. */
+static struct db_query *delayed;
+static struct btimer delayed_timer;
+
+#define DB_MAX_ATTEMPTS 3		/* statement-error retries of one query */
+#define DB_MAX_LOSSES 3			/* lost connections a general-lane query survives */
+#define XACT_STATUS_SQL "SELECT pg_catalog.pg_xact_status($1::pg_catalog.xid8)"
+
 static void dc_connect(struct db_conn *dc);
 static void dc_lost(struct db_conn *dc, const char *why);
-static void dc_dispatch(struct db_conn *dc);
+static void dc_dispatch(struct db_conn *dc, int limit, bool shared);
+static void kick_conn(struct db_conn *dc);
 static void dc_flush(struct db_conn *dc);
 static int	dc_adopt(struct db_conn *dc);
 static void dc_detach(struct db_conn *dc);
@@ -142,6 +175,7 @@ db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg)
 	q->done = done;
 	q->arg = arg;
 	q->retry_on_error = true;
+	q->shard = -1;
 	return q;
 }
 
@@ -185,6 +219,7 @@ db_query_free(struct db_query *q)
 {
 	for (int i = 0; i < q->nparams; i++)
 		free(q->params[i]);
+	PQclear(q->saved);
 	free(q);
 }
 
@@ -215,12 +250,105 @@ fifo_pop(struct db_fifo *f)
 	return q;
 }
 
+/* The connection a query must run on (its shard, or its key's), or NULL: any of its lane. */
+static struct db_conn *
+conn_of(struct db_query *q)
+{
+	if (!conns)
+		return NULL;
+	if (q->lane == LANE_INGEST)
+		return &conns[shard_conn0 + (q->shard < 0 ? 0 : q->shard) % nshards];
+	if (q->shard >= 0)
+		return &conns[general_conn0 + q->shard % ngeneral];
+	return NULL;
+}
+
+/* Where a query waits: its connection's own list, or the general lane's. */
+static struct db_fifo *
+fifo_of(struct db_query *q)
+{
+	struct db_conn *dc = conn_of(q);
+
+	return dc ? &dc->own : &waiting[q->lane];
+}
+
+static void
+fifo_push_front(struct db_fifo *f, struct db_query *q)
+{
+	q->next = f->head;
+	f->head = q;
+	if (!f->tail)
+		f->tail = q;
+	f->count++;
+}
+
+static void
+delayed_cb(lws_sorted_usec_list_t *sul)
+{
+	lws_usec_t	now = now_us(), next = 0;
+	struct db_query **pp = &delayed;
+	bool		kick[LANE_COUNT] = {false};
+
+	while (*pp)
+	{
+		struct db_query *q = *pp;
+
+		if (q->not_before <= now)
+		{
+			*pp = q->next;
+			fifo_push_front(fifo_of(q), q);
+			kick[q->lane] = true;
+			continue;
+		}
+		if (!next || q->not_before < next)
+			next = q->not_before;
+		pp = &q->next;
+	}
+	if (next)
+		timer_schedule(&delayed_timer, delayed_cb, next - now);
+	for (int l = 0; l < LANE_COUNT; l++)
+		if (kick[l])
+			lane_kick(l);
+}
+
+/* Send q again after delay_ms, ahead of what waits then. */
+static void
+delay_query(struct db_query *q, int delay_ms)
+{
+	q->not_before = now_us() + (lws_usec_t) delay_ms * LWS_US_PER_MS;
+	q->next = delayed;
+	delayed = q;
+	timer_schedule(&delayed_timer, delayed_cb, (lws_usec_t) delay_ms * LWS_US_PER_MS);
+}
+
+/*
+ * Run q on the general connection key (an agent id) maps to, after the
+ * queries for the same key before it: what one agent's connection records
+ * (opened, status, closed) must commit in the order it happened.
+ */
+void
+db_query_key(struct db_query *q, const char *key)
+{
+	uint32_t	h = 2166136261u;	/* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *) key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	q->shard = (int) (h & 0x7fffffff);
+}
+
 /* Queue a query; it runs when a connection of its lane has room. */
 void
 db_submit(struct db_query *q)
 {
-	fifo_push(&waiting[q->lane], q);
-	lane_kick(q->lane);
+	static uint64_t serial;
+	struct db_conn *dc = conn_of(q);
+
+	q->serial = ++serial;
+	fifo_push(fifo_of(q), q);
+	if (dc)
+		dc_dispatch(dc, -1, false);
+	else
+		lane_kick(q->lane);
 }
 
 /* Queries of a lane waiting or in flight. */
@@ -229,9 +357,33 @@ db_lane_load(enum db_lane lane)
 {
 	int			n = waiting[lane].count;
 
+	for (struct db_query *q = delayed; q; q = q->next)
+		n += q->lane == lane;
 	for (int i = 0; i < nconns; i++)
 		if (!conns[i].is_listen && conns[i].lane == lane)
-			n += conns[i].depth;
+			n += conns[i].depth + conns[i].own.count;
+	return n;
+}
+
+/* How many ingest connections (shards) there are: batches name one in q->shard. */
+int
+db_ingest_shards(void)
+{
+	return nshards ? nshards : 1;
+}
+
+/* Ingest batches of a shard waiting or in flight. */
+int
+db_shard_load(int shard)
+{
+	int			n;
+
+	if (!nshards)
+		return 0;
+	shard %= nshards;
+	n = conns[shard_conn0 + shard].own.count + conns[shard_conn0 + shard].depth;
+	for (struct db_query *q = delayed; q; q = q->next)
+		n += q->lane == LANE_INGEST && q->shard % nshards == shard;
 	return n;
 }
 
@@ -255,6 +407,17 @@ db_ready(void)
 		if (!lane_up[l])
 			return false;
 	return listen_up;
+}
+
+/* True when the LISTEN connection is up and every LISTEN of it answered. */
+bool
+db_listening(void)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i].is_listen)
+			return conns[i].state == DC_READY && !conns[i].listen_pending &&
+				!conns[i].listen_failed;
+	return false;
 }
 
 /* True when nothing waits or runs on any lane. */
@@ -283,37 +446,119 @@ db_error_is_data(PGresult *res)
 		!strncmp(state, "42", 2) || !strncmp(state, "44", 2);
 }
 
+/*
+ * Send what waits.  Ingest shards each have their connection; a general
+ * query goes to the ready connection with the least in flight, and not
+ * behind one that has been running for a while (a slow query holds up only
+ * what was pipelined behind it before that showed).
+ */
 static void
 lane_kick(enum db_lane lane)
 {
-	for (int i = 0; i < nconns; i++)
-		if (!conns[i].is_listen && conns[i].lane == lane &&
-			conns[i].state == DC_READY)
-			dc_dispatch(&conns[i]);
+	lws_usec_t	now = now_us();
+
+	for (;;)
+	{
+		struct db_conn *best = NULL;
+		int			best_score = 0;
+
+		/* each connection's own queries older than the lane's oldest */
+		for (int i = 0; i < nconns; i++)
+			if (!conns[i].is_listen && conns[i].lane == lane && conns[i].state == DC_READY)
+				dc_dispatch(&conns[i], -1, false);
+		if (!waiting[lane].head)
+			return;
+
+		for (int i = 0; i < nconns; i++)
+		{
+			struct db_conn *dc = &conns[i];
+			int			score;
+
+			if (dc->is_listen || dc->lane != lane || dc->state != DC_READY || dc->held ||
+				dc->depth >= dc->max_depth)
+				continue;
+			score = dc->depth;
+			if (dc->head && now - dc->head->sent_at > 20 * LWS_US_PER_MS)
+				score += 1000;
+			if (!best || score < best_score)
+			{
+				best = dc;
+				best_score = score;
+			}
+		}
+		if (!best)
+			return;
+		dc_dispatch(best, 1, true);
+	}
 }
 
-/* Send waiting queries while the connection has pipeline room. */
+/* After a connection's results: send what waits for it (or its lane). */
 static void
-dc_dispatch(struct db_conn *dc)
+kick_conn(struct db_conn *dc)
 {
-	struct db_fifo *f = &waiting[dc->lane];
+	if (dc->lane == LANE_INGEST)
+		dc_dispatch(dc, -1, false);
+	else
+		lane_kick(dc->lane);
+}
+
+/*
+ * Send up to limit (-1: any number) waiting queries while the connection
+ * has pipeline room: its own first, then (shared) its lane's.
+ */
+static void
+dc_dispatch(struct db_conn *dc, int limit, bool shared)
+{
+	struct db_fifo *f = dc->fifo;
 	bool		sent = false;
 
-	while (dc->state == DC_READY && dc->depth < dc->max_depth && f->head)
+	while (dc->state == DC_READY && !dc->held && dc->depth < dc->max_depth && limit != 0 &&
+		   (shared ? (f->head || waiting[dc->lane].head) :
+			(f->head && (!waiting[dc->lane].head ||
+						 f->head->serial < waiting[dc->lane].head->serial))))
 	{
-		struct db_query *q = f->head;
+		struct db_query *q;
+		struct db_fifo *lane_f = &waiting[dc->lane];
+
+		/* the older of its own and (shared) the lane's: submission order, no starving */
+		if (!f->head || (shared && lane_f->head && lane_f->head->serial < f->head->serial))
+			f = lane_f;
+		q = f->head;
 		const char *values[DB_MAX_PARAMS];
+		int			ok;
 
 		for (int i = 0; i < q->nparams; i++)
 			values[i] = q->params[i];
-		if (!PQsendQueryParams(dc->pg, q->sql, q->nparams, NULL, values,
-							   q->lengths, q->formats, 0) ||
-			!PQpipelineSync(dc->pg))
+		if (q->phase == 3)
+		{
+			/* did it commit on the connection that was lost? */
+			const char *xid = q->xid;
+
+			ok = PQsendQueryParams(dc->pg, XACT_STATUS_SQL, 1, NULL, &xid, NULL, NULL, 0);
+		}
+		else if (q->once)
+		{
+			/* the transaction's id first, the COMMIT once that is known */
+			ok = PQsendQueryParams(dc->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+				PQsendQueryParams(dc->pg, "SELECT pg_catalog.pg_current_xact_id()::text",
+								  0, NULL, NULL, NULL, NULL, 0) &&
+				PQsendQueryParams(dc->pg, q->sql, q->nparams, NULL, values,
+								  q->lengths, q->formats, 0);
+			q->phase = 1;
+			q->nres = 0;
+			q->xid[0] = '\0';
+			dc->held = true;
+		}
+		else
+			ok = PQsendQueryParams(dc->pg, q->sql, q->nparams, NULL, values,
+								   q->lengths, q->formats, 0);
+		if (!ok || !PQpipelineSync(dc->pg))
 		{
 			dc_lost(dc, PQerrorMessage(dc->pg));
 			return;
 		}
 		fifo_pop(f);
+		f = dc->fifo;
 		q->sent_at = now_us();
 		if (dc->tail)
 			dc->tail->next = q;
@@ -322,6 +567,8 @@ dc_dispatch(struct db_conn *dc)
 		dc->tail = q;
 		dc->depth++;
 		sent = true;
+		if (limit > 0)
+			limit--;
 	}
 	if (sent)
 		dc_flush(dc);
@@ -343,6 +590,52 @@ dc_flush(struct db_conn *dc)
 		dc_want_write(dc);
 }
 
+/* An error that may not recur if the query runs again a little later. */
+static bool
+error_is_transient(PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return PQresultStatus(res) == PGRES_FATAL_ERROR && state &&
+		(!strcmp(state, "40001") || !strcmp(state, "40P01") ||
+		 !strcmp(state, "55P03") || !strncmp(state, "53", 2));
+}
+
+/* Forget a once query's transaction: it did not commit, it may be sent anew. */
+static void
+once_reset(struct db_query *q)
+{
+	q->phase = 0;
+	q->nres = 0;
+	q->xid[0] = '\0';
+	PQclear(q->saved);
+	q->saved = NULL;
+}
+
+/*
+ * The answer of a pg_xact_status() check; true when q is done with (its
+ * saved result is the one), false when it has been queued again.
+ */
+static bool
+check_answered(struct db_query *q, PGresult *res)
+{
+	const char *st = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		!PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+
+	if (st && !strcmp(st, "committed"))
+		return true;
+	if (st && !strcmp(st, "aborted"))
+	{
+		blog("info", "db_replay", "a query lost with its connection did not commit: sending it again");
+		once_reset(q);
+		fifo_push_front(fifo_of(q), q);
+		return false;
+	}
+	/* in progress (the old backend lives on a little), or the check failed */
+	delay_query(q, 100);
+	return false;
+}
+
 /* Hand the head query its result and take it off the connection. */
 static void
 dc_complete_head(struct db_conn *dc)
@@ -361,9 +654,42 @@ dc_complete_head(struct db_conn *dc)
 		dc->tail = NULL;
 	dc->depth--;
 	q->next = NULL;
+	q->losses = 0;
 
+	if (q->phase == 3)
+	{
+		bool		done = check_answered(q, res);
+
+		PQclear(res);
+		if (!done)
+			return;
+		res = q->saved;
+		q->saved = NULL;
+	}
+	else if (q->once)
+	{
+		PQclear(res);			/* COMMIT's (its error, if any, is in saved) */
+		res = q->saved;
+		q->saved = NULL;
+	}
 	if (!res)
 		res = PQmakeEmptyPGresult(dc->pg, PGRES_FATAL_ERROR);
+	if (q->retry_on_error && q->attempts < DB_MAX_ATTEMPTS && error_is_transient(res))
+	{
+		/* the query's own failure, likely not to recur: that query alone again */
+		q->attempts++;
+		blog("warn", "db_retry_query", "%s: retry %d of %d",
+			 PQresultErrorField(res, PG_DIAG_SQLSTATE), q->attempts, DB_MAX_ATTEMPTS);
+		PQclear(res);
+		if (q->once)
+			once_reset(q);
+		delay_query(q, 50 * q->attempts);
+		return;
+	}
+	if (now_us() - q->sent_at > 500 * LWS_US_PER_MS)
+		blog("warn", "db_slow", "%s connection %d: %.0f ms for %.60s", dc->lane == LANE_INGEST ?
+			 "ingest" : "general", (int) (dc - conns),
+			 (double) (now_us() - q->sent_at) / 1e3, q->sql);
 	if (dc->lane == LANE_INGEST)
 		histogram_observe(&srv.m.commit_seconds,
 						  (double) (now_us() - q->sent_at) / 1e6);
@@ -385,9 +711,9 @@ result_is_connection_failure(PGconn *pg, PGresult *res)
 	if (PQstatus(pg) == CONNECTION_BAD)
 		return true;
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	return !state || !strncmp(state, "57", 2) || !strncmp(state, "08", 2) ||
-		!strncmp(state, "53", 2) || !strcmp(state, "40001") ||
-		!strcmp(state, "40P01") || !strcmp(state, "25006");
+	/* libpq's own errors carry no SQLSTATE; 25006: a standby, look for the primary */
+	return !state || !strncmp(state, "08", 2) || !strcmp(state, "57P01") ||
+		!strcmp(state, "57P02") || !strcmp(state, "57P03") || !strcmp(state, "25006");
 }
 
 /* Read what the server sent: notifications and query results. */
@@ -459,6 +785,28 @@ dc_service(struct db_conn *dc)
 		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC)
 		{
 			PQclear(r);
+			if (dc->head->phase == 1)
+			{
+				/* BEGIN, its xid and the query answered: now end it */
+				struct db_query *q = dc->head;
+				bool		failed = !q->saved || PQresultStatus(q->saved) == PGRES_FATAL_ERROR ||
+					!q->xid[0];
+
+				if (!PQsendQueryParams(dc->pg, failed ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
+									   NULL, NULL, 0) || !PQpipelineSync(dc->pg))
+				{
+					dc_lost(dc, PQerrorMessage(dc->pg));
+					return;
+				}
+				q->phase = failed ? 0 : 2;	/* rolled back: nothing to check if lost */
+				if (failed && !q->saved)
+					q->saved = PQmakeEmptyPGresult(dc->pg, PGRES_FATAL_ERROR);
+				dc->held = false;
+				dc_flush(dc);
+				if (dc->state != DC_READY)
+					return;
+				continue;
+			}
 			dc_complete_head(dc);
 			continue;
 		}
@@ -471,13 +819,40 @@ dc_service(struct db_conn *dc)
 			free(why);
 			return;
 		}
+		if (dc->head->phase == 1)
+		{
+			/* BEGIN, the xid, the query: keep the xid and the first error or the query's */
+			struct db_query *q = dc->head;
+
+			q->nres++;
+			if (q->nres == 2 && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+				snprintf(q->xid, sizeof(q->xid), "%s", PQgetvalue(r, 0, 0));
+			if (PQresultStatus(r) == PGRES_FATAL_ERROR &&
+				!(q->saved && PQresultStatus(q->saved) == PGRES_FATAL_ERROR))
+			{
+				PQclear(q->saved);
+				q->saved = r;
+			}
+			else if (q->nres == 3 && !q->saved)
+				q->saved = r;
+			else
+				PQclear(r);
+			continue;
+		}
+		if (dc->head->once && dc->head->phase == 2 && PQresultStatus(r) == PGRES_FATAL_ERROR)
+		{
+			/* the COMMIT failed: nothing committed, that is the outcome */
+			PQclear(dc->head->saved);
+			dc->head->saved = r;
+			continue;
+		}
 		if (!dc->head_result)
 			dc->head_result = r;
 		else
 			PQclear(r);			/* only one result per query is expected */
 	}
 	if (dc->state == DC_READY)
-		dc_dispatch(dc);
+		kick_conn(dc);
 }
 
 /* Advance a non-blocking connect. */
@@ -535,7 +910,7 @@ dc_poll_connect(struct db_conn *dc)
 					dc_lost(dc, PQerrorMessage(dc->pg));
 					return;
 				}
-				dc_dispatch(dc);
+				kick_conn(dc);
 			}
 			dc->was_up = true;
 			break;
@@ -602,9 +977,25 @@ dc_connect(struct db_conn *dc)
 	 * short calls.  A function cannot set it for the statement running it.
 	 */
 	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5",
-		dc->lane == LANE_GENERAL && !dc->is_listen ? "-c statement_timeout=5s -c jit=off" : "",
-	NULL};
+	char		options[512];
+	const char *vals[] = {srv.cfg.db, "pankha-bridge", "5", options, NULL};
+	size_t		o;
+
+	/*
+	 * pankha.bridge_id names this bridge to the extension: ingest does not
+	 * announce on pankha_live the frames of its own agents (live.c).
+	 * Spaces and backslashes of the name are escaped for libpq's options.
+	 */
+	o = (size_t) snprintf(options, sizeof(options), "%s-c pankha.bridge_id=",
+						  dc->lane == LANE_GENERAL && !dc->is_listen ?
+						  "-c statement_timeout=5s -c jit=off " : "");
+	for (const char *p = srv.bridge_id; *p && o + 3 < sizeof(options); p++)
+	{
+		if (*p == ' ' || *p == '\\')
+			options[o++] = '\\';
+		options[o++] = *p;
+	}
+	options[o] = '\0';
 
 	if (shutting_down)
 		return;
@@ -627,12 +1018,15 @@ dc_connect(struct db_conn *dc)
 
 /*
  * The connection failed: put its queries back at the front of their lane,
- * in order, and try again later.
+ * in order, and try again later.  A once query whose COMMIT went out is
+ * checked before anything else; a general-lane query lost with DB_MAX_LOSSES
+ * connections in a row fails (it may be what kills them).
  */
 static void
 dc_lost(struct db_conn *dc, const char *why)
 {
-	struct db_fifo *f = &waiting[dc->lane];
+	struct db_query *failed = NULL;
+	struct db_query *back = NULL;	/* to requeue, newest first */
 
 	/* one line when it goes, then one per retry only at the longest backoff */
 	if (dc->state == DC_READY || dc->backoff_ms >= 5000)
@@ -651,21 +1045,64 @@ dc_lost(struct db_conn *dc, const char *why)
 		PQclear(dc->head_result);
 		dc->head_result = NULL;
 	}
-	if (dc->head)
+	dc->held = false;
+	for (struct db_query **pp = &dc->head; *pp;)
 	{
-		dc->tail->next = f->head;
-		if (!f->head)
-			f->tail = dc->tail;
-		f->head = dc->head;
-		f->count += dc->depth;
-		dc->head = dc->tail = NULL;
-		dc->depth = 0;
+		struct db_query *q = *pp;
+
+		if (q->once && q->phase == 2)
+			q->phase = q->xid[0] ? 3 : 0;
+		if (q->phase != 3)
+			once_reset(q);
+		if (dc->lane == LANE_GENERAL && ++q->losses >= DB_MAX_LOSSES && q->phase != 3)
+		{
+			*pp = q->next;
+			dc->depth--;
+			q->next = failed;
+			failed = q;
+			continue;
+		}
+		dc->tail = q;
+		pp = &q->next;
+	}
+	/* back to the front of where each waits (this connection's own, or the lane's), in order */
+	while (dc->head)
+	{
+		struct db_query *q = dc->head;
+
+		dc->head = q->next;
+		q->next = back;
+		back = q;
+	}
+	dc->tail = NULL;
+	dc->depth = 0;
+	while (back)
+	{
+		struct db_query *q = back;
+
+		back = q->next;
+		fifo_push_front(fifo_of(q), q);
 	}
 	if (dc->pg)
 		PQfinish(dc->pg);
 	dc->pg = NULL;
 	dc->state = DC_DOWN;
 	dc->want_write = false;
+	while (failed)
+	{
+		struct db_query *q = failed;
+		PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+
+		failed = q->next;
+		q->next = NULL;
+		blog("error", "db_query_failed", "a query was in flight at %d lost connections: given up",
+			 q->losses);
+		if (q->done)
+			q->done(q, res);
+		if (!q->result_kept)
+			PQclear(res);
+		db_query_free(q);
+	}
 	if (shutting_down)
 		return;
 	timer_schedule(&dc->retry, dc_retry_cb,
@@ -762,7 +1199,11 @@ db_init(struct lws_context *ctx, struct lws_vhost *vh)
 	if (sql.failed)
 		return -1;
 	listen_sql = sql.data;
-	nconns = 1 + (srv.cfg.db_pool < 2 ? 2 : srv.cfg.db_pool);
+	/* LISTEN, the ingest shards, then --db-pool general connections */
+	nshards = srv.cfg.ingest_connections < 1 ? 1 : srv.cfg.ingest_connections;
+	ngeneral = srv.cfg.db_pool < 1 ? 1 : srv.cfg.db_pool;
+	general_conn0 = shard_conn0 + nshards;
+	nconns = 1 + nshards + ngeneral;
 	conns = calloc(nconns, sizeof(*conns));
 	if (!conns)
 		return -1;
@@ -771,7 +1212,9 @@ db_init(struct lws_context *ctx, struct lws_vhost *vh)
 		struct db_conn *dc = &conns[i];
 
 		dc->is_listen = (i == 0);
-		dc->lane = (i == 1) ? LANE_INGEST : LANE_GENERAL;
+		dc->lane = (i >= shard_conn0 && i < shard_conn0 + nshards) ? LANE_INGEST : LANE_GENERAL;
+		dc->shard = dc->lane == LANE_INGEST ? i - shard_conn0 : -1;
+		dc->fifo = &dc->own;
 		dc->max_depth = dc->lane == LANE_INGEST ? srv.cfg.pipeline_depth : 32;
 		dc->backoff_ms = 100;
 		dc_connect(dc);
@@ -784,6 +1227,7 @@ void
 db_shutdown(void)
 {
 	shutting_down = true;
+	timer_cancel(&delayed_timer);
 	for (int i = 0; i < nconns; i++)
 	{
 		struct db_conn *dc = &conns[i];

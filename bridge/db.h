@@ -36,17 +36,34 @@ struct db_query
 	db_done_fn	done;			/* called with the result, then freed */
 	void	   *arg;			/* for done */
 	lws_usec_t	sent_at;		/* when it went to the server */
-	bool		retry_on_error; /* re-run on errors that are not the query's fault */
+	bool		retry_on_error; /* re-run (bounded) on deadlock, serialization, resources */
 	bool		result_kept;	/* done() kept the PGresult and will PQclear it */
+	int			shard;			/* which connection runs it: ingest, the shard (db_ingest_shards());
+								 * general, db_query_key()'s hash; -1: any */
+	bool		once;			/* not idempotent: never replayed without knowing it did not commit */
+
+	/* db.c's own */
+	int			attempts;		/* statement errors retried */
+	int			losses;			/* connections lost with it in flight */
+	int			phase;			/* once: 0 unsent, 1 BEGIN..query sent, 2 COMMIT sent, 3 checking */
+	int			nres;			/* results seen in phase 1 */
+	char		xid[24];		/* once: its transaction, from pg_current_xact_id() */
+	PGresult   *saved;			/* once: the query's result, until its COMMIT */
+	lws_usec_t	not_before;		/* delayed: when it may be sent again */
+	uint64_t	serial;			/* submission order */
 };
 
 struct db_query *db_query_new(enum db_lane lane, const char *sql, db_done_fn done, void *arg);
 int			db_query_param(struct db_query *q, const char *value, size_t len);
 int			db_query_param_sbuf(struct db_query *q, struct sbuf *b);
+void		db_query_key(struct db_query *q, const char *key);
 void		db_query_free(struct db_query *q);
 void		db_submit(struct db_query *q);
 int			db_lane_load(enum db_lane lane);
+int			db_ingest_shards(void);
+int			db_shard_load(int shard);
 bool		db_ready(void);
+bool		db_listening(void);
 int			db_init(struct lws_context *ctx, struct lws_vhost *vh);
 void		db_shutdown(void);
 bool		db_idle(void);

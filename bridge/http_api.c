@@ -13,6 +13,8 @@
  * error of the extension, with the field its PG_DIAG_COLUMN_NAME names.
  */
 #include "http_api.h"
+#include "metrics.h"
+#include "limits.h"
 #include "tls.h"
 
 #include <string.h>
@@ -53,6 +55,7 @@ struct http_req
 	unsigned char *resp;		/* LWS_PRE headroom, then resp_len bytes */
 	size_t		resp_len;
 	bool		answered;
+	lws_usec_t	started;		/* when the request arrived (for /metrics) */
 };
 
 /* The pss of the http protocol. */
@@ -151,7 +154,11 @@ http_respond(struct http_req *r, int status, const char *ctype, const char *body
 		return;
 	r->answered = true;
 	r->status = status;
+	if (status == 401)
+		limits_auth_failed(r->peer);	/* M5: refused credentials per address */
 	r->ctype = ctype;
+	metrics_http_answered(r->route ? r->route->method : NULL, r->route ? r->route->pattern : NULL,
+						  (double) (now_us() - r->started) / 1e6);
 	r->resp = malloc(LWS_PRE + len + 1);
 	if (r->resp)
 	{
@@ -257,6 +264,8 @@ http_run_json(struct http_req *r, const char *sql, int n, const char *const *par
 		http_respond_error(r, 500, "out of memory");
 		return;
 	}
+	/* what changes state (enrollment, commands) must not run twice (db.c) */
+	q->once = strcmp(r->route->method, "GET") != 0;
 	for (int i = 0; i < n; i++)
 		if (db_query_param(q, params[i], params[i] ? strlen(params[i]) : 0))
 		{
@@ -478,7 +487,7 @@ run_route(struct http_req *r)
 		body = cJSON_CreateObject();	/* an API call without a body: no args */
 	else if (r->has_body)
 	{
-		body = cJSON_ParseWithLength((const char *) r->body, r->body_len);
+		body = json_parse((const char *) r->body, r->body_len);
 		if (!cJSON_IsObject(body))
 		{
 			cJSON_Delete(body);
@@ -602,6 +611,14 @@ route(struct http_req *r)
 	}
 	if (rate_limited(r))
 		return;
+	if (limits_auth_blocked(r->peer))
+	{
+		/* M5: past --auth-fail-limit-ip, no credential is looked at (nor audited) */
+		srv.m.auth_fail_limited++;
+		r->retry_after = 60;
+		http_respond_error(r, 429, "too many refused credentials from this address; retry later");
+		return;
+	}
 	if (r->body_too_big)
 	{
 		http_respond_error(r, 413, "request body too large");
@@ -690,9 +707,29 @@ int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			  void *in, size_t len)
 {
-	struct http_session *s = user;
-	struct http_req *r = s ? s->req : NULL;
+	struct http_session *s;
+	struct http_req *r;
 
+	/* every connection passes here first and last, whatever it becomes (limits.c) */
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+			/* lws 4.1.6 passes the address as user, the socket as in */
+			return limits_filter_network(user);
+		case LWS_CALLBACK_WSI_CREATE:
+			limits_wsi_create(wsi);
+			return 0;
+		case LWS_CALLBACK_WSI_DESTROY:
+			limits_wsi_destroy(wsi);
+			return 0;
+		case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+			limits_request_done(wsi);
+			break;
+		default:
+			break;
+	}
+	s = user;
+	r = s ? s->req : NULL;
 	switch (reason)
 	{
 		case LWS_CALLBACK_HTTP:
@@ -705,6 +742,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					return -1;
 				r->refs = 1;
 				r->wsi = wsi;
+				r->started = now_us();
 				s->req = r;
 				{
 					static const struct
@@ -734,7 +772,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					if (n < 0)
 						r->path[0] = '\0';
 				}
-				lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
+				limits_client_addr(wsi, r->peer, sizeof(r->peer));
 				if (http_bearer_token(wsi, &r->token) < 0)
 					return -1;
 				/* the query arguments, each "name=value" as lws decoded it */
@@ -819,6 +857,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				req_release(r);
 				if (lws_http_transaction_completed(wsi))
 					return -1;
+				limits_request_done(wsi);
 				return 0;
 			}
 		case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:

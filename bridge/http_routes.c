@@ -14,8 +14,10 @@
 #include "agents.h"
 #include "credentials.h"
 #include "ingest_batch.h"
+#include "limits.h"
 #include "openapi.h"
 #include "ui_ws.h"
+#include "metrics.h"
 
 #include <malloc.h>
 #include <string.h>
@@ -34,19 +36,30 @@ get_healthz(struct http_req *r, cJSON *body)
 	http_respond_json(r, 200, text);
 }
 
-/* GET /readyz: database up, credentials loaded, not draining; and the connections. */
+/*
+ * GET /readyz: database up, credentials loaded, not draining; and the
+ * connections, whether the LISTEN is in effect, and the worker's last
+ * pass (pankha.worker_status, read every few seconds: metrics.c).
+ */
 static void
 get_readyz(struct http_req *r, cJSON *body)
 {
-	char		text[256];
+	struct sbuf b = {0};
 	bool		ready = creds_ready() && !srv.draining;
 
-	snprintf(text, sizeof(text), "{\"ready\":%s%s%s%s,\"database\":%s,\"agents\":%d,\"dashboards\":%d}",
-			 ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
-			 ready ? "" : srv.draining ? "shutting down" :
-			 db_ready() ? "loading credentials" : "database unavailable",
-			 ready ? "" : "\"", db_ready() ? "true" : "false", agents_count(), ui_count());
-	http_respond_json(r, ready ? 200 : 503, text);
+	sbuf_printf(&b, "{\"ready\":%s%s%s%s,\"database\":%s,\"listen\":%s,\"agents\":%d,\"dashboards\":%d",
+				ready ? "true" : "false", ready ? "" : ",\"reason\":\"",
+				ready ? "" : srv.draining ? "shutting down" :
+				db_ready() ? "loading credentials" : "database unavailable",
+				ready ? "" : "\"", db_ready() ? "true" : "false", db_listening() ? "true" : "false",
+				agents_count(), ui_count());
+	metrics_readyz(&b);
+	sbuf_puts(&b, "}");
+	if (b.failed)
+		http_respond_error(r, 500, "out of memory");
+	else
+		http_respond_json(r, ready ? 200 : 503, b.data);
+	sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -84,6 +97,12 @@ get_metrics(struct http_req *r, cJSON *body)
 	struct sbuf b = {0};
 	const struct metrics *m = &srv.m;
 
+	if (!limits_metrics_allowed(http_token(r)))
+	{
+		/* L11: --metrics-token-file */
+		http_respond_error(r, 401, "/metrics needs its token (Authorization: Bearer <token>)");
+		return;
+	}
 	sbuf_printf(&b, "# HELP pankha_bridge_connections Open WebSocket connections by kind.\n"
 				"# TYPE pankha_bridge_connections gauge\n"
 				"pankha_bridge_connections{kind=\"agent\"} %d\n"
@@ -101,6 +120,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_bytes_received_total", "counter", "WebSocket payload bytes received.", NULL, m->bytes_in);
 	metric(&b, "pankha_bridge_bytes_sent_total", "counter", "WebSocket payload bytes sent.", NULL, m->bytes_out);
 	metric(&b, "pankha_bridge_db_reconnects_total", "counter", "Database connections re-established.", NULL, m->db_reconnects);
+	metric(&b, "pankha_bridge_heartbeats_total", "counter", "Heartbeats recorded in pankha.bridges.", NULL, m->heartbeats);
+	metric(&b, "pankha_bridge_heartbeat_expired_total", "counter", "Times this bridge found itself declared dead and dropped its agents.", NULL, m->heartbeat_expired);
 	metric(&b, "pankha_bridge_db_ready", "gauge", "1 when every database connection is up.", NULL, db_ready());
 	metric(&b, "pankha_bridge_handshakes_refused_total", "counter", "WebSocket handshakes refused for credentials.", NULL, m->handshakes_refused);
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
@@ -123,10 +144,24 @@ get_metrics(struct http_req *r, cJSON *body)
 					mi.uordblks + mi.hblkhd, mi.fordblks);
 	}
 	metric(&b, "pankha_bridge_http_rate_limited_total", "counter", "HTTP requests answered 429 (--http-rate-token, --http-rate-ip).", NULL, m->http_rate_limited);
+	metric(&b, "pankha_bridge_live_received_total", "counter", "Frames of agents on other bridges heard on pankha_live for this bridge's dashboards.", NULL, m->live_received);
+	metric(&b, "pankha_bridge_live_watch_calls_total", "counter", "Times this bridge recorded its dashboards' topics with pankha.live_watch.", NULL, m->live_watch_calls);
+	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
+	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
+	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
+	/* H2, M5, L2 (limits.c, ingest_batch.c) */
+	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());
+	metric(&b, "pankha_bridge_connections_refused_total", "counter", "Accepted sockets closed at once: --max-connections reached.", NULL, m->connections_refused_total);
+	metric(&b, "pankha_bridge_connections_refused_ip_total", "counter", "Accepted sockets closed at once: --max-connections-ip reached for their address.", NULL, m->connections_refused_ip);
+	metric(&b, "pankha_bridge_request_timeouts_total", "counter", "Connections closed because their request or handshake outlasted --request-timeout.", NULL, m->request_timeouts);
+	metric(&b, "pankha_bridge_auth_fail_limited_total", "counter", "Handshakes and requests answered 429 after --auth-fail-limit-ip refused credentials from their address.", NULL, m->auth_fail_limited);
+	metric(&b, "pankha_bridge_frames_held_bytes", "gauge", "Bytes of data frames (and their dashboard copies) waiting for their commit.", NULL, ingest_held_bytes());
+	metric(&b, "pankha_bridge_closed_held_bytes_total", "counter", "Agents closed unacknowledged for holding more than twice --agent-held-bytes.", NULL, m->closed_held_bytes);
 	metric_histogram(&b, &m->batch_size);
 	metric_histogram(&b, &m->commit_seconds);
 	metric_histogram(&b, &m->command_seconds);
+	metrics_write(&b);
 	if (b.failed)
 		http_respond_error(r, 500, "out of memory");
 	else
@@ -251,23 +286,6 @@ get_latest(struct http_req *r, cJSON *body)
 				  1, params);
 }
 
-/* GET /api/v1/agents/{agent_id}/history?series=&from=&to=&resolution= */
-static void
-get_history(struct http_req *r, cJSON *body)
-{
-	const char *params[] = {http_arg(r, "agent_id"), http_query(r, "series"), http_query(r, "from"),
-	http_query(r, "to"), http_query(r, "resolution")};
-
-	if (!params[1])
-	{
-		http_respond_error(r, 400, "series is required (a sensor id, fan id or health metric)");
-		return;
-	}
-	http_run_json(r, "SELECT coalesce(json_agg(h ORDER BY h.bucket), '[]')::text FROM pankha.history($1, $2, "
-				  "coalesce($3::timestamptz, now() - interval '1 hour'), coalesce($4::timestamptz, now()), "
-				  "$5::interval) h", 5, params);
-}
-
 /* GET /api/v1/agents/{agent_id}/settings: effective settings. */
 static void
 get_settings(struct http_req *r, cJSON *body)
@@ -344,7 +362,7 @@ const struct http_route http_routes[] = {
 	{"POST", "/api/v1/agents/sync", ROLE_AGENT, post_sync},
 	{"GET", "/api/v1/agents", ROLE_VIEWER, get_agents},
 	{"GET", "/api/v1/agents/{agent_id}/latest", ROLE_VIEWER, get_latest},
-	{"GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, get_history},
+	API_ROUTE("GET", "/api/v1/agents/{agent_id}/history", ROLE_VIEWER, "api_history", NULL),
 	{"GET", "/api/v1/agents/{agent_id}/settings", ROLE_VIEWER, get_settings},
 	{"POST", "/api/v1/settings", ROLE_OPERATOR, post_setting},
 	{"POST", "/api/v1/alerts", ROLE_ADMIN, post_alert},

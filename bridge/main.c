@@ -16,9 +16,12 @@
 #include "http_api.h"
 #include "http_routes.h"
 #include "ingest_batch.h"
+#include "limits.h"
 #include "tls.h"
 #include "ui_ws.h"
+#include "heartbeat.h"
 #include "ws.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -54,10 +57,11 @@ static const struct option_doc docs[] = {
 	{"log-file", 1, "PANKHA_LOG_FILE", "", "append logs here (empty: stderr); SIGHUP reopens"},
 	{"log-json", 0, "PANKHA_LOG_JSON", "off", "log one JSON object per line"},
 	{"verbose", 1, "PANKHA_VERBOSE", "1", "0 warnings only, 1 events, 2 debug"},
-	{"db-pool", 1, "PANKHA_DB_POOL", "3", "database connections besides LISTEN (>= 2)"},
+	{"db-pool", 1, "PANKHA_DB_POOL", "2", "database connections for dashboards, handshakes and commands"},
+	{"ingest-connections", 1, "PANKHA_INGEST_CONNECTIONS", "2", "database connections for ingest; agents are sharded over them by id"},
 	{"batch-window-ms", 1, "PANKHA_BATCH_WINDOW_MS", "5", "how long frames wait to share an ingest call"},
 	{"batch-max", 1, "PANKHA_BATCH_MAX", "500", "most frames in one ingest call"},
-	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once"},
+	{"pipeline-depth", 1, "PANKHA_PIPELINE_DEPTH", "4", "ingest calls in flight at once on each ingest connection"},
 	{"max-held-frames", 1, "PANKHA_MAX_HELD_FRAMES", "50000", "frames held un-committed before all reading pauses"},
 	{"agent-held-frames", 1, "PANKHA_AGENT_HELD_FRAMES", "200", "frames of one agent held before its reading pauses"},
 	{"silence-timeout", 1, "PANKHA_SILENCE_TIMEOUT", "60", "seconds of silence before an agent is closed (0: never)"},
@@ -65,16 +69,28 @@ static const struct option_doc docs[] = {
 	{"rate-limit", 1, "PANKHA_RATE_LIMIT", "100", "messages per minute per agent (0: unlimited)"},
 	{"connect-limit-agent", 1, "PANKHA_CONNECT_LIMIT_AGENT", "30", "handshakes per minute per agent id (0: unlimited)"},
 	{"connect-limit-ip", 1, "PANKHA_CONNECT_LIMIT_IP", "0", "handshakes per minute per address (0: unlimited)"},
-	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "WebSocket connections at most"},
+	{"max-connections", 1, "PANKHA_MAX_CONNECTIONS", "20000", "agent WebSocket connections at most (dashboards have --ui-max-connections)"},
+	{"ui-max-connections", 1, "PANKHA_UI_MAX_CONNECTIONS", "1000", "/ws/ui dashboard connections at most, a budget apart from the agents'"},
+	{"ui-max-per-token", 1, "PANKHA_UI_MAX_PER_TOKEN", "20", "/ws/ui connections at once per dashboard token (0: unlimited)"},
+	{"ui-max-per-ip", 1, "PANKHA_UI_MAX_PER_IP", "50", "/ws/ui connections at once per client address (0: unlimited)"},
+	{"ui-idle-timeout", 1, "PANKHA_UI_IDLE_TIMEOUT", "90", "seconds without a message from a dashboard (the dashboard pings every 25 s) before it is closed with 4008 (0: never)"},
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
 	{"cors-origin", 1, "PANKHA_CORS_ORIGIN", "", "origins allowed to call the HTTP API from a browser, comma-separated (empty: none)"},
 	{"http-rate-token", 1, "PANKHA_HTTP_RATE_TOKEN", "600", "API, /sync and /register requests per minute per token (0: unlimited)"},
 	{"http-rate-ip", 1, "PANKHA_HTTP_RATE_IP", "3000", "API, /sync and /register requests per minute per address (0: unlimited)"},
+	{"request-timeout", 1, "PANKHA_REQUEST_TIMEOUT", "20", "seconds an HTTP request or WebSocket handshake may take as a whole, from its first byte or the previous response (0: none)"},
+	{"max-connections-ip", 1, "PANKHA_MAX_CONNECTIONS_IP", "64", "open connections (HTTP and WebSocket) per client address; trusted proxies are exempt (0: unlimited)"},
+	{"auth-fail-limit-ip", 1, "PANKHA_AUTH_FAIL_LIMIT_IP", "60", "refused credentials per minute per address before its handshakes and API requests get 429 (0: unlimited)"},
+	{"trusted-proxy", 1, "PANKHA_TRUSTED_PROXY", "", "addresses or CIDR networks of reverse proxies whose X-Forwarded-For names the client, comma-separated (empty: none)"},
+	{"metrics-token-file", 1, "PANKHA_METRICS_TOKEN_FILE", "", "file holding a bearer token /metrics requires (empty: /metrics is open)"},
+	{"max-held-bytes", 1, "PANKHA_MAX_HELD_BYTES", "268435456", "bytes of frames held un-committed before all reading pauses"},
+	{"agent-held-bytes", 1, "PANKHA_AGENT_HELD_BYTES", "1048576", "bytes of one agent's frames held before its reading pauses; a frame arriving while twice this is held closes it (1008)"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
 	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
+	{"heartbeat-interval", 1, "PANKHA_HEARTBEAT_INTERVAL", "5", "seconds between heartbeats in pankha.bridges; a bridge silent for 3 beats + 2 s has its connections closed (0: no heartbeat)"},
 	{"help", 0, NULL, NULL, "show this help"},
 	{"version", 0, NULL, NULL, "show the version"},
 };
@@ -129,6 +145,32 @@ bool_opt(const char *name, const char *v)
 	exit(2);
 }
 
+/* The first line of a file holding a secret; exits with a message if it has none. */
+static const char *
+read_secret(const char *name, const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[512];
+
+	if (!f || !fgets(line, sizeof(line), f))
+	{
+		fprintf(stderr, "pankha-bridge: --%s: cannot read \"%s\": %s\n", name, path,
+				f ? "empty file" : strerror(errno));
+		if (f)
+			fclose(f);
+		exit(2);
+	}
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (strlen(line) < 16)
+	{
+		fprintf(stderr, "pankha-bridge: --%s: the token in \"%s\" is shorter than 16 characters\n",
+				name, path);
+		exit(2);
+	}
+	return strdup(line);
+}
+
 /* Apply one option value (from the environment or the command line). */
 static void
 set_option(const char *name, const char *v)
@@ -154,7 +196,9 @@ set_option(const char *name, const char *v)
 	else if (!strcmp(name, "verbose"))
 		c->verbose = (int) int_opt(name, v, 0, 2);
 	else if (!strcmp(name, "db-pool"))
-		c->db_pool = (int) int_opt(name, v, 2, 64);
+		c->db_pool = (int) int_opt(name, v, 1, 64);
+	else if (!strcmp(name, "ingest-connections"))
+		c->ingest_connections = (int) int_opt(name, v, 1, 16);
 	else if (!strcmp(name, "batch-window-ms"))
 		c->batch_window_ms = (int) int_opt(name, v, 0, 1000);
 	else if (!strcmp(name, "batch-max"))
@@ -177,6 +221,14 @@ set_option(const char *name, const char *v)
 		c->connects_per_minute_ip = (int) int_opt(name, v, 0, 10000000);
 	else if (!strcmp(name, "max-connections"))
 		c->max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-connections"))
+		c->ui_max_connections = (int) int_opt(name, v, 1, 1000000);
+	else if (!strcmp(name, "ui-max-per-token"))
+		c->ui_max_per_token = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-max-per-ip"))
+		c->ui_max_per_ip = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-idle-timeout"))
+		c->ui_idle_timeout_s = (int) int_opt(name, v, 0, 86400);
 	else if (!strcmp(name, "max-queued-out"))
 		c->max_queued_out = (size_t) int_opt(name, v, 1024, 1L << 30);
 	else if (!strcmp(name, "max-body"))
@@ -187,6 +239,24 @@ set_option(const char *name, const char *v)
 		c->http_rate_token = (int) int_opt(name, v, 0, 10000000);
 	else if (!strcmp(name, "http-rate-ip"))
 		c->http_rate_ip = (int) int_opt(name, v, 0, 10000000);
+	else if (!strcmp(name, "request-timeout"))
+		c->request_timeout_s = (int) int_opt(name, v, 0, 3600);
+	else if (!strcmp(name, "max-connections-ip"))
+		c->max_connections_ip = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "auth-fail-limit-ip"))
+		c->auth_fail_limit_ip = (int) int_opt(name, v, 0, 10000000);
+	else if (!strcmp(name, "trusted-proxy"))
+	{
+		c->trusted_proxies = v[0] ? v : NULL;
+		if (limits_set_trusted(v))
+			exit(2);
+	}
+	else if (!strcmp(name, "metrics-token-file"))
+		c->metrics_token = v[0] ? read_secret(name, v) : NULL;
+	else if (!strcmp(name, "max-held-bytes"))
+		c->max_held_bytes = (size_t) int_opt(name, v, 65536, 1L << 40);
+	else if (!strcmp(name, "agent-held-bytes"))
+		c->agent_held_bytes = (size_t) int_opt(name, v, 1024, 1L << 32);
 	else if (!strcmp(name, "deflate"))
 		c->deflate = bool_opt(name, v);
 	else if (!strcmp(name, "deflate-window"))
@@ -195,6 +265,8 @@ set_option(const char *name, const char *v)
 		c->deflate_mem_level = (int) int_opt(name, v, 1, 9);
 	else if (!strcmp(name, "command-visibility"))
 		c->command_visibility_s = (int) int_opt(name, v, 1, 3600);
+	else if (!strcmp(name, "heartbeat-interval"))
+		c->heartbeat_interval_s = (int) int_opt(name, v, 0, 600);
 }
 
 /* Defaults, then the environment, then the command line. */
@@ -468,7 +540,13 @@ main(int argc, char **argv)
 	info.timeout_secs = 30;
 	info.pt_serv_buf_size = 16384;
 	info.max_http_header_data = 4096;
-	info.max_http_header_pool = 256;
+	/*
+	 * Header tables are taken on demand, up to this many at once: enough
+	 * for every connection the per-address and total caps admit while its
+	 * request lasts (--request-timeout), so slow clients cannot starve the
+	 * others of them (H2).
+	 */
+	info.max_http_header_pool = 4096;
 	info.vhost_name = "pankha";
 	/*
 	 * No lws validity (idle ping/hangup) timers: lws 4.1.6 would re-insert
@@ -550,7 +628,7 @@ main(int argc, char **argv)
 	 * 37% of the bridge's CPU with 6,000 agents).  Without it lws sizes the
 	 * table from RLIMIT_NOFILE and indexes it by fd, so raise that instead.
 	 */
-	raise_fd_limit((rlim_t) srv.cfg.max_connections + 256);
+	raise_fd_limit((rlim_t) srv.cfg.max_connections + srv.cfg.ui_max_connections + 256);
 	ev_signal_init(&sig_term, on_signal, SIGTERM);
 	ev_signal_init(&sig_int, on_signal, SIGINT);
 	ev_signal_init(&sig_hup, on_signal, SIGHUP);
@@ -567,8 +645,8 @@ main(int argc, char **argv)
 	srv.vhost = lws_get_vhost_by_name(srv.context, "pankha");
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
-		agent_commands_init() || ui_init() || extversion_init() ||
-		db_init(srv.context, srv.vhost))
+		agent_commands_init() || ui_init() || metrics_init() || extversion_init() || limits_init() ||
+		db_init(srv.context, srv.vhost) || heartbeat_init())
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -595,8 +673,10 @@ main(int argc, char **argv)
 
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
+	heartbeat_shutdown();
 	db_shutdown();
 	creds_shutdown();
+	limits_shutdown();
 	timers_shutdown();
 	lws_context_destroy(srv.context);
 	ev_signal_stop(loop, &sig_term);

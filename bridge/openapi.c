@@ -42,7 +42,10 @@ static const struct
 	{"GET /readyz", "{\"type\":\"object\",\"required\":[\"ready\"]}"},
 	{"GET /metrics", NULL},		/* text/plain */
 	{"GET /api/v1/agents", "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"agent_id\"]}}"},
-	{"GET /api/v1/agents/{agent_id}/history", "{\"type\":\"array\",\"items\":{\"type\":\"object\"}}"},
+	{"api_history", "{\"type\":\"object\",\"required\":[\"agent_id\",\"from\",\"to\",\"series\"],"
+	"\"properties\":{\"agent_id\":{\"type\":\"string\"},\"resolution_seconds\":{\"type\":[\"number\",\"null\"]},"
+	"\"series\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\",\"items\":"
+	"{\"type\":\"object\",\"required\":[\"t\",\"min\",\"max\",\"avg\",\"samples\"]}}}}}"},
 	{"POST /api/v1/agents/register", "{\"type\":\"object\",\"required\":[\"agent_id\",\"token\"]}"},
 };
 

@@ -21,10 +21,11 @@ struct config
 	const char *log_file;		/* log destination (NULL: stderr) */
 	bool		log_json;		/* one JSON object per log line */
 	int			verbose;		/* 0 quiet .. 2 debug */
-	int			db_pool;		/* database connections besides LISTEN */
+	int			db_pool;		/* general database connections */
+	int			ingest_connections; /* ingest database connections (shards) */
 	int			batch_window_ms;	/* how long frames wait to share a batch */
 	int			batch_max;		/* most frames in one ingest call */
-	int			pipeline_depth;	/* ingest batches in flight at once */
+	int			pipeline_depth;	/* ingest batches in flight at once per connection */
 	int			max_held_frames;	/* frames held before reads pause */
 	int			agent_held_frames;	/* per agent frames held before its reads pause */
 	int			silence_timeout_s;	/* close an agent silent this long */
@@ -32,7 +33,11 @@ struct config
 	int			rate_per_minute;	/* messages per minute per agent */
 	int			connects_per_minute_agent;	/* handshakes per minute per agent id */
 	int			connects_per_minute_ip; /* handshakes per minute per address */
-	int			max_connections;	/* WebSocket connections at most */
+	int			max_connections;	/* agent WebSocket connections at most */
+	int			ui_max_connections; /* /ws/ui connections at most (their own budget) */
+	int			ui_max_per_token;	/* /ws/ui connections per token (0: unlimited) */
+	int			ui_max_per_ip;	/* /ws/ui connections per address (0: unlimited) */
+	int			ui_idle_timeout_s;	/* close a dashboard silent this long (0: never) */
 	size_t		max_queued_out; /* bytes queued to one client before it is dropped */
 	size_t		max_body;		/* largest HTTP request body (after gunzip) */
 	bool		deflate;		/* offer permessage-deflate */
@@ -42,6 +47,14 @@ struct config
 	const char *cors_origins;	/* comma-separated origins allowed by CORS (NULL: none) */
 	int			http_rate_token;	/* API requests per minute per token */
 	int			http_rate_ip;	/* API requests per minute per address */
+	int			request_timeout_s;	/* a request or handshake as a whole (0: none) */
+	int			max_connections_ip; /* accepted connections per address (0: unlimited) */
+	int			auth_fail_limit_ip; /* refused credentials per minute per address */
+	const char *trusted_proxies;	/* --trusted-proxy list (NULL: none) */
+	const char *metrics_token;	/* bearer token /metrics requires (NULL: none) */
+	size_t		max_held_bytes; /* bytes of frames held before all reading pauses */
+	size_t		agent_held_bytes;	/* bytes of one agent's frames held before it is refused */
+	int			heartbeat_interval_s;	/* seconds between beats in pankha.bridges (0: none) */
 };
 
 struct metrics
@@ -67,6 +80,18 @@ struct metrics
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
 	int64_t		deflate_parked; /* connections whose inflater is parked */
 	uint64_t	http_rate_limited;	/* HTTP requests answered 429 */
+	uint64_t	heartbeats;		/* beats the database recorded */
+	uint64_t	heartbeat_expired;	/* times this run found itself declared dead */
+	uint64_t	live_received;	/* frames of other bridges' agents heard on pankha_live */
+	uint64_t	live_watch_calls;	/* topics recorded with pankha.live_watch */
+	uint64_t	audit_received; /* audit rows heard on pankha_audit */
+	uint64_t	ui_refused_caps;	/* /ws/ui handshakes refused for a connection cap */
+	uint64_t	ui_closed_idle; /* dashboards closed for idleness */
+	uint64_t	connections_refused_total;	/* accepted sockets closed: too many in all */
+	uint64_t	connections_refused_ip; /* accepted sockets closed: too many from the address */
+	uint64_t	request_timeouts;	/* connections closed at their request deadline */
+	uint64_t	auth_fail_limited;	/* requests and handshakes 429 for refused credentials */
+	uint64_t	closed_held_bytes;	/* agents closed for holding too many bytes of frames */
 	struct histogram batch_size;	/* frames per ingest call */
 	struct histogram commit_seconds;	/* ingest call latency */
 	struct histogram command_seconds;	/* NOTIFY to command written */

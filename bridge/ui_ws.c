@@ -16,6 +16,8 @@
 #include "credentials.h"
 #include "db.h"
 #include "ingest_batch.h"
+#include "live.h"
+#include "metrics.h"
 
 #include <string.h>
 
@@ -31,12 +33,250 @@ struct ui_client
 	char		user[65];
 	char		role[12];		/* viewer, operator or admin */
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
+	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest (L9) */
 	char	  **topics;
 	int			ntopics;
+	uint64_t	seen;			/* the delivery that last reached it (ui_deliver) */
+	char		peer[64];		/* client address */
+	struct ui_client *anext;	/* admitted: from the handshake until it closes */
+	struct ui_client *aprev;
 };
 
 static struct ui_client *clients;
 static int	nclients;
+
+/*
+ * M7: every dashboard admitted (handshake accepted, established or not
+ * yet), counted against --ui-max-connections, --ui-max-per-token and
+ * --ui-max-per-ip; dashboards have their own budget (own_budget), apart
+ * from the agents' --max-connections.
+ */
+static struct ui_client *admitted;
+static int	nadmitted;
+static struct btimer idle_timer;
+static bool idle_armed;
+
+static void
+admit(struct ui_client *c)
+{
+	c->anext = admitted;
+	c->aprev = NULL;
+	if (admitted)
+		admitted->aprev = c;
+	admitted = c;
+	nadmitted++;
+}
+
+static void
+unadmit(struct ui_client *c)
+{
+	if (c->aprev)
+		c->aprev->anext = c->anext;
+	else if (admitted == c)
+		admitted = c->anext;
+	else
+		return;					/* not admitted */
+	if (c->anext)
+		c->anext->aprev = c->aprev;
+	c->anext = c->aprev = NULL;
+	nadmitted--;
+}
+
+/* NULL when a dashboard with this token and address may connect, else why not. */
+static const char *
+over_cap(const char *selector, const char *peer, unsigned *status)
+{
+	int			same_token = 0, same_peer = 0;
+
+	*status = 503;
+	if (nadmitted >= srv.cfg.ui_max_connections)
+		return "too many dashboard connections";
+	for (struct ui_client *c = admitted; c; c = c->anext)
+	{
+		same_token += !strcmp(c->selector, selector);
+		same_peer += !strcmp(c->peer, peer);
+	}
+	*status = 429;
+	if (srv.cfg.ui_max_per_token > 0 && same_token >= srv.cfg.ui_max_per_token)
+		return "too many dashboard connections with this token";
+	if (srv.cfg.ui_max_per_ip > 0 && same_peer >= srv.cfg.ui_max_per_ip)
+		return "too many dashboard connections from this address";
+	return NULL;
+}
+
+/* Close the dashboards that sent nothing for --ui-idle-timeout (not even a ping). */
+static void
+idle_cb(lws_sorted_usec_list_t *sul)
+{
+	lws_usec_t	limit = (lws_usec_t) srv.cfg.ui_idle_timeout_s * LWS_US_PER_SEC;
+	lws_usec_t	now = now_us();
+
+	idle_armed = false;
+	for (struct ui_client *c = clients; c; c = c->next)
+		if (c->ws.wsi && !c->ws.close_code && now - c->ws.last_rx > limit)
+		{
+			srv.m.ui_closed_idle++;
+			blog("info", "ui_idle", "dashboard %s from %s idle for %ds: closed", c->user, c->peer,
+				 srv.cfg.ui_idle_timeout_s);
+			ws_close(&c->ws, 4008, "idle");
+		}
+	if (clients)
+	{
+		idle_armed = true;
+		timer_schedule(&idle_timer, idle_cb,
+					   limit / 4 < LWS_US_PER_SEC ? LWS_US_PER_SEC : limit / 4);
+	}
+}
+
+/*
+ * The subscribers of each topic, in a hash table keyed by the topic's
+ * name, so that delivering a message costs a lookup per topic that could
+ * want it, not a scan of every client's topics (M7).
+ */
+#define TOPIC_BUCKETS 4096
+
+struct topic
+{
+	struct topic *next;			/* in its bucket */
+	struct ui_client **subs;
+	int			nsubs;
+	int			cap;
+	char		name[];
+};
+
+static struct topic *topic_table[TOPIC_BUCKETS];
+static int	ntopic_names;		/* topics with at least one subscriber */
+static uint64_t delivery_gen;
+
+static unsigned
+topic_hash(const char *s)
+{
+	uint32_t	h = 2166136261u;	/* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 16777619u;
+	return h % TOPIC_BUCKETS;
+}
+
+static struct topic *
+topic_find(const char *name)
+{
+	for (struct topic *t = topic_table[topic_hash(name)]; t; t = t->next)
+		if (!strcmp(t->name, name))
+			return t;
+	return NULL;
+}
+
+/* A topic that live.c records for other bridges to fill (not alerts, commands, audit). */
+static bool
+topic_is_live(const char *name)
+{
+	return !strcmp(name, "global") || !strncmp(name, "agents.", 7) ||
+		!strncmp(name, "groups.", 7);
+}
+
+/* Add c to the subscribers of name; -1 when out of memory. */
+static int
+topic_add(const char *name, struct ui_client *c)
+{
+	struct topic *t = topic_find(name);
+
+	if (!t)
+	{
+		unsigned	b = topic_hash(name);
+		size_t		n = strlen(name);
+
+		t = calloc(1, sizeof(*t) + n + 1);
+		if (!t)
+			return -1;
+		memcpy(t->name, name, n + 1);
+		t->next = topic_table[b];
+		topic_table[b] = t;
+		ntopic_names++;
+		if (topic_is_live(name))
+			live_topics_changed();
+	}
+	if (t->nsubs == t->cap)
+	{
+		int			cap = t->cap ? t->cap * 2 : 4;
+		struct ui_client **subs = realloc(t->subs, cap * sizeof(*subs));
+
+		if (!subs)
+			return -1;
+		t->subs = subs;
+		t->cap = cap;
+	}
+	t->subs[t->nsubs++] = c;
+	return 0;
+}
+
+/* Take c off the subscribers of name; the topic goes with its last one. */
+static void
+topic_remove(const char *name, struct ui_client *c)
+{
+	unsigned	b = topic_hash(name);
+	struct topic **pt;
+
+	for (pt = &topic_table[b]; *pt; pt = &(*pt)->next)
+		if (!strcmp((*pt)->name, name))
+			break;
+	if (!*pt)
+		return;
+	for (int i = 0; i < (*pt)->nsubs; i++)
+		if ((*pt)->subs[i] == c)
+		{
+			(*pt)->subs[i] = (*pt)->subs[--(*pt)->nsubs];
+			break;
+		}
+	if ((*pt)->nsubs == 0)
+	{
+		struct topic *dead = *pt;
+
+		*pt = dead->next;
+		if (topic_is_live(dead->name))
+			live_topics_changed();
+		free(dead->subs);
+		free(dead);
+		ntopic_names--;
+	}
+}
+
+/* Every topic live.c records, in a text[] for pankha.live_watch; how many. */
+size_t
+ui_live_topics(struct sbuf *array)
+{
+	size_t		n = 0;
+
+	sbuf_text_array_begin(array);
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = topic_table[b]; t; t = t->next)
+			if (topic_is_live(t->name))
+			{
+				sbuf_text_array_elem(array, t->name, strlen(t->name));
+				n++;
+			}
+	sbuf_text_array_end(array, n);
+	return n;
+}
+
+/* Send text to the subscribers of name not yet reached by this delivery. */
+static void
+topic_send(const char *name, const char *text, size_t len)
+{
+	struct topic *t = topic_find(name);
+
+	if (!t)
+		return;
+	for (int i = 0; i < t->nsubs; i++)
+	{
+		struct ui_client *c = t->subs[i];
+
+		if (c->seen == delivery_gen)
+			continue;
+		c->seen = delivery_gen;
+		ws_send(&c->ws, text, len, false);
+	}
+}
 
 int
 ui_count(void)
@@ -81,7 +321,7 @@ on_credential_changed(char kind, const char *user, const char *selector)
 		return;
 	for (struct ui_client *c = clients; c; c = c->next)
 		if ((!selector || !strcmp(c->selector, selector)) &&
-			!creds_still_valid(CRED_UI, c->selector, c->user, c->role))
+			!creds_still_valid(CRED_UI, c->selector, c->digest, c->user, c->role))
 			ui_close(c, 4001, "revoked");
 }
 
@@ -128,33 +368,31 @@ static void
 ui_deliver(const char *agent_id, const char *group, const char *also, const char *text,
 		   size_t len)
 {
-	struct sbuf by_agent = {0}, by_group = {0};
+	char		topic[8 + 128];
 
 	if (!clients)
 		return;
+	delivery_gen++;
 	if (agent_id)
 	{
-		sbuf_printf(&by_agent, "agents.%s", agent_id);
+		topic_send("global", text, len);
+		snprintf(topic, sizeof(topic), "agents.%s", agent_id);
+		topic_send(topic, text, len);
 		if (group)
-			sbuf_printf(&by_group, "groups.%s", group);
-		if (by_agent.failed || by_group.failed)
-			goto done;
+		{
+			snprintf(topic, sizeof(topic), "groups.%s", group);
+			topic_send(topic, text, len);
+		}
 	}
-	for (struct ui_client *c = clients; c; c = c->next)
-	{
-		bool		wants;
+	if (also)
+		topic_send(also, text, len);
+}
 
-		if (!agent_id)
-			wants = also && subscribed(c, also);
-		else
-			wants = subscribed(c, "global") || subscribed(c, by_agent.data) ||
-				(group && subscribed(c, by_group.data)) || (also && subscribed(c, also));
-		if (wants)
-			ui_send(c, text, len);
-	}
-done:
-	sbuf_free(&by_agent);
-	sbuf_free(&by_group);
+/* A message about an agent from another bridge (live.c): as ui_deliver. */
+void
+ui_deliver_agent(const char *agent_id, const char *group, const char *text, size_t len)
+{
+	ui_deliver(agent_id, group, NULL, text, len);
 }
 
 /* A data frame or status of an agent (ingest_on_stored's signature). */
@@ -183,7 +421,7 @@ ui_command_status(const char *agent_id, const char *command_id, const char *stat
 	text = cJSON_PrintUnformatted(msg);
 	cJSON_Delete(msg);
 	if (text)
-		ui_deliver(agent_id, a ? a->group : NULL, "commands", text, strlen(text));
+		ui_deliver(agent_id, a ? a->group : live_group(agent_id), "commands", text, strlen(text));
 	free(text);
 }
 
@@ -226,6 +464,8 @@ ui_on_notify(const char *channel, const char *payload)
 		type = "command_result";
 	else if (!strcmp(channel, "pankha_alert"))
 		type = "alert";
+	else if (!strcmp(channel, "pankha_audit"))
+		type = "audit";
 	else
 		return;
 	p = cJSON_Parse(payload);
@@ -243,6 +483,16 @@ ui_on_notify(const char *channel, const char *payload)
 	{
 		if (!strcmp(type, "alert"))
 			ui_deliver(NULL, NULL, "alerts", text, strlen(text));
+		else if (!strcmp(type, "audit"))
+		{
+			/* admins only: handle_subscribe refuses the topic to the others */
+			struct topic *t = topic_find("audit");
+
+			srv.m.audit_received++;
+			for (int i = 0; t && i < t->nsubs; i++)
+				if (role_allows(t->subs[i]->role, ROLE_ADMIN))
+					ui_send(t->subs[i], text, strlen(text));
+		}
 		else if (agent && !strcmp(type, "command_result"))
 		{
 			/* the final status (acked, failed, expired, dead), then the result */
@@ -252,13 +502,13 @@ ui_on_notify(const char *channel, const char *payload)
 
 			if (id && status)
 				ui_command_status(agent, id, status);
-			ui_deliver(agent, a ? a->group : NULL, "commands", text, strlen(text));
+			ui_deliver(agent, a ? a->group : live_group(agent), "commands", text, strlen(text));
 		}
 		else if (agent)
 		{
 			struct agent *a = agent_find(agent);
 
-			ui_broadcast(agent, a ? a->group : NULL, text, strlen(text));
+			ui_broadcast(agent, a ? a->group : live_group(agent), text, strlen(text));
 		}
 	}
 	free(text);
@@ -274,6 +524,8 @@ ui_init(void)
 		agent_commands_on_sent(ui_on_command_sent) ||
 		db_listen("pankha_command_result", ui_on_notify) ||
 		db_listen("pankha_alert", ui_on_notify) ||
+		db_listen("pankha_audit", ui_on_notify) ||
+		live_init() ||
 		creds_subscribe(on_credential_changed) ||
 		ingest_on_stored(ui_any, ui_broadcast))
 		return -1;
@@ -286,7 +538,8 @@ valid_topic(const char *t)
 {
 	size_t		n = strlen(t);
 
-	if (!strcmp(t, "global") || !strcmp(t, "alerts") || !strcmp(t, "commands"))
+	if (!strcmp(t, "global") || !strcmp(t, "alerts") || !strcmp(t, "commands") ||
+		!strcmp(t, "audit"))
 		return true;
 	if (!strncmp(t, "agents.", 7) && n > 7 && n <= 7 + 64)
 		return true;
@@ -311,7 +564,12 @@ handle_subscribe(struct ui_client *c, cJSON *data, bool subscribe)
 		if (!cJSON_IsString(t) || !valid_topic(t->valuestring))
 		{
 			ui_error(c, "invalid_topic",
-					 "topics are \"global\", \"alerts\", \"commands\", \"agents.<id>\" or \"groups.<name>\"");
+					 "topics are \"global\", \"alerts\", \"commands\", \"audit\", \"agents.<id>\" or \"groups.<name>\"");
+			return;
+		}
+		if (subscribe && !strcmp(t->valuestring, "audit") && !role_allows(c->role, ROLE_ADMIN))
+		{
+			ui_error(c, "forbidden", "the \"audit\" topic needs the admin role");
 			return;
 		}
 	}
@@ -332,6 +590,11 @@ handle_subscribe(struct ui_client *c, cJSON *data, bool subscribe)
 			c->topics = n;
 			if (!(c->topics[c->ntopics] = strdup(t->valuestring)))
 				break;
+			if (topic_add(t->valuestring, c))
+			{
+				free(c->topics[c->ntopics]);
+				break;
+			}
 			c->ntopics++;
 		}
 		else if (!subscribe)
@@ -339,6 +602,7 @@ handle_subscribe(struct ui_client *c, cJSON *data, bool subscribe)
 			for (int i = 0; i < c->ntopics; i++)
 				if (!strcmp(c->topics[i], t->valuestring))
 				{
+					topic_remove(c->topics[i], c);
 					free(c->topics[i]);
 					c->topics[i] = c->topics[--c->ntopics];
 					break;
@@ -425,6 +689,8 @@ handle_command(struct ui_client *c, cJSON *data)
 	q = db_query_new(LANE_GENERAL,
 					 "SELECT pankha.send_command($1, $2, $3::jsonb, $4, $5::interval, $6)",
 					 command_done, r);
+	if (q)
+		q->once = true;			/* never a second command row (db.c) */
 	if (!r || !q || !(r->agent_id = strdup(a.agent_id)) ||
 		(rid && !(r->request_id = strdup(rid))) ||
 		db_query_param(q, a.agent_id, strlen(a.agent_id)) ||
@@ -587,12 +853,15 @@ api_message_done(struct db_query *q, PGresult *res)
 
 /* An API message: its data is the args of the row's function (docs/api-functions.md). */
 static void
-handle_api_message(struct ui_client *c, const char *type, const char *sql, cJSON *data,
+handle_api_message(struct ui_client *c, const char *type, const char *sql, bool once, cJSON *data,
 				   cJSON *request_id)
 {
 	struct ui_api_request *r = calloc(1, sizeof(*r));
 	char	   *args = data ? cJSON_PrintUnformatted(data) : strdup("{}");
 	struct db_query *q = r ? db_query_new(LANE_GENERAL, sql, api_message_done, r) : NULL;
+
+	if (q)
+		q->once = once;			/* an operator's message changes state: not twice (db.c) */
 
 	if (!r || !args || !q ||
 		(request_id && !(r->request_id = cJSON_Duplicate(request_id, true))) ||
@@ -631,6 +900,7 @@ handle_unsubscribe_msg(struct ui_client *c, cJSON *data)
 static void
 handle_ping(struct ui_client *c, cJSON *data)
 {
+	metrics_note_ping(false);
 	ui_send(c, "{\"type\":\"pong\"}", 15);
 }
 
@@ -677,7 +947,7 @@ static const struct
 static void
 ui_message(struct ui_client *c, const char *text, size_t len)
 {
-	cJSON	   *root = cJSON_ParseWithLength(text, len);
+	cJSON	   *root = json_parse(text, len);
 	const char *t;
 	cJSON	   *data;
 
@@ -713,7 +983,8 @@ ui_message(struct ui_client *c, const char *text, size_t len)
 			sbuf_free(&m);
 		}
 		else if (ui_messages[i].sql)
-			handle_api_message(c, t, ui_messages[i].sql, data,
+			handle_api_message(c, t, ui_messages[i].sql,
+							   ui_messages[i].min_role >= ROLE_OPERATOR, data,
 							   cJSON_GetObjectItemCaseSensitive(root, "request_id"));
 		else
 			ui_messages[i].handle(c, data);
@@ -787,6 +1058,18 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	}
 	verdict = creds_check(CRED_UI, NULL, token, peer, &grant);
 	free(token);
+	if (verdict == CRED_OK)
+	{
+		unsigned	status;
+		const char *why = over_cap(grant.selector, peer, &status);
+
+		if (why)
+		{
+			srv.m.ui_refused_caps++;
+			blog("info", "ui_refused", "dashboard %s from %s: %s", grant.owner, peer, why);
+			return ws_refuse(wsi, status, why);
+		}
+	}
 	if (verdict == CRED_UNAVAILABLE)
 		return ws_refuse(wsi, 503, "database unavailable");
 	if (verdict == CRED_REFUSED)
@@ -801,7 +1084,10 @@ ui_filter(struct lws *wsi, const char *peer, struct ws_conn **conn)
 	memcpy(c->user, grant.owner, sizeof(c->user));
 	memcpy(c->role, grant.role, sizeof(c->role));
 	memcpy(c->selector, grant.selector, sizeof(c->selector));
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	memcpy(c->digest, grant.digest, sizeof(c->digest));
 	c->refs = 1;
+	admit(c);
 	*conn = &c->ws;
 	return 0;
 }
@@ -819,6 +1105,11 @@ ui_established(struct ws_conn *conn)
 		clients->prev = c;
 	clients = c;
 	nclients++;
+	if (srv.cfg.ui_idle_timeout_s > 0 && !idle_armed)
+	{
+		idle_armed = true;
+		timer_schedule(&idle_timer, idle_cb, LWS_US_PER_SEC);
+	}
 	cJSON_AddStringToObject(msg, "type", "connected");
 	cJSON_AddStringToObject(data, "user", c->user);
 	cJSON_AddStringToObject(data, "role", c->role);
@@ -830,7 +1121,12 @@ ui_established(struct ws_conn *conn)
 static void
 ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
 {
-	ui_message(lws_container_of(conn, struct ui_client, ws), text, len);
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	if (binary)
+		ui_error(c, "invalid_message", "binary frames are not accepted");
+	else
+		ui_message(c, text, len);
 }
 
 static void
@@ -845,13 +1141,20 @@ ui_closed(struct ws_conn *conn)
 	if (c->next)
 		c->next->prev = c->prev;
 	nclients--;
+	metrics_note_close(false, c->ws.close_code);
+	unadmit(c);
+	for (int i = 0; i < c->ntopics; i++)
+		topic_remove(c->topics[i], c);
 	ui_release(c);
 }
 
 static void
 ui_discard(struct ws_conn *conn)
 {
-	ui_release(lws_container_of(conn, struct ui_client, ws));
+	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
+
+	unadmit(c);
+	ui_release(c);
 }
 
 /* The send queue overflowed: the dashboard does not read. */
@@ -874,4 +1177,5 @@ const struct ws_endpoint ui_ws_endpoint = {
 	.closed = ui_closed,
 	.discard = ui_discard,
 	.dropped = ui_dropped,
+	.own_budget = true,
 };

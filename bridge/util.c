@@ -322,6 +322,26 @@ attempts_allow(const char *kind, const char *key, int per_minute)
 	return ok;
 }
 
+/* How many times key of kind was charged this minute (nothing charged). */
+unsigned int
+attempts_count(const char *kind, const char *key)
+{
+	struct sbuf k = {0};
+	unsigned int n = 0;
+
+	sbuf_printf(&k, "%s:%s", kind, key);
+	if (k.failed)
+		return 0;
+	for (struct attempt *a = attempt_table[hash_str(k.data) % ATTEMPT_BUCKETS]; a; a = a->next)
+		if (!strcmp(a->key, k.data))
+		{
+			n = a->count;
+			break;
+		}
+	sbuf_free(&k);
+	return n;
+}
+
 /* Start a new minute. */
 void
 attempts_reset(void)
@@ -608,7 +628,31 @@ json_arena_init(void)
 	cJSON_InitHooks(&hooks);
 }
 
-/* Parse text; the tree must be deleted before the next call. */
+/*
+ * Parse text[0..len) as one JSON value: NULL when it is not one, also when
+ * anything but whitespace follows the value (cJSON alone stops at its end
+ * and takes '{"type":"ping"}}' for a ping).
+ */
+cJSON *
+json_parse(const char *text, size_t len)
+{
+	const char *end = NULL;
+	cJSON	   *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+
+	if (root && end)
+	{
+		while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+			end++;
+		if (end != text + len)
+		{
+			cJSON_Delete(root);
+			return NULL;
+		}
+	}
+	return root;
+}
+
+/* json_parse() with the arena; the tree must be deleted before the next call. */
 cJSON *
 json_parse_transient(const char *text, size_t len)
 {
@@ -616,7 +660,7 @@ json_parse_transient(const char *text, size_t len)
 
 	arena.used = 0;
 	arena.active = true;
-	root = cJSON_ParseWithLength(text, len);
+	root = json_parse(text, len);
 	arena.active = false;
 	return root;
 }

@@ -37,6 +37,7 @@ void		sbuf_free(struct sbuf *b);
 
 /* JSON parsing for one message at a time, without a malloc per node */
 void		json_arena_init(void);
+cJSON	   *json_parse(const char *text, size_t len);
 cJSON	   *json_parse_transient(const char *text, size_t len);
 
 #define HIST_MAX_BUCKETS 16
@@ -57,6 +58,7 @@ void		histogram_observe(struct histogram *h, double v);
 
 /* A connection-attempt limiter keyed by string, reset each minute. */
 bool		attempts_allow(const char *kind, const char *key, int per_minute);
+unsigned int attempts_count(const char *kind, const char *key);
 void		attempts_reset(void);
 
 /* Logging: one line per event. */

@@ -14,6 +14,7 @@
  * its connection established, and its connection closed.
  */
 #include "ws.h"
+#include "limits.h"
 
 #include <string.h>
 
@@ -106,6 +107,7 @@ outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
 static const struct ws_endpoint *const *endpoints;
 static struct ws_conn *conns;	/* every established connection */
 static int	nconns;
+static int	nshared;			/* of endpoints without their own budget */
 
 static struct deflate_state *session_deflate(struct lws *wsi);
 static void session_refuse(struct lws *wsi, int code, const char *reason);
@@ -137,6 +139,14 @@ ws_refuse(struct lws *wsi, unsigned int status, const char *message)
 	char	   *text = NULL;
 	const char *phrase;
 
+	if (status == 401)
+	{
+		char		peer[64];
+
+		/* M5: refused credentials are limited per address */
+		limits_client_addr(wsi, peer, sizeof(peer));
+		limits_auth_failed(peer);
+	}
 	switch (status)
 	{
 		case 401: phrase = "Unauthorized"; break;
@@ -294,8 +304,12 @@ ws_receive(struct lws *wsi, struct ws_conn *c, const char *in, size_t len)
 		c->rx = n;
 		c->rx_cap = ncap;
 	}
-	memcpy(c->rx + c->rx_len, in, len);
-	c->rx_len += len;
+	/* an empty fragment comes as NULL, before anything is allocated */
+	if (len)
+	{
+		memcpy(c->rx + c->rx_len, in, len);
+		c->rx_len += len;
+	}
 	if (lws_is_final_fragment(wsi))
 	{
 		c->ep->message(c, (const char *) c->rx, c->rx_len, binary);
@@ -344,11 +358,17 @@ ws_filter(struct lws *wsi, struct ws_session *s)
 		return ws_refuse(wsi, 404, "no WebSocket endpoint here");
 	if (srv.draining)
 		return ws_refuse(wsi, 503, "shutting down");
-	if (nconns >= srv.cfg.max_connections)
+	if (!ep->own_budget && nshared >= srv.cfg.max_connections)
 		return ws_refuse(wsi, 503, "too many connections");
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	limits_client_addr(wsi, peer, sizeof(peer));
 	if (!attempts_allow("ip", peer, srv.cfg.connects_per_minute_ip))
 		return ws_refuse(wsi, 429, "too many connection attempts");
+	if (limits_auth_blocked(peer))
+	{
+		/* M5: past --auth-fail-limit-ip, no credential is looked at (nor audited) */
+		srv.m.auth_fail_limited++;
+		return ws_refuse(wsi, 429, "too many refused credentials from this address");
+	}
 	rc = ep->filter(wsi, peer, &c);
 	if (rc || !c)
 		return rc ? rc : -1;
@@ -383,11 +403,13 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				deflate_established(wsi, &s->z);
 			c->wsi = wsi;
 			c->last_rx = now_us();
+			limits_upgraded(wsi);	/* no request deadline for a WebSocket */
 			c->next = conns;
 			if (conns)
 				conns->prev = c;
 			conns = c;
 			nconns++;
+			nshared += !c->ep->own_budget;
 			return c->ep->established(c);
 
 		case LWS_CALLBACK_RECEIVE:
@@ -413,9 +435,34 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			}
 			return 0;
 
+		case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+			/*
+			 * The upgrade failed after the filter accepted it (lws then
+			 * drops the protocol and closes, and its WSI_DESTROY comes
+			 * without the session): the connection never established is
+			 * discarded here, or nothing would ever free it.
+			 */
+			if (s)
+			{
+				deflate_session_end(&s->z);
+				if (c && !c->wsi)
+				{
+					s->conn = NULL;
+					c->ep->discard(c);
+				}
+			}
+			return 0;
+
 		case LWS_CALLBACK_CLOSED:
 			deflate_session_end(&s->z);
-			if (!c || !c->wsi)
+			if (c && !c->wsi)
+			{
+				/* accepted by the filter, never established (as above) */
+				s->conn = NULL;
+				c->ep->discard(c);
+				return 0;
+			}
+			if (!c)
 				return 0;
 			if (c->prev)
 				c->prev->next = c->next;
@@ -425,6 +472,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				c->next->prev = c->prev;
 			c->next = c->prev = NULL;
 			nconns--;
+			nshared -= !c->ep->own_budget;
 			c->wsi = NULL;
 			c->rx_paused = false;
 			if (!c->close_code)

@@ -61,6 +61,8 @@ struct ws_endpoint
 	void		(*discard) (struct ws_conn *c);
 	/* Optional: the send queue passed --max-queued-out and was freed. */
 	void		(*dropped) (struct ws_conn *c);
+	/* Its filter caps its connections itself: not counted in --max-connections. */
+	bool		own_budget;
 };
 
 /*

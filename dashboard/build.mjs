@@ -16,7 +16,7 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
 await build({
-	entryPoints: { app: join(here, 'src/main.js'), style: join(here, 'src/style.css') },
+	entryPoints: { early: join(here, 'src/early.js'), app: join(here, 'src/main.js'), style: join(here, 'src/style.css') },
 	bundle: true,
 	minify: true,
 	format: 'esm',

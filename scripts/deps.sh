@@ -10,7 +10,8 @@ packages=(gcc make libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 l
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-build}" = test ]; then
     # chromium: the dashboard's browser tests (driven by playwright-core)
-    packages+=(libipc-run-perl python3-websockets python3-jsonschema node-ws chromium fonts-dejavu-core clang libclang-rt-14-dev)
+    # haproxy: two bridges behind a load balancer (bridge/tests/test_lb)
+    packages+=(haproxy libipc-run-perl python3-websockets python3-jsonschema node-ws chromium fonts-dejavu-core clang libclang-rt-14-dev)
     # units/tests: systemd-analyze; debian/tests: the Debian toolchain and a
     # clean root; docker/tests: podman (runc, see docker/containers.conf).
     packages+=(systemd curl dpkg-dev debhelper fakeroot lintian debootstrap

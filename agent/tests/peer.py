@@ -19,7 +19,9 @@ import time
 import websockets
 import websockets.server
 
-AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pankha-agent")
+# PANKHA_ASAN=1 (make asan): the agent built with ASan/LSan and UBSan
+AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                     "asan" if os.environ.get("PANKHA_ASAN") else "", "pankha-agent")
 
 
 def free_port():

@@ -156,6 +156,10 @@ test_hwmon(const char *dir)
 	write_file(pathf("%s/class/hwmon/hwmon4/temp5_input", rootc), "29000\n");
 	write_file(pathf("%s/class/hwmon/hwmon4/temp5_label", rootc),
 			   "A very long label with spaces, punctuation!! and more than sixty-four bytes in total\n");
+	/* the second nvme sits behind another PCI device than the simulator's */
+	mkdir(pathf("%s/devices/0000:02:00.0", rootc), 0755);
+	ok(symlink("../../../devices/0000:02:00.0", pathf("%s/class/hwmon/hwmon4/device", rootc)) == 0,
+	   "the added nvme gets a device link");
 	mkdir(pathf("%s/class/hwmon/hwmon5", rootc), 0755);	/* no name: skipped */
 	write_file(pathf("%s/class/hwmon/hwmon5/temp1_input", rootc), "1000\n");
 	ok(pk_hw_changed(&hw), "an added chip is noticed");
@@ -173,6 +177,25 @@ test_hwmon(const char *dir)
 			s = &hw.sensors[i];
 	ok(s && strlen(s->id) <= PK_ID_MAX && s->valid && s->temp == 29, "a long label is cut to %d bytes: %s",
 	   PK_ID_MAX, s ? s->id : "(missing)");
+
+	/*
+	 * The two nvme chips swap numbers (hwmon2 <-> hwmon4): their ids follow
+	 * the devices behind them (0000:01:00.0 stays "nvme"), not the numbers,
+	 * which alone would hand each chip's id to the other (audit 11).
+	 */
+	ok(strstr(pk_hw_sensor(&hw, "nvme_composite")->input_path, "hwmon2/") != NULL &&
+	   strstr(pk_hw_sensor(&hw, "nvme_2_composite")->input_path, "hwmon4/") != NULL,
+	   "before the swap: nvme is hwmon2 (device 0000:01:00.0), nvme_2 is hwmon4");
+	rename(pathf("%s/class/hwmon/hwmon2", rootc), pathf("%s/class/hwmon/hwmon9", rootc));
+	rename(pathf("%s/class/hwmon/hwmon4", rootc), pathf("%s/class/hwmon/hwmon2", rootc));
+	rename(pathf("%s/class/hwmon/hwmon9", rootc), pathf("%s/class/hwmon/hwmon4", rootc));
+	ok(pk_hw_changed(&hw), "two chips of one name swapping numbers is noticed");
+	pk_hw_scan(&hw);
+	pk_hw_read(&hw);
+	ok(strstr(pk_hw_sensor(&hw, "nvme_composite")->input_path, "hwmon4/") != NULL &&
+	   strstr(pk_hw_sensor(&hw, "nvme_2_composite")->input_path, "hwmon2/") != NULL &&
+	   pk_hw_sensor(&hw, "nvme_2_composite")->valid && pk_hw_sensor(&hw, "nvme_2_composite")->temp == 31,
+	   "after the swap each nvme id stays with its device (nvme -> hwmon4, nvme_2 -> hwmon2, 31 C)");
 
 	pk_sanitize_id(id, sizeof(id), "it8686", "  CPU  Fan #1 ");
 	ok(strcmp(id, "it8686_cpu_fan_1") == 0, "sanitize: lower case, one underscore between words (%s)", id);
@@ -630,12 +653,15 @@ test_control(const char *dir)
 		free(agent.hw.hwmon_dir);
 		free(agent.hw.signature);
 		pk_recent_free(&agent);
+		pk_fanmodes_free(&agent);
 		agent = saved;
 	}
 	pk_hw_free(&agent.hw);
 	free(agent.hw.hwmon_dir);
 	free(agent.hw.signature);
 	pk_recent_free(&agent);
+	pk_fanmodes_free(&agent);
+	pk_host_limits_free(&agent.host);
 	free(agent.limits);
 }
 

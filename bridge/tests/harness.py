@@ -22,7 +22,10 @@ import websockets
 TOP = os.environ.get("PANKHA_TOP") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PGBIN = os.environ["PANKHA_PGBIN"]
 ROOT = os.environ["PANKHA_TESTROOT"]
-BRIDGE = os.path.join(TOP, "bridge", "pankha-bridge")
+# PANKHA_ASAN=1 (make asan): the bridge built with ASan/LSan and UBSan;
+# scripts/run-tests then fails a test whose processes reported anything.
+ASAN = bool(os.environ.get("PANKHA_ASAN"))
+BRIDGE = os.path.join(TOP, "bridge", "asan" if ASAN else "", "pankha-bridge")
 # The login role every bridge in the tests connects as (member of
 # pankha_bridge only, never a superuser or the owner).
 BRIDGE_USER = "pankha_bridge_login"
@@ -159,8 +162,10 @@ class Bridge:
         self.log = open(self.log_path, "ab")
         self.args = [BRIDGE, "--db", cluster.conninfo, "--listen", f"127.0.0.1:{self.port}",
                      "--bridge-id", name, *args]
+        self.metrics_token = None   # what metric() presents (--metrics-token-file)
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        _cleanups.append(self.kill)
+        # under ASan a bridge is stopped, not killed, so that its leaks are checked at exit
+        _cleanups.append(self.stop if ASAN else self.kill)
         if wait_ready:
             self.wait_ready()
 
@@ -213,7 +218,7 @@ class Bridge:
             return status, text
 
     def metric(self, name):
-        _, text = self.http("GET", "/metrics")
+        _, text = self.http("GET", "/metrics", token=self.metrics_token)
         for line in text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
@@ -298,6 +303,15 @@ async def recv_type(ws, mtype, timeout=5, pred=None):
             return m
 
 
+async def recv_or_none(ws, mtype, timeout=5, pred=None):
+    """Like recv_type, but None when no such message comes in time (or the
+    connection ends), so a test can assert on it instead of aborting."""
+    try:
+        return await recv_type(ws, mtype, timeout, pred)
+    except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+        return None
+
+
 async def handshake_status(url, headers=None, subprotocols=None):
     """The HTTP status a refused handshake got (101 when accepted)."""
     try:
@@ -335,3 +349,53 @@ async def apoll_until(fn, timeout=10, interval=0.05):
         await asyncio.sleep(interval)
         v = fn()
     return v
+
+
+class Session:
+    """One psql session of the owner kept open (for a transaction that holds
+    a lock while the test goes on); closed at exit."""
+
+    def __init__(self, cluster):
+        self.proc = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1",
+                                      "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres",
+                                      "-d", "pankha"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        _cleanups.append(self.close)
+        self.marks = 0
+
+    def run(self, sql):
+        """Run sql and wait until it has completed; returns its output lines."""
+        self.marks += 1
+        mark = f"-- done {self.marks}"
+        self.proc.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo '" + mark + "'\n")
+        self.proc.stdin.flush()
+        out = []
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            if line == mark:
+                return out
+            out.append(line)
+        raise RuntimeError(f"psql session ended: {out}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def refusal_counts(cluster, addr=None):
+    """{"kind: reason": count} over the auth.failed rows (M5: one row per
+    client address and minute, with counts); only addr's when given."""
+    where = f" AND client_addr = {quote(addr)}" if addr else ""
+    text = cluster.value("SELECT coalesce(jsonb_object_agg(k, n), '{}') FROM (SELECT r.key AS k, "
+                         "sum(r.value::bigint) AS n FROM pankha.audit_log a, jsonb_each_text(a.details -> 'reasons') r "
+                         f"WHERE a.event = 'auth.failed'{where} GROUP BY r.key) x")
+    return {k: int(v) for k, v in json.loads(text).items()}
+
+
+def counts_since(before, now):
+    """What was counted between two refusal_counts()."""
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}

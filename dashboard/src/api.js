@@ -23,6 +23,9 @@ export function errorFrom(status, body) {
 
 const enc = encodeURIComponent;
 
+// A command for many machines names its target again (the API's confirm).
+export const confirmOf = (t) => t.agent_id ?? t.group ?? (t.fleet ? 'fleet' : null);
+
 function query(params) {
 	const q = Object.entries(params || {})
 		.filter(([, v]) => v != null && v !== '')
@@ -72,11 +75,15 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 		// today
 		agents: () => get('/api/v1/agents'),
 		latest: (id) => get(`${agentPath(id)}/latest`),
-		history: (id, series, from, to, resolution) => get(`${agentPath(id)}/history`, { series, from, to, resolution }),
+		// the API's {series: {id: [{t, min, max, avg, samples}]}}, as the rows of one series
+		// (max_points up to the API's 5,000: a chart wants the source's own buckets)
+		history: (id, series, from, to, resolution, max_points) =>
+			get(`${agentPath(id)}/history`, { series, from, to, resolution, max_points }).then((r) =>
+				((r && r.series && r.series[series]) || []).map((p) => ({ bucket: p.t, min: p.min, max: p.max, avg: p.avg, samples: p.samples }))),
 		agentSettings: (id) => get(`${agentPath(id)}/settings`),
 		sendCommand: (id, command_type, parameters, { priority, ttl_seconds } = {}) =>
 			post(`${agentPath(id)}/commands`, { command_type, parameters, priority, ttl_seconds }),
-		setSetting: (scope, key, value) => post('/api/v1/settings', { scope, key, value }),
+		setSetting: (scope, key, value) => put('/api/v1/settings', { scope, key, value }),
 
 		// the API of docs/api-functions.md
 		fleet: (params) => get('/api/v1/fleet', params),
@@ -94,12 +101,14 @@ export function createApi({ base = '', getToken, fetchImpl = (...a) => fetch(...
 		deleteProfile: (name) => del(`/api/v1/profiles/${enc(name)}`),
 		assignProfile: (agentId, fanId, profile, sensorId) =>
 			put(`${agentPath(agentId)}/fans/${enc(fanId)}/profile`, { profile, sensor_id: sensorId }),
-		// target: {agent_id}, {group} or {fleet: true}
-		emergencyStop: (target) => post('/api/v1/emergency-stop', { ...target, confirm: true }),
-		restoreAuto: (target) => post('/api/v1/restore-auto', { ...target, confirm: true }),
+		// target: {agent_id}, {group} or {fleet: true}; confirm repeats it
+		emergencyStop: (target) => post('/api/v1/emergency-stop', { ...target, confirm: confirmOf(target) }),
+		restoreAuto: (target) => post('/api/v1/restore-auto', { ...target, confirm: confirmOf(target) }),
 		alerts: (params) => get('/api/v1/alerts', params),
 		ackAlert: (alertId) => post(`/api/v1/alerts/${enc(alertId)}/ack`),
 		silence: (body) => post('/api/v1/alert-silences', body),
+		silences: (params) => get('/api/v1/alert-silences', params),
+		unsilence: (id) => del(`/api/v1/alert-silences/${enc(id)}`),
 		alertRules: () => get('/api/v1/alert-rules'),
 		createAlertRule: (r) => post('/api/v1/alert-rules', r),
 		deleteAlertRule: (id) => del(`/api/v1/alert-rules/${enc(id)}`),
@@ -115,5 +124,5 @@ export const VIEW_ENDPOINTS = {
 	alerts: '/api/v1/alerts',
 	audit: '/api/v1/audit',
 	definitions: '/api/v1/settings/definitions',
-	fleet: '/api/v1/fleet?limit=1',
+	fleet: '/api/v1/fleet?page_size=1',
 };

@@ -19,7 +19,7 @@ addEventListener('hashchange', () => { route.value = parseHash(); });
 
 const STATE_TEXT = {
 	idle: 'not connected', connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…',
-	offline: 'offline, retrying', polling: 'polling (WebSocket blocked)', revoked: 'signed out',
+	offline: 'offline, retrying', polling: 'polling the API (WebSocket blocked)', revoked: 'signed out',
 };
 
 function Connection() {
@@ -33,7 +33,7 @@ function Connection() {
 	}, [c.state, c.retryAt]);
 	const retry = c.retryAt ? Math.max(0, Math.round((c.retryAt - Date.now()) / 1000)) : null;
 	return html`<span class=${`conn conn-${c.state}`} id="conn-state" data-state=${c.state} role="status">
-		<span class="dot" aria-hidden="true"></span>${STATE_TEXT[c.state] || c.state}${c.state !== 'live' && retry ? ` (in ${retry} s)` : ''}</span>`;
+		<span class="dot" aria-hidden="true"></span>${STATE_TEXT[c.state] || c.state}${c.state !== 'live' && retry ? (c.state === 'polling' ? `; retry in ${retry} s` : ` (in ${retry} s)`) : ''}</span>`;
 }
 
 // Which nav entries show: a view needs its endpoint (probed at sign-in;
@@ -64,7 +64,7 @@ function Shell() {
 				<${Connection} />
 				<button type="button" class="ghost" aria-pressed=${paused.value} onClick=${() => { paused.value = !paused.value; }}>
 					${paused.value ? 'Resume' : 'Pause'}<span class="sr-only"> live updates</span></button>
-				<span class="muted small who" title="signed in as">${auth.value.user || ''}${auth.value.role ? ` · ${auth.value.role}` : ''}</span>
+				<span class="muted small who" title="signed in as">${[auth.value.user, auth.value.role].filter(Boolean).join(' · ')}</span>
 				<button type="button" class="ghost" id="sign-out" onClick=${() => signOut(null)}>Sign out</button>
 			</div>
 		</header>

@@ -4,7 +4,7 @@
 import { signal, computed, batch } from '@preact/signals';
 import { createApi, ApiError, VIEW_ENDPOINTS } from './api.js';
 import { createLive } from './live.js';
-import { newRecord, applyRow, applyFrame, applyStatus } from './lib/fleet.js';
+import { newRecord, applyRow, applyFrame, applyStatus, pushTrend } from './lib/fleet.js';
 import { newCommand, reduce, describe, FINAL } from './lib/commands.js';
 import { takeToken, loadToken, saveToken } from './lib/token.js';
 
@@ -29,8 +29,17 @@ export const fleet = new Map();
 export const commands = new Map();
 const frameListeners = new Set();
 
+// The agent list early.js asked for, taken once by the same request.
+function takeEarly(path, opts) {
+	const e = window.__pankha && window.__pankha.early;
+	if (!e || e.path !== path || (opts.method || 'GET') !== 'GET' || opts.headers.Authorization !== `Bearer ${e.token}`) return null;
+	window.__pankha.early = null;
+	return e.response;
+}
+
 export const api = createApi({
 	getToken: () => auth.value.token,
+	fetchImpl: (path, opts) => takeEarly(path, opts) || fetch(path, opts),
 	onUnauthorized: () => signOut('This token was refused: it is wrong, expired or revoked.'),
 });
 
@@ -121,7 +130,7 @@ export function applyAlert(d) {
 		record(d.agent_id).alerts = set.size;
 		touchFleet();
 	}
-	if (d.state === 'firing') say(`Alert ${d.severity ?? ''}: ${d.rule ?? 'rule'} on ${d.agent_id ?? 'the fleet'}${d.target_id ? ` (${d.target_id})` : ''}`);
+	if (d.state === 'firing' && !d.acknowledged_at) say(`Alert ${d.severity ?? ''}: ${d.rule ?? 'rule'} on ${d.agent_id ?? 'the fleet'}${d.target_id ? ` (${d.target_id})` : ''}`);
 }
 
 function commandEvent(ev) {
@@ -168,12 +177,29 @@ export function sendCommand(agentId, commandType, parameters, label) {
 	return cmd;
 }
 
+// A command the API queued for us (a profile assignment answers with the
+// apply_profile it queued): tracked like one sent from the page.
+export function trackCommand(agentId, commandType, parameters, label, request) {
+	const requestId = `r${Date.now().toString(36)}-${++seq}`;
+	const cmd = newCommand(requestId, agentId, commandType, parameters);
+	cmd.label = label;
+	commands.set(requestId, cmd);
+	commandsVersion.value++;
+	request.then(
+		(r) => {
+			if (r && r.command_id) { commandEvent({ kind: 'sent', request_id: requestId, command_id: r.command_id }); pollCommand(cmd, true); }
+			else commandEvent({ kind: 'status', request_id: requestId, status: 'acked' });
+		},
+		(e) => commandEvent({ kind: 'refused', request_id: requestId, message: e.message }));
+	return cmd;
+}
+
 // Without the socket, the command endpoint (issue 11) says how it went.
-async function pollCommand(cmd) {
-	if (!endpoints.value.commands) return;
+// (always, for a command the socket's answers may have passed already)
+async function pollCommand(cmd, always = false) {
 	for (let i = 0; i < 120 && !FINAL.has(cmd.state); i++) {
 		await new Promise((r) => setTimeout(r, 1000));
-		if (live && live.isOpen()) return;
+		if (!always && live && live.isOpen()) return;
 		try {
 			const c = await api.command(cmd.commandId);
 			commandEvent({ kind: 'status', command_id: cmd.commandId, status: c.status, error: c.error });
@@ -198,9 +224,15 @@ export async function loadFleet() {
 			let cursor = null;
 			const seen = new Set();
 			do {
-				const page = await api.fleet({ cursor, limit: 1000 });
-				const rows = Array.isArray(page) ? page : page.agents || [];
-				for (const row of rows) { seen.add(row.agent_id); applyRow(record(row.agent_id), row); }
+				const page = await api.fleet({ cursor, page_size: 1000 });
+				const rows = Array.isArray(page) ? page : page.items || [];
+				// polled, the hottest temperature feeds the trend the frames would
+				const polled = conn.value.state === 'polling';
+				for (const row of rows) {
+					seen.add(row.agent_id);
+					const rec = applyRow(record(row.agent_id), row);
+					if (polled && rec.hottest != null) pushTrend(rec, rec.hottest);
+				}
 				cursor = Array.isArray(page) ? null : page.next_cursor;
 			} while (cursor);
 			prune(seen);
@@ -221,9 +253,26 @@ function prune(seen) {
 let live = null;
 let pollTimer = null;
 
+// Without the socket the fleet is read over HTTP every few seconds (and
+// at once on entering the mode), so the page stays current, if less live.
+export const POLL_MS = 3000;
 function startPolling() {
+	loadFleet();
+	if (!auth.value.role) roleFromHttp();
 	if (pollTimer) return;
-	pollTimer = setInterval(() => { if (conn.value.state === 'polling') loadFleet(); }, 5000);
+	pollTimer = setInterval(() => { if (conn.value.state === 'polling' && !paused.value) loadFleet(); }, POLL_MS);
+}
+
+// The socket's "connected" message names the role; without the socket the
+// API's answers do: the audit log is for admins only, and a setting change
+// (here an empty one, refused before it changes anything) for operators.
+async function roleFromHttp() {
+	let r = 'viewer';
+	try { await api.audit({ page_size: 1 }); r = 'admin'; } catch (e) {
+		if (e.status === 401) return;
+		try { await api.call('PUT', '/api/v1/settings', {}); r = 'operator'; } catch (e2) { if (e2.status !== 403 && e2.status !== 401) r = 'operator'; }
+	}
+	if (auth.value.token && !auth.value.role) auth.value = { ...auth.value, role: r };
 }
 
 async function probeEndpoints() {

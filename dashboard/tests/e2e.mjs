@@ -4,6 +4,8 @@
 import { chromium } from 'playwright-core';
 import { spawnSync, spawn } from 'node:child_process';
 import os from 'node:os';
+import http from 'node:http';
+import net from 'node:net';
 import { readFileSync, mkdirSync, writeFileSync, openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +57,41 @@ async function newPage(width = 1280, height = 900) {
 }
 async function shot(page, name) {
 	await page.screenshot({ path: join(E.out, `${name}.png`), fullPage: false });
+}
+
+// A reverse proxy in front of the bridge that passes HTTP and, while
+// `blocked`, refuses WebSocket upgrades (as some proxies do); unblocked it
+// pipes them through.
+async function upgradeBlockingProxy(target) {
+	const t = new URL(target);
+	const state = { blocked: true, refused: 0, base: null, close: null };
+	const server = http.createServer((req, res) => {
+		const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+			res.writeHead(r.statusCode, r.headers);
+			r.pipe(res);
+		});
+		up.on('error', () => { res.writeHead(502); res.end(); });
+		req.pipe(up);
+	});
+	server.on('upgrade', (req, sock, head) => {
+		if (state.blocked) {
+			state.refused++;
+			sock.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+			return;
+		}
+		const up = net.connect(Number(t.port), t.hostname, () => {
+			up.write(`${req.method} ${req.url} HTTP/1.1\r\n${Object.entries(req.headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`);
+			up.write(head);
+			sock.pipe(up).pipe(sock);
+		});
+		const end = () => { sock.destroy(); up.destroy(); };
+		up.on('error', end);
+		sock.on('error', end);
+	});
+	await new Promise((r) => server.listen(0, '127.0.0.1', r));
+	state.base = `http://127.0.0.1:${server.address().port}`;
+	state.close = () => { server.closeAllConnections?.(); server.close(); };
+	return state;
 }
 
 const [A1, A2, A3] = E.agents;
@@ -126,6 +163,21 @@ try {
 	const points = await until(() => page.locator('.chart-block').first().getAttribute('data-points').then((p) => Number(p) > 0 && Number(p)), 8000);
 	ok(points > 0, 'the history chart is drawn from the history endpoint', points);
 	ok(await page.locator('.chart-block .uplot canvas').count() > 0, 'uPlot drew the chart');
+	// a live chart is redrawn only while on screen
+	{
+		await page.evaluate(() => window.scrollTo(0, 0));
+		const plotEl = page.locator('.chart-block [data-draws]').first();
+		const onScreen = () => plotEl.evaluate((el) => { const r = el.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; });
+		const draws = () => plotEl.getAttribute('data-draws').then(Number);
+		await sleep(500);
+		const d0 = await draws();
+		await sleep(2500);
+		const d1 = await draws();
+		ok(!(await onScreen()) && d1 === d0, `off screen, the live chart is not redrawn (${d0} → ${d1} redraws in 2.5 s)`);
+		await plotEl.scrollIntoViewIfNeeded();
+		ok(await until(async () => (await draws()) > d1, 5000), 'on screen it is redrawn as frames arrive');
+		await page.evaluate(() => window.scrollTo(0, 0));
+	}
 	await shot(page, 'agent-1280');
 
 	// ---- fan control
@@ -179,21 +231,148 @@ try {
 	await until(() => vpage.locator('[data-sensor]').count().then((c) => c > 0), 8000);
 	await until(() => vpage.locator('#conn-state').getAttribute('data-state').then((s) => s === 'live'), 5000);
 	ok(await vpage.locator('input[type=range]').count() === 0 && await vpage.locator('button.danger').count() === 0, 'a viewer sees no slider and no emergency stop');
+	// nor any other control: every button left is the header's (pause, sign out)
+	for (const [view, ready] of [['fleet', '.vlist .row'], ['settings', 'form.setting'], ['alerts', 'h1'], ['profiles', 'h1'], ['commands', 'h1']]) {
+		await vpage.goto(`${E.base}/#/${view}`);
+		await until(() => vpage.locator(ready).count().then((c) => c > 0), 8000);
+		await sleep(300);
+		const buttons = await vpage.locator('main button').allTextContents();
+		const enabled = await vpage.locator('main form.setting input:enabled, main form.setting select:enabled').count();
+		ok(buttons.filter((b) => !/^More$/.test(b)).length === 0 && enabled === 0, `a viewer has no controls on ${view}`, buttons.join(', '));
+	}
 	await vpage.context().close();
 
-	// ---- settings reach the agent
-	await page.goto(`${E.base}/#/settings`);
-	await until(() => page.locator('#settings-agent').isVisible(), 5000);
-	await page.selectOption('#settings-agent', A2.id);
-	await until(() => page.locator('form.setting[data-key=update_interval] input').isVisible(), 5000);
-	const c0 = psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A2.id}' AND command_type = 'update_settings'`);
-	await page.fill('form.setting[data-key=update_interval] input', '2');
-	await page.click('form.setting[data-key=update_interval] button[type=submit]');
-	const saved = await until(() => page.locator('form.setting[data-key=update_interval] .ok-text').textContent(), 5000);
-	ok(/saved/.test(saved || ''), 'a setting is saved through the bridge', saved);
-	const cfg = await until(() => psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A2.id}' AND command_type = 'update_settings' AND status = 'acked'`) > c0, 10000);
-	ok(cfg, 'the agent acknowledges the config_update');
-	await shot(page, 'settings-1280');
+	// ---- settings: where each value comes from, bounded inputs, a change reaches the agent
+	{
+		await page.goto(`${E.base}/#/settings`);
+		await until(() => page.locator('#settings-agent').isVisible(), 5000);
+		await page.selectOption('#settings-agent', A2.id);
+		const form = page.locator('form.setting[data-key=update_interval]');
+		await until(() => form.isVisible(), 5000);
+		const cmdCount = () => Number(psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A2.id}' AND command_type = 'update_settings'`));
+		const src0 = await until(() => form.getAttribute('data-source').then((s) => s !== 'agent' && s), 5000);
+		const badge0 = await form.locator('.source .badge').textContent();
+		ok(src0 === 'global' && /from global/.test(badge0), `a value set globally says it comes from global (${src0}: ${badge0})`);
+		ok(await page.locator('form.setting[data-key=log_level]').getAttribute('data-source') === 'default' &&
+			/built-in default/.test(await page.locator('form.setting[data-key=log_level] .source').textContent()), 'a value set nowhere says it is the built-in default');
+		const input = form.locator('input');
+		const [min, max] = [await input.getAttribute('min'), await input.getAttribute('max')];
+		const def = psql(`SELECT min_value || ' ' || max_value FROM pankha.setting_definitions WHERE key = 'update_interval'`).split(' ').map(Number);
+		ok(Number(min) === def[0] && Number(max) === def[1], `the input is bounded by the definition's range (${min}–${max})`);
+		// out of range: refused in the page, nothing sent
+		const c0 = cmdCount();
+		await input.fill('99');
+		await form.locator('button[type=submit]').click();
+		const refused = await until(() => form.locator('.error').textContent(), 3000);
+		ok(/at most 30/.test(refused || ''), 'a value above the range is refused in the page', refused);
+		await sleep(300);
+		ok(cmdCount() === c0, '... and nothing reaches the agents');
+		// saved at the agent's own scope: the source turns to agent, and the agent gets config_update
+		await input.fill('1.5');
+		await form.locator('select[id$=-scope]').selectOption(`agent:${A2.id}`);
+		await form.locator('button[type=submit]').click();
+		const saved = await until(() => form.locator('.ok-text').textContent().then((t) => /saved/.test(t) && t), 5000);
+		ok(saved, 'a setting is saved through the bridge', saved);
+		ok(await until(() => form.getAttribute('data-source').then((s) => s === 'agent'), 5000) && /this agent/.test(await form.locator('.source').textContent()),
+			'after saving at the agent scope the value says it is set on this agent');
+		const acked = await until(() => psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A2.id}' AND command_type = 'update_settings' AND status = 'acked'
+			AND parameters::text LIKE '%1.5%'`) !== '0', 10000);
+		ok(acked, 'the agent acknowledges the config_update carrying the new value');
+		await shot(page, 'settings-1280');
+		// cleared: inherited from global again, and the agent is told
+		const c1 = cmdCount();
+		await form.locator('button.clear').click();
+		ok(await until(() => form.getAttribute('data-source').then((s) => s === 'global'), 5000), 'clearing the agent\'s value makes it inherit from global again');
+		ok(await until(() => cmdCount() > c1, 5000), '... and the agent gets config_update for it');
+	}
+
+	// ---- a profile edited in the curve editor is saved, assigned to a fan,
+	// and the simulated pwm follows the curve as the simulated temperature moves
+	{
+		const sim = A1.sim;
+		writeFileSync(join(sim, 'sim', 'load'), '0\n');
+		await page.goto(`${E.base}/#/profiles`);
+		await until(() => page.locator('button:has-text("New profile")').isVisible(), 8000);
+		await page.click('button:has-text("New profile")');
+		await page.fill('#profile-name', 'e2e-curve');
+		const pt = (i) => page.locator(`svg.curve circle[data-point="${i}"]`);
+		const speedOf = async (i) => Number(await pt(i).getAttribute('aria-valuenow'));
+		// drag the second point upwards with the mouse
+		const s1 = await speedOf(1);
+		const box = await pt(1).boundingBox();
+		await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+		await page.mouse.down();
+		await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2 - 30, { steps: 5 });
+		await page.mouse.up();
+		const s1b = await speedOf(1);
+		ok(s1b > s1 + 3, `dragging a point of the curve moves it (${s1} → ${s1b} %)`);
+		// and the third with the keyboard: up 5 (shift) and 2, left 1
+		const p2 = await page.locator('table.points tbody tr').nth(2).locator('input').evaluateAll((is) => is.map((i) => Number(i.value)));
+		await pt(2).focus();
+		await page.keyboard.press('Shift+ArrowUp');
+		await page.keyboard.press('ArrowUp');
+		await page.keyboard.press('ArrowUp');
+		await page.keyboard.press('ArrowLeft');
+		const p2b = await page.locator('table.points tbody tr').nth(2).locator('input').evaluateAll((is) => is.map((i) => Number(i.value)));
+		ok(p2b[0] === p2[0] - 1 && p2b[1] === p2[1] + 7, `the arrow keys move a point (${p2} → ${p2b}), and the table beside the curve follows`);
+		// an invalid curve is refused in the page as the server would
+		await page.locator('table.points tbody tr').nth(3).locator('input').first().fill('10');
+		await page.locator('table.points tbody tr').nth(3).locator('input').first().blur();
+		const bad = await until(() => page.locator('#profile-problem').textContent(), 3000);
+		ok(/not above the previous/.test(bad || '') && await page.locator('button:has-text("Save profile")').isDisabled(), 'a curve whose temperatures do not increase cannot be saved', bad);
+		await page.locator('table.points tbody tr').nth(3).locator('input').first().fill('85');
+		await page.locator('table.points tbody tr').nth(3).locator('input').first().blur();
+		await page.fill('#profile-step', '10');
+		await page.fill('#profile-hysteresis', '1');
+		const still = await page.locator('#profile-problem').textContent().catch(() => null);
+		ok(still === null, 'with the curve set right again it may be saved', still);
+		const pagePoints = await page.locator('table.points tbody tr').evaluateAll((rs) => rs.map((r) => [...r.querySelectorAll('input')].map((i) => Number(i.value))));
+		await page.click('button:has-text("Save profile")');
+		const savedMsg = await until(() => page.locator('p.ok-text').textContent().then((t) => /saved/.test(t) && t), 5000);
+		ok(savedMsg, 'the profile is saved', savedMsg);
+		const dbPoints = await until(() => JSON.parse(psql(`SELECT points FROM pankha.fan_profiles WHERE profile_name = 'e2e-curve'`) || 'null'), 3000);
+		ok(JSON.stringify(dbPoints) === JSON.stringify(pagePoints), 'the server holds the curve as edited in the page', `${JSON.stringify(dbPoints)} vs ${JSON.stringify(pagePoints)}`);
+		await page.reload();
+		const listed = await until(() => page.locator('#profile-select').inputValue().then((v) => v === 'e2e-curve'), 8000);
+		ok(listed, 'after a reload the profile list has the saved profile, open in the editor');
+		await until(() => page.locator('svg.curve circle[data-point="3"]').isVisible(), 5000);
+		await shot(page, 'profiles-1280');
+
+		// assign it to nct6798_fan3 of sim-1, driven by the CPU package sensor
+		await page.selectOption('#apply-agent', A1.id);
+		await page.selectOption('#apply-fan', 'nct6798_fan3');
+		await page.selectOption('#apply-sensor', 'coretemp_package_id_0');
+		await page.click('#profile-apply');
+		const appliedOk = await until(() => page.locator('#profile-apply-state').getAttribute('data-state').then((s) => s === 'acknowledged'), 10000);
+		ok(appliedOk, 'assigning the profile to a fan is acknowledged by the agent', await page.locator('#profile-apply-state').textContent().catch(() => ''));
+		ok(await until(() => page.locator('#profile-using').textContent().then((t) => /nct6798_fan3/.test(t) && /e2e-curve/.test(t)), 5000), 'the page says which fan runs the profile');
+		const curveAt = (t) => {
+			const p = pagePoints;
+			if (t <= p[0][0]) return p[0][1];
+			for (let i = 1; i < p.length; i++) if (t <= p[i][0]) return p[i - 1][1] + (p[i][1] - p[i - 1][1]) * (t - p[i - 1][0]) / (p[i][0] - p[i - 1][0]);
+			return p[p.length - 1][1];
+		};
+		const pkg = () => readInt(join(sim, 'class/hwmon/hwmon0/temp1_input')) / 1000;
+		const pwmPct = () => readInt(join(nct(A1), 'pwm3')) * 100 / 255;
+		// within a step and a degree of hysteresis of the curve at the temperature
+		const follows = () => {
+			const t = pkg(), want = curveAt(t), have = pwmPct();
+			return readInt(join(nct(A1), 'pwm3_enable')) === 1 && Math.abs(have - want) <= 6 && { t, want, have };
+		};
+		const cool = await until(follows, 15000, 200);
+		ok(cool, `the simulated pwm follows the curve (${cool && `${cool.t} °C → ${cool.have.toFixed(0)} %, the curve says ${cool.want.toFixed(0)} %`})`,
+			`${pkg()} °C, pwm ${pwmPct().toFixed(1)} %, curve ${curveAt(pkg()).toFixed(1)} %`);
+		// load the simulated CPU: its temperature rises and the fan follows
+		writeFileSync(join(sim, 'sim', 'load'), '100\n');
+		const hot = await until(() => { const f = follows(); return f && cool && f.t >= cool.t + 8 && f.have > cool.have + 4 && f; }, 40000, 250);
+		ok(hot, `as the temperature rises the pwm follows the curve up (${hot && `${hot.t} °C → ${hot.have.toFixed(0)} %`})`,
+			`${pkg()} °C, pwm ${pwmPct().toFixed(1)} %, curve ${curveAt(pkg()).toFixed(1)} %`);
+		writeFileSync(join(sim, 'sim', 'load'), '40\n');
+		await page.selectOption('#profile-live', '');
+		const mark = await page.locator('svg.curve .live-label').textContent().catch(() => '');
+		ok(/now \d/.test(mark), 'the live temperature of the driving sensor is marked on the curve', mark);
+		await shot(page, 'profiles-applied-1280');
+	}
 
 	// ---- an alert rule that fires shows up live
 	await page.goto(`${E.base}/#/fleet`);
@@ -205,7 +384,133 @@ try {
 	ok(/alert/.test(badge || ''), 'the agent row gets an alert badge', badge);
 	await shot(page, 'fleet-alerts-1280');
 
+	// ---- the alerts view: a rule added in the rule editor fires and shows up live; acknowledge; silence
+	{
+		await page.goto(`${E.base}/#/alerts`);
+		await until(() => page.locator('form.rule-form').isVisible(), 8000);
+		const form = page.locator('form.rule-form');
+		await form.locator('label:has-text("Name") input').fill('e2e warm nvme');
+		await form.locator('label:has-text("Condition") select').selectOption('temperature_above');
+		await form.locator('label:has-text("Threshold") input').fill('20');
+		await form.locator('label:has-text("For at least") input').fill('0');
+		await form.locator('label:has-text("Severity") select').selectOption('warning');
+		await form.locator('label:has-text("Agent") input').fill(A2.id);
+		await form.locator('label:has-text("Sensor type") input').fill('nvme');
+		await form.locator('button[type=submit]').click();
+		ok(await until(() => page.locator('tr[data-rule]:has-text("e2e warm nvme")').count().then((c) => c === 1), 5000), 'the rule editor adds a rule');
+		const liveItem = page.locator(`.live-list li[data-state=firing]:has-text("e2e warm nvme")`);
+		ok(await until(() => liveItem.count().then((c) => c > 0), 15000), 'the alert the new rule fires shows up live in the alerts view, without a reload');
+		const hrow = page.locator(`table.alerts-table tr[data-state=firing]:has-text("e2e warm nvme")`).first();
+		ok(await until(() => hrow.isVisible(), 5000), '... and in the history');
+		const alertId = await hrow.getAttribute('data-alert');
+		await hrow.locator('button.ack').click();
+		const ackd = await until(() => page.locator(`table.alerts-table tr[data-alert="${alertId}"] .acked`).textContent(), 5000);
+		ok(/acknowledged by e2e-admin/.test(ackd || ''), 'acknowledging shows who acknowledged it', ackd);
+		ok(psql(`SELECT acknowledged_by FROM pankha.alerts WHERE alert_id = ${alertId}`) === 'e2e-admin', '... as the server has it');
+		ok(await until(() => page.locator(`.live-list li[data-alert="${alertId}"]:has-text("acknowledged by")`).count().then((c) => c > 0), 5000),
+			'the acknowledgement arrives live too');
+		await page.locator(`table.alerts-table tr[data-alert="${alertId}"] button.silence`).click();
+		const sil = await until(() => page.locator(`table.alerts-table tr[data-alert="${alertId}"] .alert-actions`).textContent().then((t) => /silenced until/.test(t) && t), 5000);
+		ok(sil, 'silencing the alert\'s series shows until when', sil);
+		const until1 = psql(`SELECT round(extract(epoch FROM silenced_until - now()) / 60) FROM pankha.alert_silences WHERE rule_id = (SELECT rule_id FROM pankha.alerts WHERE alert_id = ${alertId})
+			AND agent_id = '${A2.id}' AND lifted_at IS NULL`);
+		ok(Number(until1) >= 58 && Number(until1) <= 60, `the server holds a silence of an hour for it (${until1} min left)`);
+		ok(await page.locator('ul.silences li').count() > 0, 'the silences in force are listed');
+		await page.selectOption('#alerts-acked', 'true');
+		ok(await until(async () => { const s = await page.locator('table.alerts-table tbody tr').evaluateAll((rs) => rs.map((r) => r.dataset.acked)); return s.length > 0 && s.every((a) => a === 'yes'); }, 5000),
+			'the history filters on acknowledgement');
+		await page.selectOption('#alerts-acked', '');
+		await until(() => page.locator('table.alerts-table tbody tr').count().then((c) => c > 1), 5000);
+		await page.evaluate(() => window.scrollTo(0, 0));
+		await shot(page, 'alerts-1280');
+	}
+
+	// ---- the commands view: who, what, outcome and latency
+	{
+		await page.goto(`${E.base}/#/commands/${A1.id}`);
+		const r = page.locator('table.commands-table tr[data-type=set_fan_speed][data-status=acked]').first();
+		ok(await until(() => r.isVisible(), 8000), 'the commands of an agent are listed, with the acknowledged set_fan_speed');
+		const who = await r.locator('.who').textContent(), whatText = await r.locator('.what').textContent(), lat = await r.locator('.latency').textContent();
+		ok(who === 'e2e-admin' && /set_fan_speed/.test(whatText) && /nct6798_fan\d to \d+ %/.test(whatText) && /\d+(\.\d)? (ms|s)/.test(lat),
+			`a command shows who, what and its latency (${who}; ${whatText}; ${lat})`);
+		const cid = await r.getAttribute('data-command');
+		const sqlLat = Number(psql(`SELECT round(extract(epoch FROM acked_at - created_at) * 1000) FROM pankha.commands WHERE command_id = '${cid}'`));
+		const shown = /ms/.test(lat) ? parseFloat(lat) : parseFloat(lat) * 1000;
+		ok(Math.abs(shown - sqlLat) <= Math.max(1, sqlLat * 0.06), `the latency is the server's, from issue to acknowledgement (${lat}, ${sqlLat} ms in SQL)`);
+		await page.selectOption('#commands-type', 'apply_profile');
+		ok(await until(async () => { const t = await page.locator('table.commands-table tbody tr').evaluateAll((rs) => rs.map((x) => x.dataset.type)); return t.length > 0 && t.every((x) => x === 'apply_profile'); }, 5000),
+			'the list filters by type');
+		await page.selectOption('#commands-type', '');
+		await page.selectOption('#commands-agent', '');
+		ok(await until(async () => { const a = await page.locator('table.commands-table tbody tr td:nth-child(2)').allTextContents(); return new Set(a).size > 1; }, 5000), 'fleet-wide, every agent\'s commands are listed');
+		await shot(page, 'commands-1280');
+	}
+
+	// ---- the audit log (admin) with its filters
+	{
+		await page.goto(`${E.base}/#/audit`);
+		const rows = page.locator('table.audit-table tbody tr');
+		ok(await until(() => rows.count().then((c) => c > 0), 8000), 'the audit log lists entries');
+		await page.fill('#audit-action', 'alert.*');
+		await page.fill('#audit-actor', 'e2e-admin');
+		await page.click('form[aria-label="Filter the audit log"] button[type=submit]');
+		const evs = await until(async () => { const e = await rows.evaluateAll((rs) => rs.map((r) => r.dataset.event)); return e.length > 0 && e.every((x) => x.startsWith('alert.')) && e; }, 5000);
+		ok(evs && evs.includes('alert.acknowledged') && evs.includes('alert.silenced'), `filtered by action prefix and actor: the acknowledgement and the silence (${evs})`);
+		const actors = await page.locator('table.audit-table tbody tr .actor').allTextContents();
+		ok(actors.every((a) => a.startsWith('e2e-admin')), 'every entry is by that actor', actors.join(','));
+		await page.fill('#audit-action', '');
+		await page.fill('#audit-actor', '');
+		await page.fill('#audit-agent_id', A1.id);
+		await page.click('form[aria-label="Filter the audit log"] button[type=submit]');
+		const agents = await until(async () => { const a = await rows.locator('td:nth-child(4)').allTextContents(); return a.length > 0 && a.every((x) => x === A1.id) && a; }, 5000);
+		ok(agents, 'filtered by agent');
+		await shot(page, 'audit-1280');
+		// a viewer has no audit view, and the API refuses it
+		const res = await fetch(`${E.base}/api/v1/audit`, { headers: { Authorization: `Bearer ${E.tokens.viewer}` } });
+		ok(res.status === 403, 'the audit log is for admins (403 for a viewer)', res.status);
+	}
+
+	// ---- the WebSocket blocked (as by a proxy that refuses upgrades): the page
+	// says so, polls the HTTP API, still controls fans, and goes live when it can
+	{
+		const proxy = await upgradeBlockingProxy(E.base);
+		const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+		const p = await ctx.newPage();
+		p.on('pageerror', (e) => pageErrors.push(String(e)));
+		let fleetCalls = 0;
+		p.on('request', (r) => { if (r.url().includes('/api/v1/fleet')) fleetCalls++; });
+		await p.goto(`${proxy.base}/?token=${encodeURIComponent(E.tokens.operator)}#/fleet`);
+		const t0 = Date.now();
+		const polling = await until(() => p.locator('#conn-state').getAttribute('data-state').then((s) => s === 'polling'), 30000, 100);
+		ok(polling, `with /ws/ui blocked the page falls back to polling the HTTP API (after ${Date.now() - t0} ms)`, await p.locator('#conn-state').textContent());
+		ok(/polling/.test(await p.locator('#conn-state').textContent()), 'the connection state says it is polling');
+		await shot(p, 'polling-1280');
+		// what changes on the server reaches the page by polling
+		const calls0 = fleetCalls;
+		const newName = `Renamed while polling ${Date.now() % 100000}`;
+		psql(`UPDATE pankha.agents SET name = '${newName}' WHERE agent_id = '${A2.id}'`);
+		const renamed = await until(() => p.locator(`.row[data-agent="${A2.id}"] a.agent-link`).textContent().then((t) => t === newName), 10000);
+		ok(renamed && fleetCalls > calls0, `a change on the server shows up by polling (${fleetCalls - calls0} fleet requests)`);
+		// a fan command goes over HTTP and its outcome is read back by polling
+		await p.goto(`${proxy.base}/#/agent/${A2.id}`);
+		await until(() => p.locator('#fan-nct6798_fan4-num').isVisible(), 8000);
+		await p.fill('#fan-nct6798_fan4-num', '45');
+		await p.click('.fan[data-fan="nct6798_fan4"] button[type=submit]');
+		const acked = await until(() => p.locator('.fan[data-fan="nct6798_fan4"] .cmd-state').getAttribute('data-state').then((s) => s === 'acknowledged'), 15000);
+		ok(acked && readInt(join(nct(A2), 'pwm4')) === 115, 'without the socket a fan command is sent over HTTP and shows its acknowledgement', readInt(join(nct(A2), 'pwm4')));
+		// unblocked: live again
+		ok(proxy.refused > 0, `the proxy refused the page's upgrades (${proxy.refused})`);
+		proxy.blocked = false;
+		const back = await until(() => p.locator('#conn-state').getAttribute('data-state').then((s) => s === 'live'), 40000, 200);
+		ok(back, 'when the WebSocket can be opened again the page goes live');
+		psql(`UPDATE pankha.agents SET name = 'Simulated host 2' WHERE agent_id = '${A2.id}'`);
+		await ctx.close();
+		proxy.close();
+	}
+
 	// ---- pause holds the page still; resume brings it back
+	await page.goto(`${E.base}/#/fleet`);
+	await until(() => row(A1.id).isVisible(), 5000);
 	await page.click('button[aria-pressed]');
 	await sleep(300);
 	const v0 = await page.locator('main.fleet').getAttribute('data-version');
@@ -278,6 +583,18 @@ try {
 				await shot(p, `settings-${tag}`);
 				await axe(p, `settings at ${width} px`);
 			}
+			// every other view, in both themes; axe and the width check in light
+			for (const [view, ready] of [['profiles', 'svg.curve'], ['alerts', 'table.alerts-table tbody tr'], ['commands', 'table.commands-table tbody tr'], ['audit', 'table.audit-table tbody tr']]) {
+				await p.goto(`${E.base}/#/${view}`);
+				await until(() => p.locator(ready).count().then((c) => c > 0), 8000);
+				await sleep(300);
+				await shot(p, `${view}-${tag}`);
+				if (scheme === 'light') {
+					await axe(p, `${view} at ${width} px`);
+					const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+					ok(wide <= width, `${view} has no sideways scrolling at ${width} px`, wide);
+				}
+			}
 			await ctx.close();
 		}
 	}
@@ -301,11 +618,16 @@ try {
 		const lost = await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'reconnecting' || st === 'offline'), 15000);
 		ok(lost, 'with the bridge gone the page says it is reconnecting');
 		await sleep(1000);
+		// changed while the page could not hear of it: the resync after the reconnect brings it
+		const gapName = `Renamed during the outage ${Date.now() % 100000}`;
+		psql(`UPDATE pankha.agents SET name = '${gapName}' WHERE agent_id = '${A1.id}'`);
 		const child = spawn(E.bridgeArgs[0], E.bridgeArgs.slice(1), { stdio: ['ignore', openSync(E.bridgeLog, 'a'), openSync(E.bridgeLog, 'a')], detached: true });
 		writeFileSync(E.restartedPid, String(child.pid));
 		child.unref();
 		const back = await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'live'), 40000, 200);
 		ok(back, 'when the bridge is back the page is live again (backoff with jitter)');
+		ok(await until(() => row(A1.id).locator('a.agent-link').textContent().then((t) => t === gapName), 10000), 'after the reconnect the page resynchronises: a change made during the outage shows');
+		psql(`UPDATE pankha.agents SET name = 'Simulated host 1' WHERE agent_id = '${A1.id}'`);
 		const trend0b = await row(A1.id).locator('.c-trend path').getAttribute('d').catch(() => '');
 		ok(await until(async () => (await row(A1.id).locator('.c-trend path').getAttribute('d')) !== trend0b, 15000), '... and values flow again');
 	}

@@ -197,6 +197,7 @@ DECLARE
 BEGIN
     FOREACH step IN ARRAY ARRAY[
         'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.expire_bridges()',
         'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
         'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
         'SELECT pankha.rollup()',
@@ -221,7 +222,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pankha.maintain() IS
-'One maintenance pass of the background worker: persist liveness and mark agents online or offline, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, close the connections of bridges that stopped beating, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
 
 -- Payload decoding.
 CREATE FUNCTION pankha.decode_temperatures(payload bytea, OUT slot smallint, OUT temperature real)

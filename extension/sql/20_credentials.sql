@@ -442,14 +442,13 @@ BEGIN
         END IF;
         reason := 'token of another agent';
     END IF;
-    PERFORM pankha.audit('auth.failed', left(agent_id, 64),
-                         jsonb_build_object('kind', 'agent', 'reason', reason), client_addr);
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION pankha.authenticate_agent(text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
-'The agent id when the token is a live token of that agent, else NULL (and the failure is audited).';
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
 
 CREATE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
 RETURNS TABLE (user_name text, role text)
@@ -461,9 +460,7 @@ DECLARE
 BEGIN
     found_token := pankha.check_token('ui', token);
     IF found_token.token_id IS NULL THEN
-        PERFORM pankha.audit('auth.failed', NULL,
-                             jsonb_build_object('kind', 'ui', 'reason', found_token.reason),
-                             client_addr);
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
         RETURN;
     END IF;
     RETURN QUERY
@@ -474,7 +471,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.authenticate_ui(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
-'The dashboard user and role for a live ui token; no row (and an audited failure) otherwise.';
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
 
 -- What a bridge needs to answer WebSocket handshakes without a query of
 -- its own: the live agent and dashboard tokens as selector and digest
@@ -530,8 +527,9 @@ CREATE TRIGGER tokens_notify_truncate AFTER TRUNCATE ON pankha.tokens
 
 -- What authenticate_agent and authenticate_ui leave behind, for handshakes
 -- a bridge has answered from its copy of pankha.bridge_credentials: the
--- tokens used get last_used_at, and each refusal one auth.failed row with
--- the reason those functions would have given.
+-- tokens used get last_used_at, and each refusal is counted, with the reason
+-- those functions would have given, in the auth.failed row of its client
+-- address and minute (pankha.audit_refusal, M5).
 CREATE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
                                          failed_agent_ids text[], failed_tokens text[],
                                          failed_addrs text[])
@@ -556,6 +554,7 @@ BEGIN
     WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
     FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
                            AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
     LOOP
         IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
             RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
@@ -574,8 +573,8 @@ BEGIN
                 reason := 'token not yet known to the bridge';
             END IF;
         END IF;
-        PERFORM pankha.audit('auth.failed', CASE WHEN f.kind = 'agent' THEN left(f.agent_id, 64) END,
-                             jsonb_build_object('kind', f.kind, 'reason', reason), f.client_addr);
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -583,7 +582,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) FROM PUBLIC;
 COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
-'For bridges: sets last_used_at of the tokens used in accepted handshakes and audits each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would; returns how many refusals it audited.';
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
 
 GRANT EXECUTE ON FUNCTION pankha.authenticate_agent(text, text, text),
                           pankha.authenticate_ui(text, text),

@@ -120,7 +120,8 @@ BEGIN
     IF extra IS NOT NULL THEN
         RAISE EXCEPTION '%.%: unknown field', what, extra
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The fields allowed are: %s.', array_to_string(allowed, ', '));
+                  DETAIL = CASE WHEN cardinality(allowed) = 0 THEN 'It takes no fields.'
+                                ELSE format('The fields allowed are: %s.', array_to_string(allowed, ', ')) END;
     END IF;
 END
 $$;

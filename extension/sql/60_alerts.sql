@@ -45,6 +45,7 @@ AS $$
 DECLARE
     fixed interval := pankha.setting_interval('pankha.offline_after', '0');
     shortest interval := CASE WHEN fixed > interval '0' THEN fixed ELSE interval '15 seconds' END;
+    heard timestamptz := pankha.beats_heard_since();
 BEGIN
     -- Back online: a frame arrived after the time the agent was last known
     -- (compared before that time is overwritten by the flush below).
@@ -63,11 +64,15 @@ BEGIN
 
     PERFORM pankha.flush_liveness();
 
+    -- Silence is only counted from when this server could hear the agent:
+    -- after a restart or a promotion (liveness in shared memory starts
+    -- empty, last_seen is as old as the last flush) every agent has its
+    -- whole threshold again, so a failover is no storm of offline events.
     FOR agent_id, status IN
         UPDATE pankha.agents g SET status = 'offline'
         WHERE g.status = 'online'
-          AND coalesce(g.last_seen, g.registered_at) < now() - shortest
-          AND coalesce(g.last_seen, g.registered_at) < now() - pankha.offline_threshold(g.agent_id)
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - shortest
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - pankha.offline_threshold(g.agent_id)
         RETURNING g.agent_id, g.status
     LOOP
         PERFORM pg_notify('pankha_agent_status',
@@ -78,7 +83,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION pankha.update_agent_status() FROM PUBLIC;
 COMMENT ON FUNCTION pankha.update_agent_status() IS
-'Persist liveness from shared memory, mark online the offline agents that sent a frame since, and offline the online ones silent past pankha.offline_threshold(); NOTIFYs pankha_agent_status for each and returns the changes.  The worker calls it.';
+'Persist liveness from shared memory, mark online the offline agents that sent a frame since, and offline the online ones silent past pankha.offline_threshold() (silence counted from the start or promotion of the server at the earliest); NOTIFYs pankha_agent_status for each and returns the changes.  The worker calls it.';
 
 -- ---------------------------------------------------------------------
 -- Commands

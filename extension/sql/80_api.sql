@@ -872,7 +872,7 @@ BEGIN
     BEGIN
         cid := pankha.send_command(id, ctype, params,
                                    coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
-                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 366 * 86400),
+                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
                                    ui_user,
                                    pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
     EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
@@ -899,7 +899,7 @@ $$;
 REVOKE ALL ON FUNCTION pankha.api_send_command(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.api_send_command(text, text, jsonb) TO pankha_bridge;
 COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
-'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300, max_attempts) and answers the command as pankha.api_command() shows it.';
+'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
 
 -- ---------------------------------------------------------------------
 -- Fan profiles, fan limits, emergency stop

@@ -3336,6 +3336,548 @@ ALTER FUNCTION pankha.rollup_hours(text[], timestamptz[], timestamptz[]) SET sea
 ALTER FUNCTION pankha.rollup_minutes(text[], timestamptz[], timestamptz[]) SET search_path = pg_catalog, pg_temp;
 
 -- ---------------------------------------------------------------------
+-- 85_live.sql: live data across bridges (live_watches), the audit log on NOTIFY
+-- ---------------------------------------------------------------------
+CREATE TABLE pankha.live_watches (
+    bridge_id  text NOT NULL CHECK (length(bridge_id) BETWEEN 1 AND 128),
+    topic      text NOT NULL CHECK (topic = 'global' OR topic ~ '^(agents|groups)\.'),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (bridge_id, topic)
+);
+COMMENT ON TABLE pankha.live_watches IS
+'The topics the dashboards of each bridge subscribe to, until expires_at (pankha.live_watch); ingest announces the frames of the agents they name on NOTIFY pankha_live.';
+
+CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    bad text;
+    n integer;
+BEGIN
+    IF bridge IS NULL OR length(bridge) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'bridge: must be 1 to 128 characters' USING ERRCODE = '22023', COLUMN = 'bridge';
+    END IF;
+    IF topics IS NULL OR cardinality(topics) > 10000 THEN
+        RAISE EXCEPTION 'topics: must be an array of at most 10000 topics' USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    IF ttl IS NULL OR ttl < interval '1 second' OR ttl > interval '1 hour' THEN
+        RAISE EXCEPTION 'ttl: must be between 1 second and 1 hour' USING ERRCODE = '22023', COLUMN = 'ttl';
+    END IF;
+    SELECT t INTO bad FROM unnest(topics) t
+     WHERE t IS NULL OR NOT (t = 'global'
+                             OR (t ~ '^(agents|groups)\.' AND pankha.valid_id(substr(t, 8))))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'topics: "%" is not "global", "agents.<id>" or "groups.<name>"', coalesce(bad, 'null')
+            USING ERRCODE = '22023', COLUMN = 'topics';
+    END IF;
+    DELETE FROM pankha.live_watches w
+     WHERE w.expires_at < now() OR (w.bridge_id = bridge AND w.topic <> ALL (topics));
+    INSERT INTO pankha.live_watches AS w (bridge_id, topic, expires_at)
+    SELECT DISTINCT bridge, t, now() + ttl FROM unnest(topics) t
+    ON CONFLICT (bridge_id, topic) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watch(text, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.live_watch(text, text[], interval) TO pankha_bridge;
+COMMENT ON FUNCTION pankha.live_watch(text, text[], interval) IS
+'A bridge''s topics with live subscribers ("global", "agents.<id>", "groups.<name>"), which replace those it recorded before, for ttl (1 second to 1 hour; the bridge calls it again before then).  An empty array forgets the bridge.  Expired rows of every bridge are removed.  Returns how many topics the bridge now watches.';
+
+CREATE FUNCTION pankha.live_watched(except_bridge text)
+RETURNS TABLE (agent_id text, group_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+    SELECT substr(w.topic, 8), m.group_name
+      FROM pankha.live_watches w
+      LEFT JOIN pankha.agent_group_members m ON m.agent_id = substr(w.topic, 8)
+     WHERE w.topic LIKE 'agents.%' AND w.expires_at > now()
+       AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT m.agent_id, m.group_name
+      FROM pankha.live_watches w
+      JOIN pankha.agent_group_members m ON w.topic = 'groups.' || m.group_name
+     WHERE w.expires_at > now() AND w.bridge_id IS DISTINCT FROM except_bridge
+    UNION
+    SELECT '*', NULL
+     WHERE EXISTS (SELECT FROM pankha.live_watches w
+                    WHERE w.topic = 'global' AND w.expires_at > now()
+                      AND w.bridge_id IS DISTINCT FROM except_bridge)
+$$;
+REVOKE ALL ON FUNCTION pankha.live_watched(text) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.live_watched(text) IS
+'Internal (ingest): the agents whose frames bridges other than except_bridge watch, with their group; agent_id "*" when one subscribes to every agent.';
+
+CREATE FUNCTION pankha.audit_notify() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    msg jsonb := jsonb_build_object('audit_id', NEW.audit_id, 'logged_at', NEW.logged_at, 'event', NEW.event,
+                                    'agent_id', NEW.agent_id, 'ui_user', NEW.ui_user, 'db_role', NEW.db_role,
+                                    'application_name', NEW.application_name,
+                                    'client_addr', NEW.client_addr, 'details', NEW.details);
+BEGIN
+    -- NOTIFY takes under 8000 bytes: a row with large details goes without them
+    IF octet_length(msg::text) > 7800 THEN
+        msg := msg || jsonb_build_object('details', NULL, 'details_omitted', true);
+    END IF;
+    PERFORM pg_notify('pankha_audit', msg::text);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.audit_notify() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.audit_notify() IS
+'Trigger: NOTIFY pankha_audit with each new audit row, shaped as an item of pankha.api_audit (without details over NOTIFY''s size limit, then details_omitted is true).';
+CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
+    FOR EACH ROW EXECUTE FUNCTION pankha.audit_notify();
+
+-- api_send_command's ttl_seconds at most 360 days, the limit of send_command
+-- (interval '1 year' is 360 days) and of the bridge's /ws/ui command.
+CREATE OR REPLACE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    a jsonb := pankha.api_args(args);
+    id text;
+    ctype text;
+    params jsonb;
+    cid uuid;
+    c pankha.commands;
+BEGIN
+    PERFORM pankha.api_authorize(ui_user, ui_role, 'operator', 'send commands');
+    id := pankha.api_agent_id(a);
+    ctype := pankha.api_id(a, 'command_type', true);
+    params := coalesce(a -> 'parameters', '{}');
+    IF jsonb_typeof(params) <> 'object' THEN
+        PERFORM pankha.api_raise('22023', 'parameters', format('parameters: must be a JSON object, not %s', jsonb_typeof(params)));
+    END IF;
+    BEGIN
+        cid := pankha.send_command(id, ctype, params,
+                                   coalesce(pankha.api_enum(a, 'priority', '{high,normal,low}'), 'normal'),
+                                   pankha.api_seconds(a, 'ttl_seconds', interval '5 minutes', 1, 360 * 86400),
+                                   ui_user,
+                                   pankha.api_int(a, 'max_attempts', 5, 1, 100)::integer);
+    EXCEPTION WHEN invalid_parameter_value OR numeric_value_out_of_range OR undefined_object
+                   OR program_limit_exceeded THEN
+        DECLARE
+            code text;
+            msg text;
+            det text;
+            col text;
+        BEGIN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                    col = COLUMN_NAME;
+            IF col <> '' THEN
+                RAISE;
+            END IF;
+            PERFORM pankha.api_reraise(CASE WHEN msg LIKE 'parameters%' THEN NULL ELSE 'parameters' END,
+                                       code, msg, det);
+        END;
+    END;
+    SELECT * INTO c FROM pankha.commands x WHERE x.command_id = cid;
+    RETURN pankha.api_command_json(c);
+END
+$$;
+COMMENT ON FUNCTION pankha.api_send_command(text, text, jsonb) IS
+'POST /api/v1/agents/{agent_id}/commands (operator): queues command_type with parameters (priority, ttl_seconds default 300 and at most 360 days as pankha.send_command takes, max_attempts) and answers the command as pankha.api_command() shows it.';
+
+-- What a bridge's /metrics and /readyz show of the whole fleet, in one call
+-- every few seconds (the bridge reads no table itself).
+CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+SELECT jsonb_build_object(
+    'agents_registered', (SELECT count(*) FROM pankha.agents),
+    'agents_online', (SELECT count(*) FROM pankha.agents a WHERE a.status = 'online'),
+    'sensors', (SELECT count(*) FROM pankha.sensors),
+    'fans', (SELECT count(*) FROM pankha.fans),
+    'commands', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}')
+                   FROM (SELECT x.status, count(*) AS n FROM pankha.commands x GROUP BY x.status) c),
+    'worker_running', (SELECT w.pid IS NOT NULL FROM pankha.worker_status w LIMIT 1),
+    'worker_last_pass', (SELECT w.last_pass FROM pankha.worker_status w LIMIT 1),
+    'worker_seconds_since_pass', (SELECT extract(epoch FROM now() - w.last_pass)::double precision
+                                    FROM pankha.worker_status w LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION pankha.bridge_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_stats() TO pankha_bridge;
+COMMENT ON FUNCTION pankha.bridge_stats() IS
+'For the bridges'' /metrics and /readyz: agents registered and online, sensors and fans, commands by status (those kept: expired, dead and failed among them), and the worker''s state and last pass (pankha.worker_status).';
+
+-- ---------------------------------------------------------------------
+-- M5 (issue 13), bridge side: the bridge's own functions count refusals per
+-- client address and minute (pankha.audit_refusal); the copies that did so
+-- beside them are gone.
+-- ---------------------------------------------------------------------
+DROP FUNCTION pankha.record_refusals(bigint[], text[], text[], text[], text[]);
+DROP FUNCTION pankha.authenticate_ui_request(text, text);
+CREATE OR REPLACE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+    reason text;
+BEGIN
+    found_token := pankha.check_token('agent', token);
+    reason := found_token.reason;
+    IF found_token.token_id IS NOT NULL THEN
+        UPDATE pankha.tokens t SET last_used_at = now()
+        WHERE t.token_id = found_token.token_id AND t.agent_id = authenticate_agent.agent_id;
+        IF FOUND THEN
+            RETURN agent_id;
+        END IF;
+        reason := 'token of another agent';
+    END IF;
+    PERFORM pankha.audit_refusal('agent', agent_id, reason, client_addr);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
+'The agent id when the token is a live token of that agent, else NULL (and the failure is counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
+RETURNS TABLE (user_name text, role text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    found_token record;
+BEGIN
+    found_token := pankha.check_token('ui', token);
+    IF found_token.token_id IS NULL THEN
+        PERFORM pankha.audit_refusal('ui', NULL, found_token.reason, client_addr);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = found_token.token_id
+    RETURNING t.user_name, t.role;
+END
+$$;
+COMMENT ON FUNCTION pankha.authenticate_ui(text, text) IS
+'The dashboard user and role for a live ui token; no row otherwise (the failure counted in the auth.failed row of the client address and minute).';
+CREATE OR REPLACE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds text[],
+                                         failed_agent_ids text[], failed_tokens text[],
+                                         failed_addrs text[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    f record;
+    found_token record;
+    reason text;
+    n integer := 0;
+BEGIN
+    IF cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_agent_ids)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_tokens)
+       OR cardinality(failed_kinds) IS DISTINCT FROM cardinality(failed_addrs) THEN
+        RAISE EXCEPTION 'the failed_* arrays of pankha.record_handshakes differ in length'
+            USING ERRCODE = 'array_subscript_error',
+                  DETAIL = 'Each refused handshake has one element in each of them, NULL where unknown.';
+    END IF;
+    UPDATE pankha.tokens t SET last_used_at = now()
+    WHERE t.token_id = ANY (used_token_ids) AND t.kind IN ('agent', 'ui');
+    FOR f IN SELECT * FROM unnest(failed_kinds, failed_agent_ids, failed_tokens, failed_addrs)
+                           AS u(kind, agent_id, token, client_addr)
+             ORDER BY u.client_addr
+    LOOP
+        IF f.kind IS NULL OR f.kind NOT IN ('agent', 'ui') THEN
+            RAISE EXCEPTION 'invalid kind "%" of a refused handshake', f.kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'kind is agent or ui.';
+        END IF;
+        found_token := pankha.check_token(f.kind, f.token);
+        reason := found_token.reason;
+        IF found_token.token_id IS NOT NULL THEN
+            -- live in the database: another agent's, or newer than the bridge's copy
+            IF f.kind = 'agent' AND NOT EXISTS (SELECT FROM pankha.tokens t
+                                                WHERE t.token_id = found_token.token_id
+                                                  AND t.agent_id = f.agent_id) THEN
+                reason := 'token of another agent';
+            ELSE
+                reason := 'token not yet known to the bridge';
+            END IF;
+        END IF;
+        PERFORM pankha.audit_refusal(f.kind, CASE WHEN f.kind = 'agent' THEN f.agent_id END,
+                                     reason, f.client_addr);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pankha.record_handshakes(bigint[], text[], text[], text[], text[]) IS
+'For bridges: sets last_used_at of the tokens used in accepted handshakes and counts each refused one (kind agent or ui, agent id, presented token, client address) as authenticate_agent or authenticate_ui would: one auth.failed row per client address and minute, with a count; returns how many refusals it counted.';
+
+-- ---------------------------------------------------------------------
+-- bridge heartbeats (issue 17): pankha.bridges, bridge_beat, expire_bridges,
+-- and the worker's pass closing the connections of silent bridges.
+-- ---------------------------------------------------------------------
+
+CREATE TABLE pankha.bridges (
+    bridge_id     text PRIMARY KEY CHECK (bridge_id <> '' AND octet_length(bridge_id) <= 128),
+    instance      text NOT NULL CHECK (instance <> '' AND octet_length(instance) <= 128),
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_beat     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    beat_interval interval NOT NULL CHECK (beat_interval > interval '0'),
+    expired_at    timestamptz,
+    expired_connections integer NOT NULL DEFAULT 0 CHECK (expired_connections >= 0)
+);
+SELECT pg_catalog.pg_extension_config_dump('pankha.bridges', '');
+COMMENT ON TABLE pankha.bridges IS
+'One row per bridge (by bridge id): the run now beating under that id (instance), when it started and last beat, and how often it beats.  expired_at is set when it stopped beating and its open connections were closed for it.';
+
+-- How long the database has been able to hear beats: since the server
+-- started, or since it was promoted (the newest timeline history file).
+-- A bridge is only judged silent for a time the server was there to hear
+-- it, so a restart or a failover does not expire every bridge at once.
+CREATE FUNCTION pankha.beats_heard_since() RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    since    timestamptz := pg_postmaster_start_time();
+    promoted timestamptz;
+BEGIN
+    BEGIN
+        SELECT max(w.modification) INTO promoted
+          FROM pg_ls_waldir() w WHERE w.name LIKE '%.history';
+    EXCEPTION WHEN insufficient_privilege THEN
+        promoted := NULL;       -- an owner without pg_monitor: start time only
+    END;
+    RETURN greatest(since, promoted);
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.beats_heard_since() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.beats_heard_since() IS
+'Since when this server could hear bridge heartbeats: its start, or its promotion from standby when later.';
+
+-- expire_bridges: close the open connections of every bridge that missed
+-- three beats (plus two seconds of slack) while the server was listening.
+-- After a restart or a promotion every bridge has 10 s more than that to
+-- come back (its reconnect back-off reaches 5 s), so the server must have
+-- been up for three beats + 12 s before it judges anyone.
+CREATE FUNCTION pankha.expire_bridges() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b      record;
+    stale  bigint;
+    n      integer;
+    total  integer := 0;
+    heard  timestamptz := pankha.beats_heard_since();
+BEGIN
+    FOR b IN SELECT r.bridge_id, r.beat_interval * 3 + interval '2 seconds' AS dead_after
+               FROM pankha.bridges r
+              WHERE r.expired_at IS NULL
+                AND r.last_beat < clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds')
+                AND heard < clock_timestamp() - (r.beat_interval * 3 + interval '12 seconds')
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        n := 0;
+        FOR stale IN SELECT c.connection_id FROM pankha.connections c
+                      WHERE c.bridge_id = b.bridge_id AND c.closed_at IS NULL
+        LOOP
+            IF pankha.connection_closed(stale, 1006, 'bridge stopped beating') THEN
+                n := n + 1;
+            END IF;
+        END LOOP;
+        UPDATE pankha.bridges r SET expired_at = clock_timestamp(), expired_connections = n
+         WHERE r.bridge_id = b.bridge_id;
+        IF n > 0 THEN
+            RAISE LOG 'pankha: bridge "%" stopped beating; closed its % open connections',
+                b.bridge_id, n;
+        END IF;
+        total := total + n;
+    END LOOP;
+    -- a bridge gone for a week is forgotten
+    DELETE FROM pankha.bridges r
+     WHERE r.expired_at IS NOT NULL AND r.last_beat < clock_timestamp() - interval '7 days';
+    RETURN total;
+END
+$$;
+REVOKE ALL ON FUNCTION pankha.expire_bridges() FROM PUBLIC;
+COMMENT ON FUNCTION pankha.expire_bridges() IS
+'Closes (code 1006, "bridge stopped beating") the open connections of each bridge that missed three heartbeats plus two seconds, once this server has been up (or promoted) for three of its heartbeats plus 12 s, and marks it expired; returns how many connections it closed.  The worker and every bridge heartbeat call it.';
+
+-- bridge_beat: a bridge says it is alive.  instance names this run of the
+-- bridge (a new one under an old id starts afresh).  expired is true when
+-- this very run had been declared dead (its database connection was away
+-- longer than its beats allow) and its connections closed: the bridge
+-- must then drop its agents so they connect, and are recorded, again.
+-- closed is what this beat closed for other, silent bridges.
+CREATE FUNCTION pankha.bridge_beat(bridge_id text, instance text, beat_interval_ms integer DEFAULT 5000,
+                                   OUT expired boolean, OUT closed integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prev pankha.bridges;
+BEGIN
+    IF bridge_id IS NULL OR bridge_id = '' OR octet_length(bridge_id) > 128 THEN
+        RAISE EXCEPTION 'bridge_id must be 1 to 128 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF instance IS NULL OR instance = '' OR octet_length(instance) > 128 THEN
+        RAISE EXCEPTION 'instance must be 1 to 128 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF beat_interval_ms IS NULL OR beat_interval_ms < 100 OR beat_interval_ms > 600000 THEN
+        RAISE EXCEPTION 'beat_interval_ms must be between 100 and 600000, not %', beat_interval_ms
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO prev FROM pankha.bridges r WHERE r.bridge_id = bridge_beat.bridge_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO pankha.bridges (bridge_id, instance, beat_interval)
+        VALUES (bridge_id, instance, beat_interval_ms * interval '1 millisecond')
+        ON CONFLICT DO NOTHING;
+        expired := false;
+    ELSE
+        expired := prev.instance = instance AND prev.expired_at IS NOT NULL;
+        UPDATE pankha.bridges r
+           SET last_beat = clock_timestamp(),
+               beat_interval = beat_interval_ms * interval '1 millisecond',
+               instance = bridge_beat.instance,
+               started_at = CASE WHEN prev.instance = bridge_beat.instance THEN r.started_at
+                                 ELSE clock_timestamp() END,
+               expired_at = NULL,
+               expired_connections = 0
+         WHERE r.bridge_id = bridge_beat.bridge_id;
+    END IF;
+    closed := pankha.expire_bridges();
+END
+$$;
+COMMENT ON FUNCTION pankha.bridge_beat(text, text, integer) IS
+'A bridge''s heartbeat: records that run instance of bridge bridge_id is alive and beats every beat_interval_ms, then closes the connections of bridges that stopped beating.  expired is true when this run had itself been declared dead (it must drop its agents so they reconnect); closed counts the connections closed for others.';
+
+CREATE VIEW pankha.bridge_status AS
+SELECT r.bridge_id, r.instance, r.started_at, r.last_beat, r.beat_interval,
+       r.expired_at IS NULL AND r.last_beat >= clock_timestamp() - (r.beat_interval * 3 + interval '2 seconds') AS alive,
+       (SELECT count(*) FROM pankha.connections c
+         WHERE c.bridge_id = r.bridge_id AND c.closed_at IS NULL) AS open_connections,
+       r.expired_at, r.expired_connections
+  FROM pankha.bridges r;
+COMMENT ON VIEW pankha.bridge_status IS
+'Each bridge known from its heartbeats: alive when it beat within three intervals (plus two seconds), with its open connections.';
+
+REVOKE ALL ON FUNCTION pankha.bridge_beat(text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.bridge_beat(text, text, integer) TO pankha_bridge;
+GRANT SELECT ON pankha.bridge_status TO pankha_reader;
+
+CREATE OR REPLACE FUNCTION pankha.maintain() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step text;
+BEGIN
+    FOREACH step IN ARRAY ARRAY[
+        'SELECT count(*) FROM pankha.update_agent_status()',
+        'SELECT pankha.expire_bridges()',
+        'SELECT pankha.ensure_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.ensure_rollup_partitions(now() - interval ''1 day'', now() + interval ''2 days'')',
+        'SELECT pankha.rollup()',
+        'SELECT count(*) FROM pankha.drop_expired_partitions()',
+        'SELECT pankha.prune_audit_log()',
+        'SELECT pankha.requeue_commands()',
+        'SELECT pankha.evaluate_alerts()',
+        'SELECT pankha.prune_commands(pankha.setting_interval(''pankha.command_retention'', ''30 days''))',
+        'SELECT pankha.prune_connections()',
+        'SELECT pankha.prune_alerts()',
+        'SELECT pankha.prune_agent_reports()',
+        'SELECT pankha.prune_archived_partitions()']
+    LOOP
+        BEGIN
+            EXECUTE step;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pankha maintenance step failed: %', SQLERRM
+                USING DETAIL = format('The step was: %s', step),
+                      HINT = 'It is tried again on the next pass.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.maintain() IS
+'One maintenance pass of the background worker: persist liveness and mark agents online or offline, close the connections of bridges that stopped beating, keep partitions ahead, roll up new frames, drop (and archive) partitions past retention, prune the audit log, expire and redeliver commands, judge alert rules, and prune finished commands, closed connections, resolved alerts, stale status reports and the record of dropped partitions past their pankha.*_retention.';
+ALTER FUNCTION pankha.maintain() SET search_path = pg_catalog, pg_temp;
+
+-- the worker's offline judgement counts silence from the server's start or
+-- promotion (issue 17: no storm of false offline events after a failover)
+CREATE OR REPLACE FUNCTION pankha.update_agent_status(OUT agent_id text, OUT status text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    fixed interval := pankha.setting_interval('pankha.offline_after', '0');
+    shortest interval := CASE WHEN fixed > interval '0' THEN fixed ELSE interval '15 seconds' END;
+    heard timestamptz := pankha.beats_heard_since();
+BEGIN
+    -- Back online: a frame arrived after the time the agent was last known
+    -- (compared before that time is overwritten by the flush below).
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'online'
+        FROM pankha.agent_liveness() l
+        WHERE g.agent_id = l.agent_id AND g.status = 'offline'
+          AND l.last_seen > coalesce(g.last_seen, '-infinity')
+          AND l.last_seen > now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+
+    PERFORM pankha.flush_liveness();
+
+    -- Silence is only counted from when this server could hear the agent:
+    -- after a restart or a promotion (liveness in shared memory starts
+    -- empty, last_seen is as old as the last flush) every agent has its
+    -- whole threshold again, so a failover is no storm of offline events.
+    FOR agent_id, status IN
+        UPDATE pankha.agents g SET status = 'offline'
+        WHERE g.status = 'online'
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - shortest
+          AND greatest(coalesce(g.last_seen, g.registered_at), heard) < now() - pankha.offline_threshold(g.agent_id)
+        RETURNING g.agent_id, g.status
+    LOOP
+        PERFORM pg_notify('pankha_agent_status',
+                          jsonb_build_object('agent_id', agent_id, 'status', status)::text);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.update_agent_status() IS
+'Persist liveness from shared memory, mark online the offline agents that sent a frame since, and offline the online ones silent past pankha.offline_threshold() (silence counted from the start or promotion of the server at the earliest); NOTIFYs pankha_agent_status for each and returns the changes.  The worker calls it.';
+
+-- check_keys: a command that takes no parameters says so (test audit 16)
+CREATE OR REPLACE FUNCTION pankha.check_keys(what text, obj jsonb, allowed text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    extra text;
+BEGIN
+    SELECT k INTO extra FROM jsonb_object_keys(obj) k WHERE k <> ALL (allowed) ORDER BY k LIMIT 1;
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION '%.%: unknown field', what, extra
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE WHEN cardinality(allowed) = 0 THEN 'It takes no fields.'
+                                ELSE format('The fields allowed are: %s.', array_to_string(allowed, ', ')) END;
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------
 -- Compressed cold storage (issue 16): pankha.frames_cold, its codec and
 -- pass; the readers of frames read the compressed ones too.
 -- ---------------------------------------------------------------------

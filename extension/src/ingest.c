@@ -506,6 +506,21 @@ nesting_ok(const char *json_text, int len)
 }
 
 /*
+ * simdjson's trees of up to FAST_NODES_KEPT nodes (a frame of hundreds of
+ * sensors) are built in one array kept for the life of the backend rather
+ * than allocated for each frame; like the strings they point to (which
+ * lie in simdjson's parser), they are valid until the next parse.
+ */
+#define FAST_NODES_KEPT 4096
+static PkJsonNode *fast_nodes = NULL;
+
+static void *
+no_grow(void *ptr, size_t size)
+{
+	return NULL;
+}
+
+/*
  * Parse JSON text into json; false with err (naming the input "what") when
  * it is not JSON or nests too deeply.
  */
@@ -527,12 +542,19 @@ parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *wha
 
 		if (nodes > 0)
 		{
+			bool		reuse = nodes <= FAST_NODES_KEPT;
+
 			pk_json_init(json, grow_nodes);
-			json->nodes = palloc(sizeof(PkJsonNode) * nodes);
+			if (reuse && fast_nodes == NULL)
+				fast_nodes = MemoryContextAlloc(TopMemoryContext,
+												sizeof(PkJsonNode) * FAST_NODES_KEPT);
+			json->nodes = reuse ? fast_nodes : palloc(sizeof(PkJsonNode) * nodes);
 			json->capacity = nodes;
+			json->grow = no_grow;	/* nodes is enough: never moved or freed */
 			if (pk_fast_emit(json) && !json->failed && json->count > 0)
 				return true;
-			pfree(json->nodes);
+			if (!reuse)
+				pfree(json->nodes);
 		}
 	}
 
@@ -1927,7 +1949,19 @@ pankha_ingest_many(PG_FUNCTION_ARGS)
 								   elemtype, now, scratch, cxt);
 	}
 	store_frames(pending, n, now);
+	pankha_live_load();
 	SPI_finish();
+
+	/* frames of agents another bridge's dashboards watch (live.c) */
+	for (int i = 0; i < n; i++)
+		if (pending[i].stored && pending[i].agent_id &&
+			pankha_live_wants(pending[i].agent_id))
+		{
+			int			len;
+			const char *json_text = datum_json_text(frames[i], elemtype, &len);
+
+			pankha_live_announce(pending[i].agent_id, json_text, len);
+		}
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	for (int i = 0; i < n; i++)

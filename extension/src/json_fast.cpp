@@ -23,6 +23,8 @@
  */
 #define SIMDJSON_EXCEPTIONS 0
 #include <simdjson.h>
+#include <cstring>
+#include <string.h>
 
 extern "C"
 {
@@ -32,28 +34,11 @@ extern "C"
 static simdjson::dom::parser *parser = nullptr;
 static simdjson::dom::element root;
 
-/* Nodes the subtree at e needs. */
-static int
-count_nodes(simdjson::dom::element e)
-{
-	int			n = 1;
-
-	if (e.type() == simdjson::dom::element_type::ARRAY)
-	{
-		simdjson::dom::array array = e.get_array().value_unsafe();
-
-		for (simdjson::dom::element child : array)
-			n += count_nodes(child);
-	}
-	else if (e.type() == simdjson::dom::element_type::OBJECT)
-	{
-		simdjson::dom::object object = e.get_object().value_unsafe();
-
-		for (simdjson::dom::key_value_pair field : object)
-			n += count_nodes(field.value);
-	}
-	return n;
-}
+/*
+ * Whether the last document may hold a NUL in a string or member name
+ * (from \u0000, or a raw NUL byte): only then are its strings searched.
+ */
+static bool may_have_nul = false;
 
 /*
  * Emit the parser events of the subtree at e; false for a string with a
@@ -83,7 +68,7 @@ emit(simdjson::dom::element e, PkJson *json)
 			pk_json_begin(json, PK_JSON_OBJECT);
 			for (simdjson::dom::key_value_pair field : object)
 			{
-				if (memchr(field.key.data(), '\0', field.key.size()))
+				if (may_have_nul && memchr(field.key.data(), '\0', field.key.size()))
 					return false;
 				pk_json_key(json, field.key.data(), (int) field.key.size());
 				if (!emit(field.value, json))
@@ -96,7 +81,7 @@ emit(simdjson::dom::element e, PkJson *json)
 			{
 				std::string_view s = e.get_string().value_unsafe();
 
-				if (memchr(s.data(), '\0', s.size()))
+				if (may_have_nul && memchr(s.data(), '\0', s.size()))
 					return false;
 				pk_json_scalar(json, PK_JSON_STRING, s.data(), (int) s.size(), 0);
 				break;
@@ -121,8 +106,27 @@ emit(simdjson::dom::element e, PkJson *json)
 }
 
 /*
- * Parse text (UTF-8); the number of tree nodes it needs, or -1 when
- * simdjson does not take it (the caller then uses PostgreSQL's parser).
+ * Does text hold \u0000 (perhaps after an escaped backslash: then the
+ * strings are searched for nothing)?  Backslashes are rare in frames, so
+ * looking at each is cheaper than a substring search.
+ */
+static bool
+has_nul_escape(const char *text, size_t len)
+{
+	const char *end = text + len;
+
+	for (const char *p = text; (p = (const char *) memchr(p, '\\', (size_t) (end - p))) != nullptr; p++)
+		if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Parse text (UTF-8); room for the tree nodes it needs (at least as many),
+ * or -1 when simdjson does not take it (the caller then uses PostgreSQL's
+ * parser).  The bound is the length of simdjson's tape, which its first
+ * word holds: every value takes at least one word of it, so no walk of
+ * the document is needed to count them.
  */
 int
 pk_fast_parse(const char *text, size_t len)
@@ -136,7 +140,12 @@ pk_fast_parse(const char *text, size_t len)
 	/* frames are small: keep the parser's buffers for the next one */
 	if (parser->parse(text, len, true).get(root) != simdjson::SUCCESS)
 		return -1;
-	return count_nodes(root);
+	may_have_nul = memchr(text, '\0', len) != nullptr || has_nul_escape(text, len);
+	{
+		uint64_t	words = (parser->doc.tape[0] & simdjson::internal::JSON_VALUE_MASK) + 1;
+
+		return words > (uint64_t) INT32_MAX / 2 ? -1 : (int) words;
+	}
 }
 
 /*

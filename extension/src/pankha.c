@@ -34,6 +34,7 @@ int			pankha_rollup_1h_retention = 730 * 24 * 60;
 int			pankha_rollup_hour_delay = 60;
 int			pankha_offline_after = 0;
 char	   *pankha_archive_directory = NULL;
+char	   *pankha_bridge_id = NULL;
 
 PankhaShared *pankha_shared = NULL;
 HTAB	   *pankha_liveness = NULL;
@@ -189,6 +190,17 @@ pankha_define_gucs(void)
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pankha.bridge_id",
+							   "The bridge this session ingests for.",
+							   "Set by the bridge on its connections: ingest_many announces a frame "
+							   "on pankha_live only to the bridges other than this one that watch "
+							   "its agent (pankha.live_watch).",
+							   &pankha_bridge_id,
+							   "",
+							   PGC_USERSET,
+							   0,
 							   NULL, NULL, NULL);
 
 	pankha_define_retention_gucs();

@@ -26,6 +26,7 @@ extern int	pankha_rollup_1h_retention; /* minutes */
 extern int	pankha_rollup_hour_delay;	/* seconds */
 extern int	pankha_offline_after;	/* seconds, 0 = automatic */
 extern char *pankha_archive_directory;
+extern char *pankha_bridge_id;
 
 /* One agent's liveness, kept in shared memory instead of an UPDATE per frame. */
 typedef struct PankhaLiveness
@@ -60,6 +61,11 @@ extern bool pankha_note_frame(const char *agent_id, TimestampTz frame_ts,
 
 /* ingest.c */
 extern const char *pankha_fan_status_name(int code);
+
+/* live.c */
+extern void pankha_live_load(void);
+extern bool pankha_live_wants(const char *agent_id);
+extern void pankha_live_announce(const char *agent_id, const char *frame, int len);
 
 /* worker.c */
 extern void pankha_register_worker(void);

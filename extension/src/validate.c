@@ -258,14 +258,15 @@ int
 pk_json_get(const PkJson *json, int object, const char *key)
 {
 	int			found = -1;
+	int			len = (int) strlen(key);
 
-	/* strncmp stops at the end of key, so no strlen(key) is needed */
+	/* lengths first: most members of a frame's objects differ in length */
 	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
 	{
 		const PkJsonNode *node = &json->nodes[i];
 
-		if (node->key && node->key[0] == key[0] &&
-			strncmp(node->key, key, node->key_len) == 0 && key[node->key_len] == '\0')
+		if (node->key && node->key_len == len && node->key[0] == key[0] &&
+			memcmp(node->key, key, len) == 0)
 			found = i;
 	}
 	return found;

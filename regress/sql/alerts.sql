@@ -126,7 +126,9 @@ UPDATE pankha.agents SET status = 'offline', last_seen = now() WHERE agent_id = 
 SELECT count(*) AS changes FROM pankha.update_agent_status() WHERE agent_id = 'a3';
 SELECT pankha.ingest('a3', pg_temp.frame_now(40, 40, 1000)) AS stored;
 SELECT agent_id, status FROM pankha.update_agent_status() WHERE agent_id = 'a3';
--- Silent too long: offline.
+-- Silent too long: offline.  Silence only counts from the server's start
+-- (or promotion), so first wait, bounded, until it has been up 16 s.
+SELECT pg_sleep(greatest(0, 16.5 - extract(epoch FROM clock_timestamp() - pankha.beats_heard_since())));
 UPDATE pankha.agents SET last_seen = now() - interval '16 seconds' WHERE agent_id = 'a3';
 LISTEN pankha_agent_status;
 \o :notify_file

@@ -192,6 +192,8 @@ SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1", "command_t
 SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1", "command_type": "set_fan_speed", "parameters": [1]}');
 SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1", "command_type": "reboot", "priority": "urgent"}');
 SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1", "command_type": "reboot", "ttl_seconds": 0}');
+-- 361 days: over send_command's 360 (interval '1 year'), refused naming ttl_seconds
+SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1", "command_type": "reboot", "ttl_seconds": 31190400}');
 SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-9", "command_type": "reboot"}');
 SELECT pg_temp.api('send_command', 'operator', '{"agent_id": "box-1"}');
 -- (one statement each: commands of one transaction share created_at)

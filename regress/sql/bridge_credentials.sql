@@ -98,8 +98,9 @@ SELECT n.label FROM pankha.bridge_credentials() c JOIN names n USING (selector) 
 SELECT count(*) AS gone FROM pankha.bridge_credentials(
     ARRAY(SELECT selector FROM names WHERE label IN ('agent:cr-b#1', 'ui:uma#1', 'ui:uli#1', 'agent:cr-c#1')));
 
--- record_handshakes: last_used_at of the tokens used, one auth.failed row
--- per refusal with the reason authenticate_agent/authenticate_ui give.
+-- record_handshakes: last_used_at of the tokens used, each refusal counted
+-- with the reason authenticate_agent/authenticate_ui give, in one auth.failed
+-- row per client address and minute (M5; all addresses differ here).
 UPDATE pankha.tokens SET last_used_at = NULL;
 SELECT max(audit_id) AS audit_mark FROM pankha.audit_log \gset
 SELECT array_agg(token_id) AS used_ids FROM pankha.tokens WHERE agent_id = 'cr-a' \gset
@@ -113,7 +114,7 @@ SELECT pankha.record_handshakes(
     ARRAY['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4', '192.0.2.5', '192.0.2.6', '192.0.2.7',
           '192.0.2.8', '192.0.2.9', '192.0.2.10', NULL]) AS audited;
 RESET ROLE;
-SELECT agent_id, client_addr, details FROM pankha.audit_log
+SELECT agent_id, client_addr, details - 'minute' AS details FROM pankha.audit_log
 WHERE audit_id > :audit_mark ORDER BY audit_id;
 SELECT kind, coalesce(agent_id, user_name) AS owner, last_used_at IS NOT NULL AS used
 FROM pankha.tokens WHERE kind <> 'enrollment' ORDER BY token_id;

@@ -2,8 +2,8 @@
 -- without a credential are counted in one auth.failed row per client
 -- address and minute, not written one row each, so an anonymous flood of
 -- handshakes or bad-token requests cannot fill the disk.  The bridge's
--- functions: pankha.record_refusals (handshakes, as record_handshakes) and
--- pankha.authenticate_ui_request (HTTP requests, as authenticate_ui).
+-- functions count them so: pankha.record_handshakes (WebSocket handshakes)
+-- and pankha.authenticate_ui (HTTP requests).
 \i sql/queue_helpers.psql
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS regress_m5_bridge;
@@ -17,24 +17,24 @@ SELECT count(*) AS rows_before FROM pankha.audit_log \gset
 SET SESSION AUTHORIZATION regress_m5_bridge;
 -- 1,000 refused handshakes from one address with random agent ids, 500
 -- from another, in three calls, and one accepted handshake
-SELECT pankha.record_refusals('{}', array_fill('agent'::text, ARRAY[600]),
+SELECT pankha.record_handshakes('{}', array_fill('agent'::text, ARRAY[600]),
            ARRAY(SELECT 'flood-' || i FROM generate_series(1, 600) i),
            array_fill('pka_x'::text, ARRAY[600]), array_fill('198.51.100.7'::text, ARRAY[600])) AS counted;
-SELECT pankha.record_refusals(ARRAY[:ui_token_id]::bigint[], array_fill('agent'::text, ARRAY[400]),
+SELECT pankha.record_handshakes(ARRAY[:ui_token_id]::bigint[], array_fill('agent'::text, ARRAY[400]),
            ARRAY(SELECT 'flood-' || i FROM generate_series(601, 1000) i),
            array_fill(:'token_a'::text, ARRAY[400]), array_fill('198.51.100.7'::text, ARRAY[400])) AS counted;
-SELECT pankha.record_refusals('{}', array_fill('ui'::text, ARRAY[500]), array_fill(NULL::text, ARRAY[500]),
+SELECT pankha.record_handshakes('{}', array_fill('ui'::text, ARRAY[500]), array_fill(NULL::text, ARRAY[500]),
            array_fill('pku_' || repeat('A', 64), ARRAY[500]), array_fill('2001:db8::1'::text, ARRAY[500])) AS counted;
 -- 300 HTTP requests with a bad token, and one with a good one
 SELECT count(*) AS refused_requests FROM generate_series(1, 300) i,
-       LATERAL pankha.authenticate_ui_request('pku_bad' || left(i::text, 0), '2001:db8::1') u;
-SELECT user_name, role FROM pankha.authenticate_ui_request(:'token_ui', '2001:db8::1');
+       LATERAL pankha.authenticate_ui('pku_bad' || left(i::text, 0), '2001:db8::1') u;
+SELECT user_name, role FROM pankha.authenticate_ui(:'token_ui', '2001:db8::1');
 -- the same agent id every time keeps it in agent_id
-SELECT pankha.record_refusals('{}', '{agent,agent,agent}', '{m5-a,m5-a,m5-a}',
+SELECT pankha.record_handshakes('{}', '{agent,agent,agent}', '{m5-a,m5-a,m5-a}',
            '{pka_x,pka_y,pka_z}', '{192.0.2.50,192.0.2.50,192.0.2.50}') AS counted;
 -- bad input still says what is wrong, and counts nothing
-SELECT pg_temp.err($$SELECT pankha.record_refusals('{}', '{agent}', '{}', '{}', '{}')$$);
-SELECT pg_temp.err($$SELECT pankha.record_refusals('{}', '{enrollment}', '{x}', '{x}', '{x}')$$);
+SELECT pg_temp.err($$SELECT pankha.record_handshakes('{}', '{agent}', '{}', '{}', '{}')$$);
+SELECT pg_temp.err($$SELECT pankha.record_handshakes('{}', '{enrollment}', '{x}', '{x}', '{x}')$$);
 -- and the bridge still cannot write the log itself
 SELECT pg_temp.err($$SELECT pankha.audit_refusal('agent', 'x', 'forged', '192.0.2.1')$$);
 RESET SESSION AUTHORIZATION;

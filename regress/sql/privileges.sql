@@ -53,9 +53,9 @@ INSERT INTO expected_acl VALUES
     ('pankha.assign_profile(text,text,text,text,text)', 'pankha_bridge'),
     ('pankha.authenticate_agent(text,text,text)', 'pankha_bridge'),
     ('pankha.authenticate_ui(text,text)', 'pankha_bridge'),
-    ('pankha.authenticate_ui_request(text,text)', 'pankha_bridge'),
     ('pankha.bridge_credentials(text[])', 'pankha_bridge'),
     ('pankha.bridge_started(text)', 'pankha_bridge'),
+    ('pankha.bridge_beat(text,text,integer)', 'pankha_bridge'),
     ('pankha.claim_commands(text[],interval,integer)', 'pankha_bridge'),
     ('pankha.connection_closed(bigint,integer,text,bigint,bigint,bigint,bigint)', 'pankha_bridge'),
     ('pankha.connection_opened(text,text,text)', 'pankha_bridge'),
@@ -70,7 +70,6 @@ INSERT INTO expected_acl VALUES
     ('pankha.ingest_many(text[],text[])', 'pankha_bridge'),
     ('pankha.pending_commands(text,interval,integer)', 'pankha_bridge'),
     ('pankha.record_handshakes(bigint[],text[],text[],text[],text[])', 'pankha_bridge'),
-    ('pankha.record_refusals(bigint[],text[],text[],text[],text[])', 'pankha_bridge'),
     ('pankha.record_status(text,jsonb)', 'pankha_bridge'),
     ('pankha.reset_setting(text,text,text)', 'pankha_bridge'),
     ('pankha.send_command(text,text,jsonb,text,interval,text,integer)', 'pankha_bridge'),
@@ -92,6 +91,7 @@ INSERT INTO expected_acl VALUES
     ('pankha.audit(text,text,jsonb,text,text)', 'owner'),
     ('pankha.audit_change()', 'owner'),
     ('pankha.audit_refusal(text,text,text,text)', 'owner'),
+    ('pankha.beats_heard_since()', 'owner'),
     ('pankha.check_agent(text)', 'owner'),
     ('pankha.check_agent_id(text)', 'owner'),
     ('pankha.check_command(text,text,jsonb)', 'owner'),
@@ -114,6 +114,7 @@ INSERT INTO expected_acl VALUES
     ('pankha.ensure_time_partition(text,text,timestamp with time zone)', 'owner'),
     ('pankha.evaluate_alerts()', 'owner'),
     ('pankha.expire_commands()', 'owner'),
+    ('pankha.expire_bridges()', 'owner'),
     ('pankha.find_fan(text,jsonb)', 'owner'),
     ('pankha.fleet_report(timestamp with time zone,timestamp with time zone)', 'owner'),
     ('pankha.flush_liveness()', 'owner'),
@@ -239,7 +240,12 @@ INSERT INTO expected_acl VALUES
     ('pankha.api_token_create(text,text,jsonb)', 'pankha_bridge'),
     ('pankha.api_token_revoke(text,text,jsonb)', 'pankha_bridge'),
     ('pankha.api_tokens(text,text,jsonb)', 'pankha_bridge'),
-    ('pankha.api_uuid(jsonb,text,boolean)', 'owner');
+    ('pankha.api_uuid(jsonb,text,boolean)', 'owner'),
+    -- live data across bridges and the audit NOTIFY (85_live.sql)
+    ('pankha.audit_notify()', 'owner'),
+    ('pankha.bridge_stats()', 'pankha_bridge'),
+    ('pankha.live_watch(text,text[],interval)', 'pankha_bridge'),
+    ('pankha.live_watched(text)', 'owner');
 WITH actual AS (
     SELECT p.oid::regprocedure::text AS fn,
            coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
@@ -314,6 +320,7 @@ SELECT pankha.try_enroll_agent(:'enroll_key', 'priv-e', 'E', NULL, '{}', '192.0.
 SELECT (pankha.agent_sync('priv-a', :'token_a', '192.0.2.1', '[]', '[]') ->> 'commands') IS NOT NULL AS synced;
 SELECT pankha.agent_sync('priv-a', 'pka_wrong', '192.0.2.1', '[]', '[]') AS sync_refused;
 SELECT pankha.connection_closed(:conn, 1000, 'bye') AS closed;
+SELECT expired, closed FROM pankha.bridge_beat('priv-bridge', 'run-1', 1000);
 SELECT pg_temp.err($$SELECT pg_notify('pankha_alert', '{"from": "bridge"}')$$) AS alert_posted;
 -- and what it must not do
 SELECT pg_temp.err($$SELECT token_hash FROM pankha.tokens$$);
@@ -325,6 +332,7 @@ SELECT pg_temp.err($$INSERT INTO pankha.connections (agent_id, bridge_id) VALUES
 SELECT pg_temp.err($$SELECT count(*) FROM pankha.connections$$);
 SELECT pg_temp.err($$SELECT pankha.flush_liveness()$$);
 SELECT pg_temp.err($$SELECT pankha.maintain()$$);
+SELECT pg_temp.err($$SELECT pankha.expire_bridges()$$);
 SELECT pg_temp.err($$SELECT pankha.rollup()$$);
 SELECT pg_temp.err($$SELECT * FROM pankha.drop_expired_partitions()$$);
 SELECT pg_temp.err($$SELECT pankha.register_agent('priv-x', 'X')$$);

@@ -10,6 +10,21 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use Time::HiRes ();
+
+# Wait for a log line like wait_for_log, but return false on a timeout
+# instead of dying, so a missing line is one failed check (audit 14).
+sub log_appears
+{
+	my ($node, $re, $offset) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		return 1 if slurp_file($node->logfile, $offset // 0) =~ $re;
+		Time::HiRes::usleep(100_000);
+	}
+	return 0;
+}
 
 my $archive = PostgreSQL::Test::Utils::tempdir();
 my $no_such_dir = "$archive/does-not-exist";
@@ -30,14 +45,14 @@ $node->start;
 # ---------------------------------------------------------------------
 # Start: idle until the extension exists, then at work.
 # ---------------------------------------------------------------------
-$node->wait_for_log(qr/pankha worker started in database "postgres"/);
-$node->wait_for_log(qr/pankha worker is idle: extension "pankha" is not installed/);
-pass('the worker starts and idles without the extension');
+ok( log_appears($node, qr/pankha worker started in database "postgres"/)
+	  && log_appears($node, qr/pankha worker is idle: extension "pankha" is not installed/),
+	'the worker starts and idles without the extension');
 
 my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE EXTENSION pankha');
-$node->wait_for_log(qr/pankha worker is maintaining database "postgres"/, $log_offset);
-pass('the worker picks up CREATE EXTENSION');
+ok(log_appears($node, qr/pankha worker is maintaining database "postgres"/, $log_offset),
+	'the worker picks up CREATE EXTENSION');
 
 # Helpers in the test database: frames and the check of every rollup
 # against a direct aggregate of the raw frames through the decode views.
@@ -370,10 +385,10 @@ ok($node->poll_query_until('postgres', 'SELECT public.rollup_mismatches() = 0'),
 
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'DROP EXTENSION pankha CASCADE');
-$node->wait_for_log(qr/pankha worker is idle: extension "pankha" is not installed/, $log_offset);
+my $idled = log_appears($node, qr/pankha worker is idle: extension "pankha" is not installed/, $log_offset);
 $node->safe_psql('postgres', 'CREATE EXTENSION pankha');
-$node->wait_for_log(qr/pankha worker is maintaining database "postgres"/, $log_offset);
-pass('the worker idles while the extension is dropped and resumes when it is back');
+ok($idled && log_appears($node, qr/pankha worker is maintaining database "postgres"/, $log_offset),
+	'the worker idles while the extension is dropped and resumes when it is back');
 unlike(slurp_file($node->logfile, $log_offset), qr/ERROR|FATAL|PANIC/, 'without an error in the log');
 # Wait for the worker's first pass to create today's partitions.
 $node->poll_query_until('postgres', q{
@@ -412,8 +427,7 @@ $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok( $node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid"),
 	'SIGTERM ends the worker');
-$node->wait_for_log(qr/pankha worker started/, $log_offset);
-pass('the postmaster starts it again');
+ok(log_appears($node, qr/pankha worker started/, $log_offset), 'the postmaster starts it again');
 
 my $alerts_before = $node->safe_psql('postgres', 'SELECT count(*) FROM pankha.alerts');
 $node->restart;

@@ -50,3 +50,16 @@ export function fmtTime(ts) {
 	const d = new Date(ts);
 	return Number.isNaN(d.getTime()) ? '–' : d.toLocaleString();
 }
+
+// A time for a table cell: the time of day when it is today, else the date
+// and the time to the minute (the full local time goes in the title).
+export function fmtWhen(ts, now = Date.now()) {
+	if (ts == null) return '–';
+	const d = new Date(ts);
+	if (Number.isNaN(d.getTime())) return '–';
+	const p = (n) => String(n).padStart(2, '0');
+	const hms = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+	const n = new Date(now);
+	if (d.getFullYear() === n.getFullYear() && d.getMonth() === n.getMonth() && d.getDate() === n.getDate()) return hms;
+	return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${hms.slice(0, 5)}`;
+}

@@ -1,6 +1,7 @@
 // History: the ranges the picker offers, which data the server reads for a
 // span (the rule of pankha.history_source: raw frames up to 2 hours, the
-// 1-minute rollup up to 3 days, else the 1-hour rollup), and the rows of
+// 1-minute rollup up to 3 days, else the 1-hour rollup) with the resolution
+// to ask the API for (its buckets; none for raw frames), and the rows of
 // the history endpoint turned into the column arrays uPlot draws.
 
 export const RANGES = [
@@ -15,8 +16,8 @@ export const RANGES = [
 export function resolutionFor(fromMs, toMs) {
 	const span = toMs - fromMs;
 	if (span <= 2 * 3600e3) return { source: 'raw', label: 'every frame (raw)' };
-	if (span <= 3 * 86400e3) return { source: '1m', label: '1-minute rollup (min–max band)' };
-	return { source: '1h', label: '1-hour rollup (min–max band)' };
+	if (span <= 3 * 86400e3) return { source: '1m', label: '1-minute rollup (min–max band)', seconds: 60 };
+	return { source: '1h', label: '1-hour rollup (min–max band)', seconds: 3600 };
 }
 
 // [{bucket, min, max, avg, samples}] → [x seconds, avg, min, max] as typed arrays.

@@ -12,6 +12,8 @@ import { api, onFrame, paused } from '../store.js';
 import { RANGES, resolutionFor, toColumns, bucketSpacing } from '../lib/history.js';
 import { fmtTime } from '../lib/format.js';
 
+// the most the API gives (the 1-minute rollup of 3 days fits)
+const MAX_POINTS = 5000;
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 const toLocalInput = (ms) => { const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000); return d.toISOString().slice(0, 16); };
 
@@ -38,7 +40,7 @@ export function HistoryChart({ agentId, series, unit, label, pick }) {
 		let cancelled = false;
 		const [from, to] = span();
 		setError(null);
-		api.history(agentId, series, new Date(from), new Date(to)).then(
+		api.history(agentId, series, new Date(from), new Date(to), resolutionFor(from, to).seconds, MAX_POINTS).then(
 			(r) => { if (!cancelled) setRows(r); },
 			(e) => { if (!cancelled) { setRows([]); setError(e.message); } });
 		return () => { cancelled = true; };
@@ -83,6 +85,7 @@ export function HistoryChart({ agentId, series, unit, label, pick }) {
 		const c = cols.current;
 		plot.current?.destroy();
 		plot.current = new uPlot(opts, [c.x, c.avg, c.lo, c.hi], node);
+		node.dataset.draws = '0';	// live redraws, for the test: none while off screen
 		const ro = new ResizeObserver(() => plot.current && plot.current.setSize({ width: node.clientWidth || width, height: 240 }));
 		ro.observe(node);
 		const io = new IntersectionObserver((entries) => { visible.current = entries[0].isIntersecting; });
@@ -108,7 +111,9 @@ export function HistoryChart({ agentId, series, unit, label, pick }) {
 			pending.current = true;
 			requestAnimationFrame(() => {
 				pending.current = false;
-				plot.current?.setData([c.x, c.avg, c.lo, c.hi]);
+				if (!plot.current) return;
+				plot.current.setData([c.x, c.avg, c.lo, c.hi]);
+				el.current.dataset.draws = String(Number(el.current.dataset.draws || 0) + 1);
 			});
 		});
 	}, [agentId, series, range, rows]);

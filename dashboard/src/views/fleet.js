@@ -2,7 +2,8 @@
 // on screen (fixed row height), so 10,000 agents scroll as smoothly as 10.
 import { useState, useEffect, useRef, useMemo } from 'preact/hooks';
 import { html } from '../html.js';
-import { fleet, fleetVersion, fleetLoaded, fleetError, liveAlerts } from '../store.js';
+import { fleet, fleetVersion, fleetLoaded, fleetError, liveAlerts, canControl, api, say } from '../store.js';
+import { ConfirmButton } from './confirm.js';
 import { select, totals, groupsOf, visibleRange } from '../lib/fleet.js';
 import { fmtTemp, fmtAgo, tempLevel } from '../lib/format.js';
 import { Sparkline } from './sparkline.js';
@@ -66,11 +67,34 @@ function LiveAlerts() {
 		<section class="card alerts-live" aria-labelledby="h-live-alerts">
 			<h2 id="h-live-alerts">Firing alerts <span class="muted small">(live)</span></h2>
 			<ul class="plain">${active.slice(0, 8).map((a) => html`
-				<li data-alert=${a.alert_id}><span class=${`badge ${a.severity === 'critical' ? 'bad' : 'warn'}`}>${a.severity || 'alert'}</span>
+				<li data-alert=${a.alert_id}><span class=${`badge ${a.severity === 'critical' ? 'bad' : 'warn'}`}>${a.severity || 'alert'}</span>${' '}
 					<strong>${a.rule}</strong> on <a href=${`#/agent/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a>${a.target_id ? ` · ${a.target_id}` : ''}${a.value != null ? ` · ${Number(a.value).toFixed(1)}` : ''}</li>`)}
 			</ul>
 			${active.length > 8 && html`<p class="small muted">and ${active.length - 8} more</p>`}
 		</section>`;
+}
+
+// Emergency stop and automatic control for the group shown, or the fleet,
+// each behind a confirmation; the API queues one command per agent.
+function FleetActions({ group }) {
+	const [msg, setMsg] = useState(null);
+	const target = group ? { group } : { fleet: true };
+	const what = group ? `group ${group}` : 'the whole fleet';
+	const run = async (fn, text) => {
+		try {
+			const r = await fn(target);
+			const n = r && (r.commands_queued ?? r.agents ?? (Array.isArray(r.command_ids) ? r.command_ids.length : null));
+			setMsg({ ok: true, text: `${text} for ${what}${n != null ? `: ${n} agent${n === 1 ? '' : 's'}` : ''}` });
+			say(`${text} for ${what}`);
+		} catch (e) { setMsg({ ok: false, text: e.message }); }
+	};
+	return html`<div class="actions fleet-actions">
+		<${ConfirmButton} label=${group ? `Emergency stop group ${group}` : 'Emergency stop fleet'} cls="danger"
+			confirmText=${`Drive every fan of ${what} to 100 % until automatic control is restored?`} onConfirm=${() => run(api.emergencyStop, 'Emergency stop sent')} />
+		<${ConfirmButton} label=${group ? `Group ${group} automatic` : 'Fleet automatic'} confirmText=${`Give every fan of ${what} back to automatic control?`}
+			onConfirm=${() => run(api.restoreAuto, 'Automatic control sent')} />
+		${msg && html`<span class=${msg.ok ? 'ok-text small' : 'error small'} role="status" id="fleet-action-msg">${msg.text}</span>`}
+	</div>`;
 }
 
 export function Fleet() {
@@ -153,6 +177,7 @@ export function Fleet() {
 						<option value="group">group</option><option value="alerts">alerts</option>
 					</select></label>
 			</div>
+			${canControl.value && html`<${FleetActions} group=${group} />`}
 			${fleetError.value && html`<p class="error" role="alert">Could not load the fleet: ${fleetError.value}</p>`}
 			<p class="muted small" aria-live="polite" id="fleet-count">${fleetLoaded.value ? `${rows.length} of ${fleet.size} agents` : 'Loading the fleet…'}</p>
 			<div class="grid" role="table" aria-label="Agents" aria-rowcount=${rows.length + 1}>

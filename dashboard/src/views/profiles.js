@@ -3,7 +3,8 @@
 // run in the page first, save (admin) and apply to a fan (operator).
 import { useEffect, useState } from 'preact/hooks';
 import { html } from '../html.js';
-import { api, fleet, fleetVersion, isAdmin, canControl, sendCommand, say } from '../store.js';
+import { api, fleet, fleetVersion, isAdmin, canControl, trackCommand, commandsVersion, say } from '../store.js';
+import { describe } from '../lib/commands.js';
 import { validate, addPoint, removePoint, LIMITS } from '../lib/curve.js';
 import { CurveEditor } from './curve.js';
 
@@ -21,14 +22,15 @@ export function Profiles() {
 	const admin = isAdmin.value;
 
 	const load = () => api.profiles().then((r) => {
-		const rows = (Array.isArray(r) ? r : r.profiles || []).map(normalise);
+		const rows = (Array.isArray(r) ? r : r.items || r.profiles || []).map(normalise);
 		setList(rows);
 		if (!edit && rows.length) setEdit(rows[0]);
 	}, (e) => setError(e.message));
 	useEffect(() => { load(); }, []);
 
 	const agents = [...fleet.values()].filter((r) => r.frame);
-	const [liveAgent, liveSensor] = liveFrom.split('|');
+	// the live mark follows the chosen sensor, or the fan's driving sensor
+	const [liveAgent, liveSensor] = (liveFrom || (target.agent && target.sensor ? `${target.agent}|${target.sensor}` : '')).split('|');
 	const liveRec = fleet.get(liveAgent);
 	const liveTemp = liveRec?.frame?.sensors?.find((s) => s.id === liveSensor)?.temperature ?? null;
 	const problem = edit ? (edit.name.trim() ? validate(edit) : 'the profile needs a name') : null;
@@ -52,12 +54,22 @@ export function Profiles() {
 	const remove = async () => {
 		try { await api.deleteProfile(edit.name); setEdit(null); load(); say(`Profile ${edit.name} deleted`); } catch (e) { setMsg({ ok: false, text: e.message }); }
 	};
+	// the fans of the chosen agent with the profile each has (agent endpoint)
+	const [tDetail, setTDetail] = useState(null);
+	const [applied, setApplied] = useState(null);
+	commandsVersion.value;
+	useEffect(() => {
+		setTDetail(null);
+		if (target.agent) api.agent(target.agent).then(setTDetail, () => setTDetail(null));
+	}, [target.agent, applied?.state === 'acknowledged']);
 	const apply = () => {
 		if (!target.agent || !target.fan || !target.sensor) return;
-		sendCommand(target.agent, 'apply_profile', { fan_id: target.fan, sensor_id: target.sensor, profile: edit.name },
-			`Profile ${edit.name} on ${target.agent} ${target.fan}`);
+		// assigned through the API, which queues apply_profile to the agent
+		setApplied(trackCommand(target.agent, 'apply_profile', { fan_id: target.fan, sensor_id: target.sensor, profile: edit.name },
+			`Profile ${edit.name} on ${target.agent} ${target.fan}`, api.assignProfile(target.agent, target.fan, edit.name, target.sensor)));
 	};
 	const tRec = fleet.get(target.agent);
+	const using = (tDetail?.fans || []).filter((f) => f.profile);
 
 	return html`
 		<main id="main" class="view profiles" tabindex="-1">
@@ -65,13 +77,13 @@ export function Profiles() {
 			${error && html`<p class="error" role="alert">${error}</p>`}
 			<div class="toolbar">
 				<label class="field"><span>Profile</span>
-					<select value=${edit && !edit.isNew ? edit.name : ''} onChange=${(e) => setEdit(list.find((p) => p.name === e.currentTarget.value) || null)}>
+					<select id="profile-select" value=${edit && !edit.isNew ? edit.name : ''} onChange=${(e) => setEdit(list.find((p) => p.name === e.currentTarget.value) || null)}>
 						<option value="">choose…</option>
 						${(list || []).map((p) => html`<option value=${p.name}>${p.name}</option>`)}
 					</select></label>
 				${admin && html`<button type="button" onClick=${() => setEdit(blank())}>New profile</button>`}
 				<label class="field"><span>Mark the live temperature of</span>
-					<select value=${liveFrom} onChange=${(e) => setLiveFrom(e.currentTarget.value)}>
+					<select id="profile-live" value=${liveFrom} onChange=${(e) => setLiveFrom(e.currentTarget.value)}>
 						<option value="">nothing</option>
 						${agents.slice(0, 50).map((r) => (r.frame.sensors || []).map((s) => html`<option value=${`${r.id}|${s.id}`}>${r.id} · ${s.id}</option>`))}
 					</select></label>
@@ -86,17 +98,17 @@ export function Profiles() {
 					</div>
 					<div>
 						<div class="form-grid">
-							<label class="field"><span>Name</span><input value=${edit.name} disabled=${!admin || !edit.isNew} onInput=${(e) => setEdit({ ...edit, name: e.currentTarget.value })} /></label>
-							<label class="field"><span>Hysteresis (°C, 0–10)</span><input type="number" step="0.5" min="0" max="10" value=${edit.hysteresis} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, hysteresis: Number(e.currentTarget.value) })} /></label>
-							<label class="field"><span>Step (%, 2–100)</span><input type="number" step="1" min="2" max="100" value=${edit.step} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, step: Number(e.currentTarget.value) })} /></label>
+							<label class="field"><span>Name</span><input id="profile-name" value=${edit.name} disabled=${!admin || !edit.isNew} onInput=${(e) => setEdit({ ...edit, name: e.currentTarget.value })} /></label>
+							<label class="field"><span>Hysteresis (°C, 0–10)</span><input id="profile-hysteresis" type="number" step="0.5" min="0" max="10" value=${edit.hysteresis} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, hysteresis: Number(e.currentTarget.value) })} /></label>
+							<label class="field"><span>Step (%, 2–100)</span><input id="profile-step" type="number" step="1" min="2" max="100" value=${edit.step} disabled=${!admin} onInput=${(e) => setEdit({ ...edit, step: Number(e.currentTarget.value) })} /></label>
 						</div>
 						<table class="points">
 							<caption class="sr-only">Points of the curve</caption>
 							<thead><tr><th scope="col">#</th><th scope="col">°C</th><th scope="col">%</th><th scope="col"><span class="sr-only">remove</span></th></tr></thead>
 							<tbody>${edit.points.map((p, i) => html`<tr>
 								<td>${i + 1}</td>
-								<td><input type="number" step="0.5" aria-label=${`temperature of point ${i + 1}`} value=${p[0]} disabled=${!admin} onChange=${(e) => setPoint(i, 0, e.currentTarget.value)} /></td>
-								<td><input type="number" step="1" aria-label=${`speed of point ${i + 1}`} value=${p[1]} disabled=${!admin} onChange=${(e) => setPoint(i, 1, e.currentTarget.value)} /></td>
+								<td><input type="number" step="0.5" aria-label=${`temperature of point ${i + 1}`} value=${p[0]} disabled=${!admin} onInput=${(e) => setPoint(i, 0, e.currentTarget.value)} /></td>
+								<td><input type="number" step="1" aria-label=${`speed of point ${i + 1}`} value=${p[1]} disabled=${!admin} onInput=${(e) => setPoint(i, 1, e.currentTarget.value)} /></td>
 								<td>${admin && html`<button type="button" aria-label=${`remove point ${i + 1}`} onClick=${() => setEdit({ ...edit, points: removePoint(edit.points, i) })}>×</button>`}</td></tr>`)}
 							</tbody>
 						</table>
@@ -112,14 +124,16 @@ export function Profiles() {
 			<section class="card" style="margin-top:1rem" aria-labelledby="h-apply">
 				<h2 id="h-apply">Apply to a fan</h2>
 				<div class="toolbar">
-					<label class="field"><span>Agent</span><select value=${target.agent} onChange=${(e) => setTarget({ agent: e.currentTarget.value, fan: '', sensor: '' })}>
+					<label class="field"><span>Agent</span><select id="apply-agent" value=${target.agent} onChange=${(e) => setTarget({ agent: e.currentTarget.value, fan: '', sensor: '' })}>
 						<option value="">choose…</option>${agents.map((r) => html`<option value=${r.id}>${r.id}</option>`)}</select></label>
-					<label class="field"><span>Fan</span><select value=${target.fan} onChange=${(e) => setTarget({ ...target, fan: e.currentTarget.value })}>
+					<label class="field"><span>Fan</span><select id="apply-fan" value=${target.fan} onChange=${(e) => setTarget({ ...target, fan: e.currentTarget.value })}>
 						<option value="">choose…</option>${(tRec?.frame?.fans || []).map((f) => html`<option value=${f.id}>${f.id}</option>`)}</select></label>
-					<label class="field"><span>Driving sensor</span><select value=${target.sensor} onChange=${(e) => setTarget({ ...target, sensor: e.currentTarget.value })}>
+					<label class="field"><span>Driving sensor</span><select id="apply-sensor" value=${target.sensor} onChange=${(e) => setTarget({ ...target, sensor: e.currentTarget.value })}>
 						<option value="">choose…</option>${(tRec?.frame?.sensors || []).map((s) => html`<option value=${s.id}>${s.id}</option>`)}</select></label>
-					<button type="button" class="primary" onClick=${apply} disabled=${!target.agent || !target.fan || !target.sensor}>Apply</button>
+					<button type="button" class="primary" id="profile-apply" onClick=${apply} disabled=${!target.agent || !target.fan || !target.sensor}>Assign and apply</button>
+					${applied && html`<span class=${`cmd-state cmd-${applied.state}`} data-state=${applied.state} id="profile-apply-state">${describe(applied)}</span>`}
 				</div>
+				${using.length > 0 && html`<p class="small" id="profile-using">On ${target.agent}: ${using.map((f, i) => html`${i ? ', ' : ''}<strong>${f.fan_id}</strong> runs ${f.profile.name} from ${f.profile.sensor_id}`)}.</p>`}
 			</section>`}`}
 		</main>`;
 }

@@ -84,3 +84,12 @@ test('the API client reads both error shapes and sends the bearer token', async 
 	await api.history('a', 'cpu', new Date(0), null);
 	assert.match(calls.at(-1)[0], /history\?series=cpu&from=1970-01-01T00%3A00%3A00.000Z$/);
 });
+
+test('table times: the time of day today, the date before', async () => {
+	const { fmtWhen } = await import('../../src/lib/format.js');
+	const now = new Date(2026, 11, 2, 13, 0, 0).getTime();
+	assert.equal(fmtWhen(new Date(2026, 11, 2, 9, 5, 7).getTime(), now), '09:05:07');
+	assert.equal(fmtWhen(new Date(2026, 10, 30, 23, 59, 1).getTime(), now), '2026-11-30 23:59');
+	assert.equal(fmtWhen(null, now), '–');
+	assert.equal(fmtWhen('not a time', now), '–');
+});
