@@ -17,10 +17,12 @@
  * squeezes.  Times are stored as zigzag varints: the frame time as the
  * change of its step (delta of delta, in milliseconds when every time is a
  * whole millisecond), the receive time as its distance from the frame
- * time, the payload length as its change.
+ * time or as its change (whichever is smaller for the block), the payload
+ * length as its change.
  *
  * Block:  byte 1 (version) | varint frames | varint body bytes | zstd(body)
- * Body:   varint scale | ts stream | received_at stream | length stream
+ * Body:   varint scale | ts stream | varint received_at mode
+ *         | received_at stream | length stream
  *         | payload columns
  *
  *-------------------------------------------------------------------------
@@ -54,6 +56,19 @@ put_varint(StringInfo s, uint64 v)
 		v >>= 7;
 	}
 	appendStringInfoChar(s, (char) v);
+}
+
+static inline int
+varint_len(uint64 v)
+{
+	int			n = 1;
+
+	while (v >= 0x80)
+	{
+		v >>= 7;
+		n++;
+	}
+	return n;
 }
 
 static inline uint64
@@ -192,8 +207,36 @@ pankha_cold_pack(PG_FUNCTION_ARGS)
 		}
 		prev_ts = t;
 	}
-	for (int i = 0; i < n; i++)
-		put_varint(&body, zigzag(DatumGetTimestampTz(rx_d[i]) - DatumGetTimestampTz(ts_d[i])));
+	/*
+	 * Receive times: as their distance from the frame time (frames sent
+	 * live arrive a network hop later), or as the change from the previous
+	 * receive time (frames sent together arrive together), whichever is
+	 * smaller for these frames.
+	 */
+	{
+		uint64		by_offset = 0;
+		uint64		by_delta = 0;
+		bool		delta;
+
+		for (int i = 0; i < n; i++)
+		{
+			int64		rx = DatumGetTimestampTz(rx_d[i]);
+
+			by_offset += varint_len(zigzag(rx - DatumGetTimestampTz(ts_d[i])));
+			by_delta += varint_len(zigzag(i == 0 ? rx : rx - DatumGetTimestampTz(rx_d[i - 1])));
+		}
+		delta = by_delta < by_offset;
+		put_varint(&body, delta ? 1 : 0);
+		for (int i = 0; i < n; i++)
+		{
+			int64		rx = DatumGetTimestampTz(rx_d[i]);
+
+			if (!delta)
+				put_varint(&body, zigzag(rx - DatumGetTimestampTz(ts_d[i])));
+			else
+				put_varint(&body, zigzag(i == 0 ? rx : rx - DatumGetTimestampTz(rx_d[i - 1])));
+		}
+	}
 	for (int i = 0; i < n; i++)
 	{
 		put_varint(&body, zigzag((int64) lens[i] - prev_len));
@@ -262,7 +305,7 @@ pankha_cold_frames(PG_FUNCTION_ARGS)
 	p++;
 	n = get_varint(&p, end, "frame count");
 	body_len = get_varint(&p, end, "body length");
-	if (n > COLD_MAX_FRAMES || body_len > MaxAllocSize || body_len < n * 3)
+	if (n > COLD_MAX_FRAMES || body_len > MaxAllocSize || body_len < n * 3 + 2)
 		corrupt("header");
 	if (ZSTD_getFrameContentSize(p, end - p) != body_len)
 		corrupt("compressed body");
@@ -293,8 +336,21 @@ pankha_cold_frames(PG_FUNCTION_ARGS)
 			ts[i] = ts[i - 1] + step * scale;
 		}
 	}
-	for (uint64 i = 0; i < n; i++)
-		rx[i] = ts[i] + unzigzag(get_varint(&p, end, "received_at stream"));
+	{
+		uint64		mode = get_varint(&p, end, "received_at mode");
+
+		if (mode > 1)
+			corrupt("received_at mode");
+		for (uint64 i = 0; i < n; i++)
+		{
+			int64		v = unzigzag(get_varint(&p, end, "received_at stream"));
+
+			if (mode == 0)
+				rx[i] = ts[i] + v;
+			else
+				rx[i] = i == 0 ? v : rx[i - 1] + v;
+		}
+	}
 	for (uint64 i = 0; i < n; i++)
 	{
 		int64		len = (i == 0 ? 0 : lens[i - 1]) + unzigzag(get_varint(&p, end, "length stream"));
