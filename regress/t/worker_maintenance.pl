@@ -74,7 +74,7 @@ CREATE FUNCTION public.rollup_mismatches() RETURNS bigint LANGUAGE sql AS $$
                  FROM pankha.sensor_readings GROUP BY 1, 2, 3),
          f1 AS (SELECT agent_id, date_trunc('minute', ts) AS t, fan_id, min(rpm) AS mn, max(rpm) AS mx,
                        avg(rpm) AS av FROM pankha.fan_readings GROUP BY 1, 2, 3),
-         r1 AS (SELECT agent_id, date_trunc('minute', ts) AS t, count(*) AS n FROM pankha.readings GROUP BY 1, 2)
+         r1 AS (SELECT agent_id, date_trunc('minute', ts) AS t, count(*) AS n FROM pankha.frames GROUP BY 1, 2)
     SELECT (SELECT count(*) FROM s1 FULL JOIN (SELECT * FROM pankha.sensor_1m WHERE "time" > now() - interval '7 days') v
                 ON v.agent_id = s1.agent_id AND v."time" = s1.t AND v.sensor_id = s1.sensor_id
             WHERE v.agent_id IS NULL OR s1.agent_id IS NULL OR v.min <> s1.mn OR v.max <> s1.mx
@@ -288,7 +288,7 @@ is( $node->safe_psql('postgres', q{
 	SELECT count(*) FROM pankha.time_partitions
 	WHERE range_end <= now() - pankha.retention(parent)}),
 	'0', 'nothing past its retention remains');
-is($node->safe_psql('postgres', "SELECT count(*) FROM pankha.readings WHERE agent_id = 'w1' AND ts > now() - interval '1 day'"),
+is($node->safe_psql('postgres', "SELECT count(*) FROM pankha.frames WHERE agent_id = 'w1' AND ts > now() - interval '1 day'"),
 	'172', 'current data is untouched');
 is( $node->safe_psql('postgres', q{
 	SELECT sum(frames) FROM pankha.frames_1m
