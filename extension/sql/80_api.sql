@@ -553,8 +553,8 @@ BEGIN
     LEFT JOIN (SELECT x.agent_id, count(*) AS n FROM pankha.alerts x
                WHERE x.state = 'firing' GROUP BY x.agent_id) al
            ON al.agent_id = g.agent_id
-    LEFT JOIN LATERAL (SELECT r.ts, r.received_at, r.payload FROM pankha.readings r
-                       WHERE r.agent_id = g.agent_id ORDER BY r.ts DESC LIMIT 1) r ON true
+    -- raw or compressed (an agent silent since before the cold age)
+    LEFT JOIN LATERAL pankha.newest_frame(g.agent_id) r ON true
     LEFT JOIN LATERAL pankha.api_frame_summary(g.agent_id, r.ts, r.received_at, r.payload) v ON true;
 
     RETURN jsonb_build_object(
@@ -655,8 +655,8 @@ BEGIN
     INTO result
     FROM pankha.agents g
     LEFT JOIN pankha.agent_group_members m ON m.agent_id = g.agent_id
-    LEFT JOIN LATERAL (SELECT r.ts, r.received_at, r.payload FROM pankha.readings r
-                       WHERE r.agent_id = g.agent_id ORDER BY r.ts DESC LIMIT 1) r ON true
+    -- raw or compressed (an agent silent since before the cold age)
+    LEFT JOIN LATERAL pankha.newest_frame(g.agent_id) r ON true
     LEFT JOIN LATERAL pankha.api_frame_summary(g.agent_id, r.ts, r.received_at, r.payload) v ON true
     WHERE g.agent_id = id;
     RETURN result;

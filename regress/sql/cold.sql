@@ -35,6 +35,10 @@ UNION ALL SELECT 'history 1 day', to_jsonb(h) || jsonb_build_object('series', s.
 UNION ALL SELECT 'agent_report', to_jsonb(r) - 'status'
   FROM pankha.agents a, LATERAL pankha.agent_report(a.agent_id, :'day0', :'day0'::timestamptz + interval '2 hours') r
  WHERE a.agent_id LIKE 'cold-%'
+UNION ALL SELECT 'api_agent latest', pankha.api_agent('cold-viewer', 'viewer', jsonb_build_object('agent_id', a.agent_id)) -> 'latest'
+  FROM pankha.agents a WHERE a.agent_id LIKE 'cold-%'
+UNION ALL SELECT 'api_fleet latest', i -> 'latest'
+  FROM jsonb_array_elements(pankha.api_fleet('cold-viewer', 'viewer', '{"q": "cold-", "page_size": 100}') -> 'items') i
 UNION ALL SELECT 'rollup_1m', to_jsonb(m) FROM pankha.rollup_1m m WHERE m.agent_id LIKE 'cold-%'
 UNION ALL SELECT 'rollup_1h', to_jsonb(m) FROM pankha.rollup_1h m WHERE m.agent_id LIKE 'cold-%';
 CREATE TEMP TABLE raw_answers AS SELECT * FROM readers;
