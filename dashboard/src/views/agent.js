@@ -144,8 +144,7 @@ export function Agent({ arg: id }) {
 			<div class="agent-head">
 				<h1>${rec.name || id}</h1>
 				<span class=${`badge ${rec.status === 'online' ? 'good' : 'bad'}`} id="agent-status">${rec.status}</span>
-				<span class="muted small">${id}${rec.hostname ? ` · ${rec.hostname}` : ''}${rec.group ? ` · group ${rec.group}` : ''} · last frame ${frame ? fmtAgo(frame.timestamp) : 'never'}
-					· <a href=${`#/commands/${encodeURIComponent(id)}`}>command history</a> · <a href=${`#/settings/${encodeURIComponent(id)}`}>settings</a></span>
+				<span class="muted small">${id}${rec.hostname ? ` · ${rec.hostname}` : ''}${rec.group ? ` · group ${rec.group}` : ''} · last frame ${frame ? fmtAgo(frame.timestamp) : 'never'}${' · '}<a href=${`#/commands/${encodeURIComponent(id)}`}>command history</a> · <a href=${`#/settings/${encodeURIComponent(id)}`}>settings</a></span>
 				${control && html`<div class="actions" style="margin:0 0 0 auto">
 					<${ConfirmButton} label="Emergency stop" cls="danger" confirmText=${`Drive every fan of ${rec.name || id} to 100 % until automatic control is restored?`}
 						onConfirm=${() => sendCommand(id, 'emergency_stop', {}, `Emergency stop of ${id}`)} />
