@@ -185,11 +185,12 @@ PankhaWorkerMain(Datum main_arg)
 }
 
 /*
- * One pass in one transaction.  Returns false when it failed; the error
- * has been logged and the transaction rolled back.
+ * Run body(arg) with SPI in a transaction of its own, reporting activity.
+ * Returns false when it failed; the error has been logged and the
+ * transaction rolled back.
  */
 static bool
-worker_pass(void)
+worker_transaction(const char *activity, void (*body) (void *arg), void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -197,24 +198,11 @@ worker_pass(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "pankha maintenance");
-
+	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
-		int			ret;
-
 		SPI_connect();
-		ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pankha'",
-						  true, 1);
-		if (ret == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			worker_enter_state(WORKER_WORKING);
-			ret = SPI_execute("SELECT pankha.maintain()", false, 0);
-			if (ret != SPI_OK_SELECT)
-				elog(ERROR, "pankha.maintain() failed: %s", SPI_result_code_string(ret));
-		}
-		else
-			worker_enter_state(WORKER_IDLE_NO_EXTENSION);
+		body(arg);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -234,6 +222,51 @@ worker_pass(void)
 	return ok;
 }
 
+/* One maintenance pass: pankha.maintain(), when the extension is there. */
+static void
+maintain_body(void *arg)
+{
+	int			ret;
+
+	ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pankha'",
+					  true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		worker_enter_state(WORKER_WORKING);
+		ret = SPI_execute("SELECT pankha.maintain()", false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "pankha.maintain() failed: %s", SPI_result_code_string(ret));
+	}
+	else
+		worker_enter_state(WORKER_IDLE_NO_EXTENSION);
+}
+
+static bool
+worker_pass(void)
+{
+	return worker_transaction("pankha maintenance", maintain_body, NULL);
+}
+
+/* One compression step; *(int64 *) arg gets the frames it moved. */
+static void
+compress_body(void *arg)
+{
+	int64	   *moved = (int64 *) arg;
+	int			ret;
+
+	ret = SPI_execute("SELECT CASE WHEN pg_catalog.to_regprocedure('pankha.compress_step()') "
+					  "IS NOT NULL THEN pankha.compress_step() END", false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pankha.compress_step() failed: %s", SPI_result_code_string(ret));
+	else
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		*moved = isnull ? 0 : DatumGetInt64(d);
+	}
+}
+
 /*
  * Cold storage: call pankha.compress_step() until it has nothing left,
  * each call in a transaction of its own (one partition and range of agents
@@ -243,7 +276,6 @@ worker_pass(void)
 static void
 worker_compress(void)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
 
 	for (;;)
@@ -254,43 +286,7 @@ worker_compress(void)
 		if (ConfigReloadPending ||
 			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), 30 * 1000))
 			return;
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "pankha compression");
-		PG_TRY();
-		{
-			int			ret;
-
-			SPI_connect();
-			ret = SPI_execute("SELECT CASE WHEN pg_catalog.to_regprocedure('pankha.compress_step()') "
-							  "IS NOT NULL THEN pankha.compress_step() END", false, 0);
-			if (ret != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "pankha.compress_step() failed: %s", SPI_result_code_string(ret));
-			else
-			{
-				bool		isnull;
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											  &isnull);
-
-				moved = isnull ? 0 : DatumGetInt64(d);
-			}
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			moved = 0;
-		}
-		PG_END_TRY();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
-		if (moved == 0)
+		if (!worker_transaction("pankha compression", compress_body, &moved) || moved == 0)
 			return;
 		elog(DEBUG1, "pankha worker compressed " INT64_FORMAT " frames", moved);
 	}
