@@ -95,19 +95,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Write what the bridge queued; false once it wants the connection closed. */
-static bool
-drain(struct fake_wsi *w, struct ws_session *s)
-{
-	for (int i = 0; i < 10000 && w->writable_asks; i++)
-	{
-		w->writable_asks = 0;
-		if (ws_callback((struct lws *) w, LWS_CALLBACK_SERVER_WRITEABLE, s, NULL, 0))
-			return false;
-	}
-	return true;
-}
-
 /* Queries, timers and writes, until nothing moves. */
 static bool
 settle(struct fake_wsi *w, struct ws_session *s, bool open)
@@ -116,7 +103,7 @@ settle(struct fake_wsi *w, struct ws_session *s, bool open)
 	{
 		int			moved = harness_answer(answer) + harness_fire_timers(round > 0);
 
-		if (open && !drain(w, s))
+		if (open && !harness_drain(w, s))
 			return false;
 		if (!moved)
 			break;
@@ -203,7 +190,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 		}
 		free(msg);
-		open = open && drain(&w, &s) && settle(&w, &s, true);
+		open = open && harness_drain(&w, &s) && settle(&w, &s, true);
 	}
 
 	settle(&w, &s, open);

@@ -59,18 +59,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static bool
-drain(struct fake_wsi *w, struct ws_session *s)
-{
-	for (int i = 0; i < 10000 && w->writable_asks; i++)
-	{
-		w->writable_asks = 0;
-		if (ws_callback((struct lws *) w, LWS_CALLBACK_SERVER_WRITEABLE, s, NULL, 0))
-			return false;
-	}
-	return true;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -122,9 +110,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ws_callback((struct lws *) &w, LWS_CALLBACK_RECEIVE, &s, msg, len))
 			open = false;
 		free(msg);
-		open = open && drain(&w, &s);
+		open = open && harness_drain(&w, &s);
 		harness_answer(answer);
-		open = open && drain(&w, &s);
+		open = open && harness_drain(&w, &s);
 	}
 	harness_answer(answer);
 	ws_callback((struct lws *) &w, LWS_CALLBACK_CLOSED, &s, NULL, 0);

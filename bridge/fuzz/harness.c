@@ -5,6 +5,7 @@
  * up with its default options.
  */
 #include "harness.h"
+#include "../ws.h"
 
 #include <string.h>
 
@@ -584,4 +585,16 @@ __wrap_lws_set_extension_option(struct lws *wsi, const char *ext_name, const cha
 								const char *opt_val)
 {
 	return 0;
+}
+
+bool
+harness_drain(struct fake_wsi *w, struct ws_session *s)
+{
+	for (int i = 0; i < 10000 && w->writable_asks; i++)
+	{
+		w->writable_asks = 0;
+		if (ws_callback((struct lws *) w, LWS_CALLBACK_SERVER_WRITEABLE, s, NULL, 0))
+			return false;
+	}
+	return true;
 }

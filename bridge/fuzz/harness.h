@@ -68,4 +68,8 @@ void		harness_forget_timers(void);
 void		fake_header(struct fake_wsi *w, int token, const char *value, int len);
 void		fake_custom_header(struct fake_wsi *w, const char *name, const char *value, int len);
 
+struct ws_session;
+/* Let the bridge write what it queued on w; false once it wants w closed. */
+bool		harness_drain(struct fake_wsi *w, struct ws_session *s);
+
 #endif							/* PANKHA_FUZZ_HARNESS_H */
