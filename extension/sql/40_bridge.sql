@@ -61,10 +61,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- NO KEY UPDATE: the UPDATE below takes no stronger lock, and one that
+    -- conflicts with the KEY SHARE locks of ingest's foreign keys (new
+    -- sensors, fans) deadlocked a batch of connections_opened against an
+    -- ingest batch holding those locks
     SELECT a.status = 'online' INTO was_online
       FROM pankha.agents a
      WHERE a.agent_id = connection_opened.agent_id
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'agent "%" is not registered', agent_id
             USING ERRCODE = 'no_data_found';

@@ -4745,3 +4745,57 @@ REVOKE ALL ON FUNCTION pankha.connections_opened(text[], text, text[]),
 GRANT EXECUTE ON FUNCTION pankha.connections_opened(text[], text, text[]),
                           pankha.connections_closed(bigint[], integer[], text[], bigint[], bigint[], bigint[], bigint[])
     TO pankha_bridge;
+
+-- connection_opened locks the agent row FOR NO KEY UPDATE (its UPDATE's own
+-- lock), not FOR UPDATE, which deadlocked batches against ingest's foreign keys.
+CREATE OR REPLACE FUNCTION pankha.connection_opened(agent_id text, bridge_id text, remote_addr text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id     bigint;
+    was_online boolean;
+BEGIN
+    IF agent_id IS NULL OR NOT pankha.valid_id(agent_id) THEN
+        RAISE EXCEPTION 'agent_id must be 1 to 64 bytes without control characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF bridge_id IS NULL OR bridge_id = '' THEN
+        RAISE EXCEPTION 'bridge_id must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- NO KEY UPDATE: the UPDATE below takes no stronger lock, and one that
+    -- conflicts with the KEY SHARE locks of ingest's foreign keys (new
+    -- sensors, fans) deadlocked a batch of connections_opened against an
+    -- ingest batch holding those locks
+    SELECT a.status = 'online' INTO was_online
+      FROM pankha.agents a
+     WHERE a.agent_id = connection_opened.agent_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" is not registered', agent_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE pankha.agents a SET status = 'online', last_seen = now()
+     WHERE a.agent_id = connection_opened.agent_id;
+
+    INSERT INTO pankha.connections (agent_id, bridge_id, remote_addr)
+    VALUES (agent_id, bridge_id, remote_addr)
+    RETURNING connection_id INTO new_id;
+
+    IF EXISTS (SELECT 1 FROM pankha.connections c
+                WHERE c.agent_id = connection_opened.agent_id
+                  AND c.closed_at IS NULL AND c.connection_id < new_id) THEN
+        PERFORM pg_notify('pankha_agent',
+            json_build_object('agent_id', agent_id, 'event', 'replaced',
+                              'bridge', bridge_id, 'connection', new_id)::text);
+    END IF;
+    IF NOT was_online THEN
+        PERFORM pg_notify('pankha_agent_status',
+            json_build_object('agent_id', agent_id, 'status', 'online')::text);
+    END IF;
+    RETURN new_id;
+END
+$$;
