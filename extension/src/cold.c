@@ -36,18 +36,39 @@
  * Blocks of version 1 (payload bytes column-wise, each less the previous
  * frame's) are still read.
  *
+ * A planner hook lets a time filter on the frames of a block (pankha.frames
+ * and the reading views) skip the blocks outside it: a condition on the ts
+ * of pankha.cold_frames(c.packed) is also put on c's hour, first_ts and
+ * last_ts, which bound every frame of the row.
+ *
  *-------------------------------------------------------------------------
  */
 #include "pankha.h"
 
+#include <math.h>
 #include <zstd.h>
 
+#include "access/stratnum.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parse_func.h"
+#include "parser/parse_oper.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -156,8 +177,14 @@ array_arg(ArrayType *a, Oid type, Datum **values, const char *name)
 }
 
 
-/* Field types: fixed little-endian integers of 1 to 4 bytes, or a varint. */
+/*
+ * Field types: fixed little-endian integers of 1 to 4 bytes, a varint, or
+ * a 4-byte float (network rates, load), kept as its integer value when it
+ * is a whole number (times 2; its bits times 2 plus 1 otherwise), so that
+ * its changes are those of the value.
+ */
 #define F_VARINT	5
+#define F_FLOAT		6
 #define F_MAXVARINT 9			/* bytes: a varint of up to 63 bits */
 
 /* Bytes each health value takes in a format-2 payload (validate.c). */
@@ -193,6 +220,58 @@ take_fixed(FieldCursor *c, int w, uint64 *v)
 	c->f->values[c->f->nfields++] = x;
 	if (v)
 		*v = x;
+	return true;
+}
+
+/* Take a 4-byte float field; false when the payload ends first. */
+static bool
+take_float(FieldCursor *c)
+{
+	uint64		bits;
+	uint32		b32;
+	float		f;
+
+	if (!take_fixed(c, 4, &bits))
+		return false;
+	b32 = (uint32) bits;
+	memcpy(&f, &b32, sizeof(f));
+	c->f->types[c->f->nfields - 1] = F_FLOAT;
+	if (isfinite(f) && f == truncf(f) && fabsf(f) < 2147483648.0f)
+	{
+		float		back = (float) (int64) f;
+		uint32		back32;
+
+		memcpy(&back32, &back, sizeof(back32));
+		if (back32 == b32)
+		{
+			c->f->values[c->f->nfields - 1] = zigzag((int64) f) << 1;
+			return true;
+		}
+	}
+	c->f->values[c->f->nfields - 1] = (bits << 1) | 1;
+	return true;
+}
+
+/* The 4 bytes of a float field's value; false when it is not one. */
+static bool
+float_bits(uint64 v, uint32 *bits)
+{
+	if (v & 1)
+	{
+		if ((v >> 1) > PG_UINT32_MAX)
+			return false;
+		*bits = (uint32) (v >> 1);
+	}
+	else
+	{
+		int64		i = unzigzag(v >> 1);
+		float		f;
+
+		if (i >= ((int64) 1 << 31) || i <= -((int64) 1 << 31))
+			return false;
+		f = (float) i;
+		memcpy(bits, &f, sizeof(*bits));
+	}
 	return true;
 }
 
@@ -270,7 +349,9 @@ cut_fields(const unsigned char *b, int len, ColdFields *f)
 		}
 	}
 	for (int h = 0; h < PK_H_NFIELDS; h++)
-		if ((flags & (1u << h)) && !take_fixed(&c, health_width[h], NULL))
+		if ((flags & (1u << h)) &&
+			!(h == PK_H_NET_RX || h == PK_H_NET_TX || h == PK_H_LOAD1 ?
+			  take_float(&c) : take_fixed(&c, health_width[h], NULL)))
 			goto opaque;
 	/* status words: a length byte and the word's bytes */
 	for (int w = 0; w < inline_words; w++)
@@ -292,14 +373,14 @@ opaque:
 static inline uint64
 field_mask(int type)
 {
-	return type == F_VARINT ? ~(uint64) 0 : (((uint64) 1 << (8 * type)) - 1);
+	return type >= F_VARINT ? ~(uint64) 0 : (((uint64) 1 << (8 * type)) - 1);
 }
 
 /* A field's change as a signed number (the type's width, sign-extended). */
 static inline int64
 field_signed(uint64 d, int type)
 {
-	int			bits = type == F_VARINT ? 64 : 8 * type;
+	int			bits = type >= F_VARINT ? 64 : 8 * type;
 
 	if (bits == 64)
 		return (int64) d;
@@ -320,6 +401,8 @@ static void
 put_segment(StringInfo body, ColdFields *fr, int count)
 {
 	int			nf = fr[0].nfields;
+	int64	   *stream = palloc(sizeof(int64) * count);
+	uint64		g;
 
 	put_varint(body, count);
 	put_varint(body, nf);
@@ -345,17 +428,37 @@ put_segment(StringInfo body, ColdFields *fr, int count)
 		}
 		dod = by_dod < by_delta;
 		appendStringInfoChar(body, dod ? 1 : 0);
+		/* the stream, then its greatest common divisor */
 		prev = 0;
 		prev_d = 0;
 		for (int i = 0; i < count; i++)
 		{
 			int64		d = field_signed(fr[i].values[k] - prev, type);
 
-			put_varint(body, zigzag(dod ? (int64) ((uint64) d - (uint64) prev_d) : d));
+			stream[i] = dod ? (int64) ((uint64) d - (uint64) prev_d) : d;
 			prev = fr[i].values[k];
 			prev_d = d;
 		}
+		g = 0;
+		for (int i = 0; i < count && g != 1; i++)
+		{
+			uint64		a = stream[i] < 0 ? -(uint64) stream[i] : (uint64) stream[i];
+
+			while (a != 0)
+			{
+				uint64		t = g % a;
+
+				g = a;
+				a = t;
+			}
+		}
+		if (g == 0 || g > (uint64) PG_INT64_MAX)
+			g = 1;
+		put_varint(body, g);
+		for (int i = 0; i < count; i++)
+			put_varint(body, zigzag(stream[i] / (int64) g));
 	}
+	pfree(stream);
 }
 
 /*
@@ -611,17 +714,21 @@ unpack_fields(const unsigned char **pp, const unsigned char *end, ColdFrames *cf
 			{
 				int			type = types[k];
 				int			mode;
+				uint64		g;
 				uint64		prev = 0;
 				uint64		prev_d = 0;
 
-				if (type < 1 || type > F_VARINT)
+				if (type < 1 || type > F_FLOAT)
 					corrupt("field type");
 				if (p >= end || *p > 1)
 					corrupt("field mode");
 				mode = *p++;
+				g = get_varint(&p, end, "field divisor");
+				if (g == 0 || g > (uint64) PG_INT64_MAX)
+					corrupt("field divisor");
 				for (uint64 f = 0; f < count; f++)
 				{
-					uint64		v = (uint64) unzigzag(get_varint(&p, end, "field values"));
+					uint64		v = (uint64) unzigzag(get_varint(&p, end, "field values")) * g;
 					uint64		d = mode ? (uint64) field_signed(prev_d, type) + v : v;
 
 					prev = (prev + d) & field_mask(type);
@@ -629,7 +736,7 @@ unpack_fields(const unsigned char **pp, const unsigned char *end, ColdFrames *cf
 						corrupt("field values");
 					prev_d = d & field_mask(type);
 					vals[f * nf + k] = prev;
-					lens[f] += type == F_VARINT ? varint_len(prev) : type;
+					lens[f] += type == F_VARINT ? varint_len(prev) : type == F_FLOAT ? 4 : type;
 				}
 			}
 			for (uint64 f = 0; f < count; f++)
@@ -646,7 +753,16 @@ unpack_fields(const unsigned char **pp, const unsigned char *end, ColdFrames *cf
 				{
 					uint64		v = vals[f * nf + k];
 
-					if (types[k] == F_VARINT)
+					if (types[k] == F_FLOAT)
+					{
+						uint32		bits;
+
+						if (!float_bits(v, &bits))
+							corrupt("field values");
+						for (int j = 0; j < 4; j++)
+							*w++ = (unsigned char) (bits >> (8 * j));
+					}
+					else if (types[k] == F_VARINT)
 					{
 						while (v >= 0x80)
 						{
@@ -853,4 +969,253 @@ pankha_cold_series(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * Time filters on compressed frames.  The reading views read a compressed
+ * frame as a row of pankha.cold_frames(c.packed) over a row c of
+ * pankha.frames_cold; a condition such as ts >= X on that frame is pushed
+ * down to the function, which can only apply it after unpacking every
+ * block.  Every frame of a row has hour <= first_ts <= ts <= last_ts <
+ * hour + 1 hour (the table's checks and the pass), so the hook adds, for
+ * ts > X or ts >= X: last_ts > X (>=) and hour > X - 1 hour; for ts < Y or
+ * ts <= Y: first_ts < Y (<=) and hour < Y (<=); both for ts = X.  The hour
+ * conditions use the indexes on hour; then c's paths are made again.
+ */
+static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
+
+static Oid	cold_frames_oid = InvalidOid;
+static Oid	frames_cold_oid = InvalidOid;
+
+/* The oids of pankha.cold_frames() and pankha.frames_cold, looked up once. */
+static bool
+cold_oids(void)
+{
+	if (!OidIsValid(frames_cold_oid))
+	{
+		Oid			nsp = get_namespace_oid("pankha", true);
+		Oid			argtypes[3] = {BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+		Oid			rel;
+		Oid			fn;
+
+		if (!OidIsValid(nsp))
+			return false;
+		rel = get_relname_relid("frames_cold", nsp);
+		fn = LookupFuncName(list_make2(makeString("pankha"), makeString("cold_frames")),
+							3, argtypes, true);
+		if (!OidIsValid(rel) || !OidIsValid(fn))
+			return false;
+		cold_frames_oid = fn;
+		frames_cold_oid = rel;
+	}
+	return true;
+}
+
+/* The extension's objects may be dropped and made again: forget their oids. */
+static void
+cold_forget_oids(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cold_frames_oid = InvalidOid;
+	frames_cold_oid = InvalidOid;
+}
+
+/* A column of c (rti) as a timestamptz Var. */
+static Expr *
+cold_column(Index rti, Oid relid, const char *name)
+{
+	return (Expr *) makeVar(rti, get_attnum(relid, name), TIMESTAMPTZOID, -1, InvalidOid, 0);
+}
+
+/* The operator of a strategy in a timestamptz btree family; col op x as a clause. */
+static Expr *
+cold_clause(Oid opfamily, int strategy, Expr *col, Expr *x)
+{
+	Oid			opno = get_opfamily_member(opfamily, TIMESTAMPTZOID, TIMESTAMPTZOID, strategy);
+	OpExpr	   *op;
+
+	if (!OidIsValid(opno))
+		return NULL;
+	op = (OpExpr *) make_opclause(opno, BOOLOID, false, col, (Expr *) copyObject(x),
+								  InvalidOid, InvalidOid);
+	set_opfuncid(op);
+	return (Expr *) op;
+}
+
+/* x - 1 hour. */
+static Expr *
+cold_hour_before(Expr *x)
+{
+	Oid			minus = LookupOperName(NULL, list_make2(makeString("pg_catalog"), makeString("-")),
+									   TIMESTAMPTZOID, INTERVALOID, true, -1);
+	Interval   *hour = palloc0(sizeof(Interval));
+	OpExpr	   *op;
+
+	if (!OidIsValid(minus))
+		return NULL;
+	hour->time = USECS_PER_HOUR;
+	op = (OpExpr *) make_opclause(minus, TIMESTAMPTZOID, false, (Expr *) copyObject(x),
+								  (Expr *) makeConst(INTERVALOID, -1, InvalidOid, sizeof(Interval),
+													 PointerGetDatum(hour), false, false),
+								  InvalidOid, InvalidOid);
+	set_opfuncid(op);
+	return (Expr *) op;
+}
+
+/*
+ * The conditions on c (rti) that follow from a condition on the ts of its
+ * frames (ri, on the function's relation), appended to *added.
+ */
+static void
+cold_derive(Index rti, RestrictInfo *ri, List **added)
+{
+	OpExpr	   *op = (OpExpr *) ri->clause;
+	Expr	   *x;
+	bool		var_left;
+	ListCell   *lc;
+
+	if (!IsA(op, OpExpr) || list_length(op->args) != 2 ||
+		exprType(linitial(op->args)) != TIMESTAMPTZOID ||
+		exprType(lsecond(op->args)) != TIMESTAMPTZOID)
+		return;
+	if (IsA(linitial(op->args), Var) && ((Var *) linitial(op->args))->varattno == 1)
+	{
+		var_left = true;
+		x = lsecond(op->args);
+	}
+	else if (IsA(lsecond(op->args), Var) && ((Var *) lsecond(op->args))->varattno == 1)
+	{
+		var_left = false;
+		x = linitial(op->args);
+	}
+	else
+		return;
+	/* X: a value known before the scan */
+	if (contain_var_clause((Node *) x) || contain_volatile_functions((Node *) x) ||
+		contain_subplans((Node *) x))
+		return;
+
+	foreach(lc, get_op_btree_interpretation(op->opno))
+	{
+		OpBtreeInterpretation *bi = lfirst(lc);
+		int			strategy = bi->strategy;
+		Oid			relid = frames_cold_oid;
+		List	   *clauses = NIL;
+
+		if (bi->oplefttype != TIMESTAMPTZOID || bi->oprighttype != TIMESTAMPTZOID)
+			continue;
+		if (!var_left)			/* X op ts: ts op' X */
+			strategy = strategy == BTLessStrategyNumber ? BTGreaterStrategyNumber :
+				strategy == BTLessEqualStrategyNumber ? BTGreaterEqualStrategyNumber :
+				strategy == BTGreaterStrategyNumber ? BTLessStrategyNumber :
+				strategy == BTGreaterEqualStrategyNumber ? BTLessEqualStrategyNumber : strategy;
+		if (strategy == BTGreaterStrategyNumber || strategy == BTGreaterEqualStrategyNumber ||
+			strategy == BTEqualStrategyNumber)
+		{
+			clauses = lappend(clauses,
+							  cold_clause(bi->opfamily_id,
+										  strategy == BTGreaterStrategyNumber ? strategy : BTGreaterEqualStrategyNumber,
+										  cold_column(rti, relid, "last_ts"), x));
+			clauses = lappend(clauses,
+							  cold_clause(bi->opfamily_id, BTGreaterStrategyNumber,
+										  cold_column(rti, relid, "hour"), cold_hour_before(x)));
+		}
+		if (strategy == BTLessStrategyNumber || strategy == BTLessEqualStrategyNumber ||
+			strategy == BTEqualStrategyNumber)
+		{
+			int			s = strategy == BTLessStrategyNumber ? strategy : BTLessEqualStrategyNumber;
+
+			clauses = lappend(clauses, cold_clause(bi->opfamily_id, s, cold_column(rti, relid, "first_ts"), x));
+			clauses = lappend(clauses, cold_clause(bi->opfamily_id, s, cold_column(rti, relid, "hour"), x));
+		}
+		for (int i = 0; i < list_length(clauses); i++)
+		{
+			Expr	   *clause = list_nth(clauses, i);
+
+			if (clause == NULL)
+				continue;
+			*added = lappend(*added,
+							 make_restrictinfo(NULL, clause, true, false, false,
+											   ri->security_level, bms_make_singleton(rti),
+											   NULL, NULL));
+		}
+		return;
+	}
+}
+
+/* set_rel_pathlist_hook: pankha.frames_cold read with its frames. */
+static void
+cold_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
+{
+	List	   *added = NIL;
+
+	if (prev_set_rel_pathlist_hook)
+		prev_set_rel_pathlist_hook(root, rel, rti, rte);
+	if (rel->reloptkind != RELOPT_BASEREL || rte->rtekind != RTE_RELATION ||
+		!IsTransactionState() || !cold_oids() || rte->relid != frames_cold_oid)
+		return;
+
+	for (int i = 1; i < root->simple_rel_array_size; i++)
+	{
+		RelOptInfo *frel = root->simple_rel_array[i];
+		RangeTblEntry *frte = root->simple_rte_array[i];
+		RangeTblFunction *rtf;
+		FuncExpr   *fe;
+		Var		   *arg;
+		ListCell   *lc;
+
+		if (frel == NULL || frte == NULL || frte->rtekind != RTE_FUNCTION ||
+			list_length(frte->functions) != 1 || frte->funcordinality)
+			continue;
+		rtf = linitial(frte->functions);
+		fe = (FuncExpr *) rtf->funcexpr;
+		if (!IsA(fe, FuncExpr) || fe->funcid != cold_frames_oid || list_length(fe->args) < 1)
+			continue;
+		arg = linitial(fe->args);
+		if (!IsA(arg, Var) || arg->varno != (int) rti || arg->varlevelsup != 0 ||
+			arg->varattno != get_attnum(frames_cold_oid, "packed"))
+			continue;
+		foreach(lc, frel->baserestrictinfo)
+		{
+			RestrictInfo *ri = lfirst(lc);
+			Var		   *v;
+
+			/* only conditions on this function's ts (its column 1) */
+			if (!IsA(ri->clause, OpExpr))
+				continue;
+			v = IsA(linitial(((OpExpr *) ri->clause)->args), Var) ?
+				linitial(((OpExpr *) ri->clause)->args) : NULL;
+			if (v == NULL && list_length(((OpExpr *) ri->clause)->args) == 2 &&
+				IsA(lsecond(((OpExpr *) ri->clause)->args), Var))
+				v = lsecond(((OpExpr *) ri->clause)->args);
+			if (v == NULL || v->varno != i || v->varlevelsup != 0)
+				continue;
+			cold_derive(rti, ri, &added);
+		}
+	}
+	if (added == NIL)
+		return;
+
+	/* c's size and paths again, with the added conditions */
+	rel->baserestrictinfo = list_concat_copy(rel->baserestrictinfo, added);
+	check_index_predicates(root, rel);
+	set_baserel_size_estimates(root, rel);
+	rel->pathlist = NIL;
+	rel->partial_pathlist = NIL;
+	rel->cheapest_startup_path = NULL;
+	rel->cheapest_total_path = NULL;
+	rel->cheapest_unique_path = NULL;
+	rel->cheapest_parameterized_paths = NIL;
+	add_path(rel, create_seqscan_path(root, rel, rel->lateral_relids, 0));
+	create_index_paths(root, rel);
+	create_tidscan_paths(root, rel);
+}
+
+/* Install the planner hook (from _PG_init). */
+void
+pankha_cold_planner_init(void)
+{
+	prev_set_rel_pathlist_hook = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = cold_rel_pathlist;
+	CacheRegisterSyscacheCallback(NAMESPACEOID, cold_forget_oids, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, cold_forget_oids, (Datum) 0);
 }

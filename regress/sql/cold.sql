@@ -70,6 +70,40 @@ SELECT reader, count(*) FROM (
 GROUP BY 1 ORDER BY 1;
 SELECT * FROM differences;
 
+-- A time filter on pankha.frames and the reading views skips the packed
+-- hours outside it (the planner hook of cold.c): the rows of frames_cold
+-- read, from EXPLAIN ANALYZE, against those of the agents, and the answers
+-- are those of the filter applied to every frame.
+CREATE FUNCTION pg_temp.cold_rows_read(q text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE plan jsonb;
+BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) ' || q INTO plan;
+    RETURN (SELECT coalesce(sum((n ->> 'Actual Rows')::bigint * (n ->> 'Actual Loops')::bigint), 0)
+              FROM jsonb_path_query(plan, 'strict $.**') n
+             WHERE jsonb_typeof(n) = 'object' AND n ->> 'Relation Name' = 'frames_cold');
+END $$;
+CREATE FUNCTION pg_temp.query_difference(a text, b text) RETURNS TABLE (d bigint, n bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format('SELECT (SELECT count(*) FROM ((%1$s EXCEPT ALL %2$s) UNION ALL (%2$s EXCEPT ALL %1$s)) x), '
+                                '(SELECT count(*) FROM (%1$s) y)', a, b);
+END $$;
+SELECT count(*) AS cold_rows_of_agents FROM pankha.frames_cold WHERE agent_id LIKE 'cold-%';
+SELECT v AS reader, label AS filter,
+       pg_temp.cold_rows_read(format('SELECT * FROM pankha.%s WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) AS cold_rows_read,
+       pg_temp.cold_rows_read(format('SELECT * FROM (SELECT * FROM pankha.%s OFFSET 0) x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) AS unfiltered_read,
+       (SELECT d || ' of ' || n FROM pg_temp.query_difference(
+            format('SELECT to_jsonb(x) FROM pankha.%s x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f),
+            format('SELECT to_jsonb(x) FROM (SELECT * FROM pankha.%s OFFSET 0) x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) d) AS differences
+  FROM unnest(ARRAY['frames', 'sensor_readings', 'fan_readings', 'health_readings']) v,
+       (VALUES ('a: 10 minutes', format('ts >= %L AND ts < %L', :'day0'::timestamptz + interval '70 minutes', :'day0'::timestamptz + interval '80 minutes')),
+               ('b: X <= ts', format('%L <= ts', :'day0'::timestamptz + interval '100 minutes')),
+               ('c: between', format('ts BETWEEN %L AND %L', :'day0'::timestamptz, :'day0'::timestamptz + interval '10 minutes')),
+               ('d: equal', format('ts = %L', (SELECT ts FROM pankha.frames WHERE agent_id = 'cold-2' ORDER BY ts OFFSET 100 LIMIT 1))),
+               ('e: now()', 'ts > now() - interval ''1 day''')) l(label, f)
+ ORDER BY 1, 2;
+
 -- A late frame for a packed hour is stored, visible, rolled up and folded
 -- in; a packed frame sent again is not stored twice.
 SELECT pankha.ingest('cold-1', jsonb_build_object(
