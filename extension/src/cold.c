@@ -16,8 +16,10 @@
  * frames with the same fields (an agent's frames nearly always are) form a
  * segment, stored field by field: each field's values over the segment's
  * frames as the change from the previous frame, or as the change of that
- * change (seq, uptime), whichever is smaller, as zigzag varints.  The
- * values are mostly zeros and small numbers, which zstd then squeezes.  A
+ * change (seq, uptime), whichever is smaller, divided by their greatest
+ * common divisor (temperatures move in steps of a chip's resolution), as
+ * zigzag varints.  The values are mostly zeros and small numbers, which
+ * zstd then squeezes.  A
  * payload that is not of format 2 (0.1.0's format 1) is stored as it is.
  * Any bytes come back exactly: a payload is cut into fields only when its
  * fields give back its bytes.  Times are stored as zigzag varints: the frame
@@ -30,8 +32,8 @@
  * Body:    varint scale | ts stream | varint received_at mode
  *          | received_at stream | segments
  * Segment: varint frames | varint fields (0: payloads stored as they are)
- *          | fields: a type byte each, then per field a mode byte and a
- *            zigzag varint per frame
+ *          | fields: a type byte each, then per field a mode byte, a
+ *            varint divisor and a zigzag varint per frame
  *          | as they are: a varint length per frame, then the bytes
  * Blocks of version 1 (payload bytes column-wise, each less the previous
  * frame's) are still read.
