@@ -4799,3 +4799,72 @@ BEGIN
     RETURN new_id;
 END
 $$;
+
+-- Compressed cold storage, second round (issue 16): blocks of version 2
+-- (payload fields column-wise; version 1 blocks are still read), and
+-- history reads one series of a compressed hour (pankha.cold_series).
+CREATE FUNCTION pankha.cold_series(packed bytea, from_ts timestamptz, to_ts timestamptz,
+    kind "char", slot smallint, OUT ts timestamptz, OUT value double precision)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 120 AS 'MODULE_PATHNAME', 'pankha_cold_series';
+COMMENT ON FUNCTION pankha.cold_series(bytea, timestamptz, timestamptz, "char", smallint) IS
+'One series of the frames of a block made by pankha.cold_pack(), those with from_ts <= ts < to_ts: the value pankha.payload_values() gives for that kind and slot, one row per frame that has it.';
+
+CREATE OR REPLACE FUNCTION pankha.history(agent_id text, series text, from_ts timestamptz, to_ts timestamptz,
+                               resolution interval DEFAULT NULL)
+RETURNS TABLE (bucket timestamptz, min real, max real, avg double precision, samples bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    source text := pankha.history_source(from_ts, to_ts, resolution);
+    s record;
+    width interval;
+BEGIN
+    s := pankha.find_series(agent_id, series);
+    IF source = 'raw' THEN
+        RETURN QUERY
+        -- compressed hours give only this series' values (pankha.cold_series)
+        SELECT CASE WHEN resolution IS NULL THEN r.ts
+                    ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
+               min(r.value)::real, max(r.value)::real, avg(r.value), count(r.value)
+        FROM (SELECT x.ts, v.value FROM pankha.readings x
+              CROSS JOIN LATERAL pankha.payload_values(x.payload) v
+              WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+                AND v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+              UNION ALL
+              SELECT u.ts, u.value FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_series(c.packed, from_ts, to_ts, s.kind, s.slot) u
+              WHERE c.agent_id = history.agent_id
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts
+                AND c.first_ts < to_ts AND c.last_ts >= from_ts) r
+        GROUP BY b ORDER BY b;
+        RETURN;
+    END IF;
+
+    width := source::interval;
+    resolution := coalesce(resolution, width);
+    IF source = '1 minute' THEN
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1m m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    ELSE
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1h m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.history(text, text, timestamptz, timestamptz, interval) IS
+'History of one sensor (degrees Celsius), fan (rpm) or health metric of an agent between from_ts and to_ts: one row per bucket with min, max, avg and the number of samples.  Without a resolution the data is picked from the span: every raw frame up to 2 hours, 1-minute rollups up to 3 days, 1-hour rollups beyond; with one (e.g. ''5 minutes''), buckets of that width.  Rollup buckets overlapping the range are included whole.';
+

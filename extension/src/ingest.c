@@ -1434,10 +1434,13 @@ place_frames_ahead(PendingFrame **valid, int nvalid, TimestampTz now)
  * Insert the rows with a plain INSERT in a subtransaction: when none was
  * stored before (nearly always) this spares ON CONFLICT's index probe and
  * its extra WAL record per row, and the RETURNING.  False, with nothing
- * stored, on a unique violation: a re-sent frame is among the rows.
+ * stored, on a unique violation: a re-sent frame is among the rows.  Also
+ * false, rolled back, when fewer than nrows rows went in: the trigger of a
+ * partition with compressed hours skipped a re-sent frame packed already
+ * (pankha._cold_dedup()), and the caller's RETURNING tells which.
  */
 static bool
-insert_all_new(Datum *args)
+insert_all_new(Datum *args, int nrows)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
@@ -1459,8 +1462,13 @@ insert_all_new(Datum *args)
 
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "could not store frames: %s", SPI_result_code_string(ret));
-		ReleaseCurrentSubTransaction();
-		inserted = true;
+		if (SPI_processed == (uint64) nrows)
+		{
+			ReleaseCurrentSubTransaction();
+			inserted = true;
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
@@ -1524,7 +1532,7 @@ insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 												 TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
 
-	if (insert_all_new(args))
+	if (insert_all_new(args, nrows))
 	{
 		for (int i = 0; i < nrows; i++)
 			rows[i]->stored = true;
