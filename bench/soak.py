@@ -479,6 +479,10 @@ class Soak:
         res["kill9_waiting_bound"] = self.kill9_waiting
         res["fleet"]["stored"] = int(db.value("SELECT count(*) FROM pankha.readings WHERE agent_id LIKE 'fleet-%'"))
         # connections: every row of an agent not connected now is closed
+        # (the bridge records the closes of the last fleet run as it gets to them)
+        real_sql = "(" + ",".join(f"'{a}'" for a in self.real) + ")"
+        poll_until(lambda: db.value("SELECT count(*) FROM pankha.connections WHERE closed_at IS NULL "
+                                    f"AND agent_id NOT IN {real_sql}") == "0", 60, 0.5)
         open_now = set(db.value("SELECT coalesce(string_agg(agent_id, ' '), '') FROM pankha.connections "
                                 "WHERE closed_at IS NULL").split())
         res["open_rows"] = sorted(open_now)
