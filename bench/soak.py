@@ -147,7 +147,7 @@ class Soak:
         self.t0 = None
         self.events = {"real_kill9": 0, "real_sigterm": 0, "real_cut": 0, "fleet_runs": 0,
                        "ui_opened": 0, "ui_clean_close": 0, "ui_dropped": 0, "ui_data_msgs": 0,
-                       "ui_errors": 0, "commands_sent": 0}
+                       "ui_errors": 0, "ui_slow_closed": 0, "commands_sent": 0}
         self.fleet_totals = {"frames_sent": 0, "frames_acked": 0, "errors": 0, "commands": 0,
                              "connected": 0}
         self.samples = {"bridge": [], "heap": [], "agents": {}}
@@ -351,10 +351,12 @@ class Soak:
             end = time.time() + random.uniform(*c.ui_life)
             while time.time() < end:
                 try:
-                    m = json.loads(await asyncio.wait_for(ws.recv(), max(0.05, end - time.time())))
+                    m = await asyncio.wait_for(ws.recv(), max(0.05, end - time.time()))
                 except asyncio.TimeoutError:
                     break
-                if m.get("type") == "data":
+                # counted without parsing: a Python client on a loaded
+                # machine is slow enough already
+                if '"type":"data"' in m[:40]:
                     self.events["ui_data_msgs"] += 1
             if random.random() < 0.5:
                 await ws.close()
@@ -362,6 +364,14 @@ class Soak:
             else:
                 ws.transport.abort()
                 self.events["ui_dropped"] += 1
+        except websockets.exceptions.ConnectionClosed as e:
+            # the bridge's slow-consumer policy (close 1008 "too slow") met
+            # this client: counted and reported, it is the bridge working
+            if e.rcvd is not None and e.rcvd.code == 1008 and e.rcvd.reason == "too slow":
+                self.events["ui_slow_closed"] += 1
+            else:
+                self.events["ui_errors"] += 1
+                self.log(f"# ui client: {type(e).__name__}: {e}")
         except Exception as e:  # a dashboard refused or cut is an error of the soak
             self.events["ui_errors"] += 1
             self.log(f"# ui client: {type(e).__name__}: {e}")
@@ -388,8 +398,11 @@ class Soak:
             await asyncio.sleep(self.cfg.command_every)
             if self.stopping:
                 break
-            online = (await self.sql("SELECT string_agg(agent_id, ' ') FROM pankha.agents "
-                                     "WHERE status = 'online'")).split()
+            # a real agent takes set_fan_speed once it has reported the fan
+            online = (await self.sql("SELECT string_agg(agent_id, ' ') FROM pankha.agents a "
+                                     "WHERE status = 'online' AND (agent_id LIKE 'fleet-%' OR EXISTS "
+                                     "(SELECT FROM pankha.fans f WHERE f.agent_id = a.agent_id "
+                                     "AND f.fan_id = 'nct6798_fan1'))")).split()
             if not online:
                 continue
             a = random.choice(online)
@@ -418,7 +431,9 @@ class Soak:
         cpu0 = {"bridge": cpu_ticks(self.bridge.proc.pid)}
         loops = [asyncio.create_task(x) for x in (self.fleet_loop(), self.real_loop(), self.ui_loop(),
                                                    self.command_loop(), self.sample_loop())]
-        await asyncio.sleep(c.warmup)
+        while self.elapsed() < c.warmup:
+            await asyncio.sleep(1)
+            self.check_loops(loops)
         # the counters and ids first, the snapshot after: whatever happens
         # between them is counted as allowed, never as unexplained
         warm = {"connection_id": int(await self.sql("SELECT coalesce(max(connection_id), 0) FROM pankha.connections")),
@@ -430,15 +445,20 @@ class Soak:
         self.log(f"# warm-up over after {c.warmup:.0f} s; soaking until {c.seconds:.0f} s")
         while self.elapsed() < c.seconds:
             await asyncio.sleep(1)
-            for x in loops:
-                if x.done() and x.exception():
-                    raise x.exception()
+            self.check_loops(loops)
         self.stopping = True
         self.log("# stopping: no new dashboards, commands or churn; waiting for the fleet processes to end")
         await asyncio.gather(*loops)
         self.soak_end = self.elapsed()
         self.cpu = {"bridge": (cpu_ticks(self.bridge.proc.pid) - cpu0["bridge"]) / os.sysconf("SC_CLK_TCK")
                     / self.soak_end}
+
+    @staticmethod
+    def check_loops(loops):
+        """A churn loop that failed ends the soak with its error."""
+        for x in loops:
+            if x.done() and x.exception():
+                raise x.exception()
 
     def run(self):
         self.setup()
@@ -632,7 +652,8 @@ def checks(res, cfg, quick):
        f"{cfg.fleet_per_group}, {fl['connected']} connections opened by them", ev)
     ok(ev["ui_opened"] >= 5 and ev["ui_clean_close"] >= 1 and ev["ui_dropped"] >= 1 and ev["ui_errors"] == 0,
        f"dashboards came and went: {ev['ui_opened']} opened, {ev['ui_clean_close']} closed cleanly, "
-       f"{ev['ui_dropped']} dropped their TCP connection, {ev['ui_errors']} errors", ev)
+       f"{ev['ui_dropped']} dropped their TCP connection, {ev['ui_slow_closed']} closed by the bridge as too slow "
+       f"(its slow-consumer policy, 1008), {ev['ui_errors']} errors", ev)
     ok(ev["ui_data_msgs"] > 0, f"the dashboards received live data ({ev['ui_data_msgs']} data messages)")
     c = res["commands"]
     ok(c["sent"] >= 10 and c["not_acked"] == 0,
@@ -697,7 +718,8 @@ def report_lines(res, cfg):
          f"up to {cfg.ui_max} dashboards",
          f"churn: {ev['real_kill9']} SIGKILL, {ev['real_sigterm']} SIGTERM, {ev['real_cut']} ss -K of real agents; "
          f"{ev['fleet_runs']} fleet runs ({fl['connected']} connections); {ev['ui_opened']} dashboards "
-         f"({ev['ui_clean_close']} closed, {ev['ui_dropped']} dropped, {ev['ui_data_msgs']} data messages); "
+         f"({ev['ui_clean_close']} closed, {ev['ui_dropped']} dropped, {ev['ui_slow_closed']} closed as too slow, "
+         f"{ev['ui_data_msgs']} data messages); "
          f"{res['commands']['sent']} commands; {res['connects_total']} connection rows",
          f"bridge CPU: {res['cpu']['bridge'] * 100:.1f}% of one core over the soak"]
     for name, s in (("bridge RSS", res["rss"]["bridge"]), ("bridge heap in use", res["rss"]["bridge_heap"])):
