@@ -345,9 +345,9 @@ class Soak:
         try:
             ws = await websockets.connect(f"{self.bridge.ws}/ws/ui?token={token}", open_timeout=10)
             self.events["ui_opened"] += 1
-            await harness.recv_type(ws, "connected")
+            await harness.recv_type(ws, "connected", timeout=20)
             await ws.send(json.dumps({"type": "subscribe", "data": {"topics": topics}}))
-            await harness.recv_type(ws, "subscribed")
+            await harness.recv_type(ws, "subscribed", timeout=20)
             end = time.time() + random.uniform(*c.ui_life)
             while time.time() < end:
                 try:
