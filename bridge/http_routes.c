@@ -127,6 +127,7 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
 	metric(&b, "pankha_bridge_closed_too_big_total", "counter", "Connections closed for oversize messages.", NULL, m->closed_too_big);
 	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
+	metric(&b, "pankha_bridge_agent_frames_dropped_total", "counter", "Data frames agents report they dropped from a full resend buffer (the growth of their status reports' dropped_frames).", NULL, m->agent_frames_dropped);
 	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
 	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
 	metric(&b, "pankha_bridge_credentials", "gauge", "Live agent and dashboard tokens the bridge checks handshakes against.", NULL, creds_count());
