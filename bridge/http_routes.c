@@ -113,6 +113,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_frames_committed_total", "counter", "Data frames committed (stored or already stored).", NULL, m->frames_committed);
 	metric(&b, "pankha_bridge_frames_rejected_total", "counter", "Data frames the extension rejected.", NULL, m->frames_rejected);
 	metric(&b, "pankha_bridge_frames_held", "gauge", "Data frames waiting for their commit.", NULL, ingest_held());
+	metric(&b, "pankha_bridge_ingest_failing", "gauge", "Ingest shards whose last batch failed for a reason not its frames' (a full disk: SQLSTATE 53100); their frames are held, unacknowledged.", NULL, ingest_failing());
+	metric(&b, "pankha_bridge_ingest_retries_total", "counter", "Ingest batches sent again after such a failure.", NULL, m->ingest_retries);
 	metric(&b, "pankha_bridge_messages_invalid_total", "counter", "Malformed or unknown messages answered with an error.", NULL, m->messages_invalid);
 	metric(&b, "pankha_bridge_commands_pushed_total", "counter", "Commands written to agents.", NULL, m->commands_pushed);
 	metric(&b, "pankha_bridge_commands_acked_total", "counter", "Commands agents acknowledged as done.", NULL, m->commands_acked);
