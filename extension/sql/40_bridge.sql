@@ -64,7 +64,9 @@ BEGIN
     SELECT a.status = 'online' INTO was_online
       FROM pankha.agents a
      WHERE a.agent_id = connection_opened.agent_id
-       FOR UPDATE;
+       -- not FOR UPDATE: that waits for every open transaction whose rows
+       -- reference the agent (an ingest batch adding a sensor holds KEY SHARE)
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'agent "%" is not registered', agent_id
             USING ERRCODE = 'no_data_found';

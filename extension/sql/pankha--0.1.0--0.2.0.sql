@@ -4705,3 +4705,55 @@ COMMENT ON FUNCTION pankha.record_status(text, jsonb) IS
 'Stores the latest status message an agent sent (replacing the previous one); returns how many more frames its dropped_frames counts than the previous report did (all of them after a restart of the agent lowered it).';
 REVOKE ALL ON FUNCTION pankha.record_status(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.record_status(text, jsonb) TO pankha_bridge;
+
+-- connection_opened locks the agent's row FOR NO KEY UPDATE: FOR UPDATE waited
+-- for ingest transactions holding KEY SHARE on it (a new sensor's foreign key).
+CREATE OR REPLACE FUNCTION pankha.connection_opened(agent_id text, bridge_id text, remote_addr text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id     bigint;
+    was_online boolean;
+BEGIN
+    IF agent_id IS NULL OR NOT pankha.valid_id(agent_id) THEN
+        RAISE EXCEPTION 'agent_id must be 1 to 64 bytes without control characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF bridge_id IS NULL OR bridge_id = '' THEN
+        RAISE EXCEPTION 'bridge_id must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT a.status = 'online' INTO was_online
+      FROM pankha.agents a
+     WHERE a.agent_id = connection_opened.agent_id
+       -- not FOR UPDATE: that waits for every open transaction whose rows
+       -- reference the agent (an ingest batch adding a sensor holds KEY SHARE)
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" is not registered', agent_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE pankha.agents a SET status = 'online', last_seen = now()
+     WHERE a.agent_id = connection_opened.agent_id;
+
+    INSERT INTO pankha.connections (agent_id, bridge_id, remote_addr)
+    VALUES (agent_id, bridge_id, remote_addr)
+    RETURNING connection_id INTO new_id;
+
+    IF EXISTS (SELECT 1 FROM pankha.connections c
+                WHERE c.agent_id = connection_opened.agent_id
+                  AND c.closed_at IS NULL AND c.connection_id < new_id) THEN
+        PERFORM pg_notify('pankha_agent',
+            json_build_object('agent_id', agent_id, 'event', 'replaced',
+                              'bridge', bridge_id, 'connection', new_id)::text);
+    END IF;
+    IF NOT was_online THEN
+        PERFORM pg_notify('pankha_agent_status',
+            json_build_object('agent_id', agent_id, 'status', 'online')::text);
+    END IF;
+    RETURN new_id;
+END
+$$;
