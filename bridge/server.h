@@ -75,6 +75,8 @@ struct metrics
 	uint64_t	closed_too_big; /* connections closed for oversize messages */
 	uint64_t	closed_silent;	/* connections closed for silence */
 	uint64_t	ui_dropped_slow;	/* dashboards dropped for not reading */
+	uint64_t	agent_frames_dropped;	/* frames agents' status reports say they dropped */
+	uint64_t	ingest_retries;	/* batches sent again after a failure not their frames' */
 	uint64_t	read_pauses;	/* times reading paused for backpressure */
 	uint64_t	credential_loads;	/* complete loads of the credentials */
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */

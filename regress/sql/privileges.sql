@@ -148,6 +148,7 @@ INSERT INTO expected_acl VALUES
     ('pankha.session_is_admin()', 'owner'),
     ('pankha.set_fan_limits(text,text,real,real,real,text)', 'owner'),
     ('pankha.settings_snapshot(text[])', 'owner'),
+    ('pankha.status_dropped(jsonb)', 'owner'),
     ('pankha.supersede_commands(text,text,jsonb,uuid)', 'owner'),
     ('pankha.tokens_notify()', 'owner'),
     ('pankha.update_agent_status()', 'owner'),
