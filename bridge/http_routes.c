@@ -152,6 +152,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
 	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
 	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
+	metric(&b, "pankha_bridge_dashboard_messages_rate_limited_total", "counter", "Dashboard messages dropped over --ui-rate-limit (answered rate_limited).", NULL, m->ui_rate_limited);
+	metric(&b, "pankha_bridge_dashboards_closed_rate_limit_total", "counter", "Dashboards closed (1008) for flooding past --ui-rate-limit.", NULL, m->ui_closed_rate_limit);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	/* H2, M5, L2 (admission.c, ingest_batch.c) */
 	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());
