@@ -73,8 +73,10 @@ SELECT pankha.ingest('linux-agent-id', jsonb_build_object('timestamp', 1, 'paddi
 SELECT pankha.ingest('linux-agent-id', '{"timestamp": 1');
 SELECT pankha.ingest('linux-agent-id', '{"timestamp": NaN}');
 SELECT pankha.ingest('linux-agent-id', '{"sensors": ' || repeat('[', 100) || repeat(']', 100) || '}');
-SELECT pankha.ingest('linux-agent-id', (frame('{"sensors":[{"id":"a\u00e9","temperature":41}]}')::text)
-    || replace(' ', ' ', '')) AS escapes_ok;
+-- the escape reaches the text parser as written (a jsonb literal would
+-- have decoded it first: audit 15)
+SELECT pankha.ingest('linux-agent-id', '{"timestamp":' || floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
+    || ',"sensors":[{"id":"a\u00e9","temperature":41}]}') AS escapes_ok;
 SELECT pankha.ingest('linux-agent-id', rtrim(frame()::text, '}') || ', "extra": ' ||
     repeat('[', 60) || repeat(']', 60) || '}') AS nested_60_ok;
 SELECT sensor_id FROM pankha.sensors WHERE sensor_id LIKE 'a%' AND agent_id = 'linux-agent-id';
