@@ -156,7 +156,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(d != NULL, "a fan");
 			check(fabs(d->rpm - f->rpm) <= 0.5 && d->has_speed == f->has_speed &&
 				  (!d->has_speed || fabs(d->speed - f->speed) <= 0.005 + 1e-9) &&
-				  d->has_target == f->has_target, "fan values");
+				  d->has_target == f->has_target &&
+				  (!d->has_target || fabs(d->target - f->target) <= 0.005 + 1e-9), "fan values");
 			if (f->status_word == NULL)
 				check(d->status == -1 && d->word == NULL, "an absent status");
 			else if (f->status >= 0)
@@ -166,6 +167,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					  memcmp(d->word, f->status_word, f->status_len) == 0, "a carried status word");
 		}
 		check(decoded.health.present == frame.health.present, "the health fields");
+		/* and their values: hundredths, whole seconds of uptime, or floats */
+		for (int h = 0; h < PK_H_NFIELDS; h++)
+		{
+			double		v = frame.health.value[h];
+			double		tol = h == PK_H_UPTIME ? 0.5 : fmax(0.005 + 1e-9, fabs(v) * 1e-6);
+
+			if (frame.health.present & (1u << h))
+				check(fabs(decoded.health.value[h] - v) <= tol, "a health value");
+		}
 		free(payload);
 	}
 	free(json.nodes);

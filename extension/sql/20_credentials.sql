@@ -199,7 +199,7 @@ CREATE FUNCTION pankha.register_agent(agent_id text, name text, hostname text DE
                                       capabilities jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     issued record;
@@ -218,7 +218,7 @@ COMMENT ON FUNCTION pankha.register_agent(text, text, text, jsonb) IS
 
 CREATE FUNCTION pankha.rotate_agent_token(agent_id text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     issued record;
@@ -243,7 +243,7 @@ CREATE FUNCTION pankha.create_enrollment_key(comment text DEFAULT NULL, expires 
                                              max_uses integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     issued record;
@@ -278,7 +278,7 @@ CREATE FUNCTION pankha.try_enroll_agent(enrollment_key text, agent_id text, name
                                         client_addr text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     key record;
@@ -319,7 +319,7 @@ CREATE FUNCTION pankha.enroll_agent(enrollment_key text, agent_id text, name tex
                                     client_addr text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     token text;
@@ -339,7 +339,7 @@ COMMENT ON FUNCTION pankha.enroll_agent(text, text, text, text, jsonb, text) IS
 
 CREATE FUNCTION pankha.create_ui_token(name text, role text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     issued record;
@@ -368,7 +368,7 @@ COMMENT ON FUNCTION pankha.create_ui_token(text, text) IS
 -- Marks one token revoked; tells the bridges when it was an agent's.
 CREATE FUNCTION pankha.revoke_token(token_id bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     tok pankha.tokens;
@@ -398,7 +398,7 @@ COMMENT ON FUNCTION pankha.revoke_token(bigint) IS
 
 CREATE FUNCTION pankha.revoke_agent_tokens(agent_id text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     n integer := 0;
@@ -426,7 +426,7 @@ COMMENT ON FUNCTION pankha.revoke_agent_tokens(text) IS
 CREATE FUNCTION pankha.authenticate_agent(agent_id text, token text, client_addr text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     found_token record;
@@ -453,7 +453,7 @@ COMMENT ON FUNCTION pankha.authenticate_agent(text, text, text) IS
 CREATE FUNCTION pankha.authenticate_ui(token text, client_addr text DEFAULT NULL)
 RETURNS TABLE (user_name text, role text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     found_token record;
@@ -481,7 +481,7 @@ CREATE FUNCTION pankha.bridge_credentials(selectors text[] DEFAULT NULL)
 RETURNS TABLE (selector text, kind text, token_id bigint, token_hash bytea,
                agent_id text, user_name text, role text, expires_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 SELECT t.selector, t.kind, t.token_id, t.token_hash, t.agent_id, t.user_name, t.role, t.expires_at
 FROM pankha.tokens t
@@ -535,7 +535,7 @@ CREATE FUNCTION pankha.record_handshakes(used_token_ids bigint[], failed_kinds t
                                          failed_addrs text[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     f record;

@@ -72,9 +72,16 @@ DECLARE
                           host(inet_client_addr()));
     minute timestamptz := date_trunc('minute', clock_timestamp());
     what text := kind || ': ' || coalesce(reason, 'refused');
-    claimed text := left(audit_refusal.agent_id, 64);
+    claimed text := audit_refusal.agent_id;
     row_id bigint;
 BEGIN
+    -- An id the extension would refuse anywhere else (too long, control
+    -- characters) is not written to the log: the refusal is counted as one
+    -- of an invalid agent id, as the bridge refuses such ids at the door.
+    IF claimed IS NOT NULL AND NOT pankha.valid_id(claimed) THEN
+        claimed := NULL;
+        what := kind || ': invalid agent id';
+    END IF;
     -- One writer per address and minute, so that there is one row.
     PERFORM pg_advisory_xact_lock(hashtext('pankha.audit_refusal'),
                                   hashtext(coalesce(addr, '') || '@' || minute::text));
@@ -176,7 +183,7 @@ COMMENT ON FUNCTION pankha.audit_retention() IS
 
 CREATE FUNCTION pankha.set_audit_retention(retention interval) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 BEGIN
     IF retention IS NULL OR retention < interval '1 day' THEN
@@ -199,7 +206,7 @@ FOR EACH ROW EXECUTE FUNCTION pankha.audit_change('audit_retention');
 -- it, and so may anyone allowed to.
 CREATE FUNCTION pankha.prune_audit_log() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     n bigint;

@@ -260,7 +260,7 @@ CREATE FUNCTION pankha.send_command(agent_id text, command_type text, parameters
                                     ui_user text DEFAULT NULL, max_attempts integer DEFAULT 5)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     id uuid := gen_random_uuid();
@@ -313,7 +313,7 @@ CREATE FUNCTION pankha.claim_commands(agent_ids text[], visibility interval DEFA
 RETURNS TABLE (command_id uuid, agent_id text, command_type text, parameters jsonb,
                priority text, attempts integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     c pankha.commands;
@@ -389,7 +389,7 @@ CREATE FUNCTION pankha.pending_commands(agent_id text, visibility interval DEFAU
 RETURNS TABLE (command_id uuid, agent_id text, command_type text, parameters jsonb,
                priority text, attempts integer)
 LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 SELECT * FROM pankha.claim_commands(ARRAY[agent_id], visibility, max_commands)
 $$;
@@ -401,7 +401,7 @@ CREATE FUNCTION pankha.ack_command(agent_id text, command_id uuid, success boole
                                    error text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     c pankha.commands;
@@ -451,7 +451,7 @@ COMMENT ON FUNCTION pankha.ack_command(text, uuid, boolean, text) IS
 -- be delivered, without waiting for rows a claimer holds.
 CREATE FUNCTION pankha.expire_commands() RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     c record;
@@ -486,7 +486,7 @@ COMMENT ON FUNCTION pankha.expire_commands() IS
 -- they are gone from here.
 CREATE FUNCTION pankha.prune_commands(keep interval DEFAULT '30 days') RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     n bigint;

@@ -225,7 +225,7 @@ COMMENT ON FUNCTION pankha.parse_scope(text) IS
 
 CREATE FUNCTION pankha.effective_settings(agent_id text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     result jsonb;
@@ -337,7 +337,7 @@ COMMENT ON FUNCTION pankha.scope_agents(text, text, text) IS
 CREATE FUNCTION pankha.set_setting(scope text, key text, value jsonb, ui_user text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     s record;
@@ -364,7 +364,7 @@ COMMENT ON FUNCTION pankha.set_setting(text, text, jsonb, text) IS
 CREATE FUNCTION pankha.reset_setting(scope text, key text, ui_user text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     s record;
@@ -391,7 +391,7 @@ CREATE FUNCTION pankha.create_group(group_name text, description text DEFAULT NU
                                     ui_user text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 BEGIN
     PERFORM pankha.set_ui_user(ui_user);
@@ -411,7 +411,7 @@ COMMENT ON FUNCTION pankha.create_group(text, text, text) IS
 
 CREATE FUNCTION pankha.delete_group(group_name text, ui_user text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     s record;
@@ -432,7 +432,7 @@ COMMENT ON FUNCTION pankha.delete_group(text, text) IS
 CREATE FUNCTION pankha.set_agent_group(agent_id text, group_name text, ui_user text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     before jsonb;

@@ -207,7 +207,7 @@ CREATE FUNCTION pankha.create_profile(name text, points jsonb, hysteresis real D
                                       ui_user text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     curve jsonb;
@@ -236,7 +236,7 @@ CREATE FUNCTION pankha.update_profile(name text, points jsonb, hysteresis real D
                                       step real DEFAULT 5, ui_user text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     curve jsonb;
@@ -261,7 +261,7 @@ COMMENT ON FUNCTION pankha.update_profile(text, jsonb, real, real, text) IS
 
 CREATE FUNCTION pankha.delete_profile(name text, ui_user text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     users integer;
@@ -287,7 +287,7 @@ CREATE FUNCTION pankha.assign_profile(agent_id text, fan_id text, profile text, 
                                       ui_user text DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     params jsonb;
@@ -310,7 +310,7 @@ COMMENT ON FUNCTION pankha.assign_profile(text, text, text, text, text) IS
 CREATE FUNCTION pankha.unassign_profile(agent_id text, fan_id text, ui_user text DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 BEGIN
     PERFORM pankha.set_ui_user(ui_user);
@@ -333,7 +333,7 @@ CREATE FUNCTION pankha.set_fan_limits(agent_id text, fan_id text, min_speed real
                                       emergency_temp real DEFAULT NULL, ui_user text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     fan pankha.fans;
@@ -405,7 +405,7 @@ BEGIN
                 AND p.proname IN ('ingest', 'ingest_batch', 'ingest_many')
               ORDER BY p.oid
     LOOP
-        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pankha', fn);
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pankha, pg_temp', fn);
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pankha_bridge', fn);
     END LOOP;

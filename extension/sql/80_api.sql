@@ -495,7 +495,7 @@ COMMENT ON FUNCTION pankha.api_frame_summary(text, timestamptz, timestamptz, byt
 CREATE FUNCTION pankha.api_fleet(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -596,7 +596,7 @@ COMMENT ON FUNCTION pankha.api_settings_sources(text) IS
 CREATE FUNCTION pankha.api_agent(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -673,7 +673,7 @@ COMMENT ON FUNCTION pankha.api_agent(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_history(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -781,7 +781,7 @@ COMMENT ON FUNCTION pankha.api_command_json(pankha.commands) IS
 CREATE FUNCTION pankha.api_commands(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -820,7 +820,7 @@ COMMENT ON FUNCTION pankha.api_commands(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -852,7 +852,7 @@ COMMENT ON FUNCTION pankha.api_command(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_send_command(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -919,7 +919,7 @@ COMMENT ON FUNCTION pankha.api_profile_json(pankha.fan_profiles) IS
 CREATE FUNCTION pankha.api_profiles(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -959,7 +959,7 @@ COMMENT ON FUNCTION pankha.api_profile_field(text) IS
 CREATE FUNCTION pankha.api_profile_create(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1003,7 +1003,7 @@ COMMENT ON FUNCTION pankha.api_profile_create(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_profile_update(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1056,7 +1056,7 @@ COMMENT ON FUNCTION pankha.api_profile_update(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_profile_delete(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1100,7 +1100,7 @@ COMMENT ON FUNCTION pankha.api_fan_field(text) IS
 CREATE FUNCTION pankha.api_profile_assign(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1148,7 +1148,7 @@ COMMENT ON FUNCTION pankha.api_profile_assign(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_profile_apply(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1180,7 +1180,7 @@ COMMENT ON FUNCTION pankha.api_profile_apply(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_fan_limits(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1297,7 +1297,7 @@ COMMENT ON FUNCTION pankha.api_fleet_command(text, text, jsonb, text) IS
 CREATE FUNCTION pankha.api_emergency_stop(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 RETURN pankha.api_fleet_command(ui_user, ui_role, args, 'emergency_stop');
 REVOKE ALL ON FUNCTION pankha.api_emergency_stop(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.api_emergency_stop(text, text, jsonb) TO pankha_bridge;
@@ -1307,7 +1307,7 @@ COMMENT ON FUNCTION pankha.api_emergency_stop(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_restore_auto(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 RETURN pankha.api_fleet_command(ui_user, ui_role, args, 'restore_auto');
 REVOKE ALL ON FUNCTION pankha.api_restore_auto(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pankha.api_restore_auto(text, text, jsonb) TO pankha_bridge;
@@ -1334,7 +1334,7 @@ COMMENT ON FUNCTION pankha.api_group_json(text) IS
 CREATE FUNCTION pankha.api_groups(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1363,7 +1363,7 @@ COMMENT ON FUNCTION pankha.api_groups(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_group_create(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1387,7 +1387,7 @@ COMMENT ON FUNCTION pankha.api_group_create(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_group_update(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1419,7 +1419,7 @@ COMMENT ON FUNCTION pankha.api_group_update(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_group_delete(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1439,7 +1439,7 @@ COMMENT ON FUNCTION pankha.api_group_delete(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_group_members(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1496,7 +1496,7 @@ COMMENT ON FUNCTION pankha.api_group_members(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_setting_definitions(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 BEGIN
     PERFORM pankha.api_args(args);
@@ -1548,7 +1548,7 @@ COMMENT ON FUNCTION pankha.api_scope(jsonb) IS
 CREATE FUNCTION pankha.api_settings(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1570,7 +1570,7 @@ COMMENT ON FUNCTION pankha.api_settings(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_setting_set(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1678,7 +1678,7 @@ COMMENT ON FUNCTION pankha.api_alert_rule_json(pankha.alert_rules) IS
 CREATE FUNCTION pankha.api_alert_rules(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1803,7 +1803,7 @@ COMMENT ON FUNCTION pankha.api_alert_rule_write(jsonb, bigint) IS
 CREATE FUNCTION pankha.api_alert_rule_create(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1820,7 +1820,7 @@ COMMENT ON FUNCTION pankha.api_alert_rule_create(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_alert_rule_update(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1838,7 +1838,7 @@ COMMENT ON FUNCTION pankha.api_alert_rule_update(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_alert_rule_delete(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1873,7 +1873,7 @@ COMMENT ON FUNCTION pankha.api_alert_json(pankha.alerts) IS
 CREATE FUNCTION pankha.api_alerts(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1923,7 +1923,7 @@ COMMENT ON FUNCTION pankha.api_alerts(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_alert_ack(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -1971,7 +1971,7 @@ COMMENT ON FUNCTION pankha.api_silence_json(pankha.alert_silences) IS
 CREATE FUNCTION pankha.api_alert_silence(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2014,7 +2014,7 @@ COMMENT ON FUNCTION pankha.api_alert_silence(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_alert_unsilence(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2045,7 +2045,7 @@ COMMENT ON FUNCTION pankha.api_alert_unsilence(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_alert_silences(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2081,7 +2081,7 @@ COMMENT ON FUNCTION pankha.api_alert_silences(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_audit(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2156,7 +2156,7 @@ COMMENT ON FUNCTION pankha.api_report_range(jsonb) IS
 CREATE FUNCTION pankha.api_agent_report(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2180,7 +2180,7 @@ COMMENT ON FUNCTION pankha.api_agent_report(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_fleet_report(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2214,7 +2214,7 @@ COMMENT ON FUNCTION pankha.api_fleet_report(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_tokens(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2248,7 +2248,7 @@ COMMENT ON FUNCTION pankha.api_tokens(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_token_create(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);
@@ -2285,7 +2285,7 @@ COMMENT ON FUNCTION pankha.api_token_create(text, text, jsonb) IS
 CREATE FUNCTION pankha.api_token_revoke(ui_user text, ui_role text, args jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     a jsonb := pankha.api_args(args);

@@ -24,7 +24,7 @@ COMMENT ON TABLE pankha.live_watches IS
 CREATE FUNCTION pankha.live_watch(bridge text, topics text[], ttl interval DEFAULT interval '30 seconds')
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 DECLARE
     bad text;
@@ -114,7 +114,7 @@ CREATE TRIGGER audit_log_notify AFTER INSERT ON pankha.audit_log
 -- every few seconds (the bridge reads no table itself).
 CREATE FUNCTION pankha.bridge_stats() RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pankha
+SET search_path = pg_catalog, pankha, pg_temp
 AS $$
 SELECT jsonb_build_object(
     'agents_registered', (SELECT count(*) FROM pankha.agents),

@@ -4917,3 +4917,83 @@ $$;
 COMMENT ON FUNCTION pankha.history(text, text, timestamptz, timestamptz, interval) IS
 'History of one sensor (degrees Celsius), fan (rpm) or health metric of an agent between from_ts and to_ts: one row per bucket with min, max, avg and the number of samples.  Without a resolution the data is picked from the span: every raw frame up to 2 hours, 1-minute rollups up to 3 days, 1-hour rollups beyond; with one (e.g. ''5 minutes''), buckets of that width.  Rollup buckets overlapping the range are included whole.';
 
+
+-- ---------------------------------------------------------------------
+-- Test audit, finding 16: a refused handshake claiming an agent id the
+-- extension refuses elsewhere (control characters, over 64 bytes) no longer
+-- writes that id into audit_log; it is counted as "invalid agent id".
+-- ---------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION pankha.audit_refusal(kind text, agent_id text, reason text, client_addr text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    addr text := coalesce(client_addr, nullif(current_setting('pankha_audit.client_addr', true), ''),
+                          host(inet_client_addr()));
+    minute timestamptz := date_trunc('minute', clock_timestamp());
+    what text := kind || ': ' || coalesce(reason, 'refused');
+    claimed text := audit_refusal.agent_id;
+    row_id bigint;
+BEGIN
+    -- An id the extension would refuse anywhere else (too long, control
+    -- characters) is not written to the log: the refusal is counted as one
+    -- of an invalid agent id, as the bridge refuses such ids at the door.
+    IF claimed IS NOT NULL AND NOT pankha.valid_id(claimed) THEN
+        claimed := NULL;
+        what := kind || ': invalid agent id';
+    END IF;
+    -- One writer per address and minute, so that there is one row.
+    PERFORM pg_advisory_xact_lock(hashtext('pankha.audit_refusal'),
+                                  hashtext(coalesce(addr, '') || '@' || minute::text));
+    SELECT a.audit_id INTO row_id FROM pankha.audit_log a
+     WHERE a.event = 'auth.failed' AND a.client_addr IS NOT DISTINCT FROM addr
+       AND a.logged_at >= minute AND a.logged_at < minute + interval '1 minute'
+       AND a.details ? 'count'
+     ORDER BY a.audit_id LIMIT 1;
+    IF row_id IS NULL THEN
+        PERFORM pankha.audit('auth.failed', claimed,
+                             jsonb_build_object('count', 1, 'minute', minute,
+                                                'reasons', jsonb_build_object(what, 1),
+                                                'agent_ids', CASE WHEN claimed IS NULL THEN '[]'::jsonb
+                                                                 ELSE jsonb_build_array(claimed) END),
+                             addr);
+        RETURN;
+    END IF;
+    UPDATE pankha.audit_log a
+       SET agent_id = CASE WHEN a.agent_id IS NOT DISTINCT FROM claimed THEN a.agent_id END,
+           details = a.details
+               || jsonb_build_object('count', (a.details ->> 'count')::bigint + 1)
+               || jsonb_build_object('reasons', a.details -> 'reasons'
+                      || jsonb_build_object(what, coalesce((a.details -> 'reasons' ->> what)::bigint, 0) + 1))
+               || CASE WHEN claimed IS NULL OR a.details -> 'agent_ids' ? claimed
+                            OR jsonb_array_length(a.details -> 'agent_ids') >= 8 THEN '{}'::jsonb
+                       ELSE jsonb_build_object('agent_ids', a.details -> 'agent_ids' || to_jsonb(claimed)) END
+     WHERE a.audit_id = row_id;
+END
+$$;
+COMMENT ON FUNCTION pankha.audit_refusal(text, text, text, text) IS
+'Internal: counts one refused credential (kind, claimed agent id, reason) in the auth.failed row of its client address and minute, creating the row for the first.';
+
+-- ---------------------------------------------------------------------
+-- Test audit, finding 16: every SECURITY DEFINER function searches pg_temp
+-- last.  Left out, pg_temp is searched first for tables and views, so a
+-- caller's temporary table could stand in for an unqualified name; listed
+-- last it can stand in for nothing.  (Functions created or replaced after
+-- this block must say pg_catalog, pankha, pg_temp themselves.)
+-- ---------------------------------------------------------------------
+DO $pin$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN SELECT p.oid FROM pg_catalog.pg_proc p
+              JOIN pg_catalog.pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                   AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+              JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pankha'
+              WHERE p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pankha']
+              ORDER BY p.oid
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pankha, pg_temp', fn);
+    END LOOP;
+END
+$pin$;

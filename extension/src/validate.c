@@ -394,6 +394,26 @@ read_container(PkError *err, const PkJson *json, int object, const char *key,
  * no locale can make the two disagree and a frame the rules passed fail a
  * CHECK in the middle of a batch.
  */
+static bool
+check_no_controls(PkError *err, PkPath path, const char *text, int len, const char *what)
+{
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) text[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return pk_fail(err, "22023", path, "contains a control character",
+						   "%s may not contain control characters (byte %d is 0x%02x).",
+						   what, i, c);
+		if (c == 0xc2 && i + 1 < len && (unsigned char) text[i + 1] >= 0x80 &&
+			(unsigned char) text[i + 1] <= 0x9f)
+			return pk_fail(err, "22023", path, "contains a control character",
+						   "%s may not contain control characters (bytes %d and %d are U+%04X).",
+						   what, i, i + 1, (unsigned char) text[i + 1]);
+	}
+	return true;
+}
+
 bool
 pk_check_id(PkError *err, PkPath path, const char *id, int len)
 {
@@ -404,21 +424,7 @@ pk_check_id(PkError *err, PkPath path, const char *id, int len)
 		return pk_fail(err, "22001", path, "longer than 64 bytes",
 					   "Ids must be 1 to %d bytes long; this one has %d.",
 					   PK_MAX_ID_BYTES, len);
-	for (int i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) id[i];
-
-		if (c < 0x20 || c == 0x7f)
-			return pk_fail(err, "22023", path, "contains a control character",
-						   "Ids may not contain control characters (byte %d is 0x%02x).",
-						   i, c);
-		if (c == 0xc2 && i + 1 < len && (unsigned char) id[i + 1] >= 0x80 &&
-			(unsigned char) id[i + 1] <= 0x9f)
-			return pk_fail(err, "22023", path, "contains a control character",
-						   "Ids may not contain control characters (bytes %d and %d are U+%04X).",
-						   i, i + 1, (unsigned char) id[i + 1]);
-	}
-	return true;
+	return check_no_controls(err, path, id, len, "Ids");
 }
 
 /* A number must be finite and within [lo, hi]. */
@@ -427,10 +433,11 @@ check_number(PkError *err, PkPath path, double v, double lo, double hi, const ch
 {
 	if (!isfinite(v))
 		return pk_fail(err, "22003", path, "not a finite number",
-					   "%s must be a finite number between %.15g and %.15g.", what, lo, hi);
+					   "%s must be a finite number between %.16g and %.16g.", what, lo, hi);
+	/* 16 digits: seq's bound 2^53 - 1 prints exactly (audit finding 16) */
 	if (v < lo || v > hi)
 		return pk_fail(err, "22003", path, "out of range",
-					   "%s must be between %.15g and %.15g; got %.15g.", what, lo, hi, v);
+					   "%s must be between %.16g and %.16g; got %.16g.", what, lo, hi, v);
 	return true;
 }
 
@@ -520,7 +527,12 @@ read_fan_status(PkError *err, const PkJson *json, int status, int i, PkFan *f)
 		return pk_fail(err, "22001", PK_PATH_AT("fans", i, "status"), "longer than 32 bytes",
 					   "A fan status must be at most %d bytes; this one has %d.",
 					   PK_MAX_STATUS_BYTES, f->status_len);
-	return pk_check_id(err, PK_PATH_AT("fans", i, "status"), f->status_word, f->status_len);
+	/* the id rule, in words about a status (audit finding 16) */
+	if (f->status_len == 0)
+		return pk_fail(err, "22023", PK_PATH_AT("fans", i, "status"), "empty",
+					   "A fan status must be 1 to %d bytes long.", PK_MAX_STATUS_BYTES);
+	return check_no_controls(err, PK_PATH_AT("fans", i, "status"), f->status_word,
+							 f->status_len, "A fan status");
 }
 
 /* The members of a fan object, in the order of fan_keys. */

@@ -135,11 +135,13 @@ SELECT pg_temp.err($$SELECT pankha.authenticate_agent('host-c', 'x')$$);
 SELECT pg_temp.err($$SELECT pankha.enroll_agent('x', 'host-x', 'X')$$);
 SELECT count(*) AS reader_sees_agents FROM pankha.agents;
 RESET ROLE;
--- Every SECURITY DEFINER function of the extension pins its search_path.
+-- Every SECURITY DEFINER function of the extension pins its search_path,
+-- with pg_temp last: left out, pg_temp is searched first for tables, so a
+-- caller's temporary table could stand in for an unqualified name (audit 16).
 SELECT p.proname, p.prosecdef, p.proconfig
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pankha'
-WHERE p.prosecdef AND (p.proconfig IS NULL OR NOT p.proconfig && ARRAY['search_path=pg_catalog, pankha', 'search_path=pg_catalog, pg_temp'])
+WHERE p.prosecdef AND (p.proconfig IS NULL OR NOT p.proconfig && ARRAY['search_path=pg_catalog, pankha, pg_temp', 'search_path=pg_catalog, pg_temp'])
 ORDER BY 1;
 
 -- Token generation draws fresh random bytes every time.

@@ -73,8 +73,10 @@ SELECT pankha.ingest('linux-agent-id', jsonb_build_object('timestamp', 1, 'paddi
 SELECT pankha.ingest('linux-agent-id', '{"timestamp": 1');
 SELECT pankha.ingest('linux-agent-id', '{"timestamp": NaN}');
 SELECT pankha.ingest('linux-agent-id', '{"sensors": ' || repeat('[', 100) || repeat(']', 100) || '}');
-SELECT pankha.ingest('linux-agent-id', (frame('{"sensors":[{"id":"a\u00e9","temperature":41}]}')::text)
-    || replace(' ', ' ', '')) AS escapes_ok;
+-- the escape reaches the text parser as written (a jsonb literal would
+-- have decoded it first: audit 15)
+SELECT pankha.ingest('linux-agent-id', '{"timestamp":' || floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
+    || ',"sensors":[{"id":"a\u00e9","temperature":41}]}') AS escapes_ok;
 SELECT pankha.ingest('linux-agent-id', rtrim(frame()::text, '}') || ', "extra": ' ||
     repeat('[', 60) || repeat(']', 60) || '}') AS nested_60_ok;
 SELECT sensor_id FROM pankha.sensors WHERE sensor_id LIKE 'a%' AND agent_id = 'linux-agent-id';
@@ -91,6 +93,8 @@ SELECT pankha.ingest('linux-agent-id', jsonb_build_object('timestamp', floor(ext
 SELECT pankha.ingest('linux-agent-id', jsonb_build_object('timestamp', floor(extract(epoch FROM now() - interval '6 days') * 1000))) AS six_days_old;
 SELECT pankha.ingest('linux-agent-id', frame('{"seq":1.5}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"seq":-1}'));
+-- the bound is printed exactly: 2^53 - 1, not 9.00719925474099e+15 (audit 16)
+SELECT pankha.ingest('linux-agent-id', frame('{"seq":9007199254740992}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"seq":"7"}'));
 -- sensors
 SELECT pankha.ingest('linux-agent-id', frame('{"sensors":{"id":"x"}}'));
@@ -130,7 +134,9 @@ SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"sta
 SELECT status FROM pankha.fan_readings WHERE agent_id = 'linux-agent-id' AND fan_id = 'f1' ORDER BY ts DESC LIMIT 1;
 SELECT count(*) AS dictionary_rows FROM pankha.fan_statuses WHERE status = 'spinning';
 SELECT pankha.ingest('linux-agent-id', frame(jsonb_build_object('fans', jsonb_build_array(jsonb_build_object('id', 'f1', 'rpm', 900, 'status', repeat('s', 33))))));
+-- a status is no id: its errors say "fan status" (audit 16)
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":"bad\tword"}]}'));
+SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":""}]}'));
 SELECT pankha.ingest('linux-agent-id', frame('{"fans":[{"id":"f1","rpm":900,"status":7}]}'));
 -- a full dictionary (as 0.1.0 could leave it) refuses nothing: the words it
 -- lacks are carried in the payload

@@ -284,14 +284,16 @@ SELECT count(*) AS partitions_with_grants
 -- Functions that run with the caller's search_path: C functions, pure
 -- functions of their arguments, audit_change (see 25_audit.sql) and helpers
 -- only called by pinned functions.  Every other one pins search_path to
--- pg_catalog, pankha (SECURITY DEFINER) or pg_catalog, pg_temp (the
--- worker's, L7): the worker's superuser session must not resolve a name in
--- a schema someone else can create objects in.
+-- pg_catalog, pankha (pg_catalog, pankha, pg_temp when SECURITY DEFINER:
+-- audit 16) or pg_catalog, pg_temp (the worker's, L7): the worker's
+-- superuser session must not resolve a name in a schema someone else can
+-- create objects in.
 SELECT p.oid::regprocedure AS unpinned, l.lanname
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.pronamespace = 'pankha'::regnamespace
-   AND (p.proconfig IS NULL OR NOT (p.proconfig && ARRAY['search_path=pg_catalog, pankha',
-                                                        'search_path=pg_catalog, pg_temp']))
+   AND (p.proconfig IS NULL OR NOT (p.proconfig && ARRAY['search_path=pg_catalog, pankha, pg_temp',
+                                                        'search_path=pg_catalog, pg_temp'] OR
+                                    NOT p.prosecdef AND p.proconfig && ARRAY['search_path=pg_catalog, pankha']))
  ORDER BY l.lanname, p.oid::regprocedure::text;
 
 -- The bridge's role, as the bridge uses it.
