@@ -61,9 +61,26 @@ settings_done(struct db_query *q, PGresult *res)
 static void
 on_opened(struct agent *a)
 {
-	struct db_query *s = db_query_new(LANE_GENERAL,
-									  "SELECT pankha.effective_settings($1)::text",
-									  settings_done, a);
+	struct db_query *s;
+
+	if (a->settings)
+	{
+		/* the batch that recorded the connection brought them */
+		struct sbuf b = {0};
+
+		sbuf_puts(&b, "{\"type\":\"config_update\",\"data\":");
+		sbuf_puts(&b, a->settings);
+		sbuf_puts(&b, "}");
+		if (!b.failed)
+			agent_send(a, b.data, b.len, false);
+		sbuf_free(&b);
+		free(a->settings);
+		a->settings = NULL;
+		agent_want_commands(a);
+		return;
+	}
+	s = db_query_new(LANE_GENERAL, "SELECT pankha.effective_settings($1)::text",
+					 settings_done, a);
 
 	if (s)
 		db_query_key(s, a->agent_id);

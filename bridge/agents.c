@@ -137,6 +137,7 @@ agent_release(struct agent *a)
 	outq_clear(&a->ws.out);
 	free(a->ws.rx);
 	free(a->group);
+	free(a->settings);
 	free(a->agent_id);
 	free(a);
 }
@@ -182,6 +183,115 @@ agent_close(struct agent *a, int code, const char *reason)
 
 /* ---------------------------------------------------------------- history */
 
+/*
+ * Connections are recorded in batches: every connection opened (closed)
+ * since the last call goes into one pankha.connections_opened
+ * (connections_closed) call, one transaction.  A commit per connection
+ * made a connect ramp of 19,000 agents queue 19,000 commits, each waiting
+ * for its WAL flush and the NOTIFY queue's lock, ahead of every other
+ * general query (commands waited seconds behind them).  Every recording
+ * query goes to one connection (the key CONN_KEY), whose queue keeps an
+ * agent's open before its close and before a newer connection's open; one
+ * batch of each kind is in flight at a time, so the next grows meanwhile.
+ * A batch that fails as a whole is recorded again one connection at a
+ * time with the single-row functions.
+ */
+#define BATCH_MAX 1000
+#define CONN_KEY "pankha.connections"
+
+struct pending
+{
+	struct agent **list;
+	size_t		count;
+	size_t		cap;
+	struct btimer timer;
+	bool		armed;
+	bool		in_flight;
+};
+
+/* A batch sent: its agents, in the order of the arrays. */
+struct conn_batch
+{
+	size_t		n;
+	struct agent **agents;
+};
+
+static struct pending opens, closes;
+
+static void opened(struct agent *a, const char *id, const char *group, const char *settings);
+static void record_opened_one(struct agent *a);
+static void record_closed_one(struct agent *a);
+
+/* Queue a (referenced) agent for the next batch of p, flushed by cb. */
+static void
+pending_add(struct pending *p, struct agent *a, sul_cb_t cb)
+{
+	if (p->count == p->cap)
+	{
+		size_t		ncap = p->cap ? p->cap * 2 : 256;
+		struct agent **n = realloc(p->list, ncap * sizeof(*n));
+
+		if (!n)
+		{
+			/* no memory for the batch: record this one alone */
+			if (p == &opens)
+				record_opened_one(a);
+			else
+				record_closed_one(a);
+			return;
+		}
+		p->list = n;
+		p->cap = ncap;
+	}
+	a->refs++;
+	p->list[p->count++] = a;
+	if (!p->armed && !p->in_flight)
+	{
+		p->armed = true;
+		timer_schedule(&p->timer, cb, 1);
+	}
+}
+
+/* The next batch of p (at most BATCH_MAX, oldest first); NULL when none or no memory. */
+static struct conn_batch *
+pending_take(struct pending *p)
+{
+	struct conn_batch *c;
+	size_t		n = p->count < BATCH_MAX ? p->count : BATCH_MAX;
+
+	p->armed = false;
+	if (!n || p->in_flight || !(c = calloc(1, sizeof(*c))))
+		return NULL;
+	if (!(c->agents = malloc(n * sizeof(*c->agents))))
+	{
+		free(c);
+		return NULL;
+	}
+	memcpy(c->agents, p->list, n * sizeof(*c->agents));
+	memmove(p->list, p->list + n, (p->count - n) * sizeof(*p->list));
+	p->count -= n;
+	c->n = n;
+	return c;
+}
+
+/* A batch's query completed: release its agents, send the next batch. */
+static void
+batch_finish(struct pending *p, struct conn_batch *c, sul_cb_t cb)
+{
+	for (size_t i = 0; i < c->n; i++)
+		agent_release(c->agents[i]);
+	free(c->agents);
+	free(c);
+	p->in_flight = false;
+	if (p->count && !p->armed)
+	{
+		p->armed = true;
+		timer_schedule(&p->timer, cb, 1);
+	}
+}
+
+static void closes_cb(lws_sorted_usec_list_t *sul);
+
 static void
 closed_done(struct db_query *q, PGresult *res)
 {
@@ -193,9 +303,9 @@ closed_done(struct db_query *q, PGresult *res)
 	agent_release(a);
 }
 
-/* Record the end of a connection whose id is known. */
+/* Record the end of one connection with connection_closed (a failed batch's). */
 static void
-record_closed(struct agent *a)
+record_closed_one(struct agent *a)
 {
 	struct db_query *q;
 	char		num[6][32];
@@ -206,7 +316,7 @@ record_closed(struct agent *a)
 					 closed_done, a);
 	if (!q)
 		return;
-	db_query_key(q, a->agent_id);	/* after its connection_opened, in order */
+	db_query_key(q, CONN_KEY);
 	snprintf(num[0], sizeof(num[0]), "%lld", (long long) a->connection_id);
 	snprintf(num[1], sizeof(num[1]), "%d", a->ws.close_code ? a->ws.close_code : 1006);
 	snprintf(num[2], sizeof(num[2]), "%llu", (unsigned long long) a->frames_in);
@@ -229,33 +339,243 @@ record_closed(struct agent *a)
 }
 
 static void
-opened_done(struct db_query *q, PGresult *res)
+closes_done(struct db_query *q, PGresult *res)
+{
+	struct conn_batch *c = q->arg;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		blog("warn", "connections_closed", "%zu connections, recorded one by one: %s",
+			 c->n, PQresultErrorMessage(res));
+		for (size_t i = 0; i < c->n; i++)
+			record_closed_one(c->agents[i]);
+	}
+	batch_finish(&closes, c, closes_cb);
+}
+
+/* Append "{a,b,...}" of one counter per agent of c to b. */
+static void
+int_array(struct sbuf *b, struct conn_batch *c, int which)
+{
+	sbuf_puts(b, "{");
+	for (size_t i = 0; i < c->n; i++)
+	{
+		struct agent *a = c->agents[i];
+		unsigned long long v = 0;
+
+		switch (which)
+		{
+			case 0: v = (unsigned long long) a->connection_id; break;
+			case 1: v = (unsigned long long) (a->ws.close_code ? a->ws.close_code : 1006); break;
+			case 2: v = a->frames_in; break;
+			case 3: v = a->bytes_in; break;
+			case 4: v = a->ws.frames_out; break;
+			default: v = a->ws.bytes_out; break;
+		}
+		sbuf_printf(b, "%s%llu", i ? "," : "", v);
+	}
+	sbuf_puts(b, "}");
+}
+
+static void
+closes_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn_batch *c = pending_take(&closes);
+	struct sbuf arr[6] = {{0}}, reasons = {0};
+	struct db_query *q;
+	bool		failed;
+
+	if (!c)
+		return;
+	sbuf_text_array_begin(&reasons);
+	for (size_t i = 0; i < c->n; i++)
+		sbuf_text_array_elem(&reasons, c->agents[i]->ws.close_reason,
+							 strlen(c->agents[i]->ws.close_reason));
+	sbuf_text_array_end(&reasons, c->n);
+	for (int k = 0; k < 6; k++)
+		int_array(&arr[k], c, k);
+	q = db_query_new(LANE_GENERAL,
+					 "SELECT pankha.connections_closed($1::bigint[], $2::integer[], $3::text[], "
+					 "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])",
+					 closes_done, c);
+	if (q)
+		db_query_key(q, CONN_KEY);
+	failed = !q || arr[0].failed || arr[1].failed ||
+		db_query_param(q, arr[0].data, arr[0].len) ||
+		db_query_param(q, arr[1].data, arr[1].len) ||
+		db_query_param_sbuf(q, &reasons);
+	for (int k = 2; k < 6 && !failed; k++)
+		failed = arr[k].failed || db_query_param(q, arr[k].data, arr[k].len);
+	for (int k = 0; k < 6; k++)
+		sbuf_free(&arr[k]);
+	sbuf_free(&reasons);
+	if (failed)
+	{
+		if (q)
+			db_query_free(q);
+		for (size_t i = 0; i < c->n; i++)
+			record_closed_one(c->agents[i]);
+		batch_finish(&closes, c, closes_cb);
+		return;
+	}
+	closes.in_flight = true;
+	db_submit(q);
+}
+
+/* Record the end of a connection whose id is known. */
+static void
+record_closed(struct agent *a)
+{
+	pending_add(&closes, a, closes_cb);
+}
+
+static void opens_cb(lws_sorted_usec_list_t *sul);
+
+/* Recorded (id) or not (id NULL): tell the modules, or close it. */
+static void
+opened(struct agent *a, const char *id, const char *group, const char *settings)
+{
+	if (!id)
+	{
+		agent_close(a, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "cannot record connection");
+		return;
+	}
+	a->connection_id = strtoll(id, NULL, 10);
+	if (group && !a->group)
+		a->group = strdup(group);
+	if (settings && !a->settings)
+		a->settings = strdup(settings);
+	if (a->closed)
+		record_closed(a);
+	else if (a->replaced_by > a->connection_id)
+	{
+		/* a newer connection on another bridge was announced first (L10) */
+		agent_close(a, 4000, "replaced");
+	}
+	else
+		for (int i = 0; i < nopened; i++)
+			opened_hooks[i] (a);
+}
+
+static void
+opened_one_done(struct db_query *q, PGresult *res)
 {
 	struct agent *a = q->arg;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-	{
-		a->connection_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		if (!PQgetisnull(res, 0, 1))
-			a->group = strdup(PQgetvalue(res, 0, 1));
-		if (a->closed)
-			record_closed(a);
-		else if (a->replaced_by > a->connection_id)
-		{
-			/* a newer connection on another bridge was announced first (L10) */
-			agent_close(a, 4000, "replaced");
-		}
-		else
-			for (int i = 0; i < nopened; i++)
-				opened_hooks[i] (a);
-	}
+		opened(a, PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1), NULL);
 	else
 	{
 		blog("error", "connection_opened", "agent %s: %s", a->agent_id,
 			 PQresultErrorMessage(res));
-		agent_close(a, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "cannot record connection");
+		opened(a, NULL, NULL, NULL);
 	}
 	agent_release(a);
+}
+
+/* Record one connection with connection_opened (a failed batch's). */
+static void
+record_opened_one(struct agent *a)
+{
+	struct db_query *q = db_query_new(LANE_GENERAL,
+									  "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
+									  opened_one_done, a);
+
+	if (q)
+	{
+		q->once = true;			/* a second run would leave an open row behind */
+		db_query_key(q, CONN_KEY);
+	}
+	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
+		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
+		db_query_param(q, a->remote, strlen(a->remote)))
+	{
+		if (q)
+			db_query_free(q);
+		opened(a, NULL, NULL, NULL);
+		return;
+	}
+	a->refs++;
+	db_submit(q);
+}
+
+static void
+opens_done(struct db_query *q, PGresult *res)
+{
+	struct conn_batch *c = q->arg;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && (size_t) PQntuples(res) == c->n)
+	{
+		for (int r = 0; r < PQntuples(res); r++)
+		{
+			long		ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+			struct agent *a;
+
+			if (ord < 1 || (size_t) ord > c->n)
+				continue;
+			a = c->agents[ord - 1];
+			if (!PQgetisnull(res, r, 4))
+				blog("error", "connection_opened", "agent %s: %s: %s", a->agent_id,
+					 PQgetvalue(res, r, 4), PQgetvalue(res, r, 5));
+			opened(a, PQgetisnull(res, r, 1) ? NULL : PQgetvalue(res, r, 1),
+				   PQgetisnull(res, r, 2) ? NULL : PQgetvalue(res, r, 2),
+				   PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3));
+		}
+	}
+	else
+	{
+		blog("warn", "connections_opened", "%zu connections, recorded one by one: %s",
+			 c->n, PQresultErrorMessage(res));
+		for (size_t i = 0; i < c->n; i++)
+			record_opened_one(c->agents[i]);
+	}
+	batch_finish(&opens, c, opens_cb);
+}
+
+static void
+opens_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn_batch *c = pending_take(&opens);
+	struct sbuf ids = {0}, addrs = {0};
+	struct db_query *q;
+
+	if (!c)
+		return;
+	sbuf_text_array_begin(&ids);
+	sbuf_text_array_begin(&addrs);
+	for (size_t i = 0; i < c->n; i++)
+	{
+		sbuf_text_array_elem(&ids, c->agents[i]->agent_id, strlen(c->agents[i]->agent_id));
+		sbuf_text_array_elem(&addrs, c->agents[i]->remote, strlen(c->agents[i]->remote));
+	}
+	sbuf_text_array_end(&ids, c->n);
+	sbuf_text_array_end(&addrs, c->n);
+	q = db_query_new(LANE_GENERAL,
+					 "SELECT ord, connection_id, group_name, settings::text, sqlstate, message "
+					 "FROM pankha.connections_opened($1::text[], $2, $3::text[])",
+					 opens_done, c);
+	if (q)
+	{
+		q->once = true;			/* a second run would leave open rows behind */
+		db_query_key(q, CONN_KEY);
+	}
+	if (!q || db_query_param_sbuf(q, &ids) ||
+		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
+		db_query_param_sbuf(q, &addrs))
+	{
+		if (q)
+			db_query_free(q);
+		for (size_t i = 0; i < c->n; i++)
+			record_opened_one(c->agents[i]);
+		sbuf_free(&ids);
+		sbuf_free(&addrs);
+		batch_finish(&opens, c, opens_cb);
+		return;
+	}
+	sbuf_free(&ids);
+	sbuf_free(&addrs);
+	opens.in_flight = true;
+	db_submit(q);
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -296,7 +616,6 @@ int
 agent_open(struct agent *a)
 {
 	struct agent *old = agent_find(a->agent_id);
-	struct db_query *q;
 
 	if (old)
 	{
@@ -311,24 +630,7 @@ agent_open(struct agent *a)
 	all_head = a;
 	live_count++;
 
-	q = db_query_new(LANE_GENERAL,
-					 "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
-					 opened_done, a);
-	if (q)
-	{
-		q->once = true;			/* a second run would leave an open row behind */
-		db_query_key(q, a->agent_id);	/* before the close of this or a newer one */
-	}
-	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
-		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
-		db_query_param(q, a->remote, strlen(a->remote)))
-	{
-		if (q)
-			db_query_free(q);
-		return -1;
-	}
-	a->refs++;
-	db_submit(q);
+	pending_add(&opens, a, opens_cb);
 	blog("info", "agent_connected", "agent %s from %s", a->agent_id, a->remote);
 	return 0;
 }

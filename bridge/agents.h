@@ -25,6 +25,7 @@ struct agent
 	char		selector[CRED_SELECTOR_LEN + 1];	/* of the token it authenticated with */
 	unsigned char digest[CRED_DIGEST_LEN];	/* and that token's digest */
 	char	   *group;			/* its group at connect time, or NULL */
+	char	   *settings;		/* its effective settings from the batch that recorded it, until sent */
 	char		remote[64];		/* peer address */
 	int			refs;			/* connection + queries + frames holding it */
 	int64_t		connection_id;	/* pankha.connections id, 0 until known */

@@ -285,3 +285,90 @@ GRANT EXECUTE ON FUNCTION pankha.connection_opened(text, text, text),
                           pankha.agent_sync(text, text, text, jsonb, jsonb),
                           pankha.agent_group(text)
     TO pankha_bridge;
+
+-- connections_opened: connection_opened for many connections of one bridge
+-- in one transaction (a connect ramp records thousands a second: one
+-- commit each was the bridge's bottleneck), each with the agent's group and
+-- effective settings.  An id that is invalid or not registered gets its
+-- SQLSTATE and message and costs the others nothing; any other error fails
+-- the call, and the bridge records those connections one by one.
+CREATE FUNCTION pankha.connections_opened(agent_ids text[], bridge_id text, remote_addrs text[])
+RETURNS TABLE (ord integer, connection_id bigint, group_name text, settings jsonb,
+               sqlstate text, message text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := coalesce(cardinality(agent_ids), 0);
+BEGIN
+    IF n > 10000 THEN
+        RAISE EXCEPTION 'agent_ids holds % ids; at most 10000 a call', n
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    IF remote_addrs IS NOT NULL AND cardinality(remote_addrs) <> n THEN
+        RAISE EXCEPTION 'remote_addrs must have one address (or NULL) for each of the % agent_ids', n
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        ord := i;
+        connection_id := NULL; group_name := NULL; settings := NULL;
+        sqlstate := NULL; message := NULL;
+        IF agent_ids[i] IS NULL OR NOT pankha.valid_id(agent_ids[i]) THEN
+            sqlstate := '22023';
+            message := 'agent_id must be 1 to 64 bytes without control characters';
+        ELSIF NOT EXISTS (SELECT FROM pankha.agents a WHERE a.agent_id = agent_ids[i]) THEN
+            sqlstate := '02000';
+            message := format('agent "%s" is not registered', agent_ids[i]);
+        ELSE
+            connection_id := pankha.connection_opened(agent_ids[i], bridge_id, remote_addrs[i]);
+            group_name := pankha.agent_group(agent_ids[i]);
+            settings := pankha.effective_settings(agent_ids[i]);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pankha.connections_opened(text[], text, text[]) IS
+'connection_opened for each of agent_ids (one transaction), returning per connection (ord from 1) its id, the agent''s group and effective settings, or the SQLSTATE and message of an id that is invalid or not registered.';
+
+-- connections_closed: connection_closed for many connections in one
+-- transaction; returns how many were open.
+CREATE FUNCTION pankha.connections_closed(connection_ids bigint[], close_codes integer[], close_reasons text[],
+                                          frames_in bigint[], bytes_in bigint[],
+                                          frames_out bigint[], bytes_out bigint[])
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := coalesce(cardinality(connection_ids), 0);
+    closed integer := 0;
+BEGIN
+    IF n > 10000 THEN
+        RAISE EXCEPTION 'connection_ids holds % ids; at most 10000 a call', n
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    IF coalesce(cardinality(close_codes), 0) <> n OR coalesce(cardinality(close_reasons), 0) <> n
+       OR coalesce(cardinality(frames_in), 0) <> n OR coalesce(cardinality(bytes_in), 0) <> n
+       OR coalesce(cardinality(frames_out), 0) <> n OR coalesce(cardinality(bytes_out), 0) <> n THEN
+        RAISE EXCEPTION 'close_codes, close_reasons, frames_in, bytes_in, frames_out and bytes_out must each have one element for each of the % connection_ids', n
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        IF pankha.connection_closed(connection_ids[i], close_codes[i], close_reasons[i],
+                                    frames_in[i], bytes_in[i], frames_out[i], bytes_out[i]) THEN
+            closed := closed + 1;
+        END IF;
+    END LOOP;
+    RETURN closed;
+END
+$$;
+COMMENT ON FUNCTION pankha.connections_closed(bigint[], integer[], text[], bigint[], bigint[], bigint[], bigint[]) IS
+'connection_closed for each element of the arrays (one transaction; a bridge closing many connections at once).  Returns how many of the connections were open.';
+
+REVOKE ALL ON FUNCTION pankha.connections_opened(text[], text, text[]),
+                       pankha.connections_closed(bigint[], integer[], text[], bigint[], bigint[], bigint[], bigint[])
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.connections_opened(text[], text, text[]),
+                          pankha.connections_closed(bigint[], integer[], text[], bigint[], bigint[], bigint[], bigint[])
+    TO pankha_bridge;

@@ -59,6 +59,8 @@ INSERT INTO expected_acl VALUES
     ('pankha.claim_commands(text[],interval,integer)', 'pankha_bridge'),
     ('pankha.connection_closed(bigint,integer,text,bigint,bigint,bigint,bigint)', 'pankha_bridge'),
     ('pankha.connection_opened(text,text,text)', 'pankha_bridge'),
+    ('pankha.connections_closed(bigint[],integer[],text[],bigint[],bigint[],bigint[],bigint[])', 'pankha_bridge'),
+    ('pankha.connections_opened(text[],text,text[])', 'pankha_bridge'),
     ('pankha.create_profile(text,jsonb,real,real,text,text)', 'pankha_bridge'),
     ('pankha.delete_profile(text,text)', 'pankha_bridge'),
     ('pankha.enroll_agent(text,text,text,text,jsonb,text)', 'pankha_bridge'),
@@ -320,6 +322,17 @@ SELECT pankha.try_enroll_agent(:'enroll_key', 'priv-e', 'E', NULL, '{}', '192.0.
 SELECT (pankha.agent_sync('priv-a', :'token_a', '192.0.2.1', '[]', '[]') ->> 'commands') IS NOT NULL AS synced;
 SELECT pankha.agent_sync('priv-a', 'pka_wrong', '192.0.2.1', '[]', '[]') AS sync_refused;
 SELECT pankha.connection_closed(:conn, 1000, 'bye') AS closed;
+-- the batched forms a connect ramp uses: one row per connection, an
+-- unregistered or invalid id answered alone
+SELECT ord, connection_id - :conn AS after_conn, group_name,
+       settings ? 'update_interval' AS has_settings, sqlstate, message
+  FROM pankha.connections_opened(ARRAY['priv-a', 'priv-nobody', E'priv\x01'], 'priv-bridge',
+                                 ARRAY['192.0.2.1', NULL, NULL]) ORDER BY ord;
+SELECT pankha.connections_closed(ARRAY[:conn + 1, :conn], '{1001,1001}', '{going away,again}',
+                                 '{1,1}', '{2,2}', '{3,3}', '{4,4}') AS batch_closed;
+SELECT pankha.connections_closed(ARRAY[:conn + 1], '{1001}', '{twice}', '{1}', '{2}', '{3}', '{4}')
+    AS closed_twice;
+SELECT pg_temp.err($$SELECT pankha.connections_closed('{1}', '{1000,1000}', '{a}', '{0}', '{0}', '{0}', '{0}')$$);
 SELECT expired, closed FROM pankha.bridge_beat('priv-bridge', 'run-1', 1000);
 SELECT pg_temp.err($$SELECT pg_notify('pankha_alert', '{"from": "bridge"}')$$) AS alert_posted;
 -- and what it must not do
