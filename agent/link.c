@@ -443,9 +443,11 @@ on_established(struct pk_link *l, struct lws *wsi)
 		 * Frames are small and a few seconds apart: zlib's best level
 		 * finds the previous frame's runs in the window (lws' default,
 		 * level 1, keeps a short match chain and misses most of them).
+		 * memLevel 5: a 4 KB hash and 2,048 symbols a block are plenty for
+		 * a 2 KB frame; 9 (256 KB) sent the same bytes for 110 KB more.
 		 */
 		lws_set_extension_option(wsi, "permessage-deflate", "compression_level", "9");
-		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "9");
+		lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "5");
 	}
 	l->hs_failures = 0;
 	l->last_rx_ms = l->last_contact_ms = now;
