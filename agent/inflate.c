@@ -242,7 +242,15 @@ pk_inflate_extension(struct lws_context *context, const struct lws_extension *ex
 			return refuse(l, b, LWS_CLOSE_STATUS_PROTOCOL_ERR, "RSV1 on a continuation frame");
 		}
 		if (!compressed)
-			return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
+		{
+			/*
+			 * Passed on as it is.  Not through lws' extension: for an
+			 * uncompressed message its answer makes lws 4.1's client
+			 * hand the same payload to the protocol callback again and
+			 * again, for ever (seen with a bridge sending uncompressed).
+			 */
+			return 0;
+		}
 		l->z_in_message = true;
 		l->z_inflated = 0;
 	}
