@@ -5,7 +5,8 @@
  * Each agent is a libwebsockets client connection to /ws/agent that sends
  * a data frame (with seq) every --interval ms, answers commands with
  * command_ack at once and records when each command arrived.  At the end
- * it prints one JSON object: agents connected, frames sent and acked, and
+ * it prints one JSON object: agents connected, frames sent and acked (and
+ * those sent on a connection that closed before their ack), and
  * the bytes its sockets carried each way (TCP_INFO bytes_received and
  * bytes_acked: WebSocket bytes on the wire, compressed or not, without
  * TCP/IP headers), over the steady phase.  Command arrivals go to
@@ -41,6 +42,7 @@ struct sim
 	bool		attempted;		/* a connect was started */
 	int64_t		seq;			/* last seq sent */
 	int64_t		acked;			/* highest seq acked */
+	int64_t		unacked_closed;	/* frames sent on connections that closed before their ack */
 	lws_usec_t	next_send;		/* when the next frame is due */
 	char	   *pending;		/* a command_ack to send, or NULL */
 	int			reconnects;
@@ -256,6 +258,15 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			{
 				if (s->connected)
 					connected_now--;
+				/*
+				 * frames sent on this connection and not acked: the next
+				 * connection's acks (seq goes on) do not cover them
+				 */
+				if (s->seq > s->acked)
+				{
+					s->unacked_closed += s->seq - s->acked;
+					s->acked = s->seq;
+				}
 				s->connected = false;
 				s->wsi = NULL;
 				s->reconnects++;
@@ -360,7 +371,8 @@ main(int argc, char **argv)
 	FILE	   *tf;
 	char		line[512];
 	int			ch;
-	uint64_t	acked_total = 0;
+	uint64_t	acked_total = 0,
+				unacked_closed_total = 0;
 
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1)
 	{
@@ -488,7 +500,10 @@ main(int argc, char **argv)
 	if (!steady_done)
 		wire_bytes(&r1, &w1);
 	for (int i = 0; i < nsims; i++)
-		acked_total += (uint64_t) (sims[i].acked > 0 ? sims[i].acked : 0);
+	{
+		acked_total += (uint64_t) (sims[i].acked > 0 ? sims[i].acked - sims[i].unacked_closed : 0);
+		unacked_closed_total += (uint64_t) sims[i].unacked_closed;
+	}
 	{
 		double		steady_s = (double) (steady_to - steady_from) / 1e6;
 		int			ever = 0;
@@ -496,11 +511,12 @@ main(int argc, char **argv)
 		for (int i = 0; i < nsims; i++)
 			ever += sims[i].ever_connected;
 		printf("{\"agents\":%d,\"connected_max\":%d,\"connected_end\":%d,\"ever_connected\":%d,"
-			   "\"frames_sent\":%llu,\"frames_acked\":%llu,\"acks\":%llu,\"errors\":%llu,"
+			   "\"frames_sent\":%llu,\"frames_acked\":%llu,\"frames_unacked_closed\":%llu,\"acks\":%llu,\"errors\":%llu,"
 			   "\"commands\":%llu,\"deflate\":%s,"
 			   "\"steady_seconds\":%.1f,\"steady_bytes_in\":%llu,\"steady_bytes_out\":%llu}\n",
 			   nsims, connected_max, connected_now, ever,
 			   (unsigned long long) frames_sent, (unsigned long long) acked_total,
+			   (unsigned long long) unacked_closed_total,
 			   (unsigned long long) acks_received, (unsigned long long) errors_received,
 			   (unsigned long long) commands_received, opt.deflate ? "true" : "false",
 			   steady_s, steady_started ? r1 - rs : 0, steady_started ? w1 - ws : 0);

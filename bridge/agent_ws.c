@@ -50,6 +50,22 @@ status_done(struct db_query *q, PGresult *res)
 		agent_send_error(a, "invalid_status",
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
 				   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "status not stored", -1);
+	/*
+	 * record_status says how many frames the agent dropped from its full
+	 * resend buffer since its previous report (to this bridge or another):
+	 * counted in /metrics and logged, never silent.
+	 */
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	{
+		long long	n = atoll(PQgetvalue(res, 0, 0));
+
+		if (n > 0)
+		{
+			srv.m.agent_frames_dropped += (uint64_t) n;
+			blog("warn", "agent_dropped", "agent %s reports %lld more frame(s) dropped from its full buffer",
+				 a->agent_id, n);
+		}
+	}
 	agent_release(a);
 }
 

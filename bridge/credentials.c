@@ -92,6 +92,7 @@ static struct btimer retry_timer;
 static struct report rep;
 static struct btimer report_timer;
 static bool report_armed;
+static bool report_due_now;	/* armed for the next loop pass (a full batch) */
 static uint64_t unaudited;		/* refusals dropped since the last warning */
 
 /*
@@ -456,9 +457,15 @@ report_schedule(void)
 {
 	lws_usec_t	delay = rep.nused + rep.nfailed >= REPORT_BATCH ? 1 : REPORT_WINDOW_US;
 
-	if (report_armed && delay != 1)
+	/*
+	 * Armed already, and for now when the batch is full: nothing to move
+	 * (lws' sorted timer list makes every reschedule a walk, once per
+	 * handshake in a connect ramp while a full report waited)
+	 */
+	if (report_armed && (delay != 1 || report_due_now))
 		return;
 	report_armed = true;
+	report_due_now = delay == 1;
 	timer_schedule(&report_timer, report_timer_cb, delay);
 }
 

@@ -113,6 +113,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_frames_committed_total", "counter", "Data frames committed (stored or already stored).", NULL, m->frames_committed);
 	metric(&b, "pankha_bridge_frames_rejected_total", "counter", "Data frames the extension rejected.", NULL, m->frames_rejected);
 	metric(&b, "pankha_bridge_frames_held", "gauge", "Data frames waiting for their commit.", NULL, ingest_held());
+	metric(&b, "pankha_bridge_ingest_failing", "gauge", "Ingest shards whose last batch failed for a reason not its frames' (a full disk: SQLSTATE 53100); their frames are held, unacknowledged.", NULL, ingest_failing());
+	metric(&b, "pankha_bridge_ingest_retries_total", "counter", "Ingest batches sent again after such a failure.", NULL, m->ingest_retries);
 	metric(&b, "pankha_bridge_messages_invalid_total", "counter", "Malformed or unknown messages answered with an error.", NULL, m->messages_invalid);
 	metric(&b, "pankha_bridge_commands_pushed_total", "counter", "Commands written to agents.", NULL, m->commands_pushed);
 	metric(&b, "pankha_bridge_commands_acked_total", "counter", "Commands agents acknowledged as done.", NULL, m->commands_acked);
@@ -127,6 +129,7 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_closed_rate_limit_total", "counter", "Agents closed for exceeding the message rate.", NULL, m->closed_rate_limit);
 	metric(&b, "pankha_bridge_closed_too_big_total", "counter", "Connections closed for oversize messages.", NULL, m->closed_too_big);
 	metric(&b, "pankha_bridge_closed_silent_total", "counter", "Agents closed for silence.", NULL, m->closed_silent);
+	metric(&b, "pankha_bridge_agent_frames_dropped_total", "counter", "Data frames agents report they dropped from a full resend buffer (the growth of their status reports' dropped_frames).", NULL, m->agent_frames_dropped);
 	metric(&b, "pankha_bridge_dashboards_dropped_total", "counter", "Dashboards dropped for not reading.", NULL, m->ui_dropped_slow);
 	metric(&b, "pankha_bridge_read_pauses_total", "counter", "Times reading paused because the database fell behind.", NULL, m->read_pauses);
 	metric(&b, "pankha_bridge_credentials", "gauge", "Live agent and dashboard tokens the bridge checks handshakes against.", NULL, creds_count());
@@ -149,6 +152,8 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_audit_received_total", "counter", "Audit rows heard on pankha_audit (sent to admins subscribed to audit).", NULL, m->audit_received);
 	metric(&b, "pankha_bridge_dashboards_refused_caps_total", "counter", "Dashboard handshakes refused for --ui-max-connections, --ui-max-per-token or --ui-max-per-ip.", NULL, m->ui_refused_caps);
 	metric(&b, "pankha_bridge_dashboards_closed_idle_total", "counter", "Dashboards closed (4008) after --ui-idle-timeout without a message.", NULL, m->ui_closed_idle);
+	metric(&b, "pankha_bridge_dashboard_messages_rate_limited_total", "counter", "Dashboard messages dropped over --ui-rate-limit (answered rate_limited).", NULL, m->ui_rate_limited);
+	metric(&b, "pankha_bridge_dashboards_closed_rate_limit_total", "counter", "Dashboards closed (1008) for flooding past --ui-rate-limit.", NULL, m->ui_closed_rate_limit);
 	metric(&b, "pankha_bridge_deflate_parked", "gauge", "Connections whose inflater is freed between messages, only its window kept.", NULL, (double) m->deflate_parked);
 	/* H2, M5, L2 (admission.c, ingest_batch.c) */
 	metric(&b, "pankha_bridge_http_connections", "gauge", "Accepted connections that are not WebSockets (HTTP requests, handshakes in progress).", NULL, limits_http_connections());

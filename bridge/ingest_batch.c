@@ -61,6 +61,11 @@ struct shard
 	struct frame *head, *tail;
 	size_t		count;
 	lws_usec_t	retry_at;		/* after a failure not the frames' */
+	/* failing: its last batch failed for a reason not its frames' (a full disk, 53100) */
+	bool		failing;
+	lws_usec_t	failing_since;
+	lws_usec_t	logged_at;		/* the last "still failing" line */
+	uint64_t	retries;		/* batches sent again since it began failing */
 };
 
 #define MAX_SHARDS 16
@@ -90,6 +95,17 @@ ingest_on_stored(ingest_wanted_fn wanted, ingest_stored_fn stored)
 	forward_wanted = wanted;
 	forward_stored = stored;
 	return 0;
+}
+
+/* Shards whose last batch failed for a reason not its frames' (/metrics). */
+int
+ingest_failing(void)
+{
+	int			n = 0;
+
+	for (int s = 0; s < MAX_SHARDS; s++)
+		n += shards[s].failing;
+	return n;
 }
 
 size_t
@@ -281,6 +297,12 @@ batch_done(struct batch *b, PGresult *res)
 	struct shard *sh = &shards[b->shard];
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_TUPLES_OK;
 
+	if (st == PGRES_TUPLES_OK && sh->failing)
+	{
+		sh->failing = false;
+		blog("warn", "ingest_recovered", "ingest shard %d: storing again after %.1f s and %llu retries",
+			 b->shard, (double) (now_us() - sh->failing_since) / 1e6, (unsigned long long) sh->retries);
+	}
 	if (st == PGRES_TUPLES_OK)
 	{
 		bool	   *seen = calloc(b->n ? b->n : 1, sizeof(bool));
@@ -345,11 +367,36 @@ batch_done(struct batch *b, PGresult *res)
 		}
 		else
 		{
-			/* not the frames' fault: keep them and try again shortly */
-			blog("error", "ingest", "batch of %d failed, retrying: %s", b->n,
-				 PQresultErrorMessage(res));
+			/*
+			 * Not the frames' fault (a full disk: 53100, or out of memory,
+			 * too many connections, the server going away): they are held,
+			 * nothing is acked, and one batch a second probes until one
+			 * commits.  The first failure is logged in full, then one line
+			 * every 10 s while it lasts, and one when it is over.
+			 */
+			lws_usec_t	now = now_us();
+
+			srv.m.ingest_retries++;
+			if (!sh->failing)
+			{
+				sh->failing = true;
+				sh->failing_since = sh->logged_at = now;
+				sh->retries = 0;
+				blog("error", "ingest", "shard %d: batch of %d failed (SQLSTATE %s), holding its frames "
+					 "and retrying each second: %s", b->shard, b->n, state ? state : "none",
+					 PQresultErrorMessage(res));
+			}
+			else if (now - sh->logged_at >= 10 * LWS_US_PER_SEC)
+			{
+				sh->logged_at = now;
+				blog("error", "ingest", "shard %d still failing after %.0f s (%llu retries, SQLSTATE %s): %s",
+					 b->shard, (double) (now - sh->failing_since) / 1e6,
+					 (unsigned long long) sh->retries, state ? state : "none",
+					 PQresultErrorMessage(res));
+			}
+			sh->retries++;
 			requeue_front(sh, b->frames, b->n, 0);
-			sh->retry_at = now_us() + LWS_US_PER_SEC;
+			sh->retry_at = now + LWS_US_PER_SEC;
 		}
 	}
 	batch_free(b);
@@ -462,7 +509,8 @@ batcher(void)
 				wait = sh->retry_at - now;
 			continue;
 		}
-		while (sh->head && db_shard_load(s) < srv.cfg.pipeline_depth)
+		/* a failing shard sends one batch at a time, to probe */
+		while (sh->head && db_shard_load(s) < (sh->failing ? 1 : srv.cfg.pipeline_depth))
 			if (!submit_batch(s))
 			{
 				wait = 100 * LWS_US_PER_MS;

@@ -23,6 +23,7 @@ void		ingest_queue_frame(struct agent *a, const char *text, size_t len, int64_t 
 							   cJSON *data);
 void		ingest_flush(void);
 size_t		ingest_held(void);
+int			ingest_failing(void);
 size_t		ingest_held_bytes(void);
 
 #endif							/* PANKHA_INGEST_BATCH_H */

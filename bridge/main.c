@@ -73,6 +73,8 @@ static const struct option_doc docs[] = {
 	{"ui-max-connections", 1, "PANKHA_UI_MAX_CONNECTIONS", "1000", "/ws/ui dashboard connections at most, a budget apart from the agents'"},
 	{"ui-max-per-token", 1, "PANKHA_UI_MAX_PER_TOKEN", "20", "/ws/ui connections at once per dashboard token (0: unlimited)"},
 	{"ui-max-per-ip", 1, "PANKHA_UI_MAX_PER_IP", "50", "/ws/ui connections at once per client address (0: unlimited)"},
+	{"ui-rate-limit", 1, "PANKHA_UI_RATE_LIMIT", "20", "messages per second per dashboard connection, sustained (0: unlimited); one over it is answered with error rate_limited and dropped"},
+	{"ui-rate-burst", 1, "PANKHA_UI_RATE_BURST", "100", "messages a dashboard connection may send at once above --ui-rate-limit; more than --ui-rate-limit (at least 10) dropped in a minute close it with 1008"},
 	{"ui-idle-timeout", 1, "PANKHA_UI_IDLE_TIMEOUT", "90", "seconds without a message from a dashboard (the dashboard pings every 25 s) before it is closed with 4008 (0: never)"},
 	{"max-queued-out", 1, "PANKHA_MAX_QUEUED_OUT", "1048576", "bytes queued to one client before it is dropped"},
 	{"max-body", 1, "PANKHA_MAX_BODY", "1048576", "largest HTTP request body, after gunzip"},
@@ -227,6 +229,10 @@ set_option(const char *name, const char *v)
 		c->ui_max_per_token = (int) int_opt(name, v, 0, 1000000);
 	else if (!strcmp(name, "ui-max-per-ip"))
 		c->ui_max_per_ip = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-rate-limit"))
+		c->ui_rate_per_s = (int) int_opt(name, v, 0, 1000000);
+	else if (!strcmp(name, "ui-rate-burst"))
+		c->ui_rate_burst = (int) int_opt(name, v, 1, 1000000);
 	else if (!strcmp(name, "ui-idle-timeout"))
 		c->ui_idle_timeout_s = (int) int_opt(name, v, 0, 86400);
 	else if (!strcmp(name, "max-queued-out"))

@@ -38,6 +38,8 @@ struct config
 	int			ui_max_per_token;	/* /ws/ui connections per token (0: unlimited) */
 	int			ui_max_per_ip;	/* /ws/ui connections per address (0: unlimited) */
 	int			ui_idle_timeout_s;	/* close a dashboard silent this long (0: never) */
+	int			ui_rate_per_s;	/* dashboard messages per second per connection (0: unlimited) */
+	int			ui_rate_burst;	/* and how many at once above it */
 	size_t		max_queued_out; /* bytes queued to one client before it is dropped */
 	size_t		max_body;		/* largest HTTP request body (after gunzip) */
 	bool		deflate;		/* offer permessage-deflate */
@@ -75,6 +77,8 @@ struct metrics
 	uint64_t	closed_too_big; /* connections closed for oversize messages */
 	uint64_t	closed_silent;	/* connections closed for silence */
 	uint64_t	ui_dropped_slow;	/* dashboards dropped for not reading */
+	uint64_t	agent_frames_dropped;	/* frames agents' status reports say they dropped */
+	uint64_t	ingest_retries;	/* batches sent again after a failure not their frames' */
 	uint64_t	read_pauses;	/* times reading paused for backpressure */
 	uint64_t	credential_loads;	/* complete loads of the credentials */
 	uint64_t	credential_refreshes;	/* reloads of notified credentials */
@@ -87,6 +91,8 @@ struct metrics
 	uint64_t	audit_received; /* audit rows heard on pankha_audit */
 	uint64_t	ui_refused_caps;	/* /ws/ui handshakes refused for a connection cap */
 	uint64_t	ui_closed_idle; /* dashboards closed for idleness */
+	uint64_t	ui_rate_limited;	/* dashboard messages dropped over --ui-rate-limit */
+	uint64_t	ui_closed_rate_limit;	/* dashboards closed for flooding */
 	uint64_t	connections_refused_total;	/* accepted sockets closed: too many in all */
 	uint64_t	connections_refused_ip; /* accepted sockets closed: too many from the address */
 	uint64_t	request_timeouts;	/* connections closed at their request deadline */

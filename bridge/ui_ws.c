@@ -37,6 +37,10 @@ struct ui_client
 	char	  **topics;
 	int			ntopics;
 	uint64_t	seen;			/* the delivery that last reached it (ui_deliver) */
+	double		tokens;			/* --ui-rate-limit bucket */
+	lws_usec_t	tokens_at;		/* when it was last filled */
+	int			dropped;		/* messages dropped over it in this minute */
+	lws_usec_t	dropped_since;	/* the minute's start */
 	char		peer[64];		/* client address */
 	struct ui_client *anext;	/* admitted: from the handshake until it closes */
 	struct ui_client *aprev;
@@ -1110,12 +1114,40 @@ ui_established(struct ws_conn *conn)
 		idle_armed = true;
 		timer_schedule(&idle_timer, idle_cb, LWS_US_PER_SEC);
 	}
+	c->tokens_at = c->dropped_since = now_us();
+	c->tokens = srv.cfg.ui_rate_burst;
 	cJSON_AddStringToObject(msg, "type", "connected");
 	cJSON_AddStringToObject(data, "user", c->user);
 	cJSON_AddStringToObject(data, "role", c->role);
 	cJSON_AddStringToObject(data, "bridge", srv.bridge_id);
+	cJSON_AddNumberToObject(data, "rate_per_second", srv.cfg.ui_rate_per_s);
+	cJSON_AddNumberToObject(data, "rate_burst", srv.cfg.ui_rate_burst);
 	ui_send_json(c, msg);
 	return 0;
+}
+
+/*
+ * Charge one message to the connection's bucket (--ui-rate-limit per
+ * second, --ui-rate-burst deep); false when it is over.  Charged before
+ * anything is parsed, so a flood costs the bridge a clock read each.
+ */
+static bool
+ui_rate_allow(struct ui_client *c)
+{
+	lws_usec_t	now = now_us();
+	double		rate = srv.cfg.ui_rate_per_s;
+	double		burst = srv.cfg.ui_rate_burst > 0 ? srv.cfg.ui_rate_burst : 1;
+
+	if (rate <= 0)
+		return true;
+	c->tokens += (double) (now - c->tokens_at) * rate / LWS_US_PER_SEC;
+	if (c->tokens > burst)
+		c->tokens = burst;
+	c->tokens_at = now;
+	if (c->tokens < 1.0)
+		return false;
+	c->tokens -= 1.0;
+	return true;
 }
 
 static void
@@ -1123,6 +1155,27 @@ ui_ws_message(struct ws_conn *conn, const char *text, size_t len, bool binary)
 {
 	struct ui_client *c = lws_container_of(conn, struct ui_client, ws);
 
+	if (!ui_rate_allow(c))
+	{
+		lws_usec_t	now = now_us();
+		int			limit = srv.cfg.ui_rate_per_s < 10 ? 10 : srv.cfg.ui_rate_per_s;
+
+		srv.m.ui_rate_limited++;
+		if (now - c->dropped_since >= 60 * LWS_US_PER_SEC)
+		{
+			c->dropped_since = now;
+			c->dropped = 0;
+		}
+		ui_error(c, "rate_limited", "too many messages per second; this one was dropped");
+		if (++c->dropped > limit)
+		{
+			srv.m.ui_closed_rate_limit++;
+			blog("warn", "ui_rate_limit", "dashboard %s from %s floods past --ui-rate-limit: closed",
+				 c->user, c->peer);
+			ui_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+		}
+		return;
+	}
 	if (binary)
 		ui_error(c, "invalid_message", "binary frames are not accepted");
 	else

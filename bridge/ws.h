@@ -78,6 +78,9 @@ struct ws_conn
 	struct outq out;			/* what waits for WRITEABLE */
 	int			close_code;		/* close to send (0: none) */
 	char		close_reason[64];
+	bool		close_sent;		/* our close frame is written: lingering (ws.c) */
+	bool		close_shut;		/* and all of it went out: lingering */
+	size_t		linger_bytes;	/* payload discarded since the close was decided */
 	bool		rx_paused;		/* lws_rx_flow_control(0) in force */
 	lws_usec_t	last_rx;		/* last payload received */
 	unsigned char *rx;			/* the message being reassembled */

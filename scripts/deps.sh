@@ -18,9 +18,12 @@ if [ "${1:-build}" = test ]; then
                podman buildah podman-compose runc netavark aardvark-dns iptables docker-compose)
 fi
 
+# one dpkg-query for all of them (one each took seconds on a busy machine)
+installed=" $(dpkg-query -W -f='${Package}\t${Status}\n' "${packages[@]}" 2>/dev/null |
+              awk -F'\t' '$2 ~ /install ok installed/ {print $1}' | tr '\n' ' ') "
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ $installed == *" $p "* ]] || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

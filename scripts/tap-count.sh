@@ -2,13 +2,15 @@
 # scripts/tests/test_tap_count.  Uses and updates the globals passed,
 # failed and skipped.
 
-# count_tap NAME LOG STATUS: add a TAP log's results to the totals.  A
+# count_tap NAME LOG STATUS [SECONDS]: add a TAP log's results to the
+# totals; SECONDS, the program's wall time, goes on its result line and
+# into the timings list print_slowest sorts.  A
 # program must print its plan (1..N) and run exactly that many checks; a
 # skip is counted as a skip, and fails the run unless scripts/allowed-skips
 # names that test and its reason; a program that exits non-zero, or runs
 # nothing, fails.
 count_tap() {
-    local name=$1 log=$2 status=$3 ok bad skip plan ran line
+    local name=$1 log=$2 status=$3 secs=${4:-} ok bad skip plan ran line
     ok=$(grep -E '^ok [0-9]+' "$log" | grep -cviE '# *skip')
     skip=$(grep -E '^ok [0-9]+' "$log" | grep -ciE '# *skip')
     bad=$(grep -cE '^not ok [0-9]+' "$log")
@@ -40,8 +42,9 @@ count_tap() {
     passed=$((passed + ok))
     failed=$((failed + bad))
     skipped=$((skipped + skip))
-    printf '%-40s %3d passed, %d failed%s\n' "$name" "$ok" "$bad" \
-        "$([ "$skip" -eq 0 ] || echo ", $skip skipped")"
+    printf '%-40s %3d passed, %d failed%s%s\n' "$name" "$ok" "$bad" \
+        "$([ "$skip" -eq 0 ] || echo ", $skip skipped")" "$(elapsed_note "$secs")"
+    [ -z "$secs" ] || timings+=("$secs $name")
     if [ "$bad" -ne 0 ]; then
         grep -E '^not ok|^#' "$log" | head -40
         echo "--- last lines of $name:"; tail -25 "$log"
@@ -61,3 +64,23 @@ allowed_skip() {
     return 1
 }
 
+
+# elapsed_note SECONDS: " (12.3 s)" for a result line; nothing when
+# SECONDS is empty.  The timings list ("SECONDS NAME" items) is what
+# print_slowest sorts.
+timings=()
+elapsed_note() { [ -z "$1" ] || printf ' (%s s)' "$1"; }
+
+# since START: seconds from START (an $EPOCHREALTIME) to now, one decimal.
+since() {
+    local now=$EPOCHREALTIME
+    awk -v a="$1" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# print_slowest [N]: the N (10) slowest programs and suites timed so far.
+print_slowest() {
+    [ ${#timings[@]} -gt 0 ] || return 0
+    echo "# slowest ${1:-10}:"
+    printf '%s\n' "${timings[@]}" | sort -k1,1 -rn | head -"${1:-10}" |
+        awk '{ printf "#   %7.1f s  %s\n", $1, $2 }'
+}

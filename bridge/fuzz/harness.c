@@ -261,6 +261,7 @@ int			__wrap_lws_extension_callback_pm_deflate(struct lws_context *context,
 													 void *user, void *in, size_t len);
 int			__wrap_lws_write(struct lws *wsi, unsigned char *buf, size_t len,
 							 enum lws_write_protocol protocol);
+int			__wrap_lws_partial_buffered(struct lws *wsi);
 void	   *__wrap_lws_wsi_user(struct lws *wsi);
 int			__wrap_lws_hdr_total_length(struct lws *wsi, enum lws_token_indexes h);
 int			__wrap_lws_hdr_copy(struct lws *wsi, char *dest, int len, enum lws_token_indexes h);
@@ -361,7 +362,17 @@ __wrap_lws_write(struct lws *wsi, unsigned char *buf, size_t len,
 		sum ^= buf[i];
 	(void) *(volatile unsigned char *) &sum;
 	FAKE(wsi)->written += len;
+	/* ws.c writes its close frame raw: FIN + opcode 8, length, code */
+	if (protocol == LWS_WRITE_RAW && len >= 4 && buf[0] == 0x88 && buf[1] == len - 2)
+		FAKE(wsi)->close_code = buf[2] << 8 | buf[3];
 	return (int) len;
+}
+
+/* Every write goes out whole here. */
+int
+__wrap_lws_partial_buffered(struct lws *wsi)
+{
+	return 0;
 }
 
 void *
@@ -595,6 +606,8 @@ harness_drain(struct fake_wsi *w, struct ws_session *s)
 		w->writable_asks = 0;
 		if (ws_callback((struct lws *) w, LWS_CALLBACK_SERVER_WRITEABLE, s, NULL, 0))
 			return false;
+		if (w->close_code)
+			return false;		/* the close frame is out: the linger's end is lws' */
 	}
 	return true;
 }

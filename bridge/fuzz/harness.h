@@ -42,7 +42,7 @@ struct fake_wsi
 	unsigned char rsv;			/* its reserved bits (0x40: compressed) */
 	int			writable_asks;	/* lws_callback_on_writable() calls */
 	size_t		written;		/* bytes lws_write() took */
-	int			close_code;		/* lws_close_reason() */
+	int			close_code;		/* lws_close_reason(), or the close frame ws.c wrote */
 	bool		rx_paused;
 };
 

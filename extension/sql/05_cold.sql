@@ -44,6 +44,13 @@ LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 1200 AS 'MODULE_PATHNAME', 'pankh
 COMMENT ON FUNCTION pankha.cold_frames(bytea, timestamptz, timestamptz) IS
 'The frames of a block made by pankha.cold_pack(), in the order packed, those with from_ts <= ts < to_ts.';
 
+CREATE FUNCTION pankha.cold_series(packed bytea, from_ts timestamptz, to_ts timestamptz,
+    kind "char", slot smallint, OUT ts timestamptz, OUT value double precision)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 120 AS 'MODULE_PATHNAME', 'pankha_cold_series';
+COMMENT ON FUNCTION pankha.cold_series(bytea, timestamptz, timestamptz, "char", smallint) IS
+'One series of the frames of a block made by pankha.cold_pack(), those with from_ts <= ts < to_ts: the value pankha.payload_values() gives for that kind and slot, one row per frame that has it.';
+
 -- Every frame, raw or compressed, in the columns of pankha.readings.
 CREATE VIEW pankha.frames AS
 SELECT r.ts, r.received_at, r.agent_id, r.payload, r.agent_ts

@@ -61,10 +61,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- NO KEY UPDATE: the UPDATE below takes no stronger lock, and one that
+    -- conflicts with the KEY SHARE locks of ingest's foreign keys (new
+    -- sensors, fans) deadlocked a batch of connections_opened against an
+    -- ingest batch holding those locks
     SELECT a.status = 'online' INTO was_online
       FROM pankha.agents a
      WHERE a.agent_id = connection_opened.agent_id
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'agent "%" is not registered', agent_id
             USING ERRCODE = 'no_data_found';
@@ -161,28 +165,54 @@ $$;
 COMMENT ON FUNCTION pankha.bridge_started(text) IS
 'Closes the connections a previous run of this bridge left open (code 1006); returns how many.';
 
--- record_status: keep an agent's latest "status" message.
+-- status_dropped: a status report's dropped_frames as a count; anything
+-- but a non-negative number within bigint (absent, text, 1e400) is 0.
+CREATE FUNCTION pankha.status_dropped(report jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(report -> 'dropped_frames') IS DISTINCT FROM 'number' THEN 0
+                WHEN (report ->> 'dropped_frames')::numeric BETWEEN 0 AND 9007199254740991
+                THEN floor((report ->> 'dropped_frames')::numeric)::bigint ELSE 0 END
+$$;
+REVOKE ALL ON FUNCTION pankha.status_dropped(jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.status_dropped(jsonb) IS
+'The dropped_frames count of an agent status report (0 when absent or not a non-negative number).';
+
+-- record_status: keep an agent's latest "status" message, and say how many
+-- frames it has dropped from its full resend buffer since its previous one
+-- (the bridge's /metrics counts them, so a drop is never silent).
 CREATE FUNCTION pankha.record_status(agent_id text, report jsonb)
-RETURNS void
+RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    before bigint;
+    now_dropped bigint;
 BEGIN
     IF report IS NULL OR jsonb_typeof(report) <> 'object' THEN
         RAISE EXCEPTION 'status data must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    now_dropped := pankha.status_dropped(report);
+    SELECT pankha.status_dropped(r.report) INTO before
+      FROM pankha.agent_reports r WHERE r.agent_id = record_status.agent_id FOR UPDATE;
     INSERT INTO pankha.agent_reports AS r (agent_id, received_at, report)
     VALUES (agent_id, now(), report)
     ON CONFLICT ON CONSTRAINT agent_reports_pkey
     DO UPDATE SET received_at = excluded.received_at, report = excluded.report;
+    -- a count lower than before: the agent started afresh, all of it is new
+    RETURN CASE WHEN now_dropped >= coalesce(before, 0) THEN now_dropped - coalesce(before, 0)
+                ELSE now_dropped END;
 EXCEPTION WHEN foreign_key_violation THEN
     RAISE EXCEPTION 'agent "%" is not registered', agent_id
         USING ERRCODE = 'no_data_found';
 END
 $$;
 COMMENT ON FUNCTION pankha.record_status(text, jsonb) IS
-'Stores the latest status message an agent sent (replacing the previous one).';
+'Stores the latest status message an agent sent (replacing the previous one); returns how many more frames its dropped_frames counts than the previous report did (all of them after a restart of the agent lowered it).';
 
 CREATE VIEW pankha.connection_stats AS
 SELECT agent_id,

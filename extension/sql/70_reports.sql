@@ -96,18 +96,20 @@ BEGIN
     s := pankha.find_series(agent_id, series);
     IF source = 'raw' THEN
         RETURN QUERY
+        -- compressed hours give only this series' values (pankha.cold_series)
         SELECT CASE WHEN resolution IS NULL THEN r.ts
                     ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
-               min(v.value)::real, max(v.value)::real, avg(v.value), count(v.value)
-        FROM (SELECT x.ts, x.payload FROM pankha.readings x
+               min(r.value)::real, max(r.value)::real, avg(r.value), count(r.value)
+        FROM (SELECT x.ts, v.value FROM pankha.readings x
+              CROSS JOIN LATERAL pankha.payload_values(x.payload) v
               WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+                AND v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
               UNION ALL
-              SELECT u.ts, u.payload FROM pankha.frames_cold c
-              CROSS JOIN LATERAL pankha.cold_frames(c.packed, from_ts, to_ts) u
+              SELECT u.ts, u.value FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_series(c.packed, from_ts, to_ts, s.kind, s.slot) u
               WHERE c.agent_id = history.agent_id
-                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts) r
-        CROSS JOIN LATERAL pankha.payload_values(r.payload) v
-        WHERE v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts
+                AND c.first_ts < to_ts AND c.last_ts >= from_ts) r
         GROUP BY b ORDER BY b;
         RETURN;
     END IF;

@@ -4745,3 +4745,175 @@ REVOKE ALL ON FUNCTION pankha.connections_opened(text[], text, text[]),
 GRANT EXECUTE ON FUNCTION pankha.connections_opened(text[], text, text[]),
                           pankha.connections_closed(bigint[], integer[], text[], bigint[], bigint[], bigint[], bigint[])
     TO pankha_bridge;
+
+-- record_status returns how many more frames the agent reports as dropped
+-- than its previous report did (the bridge counts them in /metrics): a new
+-- return type, so the function is made again, with its grants.
+CREATE FUNCTION pankha.status_dropped(report jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(report -> 'dropped_frames') IS DISTINCT FROM 'number' THEN 0
+                WHEN (report ->> 'dropped_frames')::numeric BETWEEN 0 AND 9007199254740991
+                THEN floor((report ->> 'dropped_frames')::numeric)::bigint ELSE 0 END
+$$;
+REVOKE ALL ON FUNCTION pankha.status_dropped(jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION pankha.status_dropped(jsonb) IS
+'The dropped_frames count of an agent status report (0 when absent or not a non-negative number).';
+DROP FUNCTION pankha.record_status(text, jsonb);
+CREATE FUNCTION pankha.record_status(agent_id text, report jsonb)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before bigint;
+    now_dropped bigint;
+BEGIN
+    IF report IS NULL OR jsonb_typeof(report) <> 'object' THEN
+        RAISE EXCEPTION 'status data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    now_dropped := pankha.status_dropped(report);
+    SELECT pankha.status_dropped(r.report) INTO before
+      FROM pankha.agent_reports r WHERE r.agent_id = record_status.agent_id FOR UPDATE;
+    INSERT INTO pankha.agent_reports AS r (agent_id, received_at, report)
+    VALUES (agent_id, now(), report)
+    ON CONFLICT ON CONSTRAINT agent_reports_pkey
+    DO UPDATE SET received_at = excluded.received_at, report = excluded.report;
+    -- a count lower than before: the agent started afresh, all of it is new
+    RETURN CASE WHEN now_dropped >= coalesce(before, 0) THEN now_dropped - coalesce(before, 0)
+                ELSE now_dropped END;
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'agent "%" is not registered', agent_id
+        USING ERRCODE = 'no_data_found';
+END
+$$;
+COMMENT ON FUNCTION pankha.record_status(text, jsonb) IS
+'Stores the latest status message an agent sent (replacing the previous one); returns how many more frames its dropped_frames counts than the previous report did (all of them after a restart of the agent lowered it).';
+REVOKE ALL ON FUNCTION pankha.record_status(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pankha.record_status(text, jsonb) TO pankha_bridge;
+
+-- connection_opened locks the agent's row FOR NO KEY UPDATE: FOR UPDATE waited
+-- for ingest transactions holding KEY SHARE on it (a new sensor's foreign key).
+CREATE OR REPLACE FUNCTION pankha.connection_opened(agent_id text, bridge_id text, remote_addr text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id     bigint;
+    was_online boolean;
+BEGIN
+    IF agent_id IS NULL OR NOT pankha.valid_id(agent_id) THEN
+        RAISE EXCEPTION 'agent_id must be 1 to 64 bytes without control characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF bridge_id IS NULL OR bridge_id = '' THEN
+        RAISE EXCEPTION 'bridge_id must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- NO KEY UPDATE: the UPDATE below takes no stronger lock, and one that
+    -- conflicts with the KEY SHARE locks of ingest's foreign keys (new
+    -- sensors, fans) deadlocked a batch of connections_opened against an
+    -- ingest batch holding those locks
+    SELECT a.status = 'online' INTO was_online
+      FROM pankha.agents a
+     WHERE a.agent_id = connection_opened.agent_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" is not registered', agent_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE pankha.agents a SET status = 'online', last_seen = now()
+     WHERE a.agent_id = connection_opened.agent_id;
+
+    INSERT INTO pankha.connections (agent_id, bridge_id, remote_addr)
+    VALUES (agent_id, bridge_id, remote_addr)
+    RETURNING connection_id INTO new_id;
+
+    IF EXISTS (SELECT 1 FROM pankha.connections c
+                WHERE c.agent_id = connection_opened.agent_id
+                  AND c.closed_at IS NULL AND c.connection_id < new_id) THEN
+        PERFORM pg_notify('pankha_agent',
+            json_build_object('agent_id', agent_id, 'event', 'replaced',
+                              'bridge', bridge_id, 'connection', new_id)::text);
+    END IF;
+    IF NOT was_online THEN
+        PERFORM pg_notify('pankha_agent_status',
+            json_build_object('agent_id', agent_id, 'status', 'online')::text);
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+-- Compressed cold storage, second round (issue 16): blocks of version 2
+-- (payload fields column-wise; version 1 blocks are still read), and
+-- history reads one series of a compressed hour (pankha.cold_series).
+CREATE FUNCTION pankha.cold_series(packed bytea, from_ts timestamptz, to_ts timestamptz,
+    kind "char", slot smallint, OUT ts timestamptz, OUT value double precision)
+RETURNS SETOF record
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE ROWS 120 AS 'MODULE_PATHNAME', 'pankha_cold_series';
+COMMENT ON FUNCTION pankha.cold_series(bytea, timestamptz, timestamptz, "char", smallint) IS
+'One series of the frames of a block made by pankha.cold_pack(), those with from_ts <= ts < to_ts: the value pankha.payload_values() gives for that kind and slot, one row per frame that has it.';
+
+CREATE OR REPLACE FUNCTION pankha.history(agent_id text, series text, from_ts timestamptz, to_ts timestamptz,
+                               resolution interval DEFAULT NULL)
+RETURNS TABLE (bucket timestamptz, min real, max real, avg double precision, samples bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pankha
+AS $$
+DECLARE
+    source text := pankha.history_source(from_ts, to_ts, resolution);
+    s record;
+    width interval;
+BEGIN
+    s := pankha.find_series(agent_id, series);
+    IF source = 'raw' THEN
+        RETURN QUERY
+        -- compressed hours give only this series' values (pankha.cold_series)
+        SELECT CASE WHEN resolution IS NULL THEN r.ts
+                    ELSE date_bin(resolution, r.ts, pankha.bucket_origin()) END AS b,
+               min(r.value)::real, max(r.value)::real, avg(r.value), count(r.value)
+        FROM (SELECT x.ts, v.value FROM pankha.readings x
+              CROSS JOIN LATERAL pankha.payload_values(x.payload) v
+              WHERE x.agent_id = history.agent_id AND x.ts >= from_ts AND x.ts < to_ts
+                AND v.kind = s.kind AND v.slot = s.slot AND v.value IS NOT NULL
+              UNION ALL
+              SELECT u.ts, u.value FROM pankha.frames_cold c
+              CROSS JOIN LATERAL pankha.cold_series(c.packed, from_ts, to_ts, s.kind, s.slot) u
+              WHERE c.agent_id = history.agent_id
+                AND c.hour > from_ts - interval '1 hour' AND c.hour < to_ts
+                AND c.first_ts < to_ts AND c.last_ts >= from_ts) r
+        GROUP BY b ORDER BY b;
+        RETURN;
+    END IF;
+
+    width := source::interval;
+    resolution := coalesce(resolution, width);
+    IF source = '1 minute' THEN
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1m m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    ELSE
+        RETURN QUERY
+        SELECT date_bin(resolution, m.bucket, pankha.bucket_origin()) AS b,
+               min(m.min), max(m.max), sum(m.sum) / sum(m.samples), sum(m.samples)
+        FROM pankha.rollup_1h m
+        WHERE m.agent_id = history.agent_id
+          AND m.bucket > from_ts - width AND m.bucket < to_ts
+          AND m.kind = s.kind AND m.slot = s.slot AND m.samples > 0
+        GROUP BY b ORDER BY b;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pankha.history(text, text, timestamptz, timestamptz, interval) IS
+'History of one sensor (degrees Celsius), fan (rpm) or health metric of an agent between from_ts and to_ts: one row per bucket with min, max, avg and the number of samples.  Without a resolution the data is picked from the span: every raw frame up to 2 hours, 1-minute rollups up to 3 days, 1-hour rollups beyond; with one (e.g. ''5 minutes''), buckets of that width.  Rollup buckets overlapping the range are included whole.';
+

@@ -1172,12 +1172,19 @@ static void
 prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int root,
 			  TimestampTz now, MemoryContext payload_cxt)
 {
-	PkFrame    *frame = palloc(sizeof(PkFrame));
+	/*
+	 * One frame at a time, in memory kept for the backend's life: at 25 KB
+	 * a PkFrame is above the size palloc serves from its blocks, so each
+	 * frame's own would be a malloc() and free() of its own.
+	 */
+	static PkFrame *frame = NULL;
 	AgentEntry *agent;
 	bool		in_future;
 	int64		now_ms = (now + UNIX_EPOCH_USECS) / 1000;
 	size_t		size;
 
+	if (frame == NULL)
+		frame = MemoryContextAlloc(TopMemoryContext, sizeof(PkFrame));
 	pf->agent_id = agent_id;
 	if (!pk_check_id(&pf->error, PK_PATH("agent_id"), agent_id, strlen(agent_id)) ||
 		!pk_frame_from_json(json, root, agent_id, frame, &pf->error) ||
@@ -1185,7 +1192,6 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 					   (int64) pankha_raw_retention * 60 * 1000, &in_future))
 	{
 		pf->rejected = true;
-		pfree(frame);
 		return;
 	}
 	agent = agent_registered(agent_id);
@@ -1195,7 +1201,6 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 				"Agent \"%s\" is not registered; register it with pankha.register_agent().",
 				agent_id);
 		pf->rejected = true;
-		pfree(frame);
 		return;
 	}
 
@@ -1206,12 +1211,10 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 			break;
 		case SLOTS_DEFERRED:
 			pf->deferred = true;
-			pfree(frame);
-			return;
+				return;
 		case SLOTS_REFUSED:
 			pf->rejected = true;
-			pfree(frame);
-			return;
+				return;
 	}
 
 	pf->agent = agent;
@@ -1229,7 +1232,6 @@ prepare_frame(PendingFrame *pf, const char *agent_id, const PkJson *json, int ro
 	SET_VARSIZE(pf->payload, VARHDRSZ + size);
 	if (pk_encode_payload(frame, (unsigned char *) VARDATA(pf->payload), size) != size)
 		elog(ERROR, "could not encode a frame of agent \"%s\"", agent_id);
-	pfree(frame);
 }
 
 /* Parse and prepare one frame given as JSON text, in a scratch context. */
@@ -1283,13 +1285,20 @@ row_cmp(const void *a, const void *b)
 	return x->ts < y->ts ? -1 : (x->ts > y->ts ? 1 : 0);
 }
 
-/* Prepare a statement once for the life of the backend. */
+/*
+ * Prepare a statement once for the life of the backend, with a generic
+ * plan.  These statements take whole batches as arrays, and a custom plan
+ * (the default for a plan's first calls, and again whenever its estimate
+ * beats the generic one's) was planned anew at every call, copying the
+ * arrays into it as constants; their plans do not depend on the values
+ * (partitions are pruned when the plan starts).
+ */
 static SPIPlanPtr
 keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "could not prepare a pankha query: %s",
@@ -1425,10 +1434,13 @@ place_frames_ahead(PendingFrame **valid, int nvalid, TimestampTz now)
  * Insert the rows with a plain INSERT in a subtransaction: when none was
  * stored before (nearly always) this spares ON CONFLICT's index probe and
  * its extra WAL record per row, and the RETURNING.  False, with nothing
- * stored, on a unique violation: a re-sent frame is among the rows.
+ * stored, on a unique violation: a re-sent frame is among the rows.  Also
+ * false, rolled back, when fewer than nrows rows went in: the trigger of a
+ * partition with compressed hours skipped a re-sent frame packed already
+ * (pankha._cold_dedup()), and the caller's RETURNING tells which.
  */
 static bool
-insert_all_new(Datum *args)
+insert_all_new(Datum *args, int nrows)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[5] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
@@ -1450,8 +1462,13 @@ insert_all_new(Datum *args)
 
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "could not store frames: %s", SPI_result_code_string(ret));
-		ReleaseCurrentSubTransaction();
-		inserted = true;
+		if (SPI_processed == (uint64) nrows)
+		{
+			ReleaseCurrentSubTransaction();
+			inserted = true;
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
@@ -1490,13 +1507,14 @@ insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 		TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare(
+		/* generic, as those of keep_plan() */
+		plan = SPI_prepare_cursor(
 			"INSERT INTO pankha.readings AS r "
 			"(agent_id, ts, received_at, agent_ts, payload) "
 			"SELECT u.agent_id, u.ts, $3, u.agent_ts, u.payload "
 			"FROM unnest($1, $2, $4, $5) AS u(agent_id, ts, agent_ts, payload) "
 			"ON CONFLICT DO NOTHING RETURNING r.agent_id, r.ts",
-			5, argtypes);
+			5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the pankha insert: %s",
 				 SPI_result_code_string(SPI_result));
@@ -1514,7 +1532,7 @@ insert_many(PendingFrame **rows, Datum *agent_ids, Datum *tss,
 												 TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(payloads, nrows, BYTEAOID, -1, false, TYPALIGN_INT));
 
-	if (insert_all_new(args))
+	if (insert_all_new(args, nrows))
 	{
 		for (int i = 0; i < nrows; i++)
 			rows[i]->stored = true;

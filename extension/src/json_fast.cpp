@@ -41,71 +41,6 @@ static simdjson::dom::element root;
 static bool may_have_nul = false;
 
 /*
- * Emit the parser events of the subtree at e; false for a string with a
- * NUL (from \u0000), which PostgreSQL's parser refuses, so that the caller
- * hands the frame to it and the answer is the same.
- */
-static bool
-emit(simdjson::dom::element e, PkJson *json)
-{
-	switch (e.type())
-	{
-		case simdjson::dom::element_type::ARRAY:
-			{
-				simdjson::dom::array array = e.get_array().value_unsafe();
-
-				pk_json_begin(json, PK_JSON_ARRAY);
-				for (simdjson::dom::element child : array)
-					if (!emit(child, json))
-						return false;
-				pk_json_end(json);
-				break;
-			}
-		case simdjson::dom::element_type::OBJECT:
-			{
-			simdjson::dom::object object = e.get_object().value_unsafe();
-
-			pk_json_begin(json, PK_JSON_OBJECT);
-			for (simdjson::dom::key_value_pair field : object)
-			{
-				if (may_have_nul && memchr(field.key.data(), '\0', field.key.size()))
-					return false;
-				pk_json_key(json, field.key.data(), (int) field.key.size());
-				if (!emit(field.value, json))
-					return false;
-			}
-			pk_json_end(json);
-			break;
-			}
-		case simdjson::dom::element_type::STRING:
-			{
-				std::string_view s = e.get_string().value_unsafe();
-
-				if (may_have_nul && memchr(s.data(), '\0', s.size()))
-					return false;
-				pk_json_scalar(json, PK_JSON_STRING, s.data(), (int) s.size(), 0);
-				break;
-			}
-		case simdjson::dom::element_type::INT64:
-			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, (double) e.get_int64().value_unsafe());
-			break;
-		case simdjson::dom::element_type::UINT64:
-			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, (double) e.get_uint64().value_unsafe());
-			break;
-		case simdjson::dom::element_type::DOUBLE:
-			pk_json_scalar(json, PK_JSON_NUMBER, nullptr, 0, e.get_double().value_unsafe());
-			break;
-		case simdjson::dom::element_type::BOOL:
-			pk_json_scalar(json, PK_JSON_BOOL, nullptr, 0, e.get_bool().value_unsafe() ? 1 : 0);
-			break;
-		default:
-			pk_json_scalar(json, PK_JSON_NULL, nullptr, 0, 0);
-			break;
-	}
-	return true;
-}
-
-/*
  * Does text hold \u0000 (perhaps after an escaped backslash: then the
  * strings are searched for nothing)?  Backslashes are rare in frames, so
  * looking at each is cheaper than a substring search.
@@ -149,12 +84,134 @@ pk_fast_parse(const char *text, size_t len)
 }
 
 /*
- * Walk the document of the last successful pk_fast_parse() into json,
- * whose nodes must have room for what it returned; false when the
- * document must go to PostgreSQL's parser after all.
+ * Build the tree of the last successful pk_fast_parse() into json, whose
+ * nodes must have room for what it returned; false when the document must
+ * go to PostgreSQL's parser after all (a NUL in a string or member name,
+ * nesting deeper than PK_JSON_MAX_DEPTH).
+ *
+ * The nodes are written in one pass over simdjson's tape (its documented
+ * layout: a word per value, the type in the top byte; strings as an offset
+ * into the string buffer, where a 32-bit length precedes the bytes; numbers
+ * in the word that follows), giving the very tree pk_json_begin/key/
+ * scalar/end would build from the same document, without a call per value.
  */
 bool
 pk_fast_emit(PkJson *json)
 {
-	return emit(root, json);
+	const uint64_t *tape = parser->doc.tape.get();
+	const uint8_t *strings = parser->doc.string_buf.get();
+	uint64_t	end = tape[0] & simdjson::internal::JSON_VALUE_MASK;
+	PkJsonNode *nodes = json->nodes;
+	int			capacity = json->capacity;
+	int			count = 0;
+	int			stack[PK_JSON_MAX_DEPTH];
+	int			depth = 0;
+	bool		want_key = false;	/* in an object, before a member's value */
+	const char *key = nullptr;
+	int			key_len = 0;
+
+	/* tape[0] and tape[end - 1] are the root words; the value lies between */
+	for (uint64_t i = 1; i + 1 < end; i++)
+	{
+		uint64_t	word = tape[i];
+		char		type = (char) (word >> 56);
+		uint64_t	payload = word & simdjson::internal::JSON_VALUE_MASK;
+		PkJsonNode *node;
+		int			index;
+
+		if (type == '}' || type == ']')
+		{
+			depth--;
+			want_key = depth > 0 && nodes[stack[depth - 1]].type == PK_JSON_OBJECT;
+			continue;
+		}
+		if (type == '"')
+		{
+			uint32_t	len;
+			const char *str = (const char *) strings + payload + sizeof(uint32_t);
+
+			memcpy(&len, strings + payload, sizeof(len));
+			if (len > (uint32_t) INT32_MAX || (may_have_nul && memchr(str, '\0', len)))
+				return false;
+			if (want_key)
+			{
+				key = str;
+				key_len = (int) len;
+				want_key = false;
+				continue;
+			}
+		}
+		if (count == capacity)
+			return false;
+		index = count++;
+		node = &nodes[index];
+		node->next = node->first = node->last = -1;
+		node->count = 0;
+		node->key = key;
+		node->key_len = key ? key_len : 0;
+		node->str = nullptr;
+		node->len = 0;
+		node->number = 0;
+		key = nullptr;
+		if (depth > 0)
+		{
+			PkJsonNode *parent = &nodes[stack[depth - 1]];
+
+			if (parent->last >= 0)
+				nodes[parent->last].next = index;
+			else
+				parent->first = index;
+			parent->last = index;
+			parent->count++;
+		}
+		switch (type)
+		{
+			case '{':
+			case '[':
+				if (depth == PK_JSON_MAX_DEPTH)
+					return false;
+				node->type = type == '{' ? PK_JSON_OBJECT : PK_JSON_ARRAY;
+				stack[depth++] = index;
+				want_key = type == '{';
+				continue;
+			case '"':
+				{
+					uint32_t	len;
+
+					memcpy(&len, strings + payload, sizeof(len));
+					node->type = PK_JSON_STRING;
+					node->str = (const char *) strings + payload + sizeof(uint32_t);
+					node->len = (int) len;
+					break;
+				}
+			case 'l':
+				node->type = PK_JSON_NUMBER;
+				node->number = (double) (int64_t) tape[++i];
+				break;
+			case 'u':
+				node->type = PK_JSON_NUMBER;
+				node->number = (double) tape[++i];
+				break;
+			case 'd':
+				{
+					double		d;
+
+					memcpy(&d, &tape[++i], sizeof(d));
+					node->type = PK_JSON_NUMBER;
+					node->number = d;
+					break;
+				}
+			case 't':
+			case 'f':
+				node->type = PK_JSON_BOOL;
+				node->number = type == 't' ? 1 : 0;
+				break;
+			default:
+				node->type = PK_JSON_NULL;
+				break;
+		}
+		want_key = depth > 0 && nodes[stack[depth - 1]].type == PK_JSON_OBJECT;
+	}
+	json->count = count;
+	return count > 0;
 }

@@ -51,6 +51,7 @@ void
 _PG_init(void)
 {
 	pankha_define_gucs();
+	pankha_cold_planner_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -69,6 +69,9 @@ extern void pankha_live_announce(const char *agent_id, const char *frame, int le
 
 /* worker.c */
 extern void pankha_register_worker(void);
+
+/* cold.c */
+extern void pankha_cold_planner_init(void);
 extern void pankha_define_retention_gucs(void);
 
 #endif							/* PANKHA_H */

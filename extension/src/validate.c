@@ -286,13 +286,44 @@ member(const PkJson *json, int object, const char *key)
 	return (i >= 0 && json->nodes[i].type == PK_JSON_NULL) ? -1 : i;
 }
 
-/* A number member; missing is an error only when required. */
+/*
+ * The members of an object named keys[0..nkeys) (of lengths lens), in one
+ * walk of its members: out[k] is what member(json, object, keys[k]) gives
+ * (the last one if repeated, JSON null as absent), for the objects of which
+ * a frame has many (sensors, fans).
+ */
+static void
+find_members(const PkJson *json, int object, const char *const *keys, const int *lens,
+			 int nkeys, int *out)
+{
+	for (int k = 0; k < nkeys; k++)
+		out[k] = -1;
+	for (int i = json->nodes[object].first; i >= 0; i = json->nodes[i].next)
+	{
+		const PkJsonNode *node = &json->nodes[i];
+
+		if (node->key == NULL)
+			continue;
+		for (int k = 0; k < nkeys; k++)
+			if (node->key_len == lens[k] && memcmp(node->key, keys[k], lens[k]) == 0)
+			{
+				out[k] = i;
+				break;
+			}
+	}
+	for (int k = 0; k < nkeys; k++)
+		if (out[k] >= 0 && json->nodes[out[k]].type == PK_JSON_NULL)
+			out[k] = -1;
+}
+
+/*
+ * A number member (node i, -1 when absent or null); missing is an error
+ * only when required.
+ */
 static bool
-read_number(PkError *err, const PkJson *json, int object, const char *key,
+read_number(PkError *err, const PkJson *json, int i,
 			PkPath path, bool required, bool *present, double *out)
 {
-	int			i = member(json, object, key);
-
 	*present = false;
 	if (i < 0)
 	{
@@ -309,13 +340,11 @@ read_number(PkError *err, const PkJson *json, int object, const char *key,
 	return true;
 }
 
-/* A string member; the result points into the document. */
+/* A string member (node i, or -1); the result points into the document. */
 static bool
-read_string(PkError *err, const PkJson *json, int object, const char *key,
+read_string(PkError *err, const PkJson *json, int i,
 			PkPath path, bool required, const char **str, int *len)
 {
-	int			i = member(json, object, key);
-
 	*str = NULL;
 	*len = 0;
 	if (i < 0)
@@ -418,38 +447,49 @@ pk_check_frame_size(PkError *err, size_t bytes)
 
 /* A number member within a range; absent optional members are fine. */
 static bool
-read_ranged(PkError *err, const PkJson *json, int object, const char *key, PkPath path,
+read_ranged(PkError *err, const PkJson *json, int i, PkPath path,
 			bool required, double lo, double hi, const char *what,
 			bool *present, double *out)
 {
-	if (!read_number(err, json, object, key, path, required, present, out))
+	if (!read_number(err, json, i, path, required, present, out))
 		return false;
 	return !*present || check_number(err, path, *out, lo, hi, what);
 }
+
+/* The members of a sensor object, in the order of sensor_keys. */
+enum
+{
+	SK_ID, SK_TEMPERATURE, SK_MAX, SK_CRIT, SK_TYPE, SK_N
+};
+static const char *const sensor_keys[SK_N] = {"id", "temperature", "max_temp", "crit_temp", "type"};
+static const int sensor_key_lens[SK_N] = {sizeof("id") - 1, sizeof("temperature") - 1, sizeof("max_temp") - 1,
+sizeof("crit_temp") - 1, sizeof("type") - 1};
 
 /* One sensor object. */
 static bool
 read_sensor(PkError *err, const PkJson *json, int node, int i, PkSensor *s)
 {
 	bool		present;
+	int			m[SK_N];
 
 	if (json->nodes[node].type != PK_JSON_OBJECT)
 		return pk_fail(err, "22023", PK_PATH_AT("sensors", i, NULL), "not an object",
 					   "Each entry must be a JSON object, got %s.",
 					   json_type_name(&json->nodes[node]));
-	if (!read_string(err, json, node, "id", PK_PATH_AT("sensors", i, "id"), true,
+	find_members(json, node, sensor_keys, sensor_key_lens, SK_N, m);
+	if (!read_string(err, json, m[SK_ID], PK_PATH_AT("sensors", i, "id"), true,
 					 &s->id, &s->id_len) ||
 		!pk_check_id(err, PK_PATH_AT("sensors", i, "id"), s->id, s->id_len) ||
-		!read_ranged(err, json, node, "temperature", PK_PATH_AT("sensors", i, "temperature"),
+		!read_ranged(err, json, m[SK_TEMPERATURE], PK_PATH_AT("sensors", i, "temperature"),
 					 true, PK_TEMP_MIN, PK_TEMP_MAX, "Temperatures (degrees Celsius)",
 					 &present, &s->temperature) ||
-		!read_ranged(err, json, node, "max_temp", PK_PATH_AT("sensors", i, "max_temp"),
+		!read_ranged(err, json, m[SK_MAX], PK_PATH_AT("sensors", i, "max_temp"),
 					 false, PK_TEMP_MIN, PK_TEMP_MAX, "max_temp (degrees Celsius)",
 					 &s->has_max, &s->max_temp) ||
-		!read_ranged(err, json, node, "crit_temp", PK_PATH_AT("sensors", i, "crit_temp"),
+		!read_ranged(err, json, m[SK_CRIT], PK_PATH_AT("sensors", i, "crit_temp"),
 					 false, PK_TEMP_MIN, PK_TEMP_MAX, "crit_temp (degrees Celsius)",
 					 &s->has_crit, &s->crit_temp) ||
-		!read_string(err, json, node, "type", PK_PATH_AT("sensors", i, "type"), false,
+		!read_string(err, json, m[SK_TYPE], PK_PATH_AT("sensors", i, "type"), false,
 					 &s->kind, &s->kind_len))
 		return false;
 	if (s->kind && s->kind_len > PK_MAX_KIND_BYTES)
@@ -468,10 +508,10 @@ read_sensor(PkError *err, const PkJson *json, int node, int i, PkSensor *s)
  * code of pankha.fan_statuses.
  */
 static bool
-read_fan_status(PkError *err, const PkJson *json, int node, int i, PkFan *f)
+read_fan_status(PkError *err, const PkJson *json, int status, int i, PkFan *f)
 {
 	f->status = -1;
-	if (!read_string(err, json, node, "status", PK_PATH_AT("fans", i, "status"), false,
+	if (!read_string(err, json, status, PK_PATH_AT("fans", i, "status"), false,
 					 &f->status_word, &f->status_len))
 		return false;
 	if (f->status_word == NULL)
@@ -483,26 +523,37 @@ read_fan_status(PkError *err, const PkJson *json, int node, int i, PkFan *f)
 	return pk_check_id(err, PK_PATH_AT("fans", i, "status"), f->status_word, f->status_len);
 }
 
+/* The members of a fan object, in the order of fan_keys. */
+enum
+{
+	FK_ID, FK_RPM, FK_SPEED, FK_TARGET, FK_STATUS, FK_N
+};
+static const char *const fan_keys[FK_N] = {"id", "rpm", "speed", "targetSpeed", "status"};
+static const int fan_key_lens[FK_N] = {sizeof("id") - 1, sizeof("rpm") - 1, sizeof("speed") - 1,
+sizeof("targetSpeed") - 1, sizeof("status") - 1};
+
 /* One fan object. */
 static bool
 read_fan(PkError *err, const PkJson *json, int node, int i, PkFan *f)
 {
 	bool		present;
+	int			m[FK_N];
 
 	if (json->nodes[node].type != PK_JSON_OBJECT)
 		return pk_fail(err, "22023", PK_PATH_AT("fans", i, NULL), "not an object",
 					   "Each entry must be a JSON object, got %s.",
 					   json_type_name(&json->nodes[node]));
-	if (!read_string(err, json, node, "id", PK_PATH_AT("fans", i, "id"), true,
+	find_members(json, node, fan_keys, fan_key_lens, FK_N, m);
+	if (!read_string(err, json, m[FK_ID], PK_PATH_AT("fans", i, "id"), true,
 					 &f->id, &f->id_len) ||
 		!pk_check_id(err, PK_PATH_AT("fans", i, "id"), f->id, f->id_len) ||
-		!read_ranged(err, json, node, "rpm", PK_PATH_AT("fans", i, "rpm"), true,
+		!read_ranged(err, json, m[FK_RPM], PK_PATH_AT("fans", i, "rpm"), true,
 					 0, PK_RPM_MAX, "Fan rpm", &present, &f->rpm) ||
-		!read_ranged(err, json, node, "speed", PK_PATH_AT("fans", i, "speed"), false,
+		!read_ranged(err, json, m[FK_SPEED], PK_PATH_AT("fans", i, "speed"), false,
 					 0, 100, "Fan speed (percent)", &f->has_speed, &f->speed) ||
-		!read_ranged(err, json, node, "targetSpeed", PK_PATH_AT("fans", i, "targetSpeed"),
+		!read_ranged(err, json, m[FK_TARGET], PK_PATH_AT("fans", i, "targetSpeed"),
 					 false, 0, 100, "Fan targetSpeed (percent)", &f->has_target, &f->target) ||
-		!read_fan_status(err, json, node, i, f))
+		!read_fan_status(err, json, m[FK_STATUS], i, f))
 		return false;
 	f->slot = -1;
 	return true;
@@ -520,12 +571,18 @@ read_health(PkError *err, const PkJson *json, int node, PkHealth *health)
 		"A network rate (bytes per second)", "load1"
 	};
 
+	static const int lens[PK_H_NFIELDS] = {sizeof("cpuUsage") - 1, sizeof("memoryUsage") - 1,
+		sizeof("agentUptime") - 1, sizeof("diskUsage") - 1, sizeof("netRxBytesPerSec") - 1,
+	sizeof("netTxBytesPerSec") - 1, sizeof("load1") - 1};
+	int			m[PK_H_NFIELDS];
+
 	health->present = 0;
+	find_members(json, node, pk_health_names, lens, PK_H_NFIELDS, m);
 	for (int f = 0; f < PK_H_NFIELDS; f++)
 	{
 		bool		present;
 
-		if (!read_ranged(err, json, node, pk_health_names[f],
+		if (!read_ranged(err, json, m[f],
 						 PK_PATH_AT("systemHealth", -1, pk_health_names[f]), false,
 						 0, hi[f], what[f], &present, &health->value[f]))
 			return false;
@@ -535,25 +592,71 @@ read_health(PkError *err, const PkJson *json, int node, PkHealth *health)
 	return true;
 }
 
+/*
+ * The first id (in order) equal to an earlier one: its index, and the
+ * earlier one's in *earlier; -1 when all differ.  Ids are spread over an
+ * open-addressing table of their indexes (hashed with FNV-1a), so a frame
+ * of n ids costs n hashes rather than n^2 / 2 comparisons.  The earlier id
+ * is the only one before it that is equal (those before it all differ).
+ */
+static int
+first_duplicate(const char *const *ids, const int *lens, int n, int *earlier)
+{
+	int16_t		table[2 * (PK_MAX_SENSORS > PK_MAX_FANS ? PK_MAX_SENSORS : PK_MAX_FANS)];
+	int			size = 16;
+
+	while (size < 2 * n)
+		size *= 2;
+	memset(table, -1, sizeof(int16_t) * size);
+	for (int i = 0; i < n; i++)
+	{
+		uint32_t	h = 2166136261u;
+		int			slot;
+
+		for (int b = 0; b < lens[i]; b++)
+			h = (h ^ (unsigned char) ids[i][b]) * 16777619u;
+		for (slot = (int) (h & (uint32_t) (size - 1)); table[slot] >= 0; slot = (slot + 1) & (size - 1))
+		{
+			int			j = table[slot];
+
+			if (lens[j] == lens[i] && memcmp(ids[j], ids[i], lens[i]) == 0)
+			{
+				*earlier = j;
+				return i;
+			}
+		}
+		table[slot] = (int16_t) i;
+	}
+	return -1;
+}
+
 /* Two sensors (or two fans) of one frame may not share an id. */
 static bool
 check_duplicates(PkError *err, const PkFrame *frame)
 {
-	for (int i = 1; i < frame->nsensors; i++)
-		for (int j = 0; j < i; j++)
-			if (frame->sensors[i].id_len == frame->sensors[j].id_len &&
-				memcmp(frame->sensors[i].id, frame->sensors[j].id,
-					   frame->sensors[i].id_len) == 0)
-				return pk_fail(err, "22023", PK_PATH_AT("sensors", i, "id"), "duplicate id",
-							   "sensors[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
-							   j, frame->sensors[i].id_len, frame->sensors[i].id);
-	for (int i = 1; i < frame->nfans; i++)
-		for (int j = 0; j < i; j++)
-			if (frame->fans[i].id_len == frame->fans[j].id_len &&
-				memcmp(frame->fans[i].id, frame->fans[j].id, frame->fans[i].id_len) == 0)
-				return pk_fail(err, "22023", PK_PATH_AT("fans", i, "id"), "duplicate id",
-							   "fans[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
-							   j, frame->fans[i].id_len, frame->fans[i].id);
+	const char *ids[PK_MAX_SENSORS > PK_MAX_FANS ? PK_MAX_SENSORS : PK_MAX_FANS];
+	int			lens[PK_MAX_SENSORS > PK_MAX_FANS ? PK_MAX_SENSORS : PK_MAX_FANS];
+	int			i;
+	int			j;
+
+	for (i = 0; i < frame->nsensors; i++)
+	{
+		ids[i] = frame->sensors[i].id;
+		lens[i] = frame->sensors[i].id_len;
+	}
+	if ((i = first_duplicate(ids, lens, frame->nsensors, &j)) >= 0)
+		return pk_fail(err, "22023", PK_PATH_AT("sensors", i, "id"), "duplicate id",
+					   "sensors[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
+					   j, frame->sensors[i].id_len, frame->sensors[i].id);
+	for (i = 0; i < frame->nfans; i++)
+	{
+		ids[i] = frame->fans[i].id;
+		lens[i] = frame->fans[i].id_len;
+	}
+	if ((i = first_duplicate(ids, lens, frame->nfans, &j)) >= 0)
+		return pk_fail(err, "22023", PK_PATH_AT("fans", i, "id"), "duplicate id",
+					   "fans[%d] has the same id \"%.*s\"; ids must be unique within a frame.",
+					   j, frame->fans[i].id_len, frame->fans[i].id);
 	return true;
 }
 
@@ -598,7 +701,7 @@ pk_frame_from_json(const PkJson *json, int root, const char *agent_id,
 						   "Expected a JSON object, got %s.", json_type_name(&json->nodes[data]));
 	}
 
-	if (!read_string(err, json, data, "agentId", PK_PATH("agentId"), false, &str, &len))
+	if (!read_string(err, json, member(json, data, "agentId"), PK_PATH("agentId"), false, &str, &len))
 		return false;
 	if (str && ((int) strlen(agent_id) != len || memcmp(str, agent_id, len) != 0))
 		return pk_fail(err, "22023", PK_PATH("agentId"), "does not match the agent",
@@ -606,13 +709,13 @@ pk_frame_from_json(const PkJson *json, int root, const char *agent_id,
 					   len < PK_MAX_ID_BYTES ? len : PK_MAX_ID_BYTES, str, agent_id);
 
 	/* year 10000 in epoch ms; anything later is not a clock reading */
-	if (!read_ranged(err, json, data, "timestamp", PK_PATH("timestamp"), true,
+	if (!read_ranged(err, json, member(json, data, "timestamp"), PK_PATH("timestamp"), true,
 					 0, 253402300800000.0, "The timestamp (epoch milliseconds)",
 					 &present, &number))
 		return false;
 	frame->timestamp_ms = (int64_t) llround(number);
 
-	if (!read_ranged(err, json, data, "seq", PK_PATH("seq"), false, 0, PK_SEQ_MAX, "seq",
+	if (!read_ranged(err, json, member(json, data, "seq"), PK_PATH("seq"), false, 0, PK_SEQ_MAX, "seq",
 					 &present, &number))
 		return false;
 	if (present)

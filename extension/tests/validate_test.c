@@ -124,6 +124,39 @@ main(void)
 		ok(!run(big, &err) && strcmp(err.message, "fans: too many entries") == 0, "65 fans are refused");
 	}
 
+	/*
+	 * Duplicates among many ids (found through a hash table): the first id
+	 * equal to an earlier one is named, with that earlier one in the detail.
+	 */
+	{
+		int			n = snprintf(big, sizeof(big), "{\"timestamp\":1,\"sensors\":[");
+
+		for (int i = 0; i < 200; i++)
+			n += snprintf(big + n, sizeof(big) - n, "%s{\"id\":\"s%d\",\"temperature\":1}",
+						  i ? "," : "", i == 150 ? 37 : i == 180 ? 12 : i);
+		snprintf(big + n, sizeof(big) - n, "],\"fans\":[{\"id\":\"f\",\"rpm\":1},{\"id\":\"f\",\"rpm\":1}]}");
+		ok(!run(big, &err) && strcmp(err.message, "sensors[150].id: duplicate id") == 0 &&
+		   strcmp(err.detail, "sensors[37] has the same id \"s37\"; ids must be unique within a frame.") == 0,
+		   "of 200 sensors, the first repeated id is named with the one it repeats");
+		n = snprintf(big, sizeof(big), "{\"timestamp\":1,\"fans\":[");
+		for (int i = 0; i < 64; i++)
+			n += snprintf(big + n, sizeof(big) - n, "%s{\"id\":\"f%d\",\"rpm\":1}",
+						  i ? "," : "", i == 63 ? 0 : i);
+		snprintf(big + n, sizeof(big) - n, "]}");
+		ok(!run(big, &err) && strcmp(err.message, "fans[63].id: duplicate id") == 0 &&
+		   strcmp(err.detail, "fans[0] has the same id \"f0\"; ids must be unique within a frame.") == 0,
+		   "a fan repeating the first one is named");
+		big[strlen(big) - 3 - strlen("{\"id\":\"f0\",\"rpm\":1}")] = '\0';	/* the last fan and its comma */
+		strcat(big, "]}");
+		ok(run(big, &err) && frame.nfans == 63, "63 distinct fans are accepted");
+	}
+
+	/* a member given twice: the last one counts, null as absent */
+	ok(!run("{\"timestamp\":1,\"sensors\":[{\"id\":\"a\",\"temperature\":1,\"temperature\":null}]}", &err) &&
+	   strcmp(err.message, "sensors[0].temperature: missing") == 0, "a repeated member: the last one, null, counts");
+	ok(run("{\"timestamp\":1,\"fans\":[{\"id\":\"a\",\"rpm\":\"x\",\"rpm\":2,\"status\":null}]}", &err) &&
+	   frame.fans[0].rpm == 2 && frame.fans[0].status_word == NULL, "a repeated member: the last one, valid, counts");
+
 	/* time rules */
 	ok(run(seed, &err), "seed again");
 	ok(pk_check_time(&err, &frame, 1693958400000LL + 1000, 7 * 86400000LL, &in_future) && !in_future,

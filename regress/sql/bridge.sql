@@ -43,6 +43,16 @@ SELECT agent_id, report FROM pankha.agent_reports;
 SELECT pankha.record_status('b-1', '[1, 2]');
 SELECT pankha.record_status('b-1', NULL);
 SELECT pankha.record_status('nobody', '{}');
+-- what it returns: frames dropped since the previous report (a lower count:
+-- the agent restarted, all of it is new); a bad dropped_frames counts 0
+SELECT pankha.record_status('b-1', '{"dropped_frames": 5}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": 5}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": 12}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": 3}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": "lots"}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": -4}');
+SELECT pankha.record_status('b-1', '{"dropped_frames": 1e400}');
+SELECT pankha.record_status('b-1', '{"uptime_seconds": 20, "memory_usage_mb": 45}');
 
 -- agent groups for the dashboards' topics
 SELECT pankha.agent_group('b-1') IS NULL AS no_group;

@@ -70,13 +70,49 @@ SELECT reader, count(*) FROM (
 GROUP BY 1 ORDER BY 1;
 SELECT * FROM differences;
 
+-- A time filter on pankha.frames and the reading views skips the packed
+-- hours outside it (the planner hook of cold.c): the rows of frames_cold
+-- read, from EXPLAIN ANALYZE, against those of the agents, and the answers
+-- are those of the filter applied to every frame.
+CREATE FUNCTION pg_temp.cold_rows_read(q text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE plan jsonb;
+BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) ' || q INTO plan;
+    RETURN (SELECT coalesce(sum((n ->> 'Actual Rows')::bigint * (n ->> 'Actual Loops')::bigint), 0)
+              FROM jsonb_path_query(plan, 'strict $.**') n
+             WHERE jsonb_typeof(n) = 'object' AND n ->> 'Relation Name' = 'frames_cold');
+END $$;
+CREATE FUNCTION pg_temp.query_difference(a text, b text) RETURNS TABLE (d bigint, n bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format('SELECT (SELECT count(*) FROM ((%1$s EXCEPT ALL %2$s) UNION ALL (%2$s EXCEPT ALL %1$s)) x), '
+                                '(SELECT count(*) FROM (%1$s) y)', a, b);
+END $$;
+SELECT count(*) AS cold_rows_of_agents FROM pankha.frames_cold WHERE agent_id LIKE 'cold-%';
+SELECT v AS reader, label AS filter,
+       pg_temp.cold_rows_read(format('SELECT * FROM pankha.%s WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) AS cold_rows_read,
+       pg_temp.cold_rows_read(format('SELECT * FROM (SELECT * FROM pankha.%s OFFSET 0) x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) AS unfiltered_read,
+       (SELECT d || ' of ' || n FROM pg_temp.query_difference(
+            format('SELECT to_jsonb(x) FROM pankha.%s x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f),
+            format('SELECT to_jsonb(x) FROM (SELECT * FROM pankha.%s OFFSET 0) x WHERE agent_id LIKE ''cold-%%'' AND %s', v, f)) d) AS differences
+  FROM unnest(ARRAY['frames', 'sensor_readings', 'fan_readings', 'health_readings']) v,
+       (VALUES ('a: 10 minutes', format('ts >= %L AND ts < %L', :'day0'::timestamptz + interval '70 minutes', :'day0'::timestamptz + interval '80 minutes')),
+               ('b: X <= ts', format('%L <= ts', :'day0'::timestamptz + interval '100 minutes')),
+               ('c: between', format('ts BETWEEN %L AND %L', :'day0'::timestamptz, :'day0'::timestamptz + interval '10 minutes')),
+               ('d: equal', format('ts = %L', (SELECT ts FROM pankha.frames WHERE agent_id = 'cold-2' ORDER BY ts OFFSET 100 LIMIT 1))),
+               ('e: now()', 'ts > now() - interval ''1 day''')) l(label, f)
+ ORDER BY 1, 2;
+
 -- A late frame for a packed hour is stored, visible, rolled up and folded
 -- in; a packed frame sent again is not stored twice.
 SELECT pankha.ingest('cold-1', jsonb_build_object(
     'timestamp', (extract(epoch FROM :'day0'::timestamptz + interval '30 minutes 1.5 seconds') * 1000)::bigint,
     'sensors', jsonb_build_array(jsonb_build_object('id', 's1', 'temperature', 99.5)))) AS late_stored;
 SELECT pankha.ingest('cold-2', frame) AS resent_stored FROM cold_input WHERE agent_id = 'cold-2' AND i = 400;
-SELECT count(*) FILTER (WHERE sqlstate IS NULL) AS resent_in_batch FROM pankha.ingest_many(ARRAY['cold-3', 'cold-3'],
+-- in a batch, as a raw duplicate is: stored false, no sqlstate
+SELECT count(*) FILTER (WHERE sqlstate IS NULL) AS resent_in_batch,
+       count(*) FILTER (WHERE stored) AS stored_again FROM pankha.ingest_many(ARRAY['cold-3', 'cold-3'],
     ARRAY(SELECT frame::text FROM cold_input WHERE agent_id = 'cold-3' AND i IN (10, 11) ORDER BY i));
 SELECT count(*) AS raw_rows FROM pankha.readings WHERE agent_id LIKE 'cold-%';
 SELECT agent_id, ts - :'day0'::timestamptz AS at, temperature FROM pankha.sensor_readings
@@ -113,6 +149,31 @@ SELECT count(*) AS blocks, bool_and(ok) AS exact FROM (
                     FROM generate_series(1, 50) b, generate_series(1, 1 + b * 3) k) x,
                  LATERAL decode(x.hex, 'hex') pl
            GROUP BY b) g) t;
+-- Real payloads (cut into fields), some with a byte changed or cut short
+-- (kept as they are, or cut otherwise), in blocks of random runs.
+SELECT count(*) AS real_blocks, bool_and(ok) AS exact FROM (
+    SELECT (SELECT array_agg(u.ts) = t AND array_agg(u.received_at) = r AND array_agg(u.payload) = p
+              FROM pankha.cold_frames(pankha.cold_pack(t, r, p)) u) AS ok
+    FROM (SELECT b, array_agg(ts ORDER BY ts) t, array_agg(received_at ORDER BY ts) r,
+                 array_agg(CASE WHEN m < 0.1 AND length(payload) > 2
+                                THEN set_byte(payload, (random() * (length(payload) - 1))::int, (random() * 255)::int)
+                                WHEN m < 0.15 THEN substr(payload, 1, (random() * length(payload))::int)
+                                ELSE payload END ORDER BY ts) p
+            FROM (SELECT f.*, random() AS m, (row_number() OVER (ORDER BY agent_id, ts)) / 37 AS b
+                    FROM pankha.frames f WHERE f.agent_id LIKE 'cold-%') x
+           GROUP BY b) g) t;
+-- and one series of a block is what payload_values gives
+SELECT count(*) AS series_checked, bool_and(same) AS same FROM (
+    SELECT c.hour, v.kind, v.slot,
+           (SELECT array_agg(u.value ORDER BY u.ts) FROM pankha.cold_series(c.packed, '-infinity', 'infinity', v.kind, v.slot) u)
+           IS NOT DISTINCT FROM
+           (SELECT array_agg(w.value ORDER BY f.ts) FROM pankha.cold_frames(c.packed) f
+              CROSS JOIN LATERAL pankha.payload_values(f.payload) w
+             WHERE w.kind = v.kind AND w.slot = v.slot AND w.value IS NOT NULL) AS same
+    FROM pankha.frames_cold c
+    CROSS JOIN LATERAL (SELECT DISTINCT w.kind, w.slot FROM pankha.cold_frames(c.packed) f,
+                        LATERAL pankha.payload_values(f.payload) w) v
+    WHERE c.agent_id LIKE 'cold-%') s;
 SELECT pg_temp.err('SELECT * FROM pankha.cold_frames(''\x0102''::bytea)') AS corrupt_block;
 SELECT pg_temp.err('SELECT pankha.cold_pack(ARRAY[now()], ARRAY[now(), now()], ARRAY[''\x01''::bytea])') AS mismatched;
 

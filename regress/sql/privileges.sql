@@ -148,6 +148,7 @@ INSERT INTO expected_acl VALUES
     ('pankha.session_is_admin()', 'owner'),
     ('pankha.set_fan_limits(text,text,real,real,real,text)', 'owner'),
     ('pankha.settings_snapshot(text[])', 'owner'),
+    ('pankha.status_dropped(jsonb)', 'owner'),
     ('pankha.supersede_commands(text,text,jsonb,uuid)', 'owner'),
     ('pankha.tokens_notify()', 'owner'),
     ('pankha.update_agent_status()', 'owner'),
@@ -161,6 +162,7 @@ INSERT INTO expected_acl VALUES
     -- cold storage (05_cold.sql, 57_cold.sql): the codec is pure, the pass the owner's
     ('pankha.cold_frames(bytea,timestamp with time zone,timestamp with time zone)', 'PUBLIC'),
     ('pankha.cold_pack(timestamp with time zone[],timestamp with time zone[],bytea[])', 'PUBLIC'),
+    ('pankha.cold_series(bytea,timestamp with time zone,timestamp with time zone,"char",smallint)', 'PUBLIC'),
     ('pankha.newest_frame(text)', 'pankha_reader'),
     ('pankha._cold_dedup()', 'owner'),
     ('pankha.compress_before(timestamp with time zone,integer)', 'owner'),
