@@ -80,6 +80,13 @@ struct pk_link
 	char	   *rx;				/* message being reassembled */
 	size_t		rx_len;
 	size_t		rx_cap;
+	struct z_stream_s *zin;		/* inflater of the server's messages (inflate.c) */
+	unsigned char *zout;		/* what one piece of payload inflated to */
+	size_t		zout_cap;
+	bool		z_in_message;	/* receiving a compressed message */
+	size_t		z_inflated;		/* bytes inflated of it */
+	int			z_refuse_code;	/* close code when the stream cannot go on, 0 if it can */
+	const char *z_refuse_reason;
 	unsigned char *tx;			/* LWS_PRE + message scratch */
 	size_t		tx_cap;
 	struct http_req sync;		/* the sync request */
@@ -103,6 +110,12 @@ struct pk_link
 	lws_sorted_usec_list_t sul_status;	/* status messages */
 	lws_sorted_usec_list_t sul_pace;	/* resume writing after pacing */
 };
+
+/* inflate.c: permessage-deflate with the server's messages inflated by zlib */
+void		pk_inflate_reset(struct pk_link *l);
+int			pk_inflate_extension(struct lws_context *context, const struct lws_extension *ext,
+								 struct lws *wsi, enum lws_extension_callback_reasons reason,
+								 void *user, void *in, size_t len);
 
 /* SIGTERM/SIGINT seen (link.c); the enrollment loop stops on it too. */
 extern volatile sig_atomic_t link_stop_signal;

@@ -70,7 +70,7 @@ static const struct opt_def opt_defs[] = {
 	{"reconnect-min", OPT_RECONNECT_MIN, true, "1", "shortest reconnect delay, seconds"},
 	{"reconnect-max", OPT_RECONNECT_MAX, true, "60", "longest reconnect delay, seconds"},
 	{"fallback-after", OPT_FALLBACK_AFTER, true, "3", "failed handshakes before trying HTTP sync"},
-	{"deflate", OPT_DEFLATE, true, "off", "offer permessage-deflate (on/off); lws 4.1's inflater is unsafe, see README"},
+	{"deflate", OPT_DEFLATE, true, "on", "offer permessage-deflate (on/off)"},
 	{"status-interval", OPT_STATUS_INTERVAL, true, "60", "seconds between status messages"},
 	{"enroll", OPT_ENROLL, true, "none", "register at this bridge URL, store the token, exit"},
 	{"enrollment-key", OPT_ENROLLMENT_KEY, true, "none", "enrollment key for --enroll (use --enrollment-key-file)"},
@@ -449,12 +449,11 @@ configure(struct pk_agent *a, int argc, char **argv)
 	a->status_interval = 60;
 	a->sim_seed = 1;
 	/*
-	 * Off by default (security review L13): with permessage-deflate lws
-	 * 4.1.6 inflates what the server sends with the same code the bridge
-	 * stopped using (bridge/deflate.c), so a malicious bridge or a ws://
-	 * MITM could abort the agent with fans in manual mode.
+	 * On by default: what the server sends compressed is inflated by
+	 * inflate.c with zlib, not by lws 4.1.6's inflater, which a hostile
+	 * server could abort (security review L13).
 	 */
-	a->deflate = false;
+	a->deflate = true;
 	gethostname(host, sizeof(host) - 1);
 	host[PK_ID_MAX] = '\0';
 	if (set_string(&a->server_url, "ws://127.0.0.1:8080") || set_string(&a->agent_id, host) ||
@@ -672,9 +671,6 @@ main(int argc, char **argv)
 	}
 	if (!a->enroll_url && load_token(a) != 0)
 		goto out;
-	if (a->deflate && !a->enroll_url)
-		pk_log(PK_LOG_WARN, "--deflate on: libwebsockets 4.1 inflates the server's messages with code "
-			   "known to fail on hostile input; use it only with a trusted server over wss://");
 	srandom((unsigned) (pk_now_ms() ^ getpid()));
 
 	if (pk_hw_init(&a->hw, a->sysfs_root) != 0 || pk_hw_scan(&a->hw) != 0)

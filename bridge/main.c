@@ -89,7 +89,7 @@ static const struct option_doc docs[] = {
 	{"max-held-bytes", 1, "PANKHA_MAX_HELD_BYTES", "268435456", "bytes of frames held un-committed before all reading pauses"},
 	{"agent-held-bytes", 1, "PANKHA_AGENT_HELD_BYTES", "1048576", "bytes of one agent's frames held before its reading pauses; a frame arriving while twice this is held closes it (1008)"},
 	{"deflate", 1, "PANKHA_DEFLATE", "on", "offer permessage-deflate (on/off)"},
-	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "11", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
+	{"deflate-window", 1, "PANKHA_DEFLATE_WINDOW", "12", "window bits, 9..15, asked of clients that offer client_max_window_bits; 2^N bytes kept per connection"},
 	{"deflate-mem-level", 1, "PANKHA_DEFLATE_MEM_LEVEL", "1", "zlib memLevel of the deflater, 1..9"},
 	{"command-visibility", 1, "PANKHA_COMMAND_VISIBILITY", "30", "seconds a claimed command stays invisible"},
 	{"heartbeat-interval", 1, "PANKHA_HEARTBEAT_INTERVAL", "5", "seconds between heartbeats in pankha.bridges; a bridge silent for 3 beats + 2 s has its connections closed (0: no heartbeat)"},

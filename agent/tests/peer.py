@@ -73,6 +73,7 @@ class Peer:
         self.rate_per_minute = None  # announce and enforce a bridge-like limit
         self.violations = 0         # messages that would have been dropped
         self.connected_extra = {}   # more fields for the connected message
+        self.close_codes = []       # (conn_no, code, reason) of each closed connection
         self.ws = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -132,6 +133,8 @@ class Peer:
                     await self._send(ws, {"type": "pong"})
         except websockets.ConnectionClosed:
             pass
+        with self.lock:
+            self.close_codes.append((conn, ws.close_code, ws.close_reason))
 
     async def _send(self, ws, obj):
         text = json.dumps(obj)
@@ -169,6 +172,19 @@ class Peer:
     def send_raw(self, text):
         ws = self.ws
         self._run(ws.send(text))
+
+    def send_frame(self, payload, first=0xC1):
+        """Write one unmasked WebSocket frame as it is: by default FIN,
+        RSV1 (compressed) and text, whatever permessage-deflate would do."""
+        ws = self.ws
+        n = len(payload)
+        if n < 126:
+            head = bytes([first, n])
+        elif n < 65536:
+            head = bytes([first, 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([first, 127]) + n.to_bytes(8, "big")
+        self.loop.call_soon_threadsafe(ws.transport.write, head + payload)
 
     def close_agent(self, code=1011, reason="test"):
         ws = self.ws
