@@ -715,6 +715,14 @@ load_agents(Datum *agent_ids, int n)
 		SPI_keepplan(plan);
 		plans[have_ahead_index] = plan;
 	}
+	/*
+	 * This query reads pankha.readings, and the lock it takes lasts the
+	 * transaction: make today's partition first (see store_frames), or two
+	 * ingest connections creating it at once each hold what the other waits
+	 * for (test_deflate_load, on a cluster whose worker had not yet made it).
+	 */
+	if (have_ahead_index)
+		ensure_partition(GetCurrentTimestamp());
 	args[0] = PointerGetDatum(construct_array(agent_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 	ret = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -1635,6 +1643,19 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 		if (strcmp(valid[i - 1]->agent_id, valid[i]->agent_id) == 0 &&
 			valid[i - 1]->claim == valid[i]->claim)
 			valid[i]->duplicate = true;
+
+	/*
+	 * Every day's partition before place_frames_ahead() reads
+	 * pankha.readings: once this transaction holds a lock on the parent,
+	 * creating a partition (AccessExclusiveLock on it, under the partition
+	 * advisory lock) can deadlock with another ingest connection making the
+	 * same day's, each holding what the other waits for, and retried
+	 * together they met again.  (load_agents() made today's before its own
+	 * read of the table; a day other than today missing while two
+	 * connections race for it can still deadlock once, and is retried.)
+	 */
+	for (int i = 0; i < nvalid; i++)
+		ensure_partition(valid[i]->ts);
 	place_frames_ahead(valid, nvalid, now);
 
 	for (int i = 0; i < nvalid; i++)
@@ -1643,7 +1664,7 @@ store_frames(PendingFrame *frames, int n, TimestampTz now)
 
 		if (pf->duplicate)
 			continue;
-		ensure_partition(pf->ts);
+		ensure_partition(pf->ts);	/* moved ahead by place_frames_ahead() */
 		rows[nrows] = pf;
 		agent_ids[nrows] = CStringGetTextDatum(pf->agent_id);
 		tss[nrows] = TimestampTzGetDatum(pf->ts);
