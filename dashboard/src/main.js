@@ -64,7 +64,7 @@ function Shell() {
 				<${Connection} />
 				<button type="button" class="ghost" aria-pressed=${paused.value} onClick=${() => { paused.value = !paused.value; }}>
 					${paused.value ? 'Resume' : 'Pause'}<span class="sr-only"> live updates</span></button>
-				<span class="muted small who" title="signed in as">${[auth.value.user, auth.value.role].filter(Boolean).join(' · ')}</span>
+				<span class="muted small signed-in" title="signed in as">${[auth.value.user, auth.value.role].filter(Boolean).join(' · ')}</span>
 				<button type="button" class="ghost" id="sign-out" onClick=${() => signOut(null)}>Sign out</button>
 			</div>
 		</header>

@@ -606,6 +606,15 @@ try {
 					await axe(p, `${view} at ${width} px`);
 					const wide = await p.evaluate(() => document.documentElement.scrollWidth);
 					ok(wide <= width, `${view} has no sideways scrolling at ${width} px`, wide);
+					// a cell hidden without its heading shifts every heading after it
+					const cols = await p.evaluate(() => {
+						const t = document.querySelector('main table'), r = t && t.querySelector('tbody tr');
+						if (!r) return null;
+						const shown = (el) => getComputedStyle(el).display !== 'none';
+						return [[...t.querySelectorAll('thead th')].filter(shown).length,
+							[...r.children].filter(shown).reduce((n, c) => n + (c.colSpan || 1), 0)];
+					});
+					if (cols) ok(cols[0] === cols[1], `${view}: as many headings as cells in a row at ${width} px`, cols);
 				}
 			}
 			await ctx.close();
