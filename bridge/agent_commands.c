@@ -31,6 +31,27 @@ static bool claim_in_flight;
 
 static void schedule_claim(void);
 
+/*
+ * --verbose 2: when the NOTIFY of each recent command was read, by
+ * command id, for its command_trace line (ws.c logs it once written).
+ */
+#define TRACE_RING 256
+static struct
+{
+	char		id[40];
+	lws_usec_t	at;
+}			notified[TRACE_RING];
+static unsigned notified_next;
+
+static lws_usec_t
+notified_at(const char *id)
+{
+	for (unsigned i = 0; i < TRACE_RING; i++)
+		if (!strcmp(notified[i].id, id))
+			return notified[i].at;
+	return 0;
+}
+
 static void
 settings_done(struct db_query *q, PGresult *res)
 {
@@ -134,9 +155,17 @@ agent_commands_on_sent(command_sent_fn fn)
 	return 0;
 }
 
+/* The agents of one claim call, released when it completes. */
+struct claim
+{
+	size_t		n;
+	struct agent **agents;
+	lws_usec_t	submitted_at;
+};
+
 /* Build the message an agent receives for one claimed command. */
 static void
-push_command(struct agent *a, PGresult *res, int r)
+push_command(struct agent *a, PGresult *res, int r, struct db_query *q)
 {
 	const char *id = PQgetvalue(res, r, 0);
 	const char *type = PQgetvalue(res, r, 2);
@@ -169,16 +198,23 @@ push_command(struct agent *a, PGresult *res, int r)
 								PQgetisnull(res, r, 4) ? "normal" : PQgetvalue(res, r, 4));
 	}
 	agent_send_json(a, msg, true);
+	if (srv.cfg.verbose >= 2)
+	{
+		struct claim *c = q->arg;
+		lws_usec_t	n = notified_at(id);
+		char		t[256];
+
+		snprintf(t, sizeof(t), "id=%.40s n=%lld s=%lld c=%lld r=%lld d=%lld", id,
+				 (long long) (n ? mono_to_real_us(n) : 0),
+				 (long long) mono_to_real_us(c->submitted_at),
+				 (long long) mono_to_real_us(q->sent_at),
+				 (long long) mono_to_real_us(q->answered_at),
+				 (long long) mono_to_real_us(now_us()));
+		ws_trace_last(&a->ws, strdup(t));
+	}
 	if (on_sent)
 		on_sent(a, id);
 }
-
-/* The agents of one claim call, released when it completes. */
-struct claim
-{
-	size_t		n;
-	struct agent **agents;
-};
 
 
 static void
@@ -194,7 +230,7 @@ claim_done(struct db_query *q, PGresult *res)
 			struct agent *a = agent_find(PQgetvalue(res, r, 1));
 
 			if (a && a->ws.wsi && !a->ws.close_code)
-				push_command(a, res, r);
+				push_command(a, res, r, q);
 			/* else: it stays claimed until its visibility runs out */
 		}
 		for (size_t i = 0; i < c->n; i++)
@@ -233,6 +269,7 @@ claim_cb(lws_sorted_usec_list_t *sul)
 		return;
 	c->agents = claim_list;
 	c->n = claim_count;
+	c->submitted_at = now_us();
 	claim_list = NULL;
 	claim_count = claim_cap = 0;
 
@@ -284,6 +321,18 @@ on_command_notify(const char *channel, const char *payload)
 {
 	cJSON	   *p = cJSON_Parse(payload);
 	struct agent *a = agent_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "agent_id")));
+
+	if (srv.cfg.verbose >= 2 && a)
+	{
+		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "command_id"));
+
+		if (id)
+		{
+			snprintf(notified[notified_next].id, sizeof(notified[0].id), "%s", id);
+			notified[notified_next].at = now_us();
+			notified_next = (notified_next + 1) % TRACE_RING;
+		}
+	}
 
 	if (a)
 		agent_want_commands(a);

@@ -690,6 +690,8 @@ dc_complete_head(struct db_conn *dc)
 		blog("warn", "db_slow", "%s connection %d: %.0f ms for %.60s", dc->lane == LANE_INGEST ?
 			 "ingest" : "general", (int) (dc - conns),
 			 (double) (now_us() - q->sent_at) / 1e3, q->sql);
+	if (!q->once)
+		q->answered_at = now_us();
 	if (dc->lane == LANE_INGEST)
 		histogram_observe(&srv.m.commit_seconds,
 						  (double) (now_us() - q->sent_at) / 1e6);
@@ -789,8 +791,11 @@ dc_service(struct db_conn *dc)
 			{
 				/* BEGIN, its xid and the query answered: now end it */
 				struct db_query *q = dc->head;
+
 				bool		failed = !q->saved || PQresultStatus(q->saved) == PGRES_FATAL_ERROR ||
 					!q->xid[0];
+
+				q->answered_at = now_us();
 
 				if (!PQsendQueryParams(dc->pg, failed ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
 									   NULL, NULL, 0) || !PQpipelineSync(dc->pg))

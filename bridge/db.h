@@ -36,6 +36,7 @@ struct db_query
 	db_done_fn	done;			/* called with the result, then freed */
 	void	   *arg;			/* for done */
 	lws_usec_t	sent_at;		/* when it went to the server */
+	lws_usec_t	answered_at;	/* when its result came (a once query: before its COMMIT went) */
 	bool		retry_on_error; /* re-run (bounded) on deadlock, serialization, resources */
 	bool		result_kept;	/* done() kept the PGresult and will PQclear it */
 	int			shard;			/* which connection runs it: ingest, the shard (db_ingest_shards());

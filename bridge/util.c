@@ -25,6 +25,16 @@ now_us(void)
 	return (lws_usec_t) ts.tv_sec * LWS_US_PER_SEC + ts.tv_nsec / 1000;
 }
 
+/* A now_us() time as microseconds since the epoch (for logs read beside other clocks). */
+int64_t
+mono_to_real_us(lws_usec_t mono)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (now_us() - mono);
+}
+
 /* strndup that stops at n bytes and tolerates NULL; NULL on no memory. */
 char *
 xstrndup(const char *s, size_t n)

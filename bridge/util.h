@@ -68,6 +68,7 @@ void		log_configure(const char *file, bool json, int verbose);
 void		log_reopen(void);
 
 lws_usec_t	now_us(void);
+int64_t		mono_to_real_us(lws_usec_t mono);
 
 /* A timer: an lws_sul (callbacks get &sul) and its wake-up entry. */
 struct btimer

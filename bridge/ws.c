@@ -55,6 +55,7 @@ outq_push(struct outq *q, const char *text, size_t len, bool is_command)
 	m->len = len;
 	m->queued_at = now_us();
 	m->is_command = is_command;
+	m->trace = NULL;
 	memcpy(m->data + LWS_PRE, text, len);
 	if (q->tail)
 		q->tail->next = m;
@@ -87,7 +88,10 @@ outq_clear(struct outq *q)
 	struct outmsg *m;
 
 	while ((m = outq_pop(q)) != NULL)
+	{
+		free(m->trace);
 		free(m);
+	}
 }
 
 /*
@@ -107,15 +111,22 @@ outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
 	n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
 	if (n < (int) m->len)
 	{
+		free(m->trace);
 		free(m);
 		return -1;
 	}
 	if (m->is_command)
 	{
+		lws_usec_t	now = now_us();
+
 		srv.m.commands_pushed++;
-		histogram_observe(&srv.m.command_seconds,
-						  (double) (now_us() - m->queued_at) / 1e6);
+		histogram_observe(&srv.m.command_seconds, (double) (now - m->queued_at) / 1e6);
+		if (m->trace)
+			blog("debug", "command_trace", "%s q=%lld w=%lld%s", m->trace,
+				 (long long) mono_to_real_us(m->queued_at), (long long) mono_to_real_us(now),
+				 lws_partial_buffered(wsi) ? " partial" : "");
 	}
+	free(m->trace);
 	(*frames_out)++;
 	*bytes_out += m->len;
 	srv.m.bytes_out += m->len;
@@ -222,6 +233,19 @@ ws_send(struct ws_conn *c, const char *text, size_t len, bool is_command)
 		return;
 	}
 	lws_callback_on_writable(c->wsi);
+}
+
+/*
+ * Attach trace (malloc'd, taken over) to the message queued last: logged
+ * with its queue and write times when it is written (--verbose 2).
+ */
+void
+ws_trace_last(struct ws_conn *c, char *trace)
+{
+	if (c->out.tail && !c->out.tail->trace)
+		c->out.tail->trace = trace;
+	else
+		free(trace);
 }
 
 /* Send a cJSON message and free it. */

@@ -20,6 +20,7 @@ struct outmsg
 	size_t		len;
 	lws_usec_t	queued_at;		/* for the command delivery histogram */
 	bool		is_command;		/* counts as a pushed command when written */
+	char	   *trace;			/* --verbose 2: a command's stage times, logged when written */
 	unsigned char data[];		/* LWS_PRE headroom, then len bytes */
 };
 
@@ -99,6 +100,7 @@ struct ws_session
 void		ws_init(const struct ws_endpoint *const *endpoints);
 void		ws_send(struct ws_conn *c, const char *text, size_t len, bool is_command);
 void		ws_send_json(struct ws_conn *c, cJSON *msg, bool is_command);
+void		ws_trace_last(struct ws_conn *c, char *trace);
 void		ws_close(struct ws_conn *c, int code, const char *reason);
 void		ws_close_all(int code, const char *reason);
 void		ws_pause_rx(struct ws_conn *c, bool pause);
