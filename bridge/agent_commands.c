@@ -16,6 +16,14 @@
  * 9.3 ms, one agent, fsync on, a loaded 2-core host), and what a crash can
  * lose is only the claim's mark: the command is then claimed and delivered
  * again, which agents tolerate (command ids; acks are idempotent).
+ *
+ * A claim is one round trip: BEGIN, its xid, the claim, then COMMIT, all
+ * pipelined (db.c's one_trip), and up to MAX_CLAIMS_IN_FLIGHT run at once
+ * with each agent in one of them at most.  With one claim in flight and
+ * a second round trip for its COMMIT, a NOTIFY arriving meanwhile waited
+ * for both (fleet-bench, 5,000 agents: p99 9.4 ms commit to agent, of
+ * which 4.5 ms the claim's answer, 3.9 ms its COMMIT, 2.5 ms waiting for
+ * the claim before).
  */
 #include "agent_commands.h"
 #include "db.h"
@@ -27,7 +35,16 @@ static struct agent **claim_list;
 static size_t claim_count, claim_cap;
 static struct btimer claim_sul;
 static bool claim_sul_armed;
-static bool claim_in_flight;
+static int	claims_in_flight;
+
+/*
+ * Claims in flight at once.  A claim is one round trip (its COMMIT is
+ * pipelined behind it); more than one may run, each on the general
+ * connection with least in flight, so a NOTIFY read while one runs is not
+ * held back until it completes.  An agent is in one claim at a time: its
+ * commands go out in the order claim_commands returns them.
+ */
+#define MAX_CLAIMS_IN_FLIGHT 4
 
 static void schedule_claim(void);
 
@@ -120,6 +137,12 @@ agent_want_commands(struct agent *a)
 {
 	if (a->claim_wanted || !a->ws.wsi || !a->connection_id)
 		return;
+	if (a->claiming)
+	{
+		/* after the claim it is in: a second one could overtake it */
+		a->claim_again = true;
+		return;
+	}
 	if (claim_count == claim_cap)
 	{
 		size_t		ncap = claim_cap ? claim_cap * 2 : 64;
@@ -222,7 +245,9 @@ claim_done(struct db_query *q, PGresult *res)
 {
 	struct claim *c = q->arg;
 
-	claim_in_flight = false;
+	claims_in_flight--;
+	for (size_t i = 0; i < c->n; i++)
+		c->agents[i]->claiming = false;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
 		for (int r = 0; r < PQntuples(res); r++)
@@ -234,7 +259,14 @@ claim_done(struct db_query *q, PGresult *res)
 			/* else: it stays claimed until its visibility runs out */
 		}
 		for (size_t i = 0; i < c->n; i++)
+		{
+			if (c->agents[i]->claim_again)
+			{
+				c->agents[i]->claim_again = false;
+				agent_want_commands(c->agents[i]);
+			}
 			agent_release(c->agents[i]);
+		}
 	}
 	else
 	{
@@ -243,6 +275,7 @@ claim_done(struct db_query *q, PGresult *res)
 		for (size_t i = 0; i < c->n; i++)
 		{
 			c->agents[i]->claim_wanted = false;
+			c->agents[i]->claim_again = false;
 			agent_want_commands(c->agents[i]);
 			agent_release(c->agents[i]);
 		}
@@ -262,7 +295,7 @@ claim_cb(lws_sorted_usec_list_t *sul)
 	char		vis[32], max[32];
 
 	claim_sul_armed = false;
-	if (!claim_count || claim_in_flight)
+	if (!claim_count || claims_in_flight >= MAX_CLAIMS_IN_FLIGHT)
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -277,6 +310,7 @@ claim_cb(lws_sorted_usec_list_t *sul)
 	for (size_t i = 0; i < c->n; i++)
 	{
 		c->agents[i]->claim_wanted = false;
+		c->agents[i]->claiming = true;
 		sbuf_text_array_elem(&ids, c->agents[i]->agent_id, strlen(c->agents[i]->agent_id));
 	}
 	sbuf_text_array_end(&ids, c->n);
@@ -288,28 +322,34 @@ claim_cb(lws_sorted_usec_list_t *sul)
 					 "pankha.claim_commands($1::text[], $2::interval, $3::integer) c",
 					 claim_done, c);
 	if (q)
+	{
 		q->once = true;			/* a claim lost with its connection is not claimed again */
+		q->one_trip = true;		/* (unless lost before its xid came: then again, harmlessly) */
+	}
 	if (!q || db_query_param_sbuf(q, &ids) ||
 		db_query_param(q, vis, strlen(vis)) || db_query_param(q, max, strlen(max)))
 	{
 		if (q)
 			db_query_free(q);
 		for (size_t i = 0; i < c->n; i++)
+		{
+			c->agents[i]->claiming = c->agents[i]->claim_again = false;
 			agent_release(c->agents[i]);
+		}
 		free(c->agents);
 		free(c);
 		sbuf_free(&ids);
 		return;
 	}
 	sbuf_free(&ids);
-	claim_in_flight = true;
+	claims_in_flight++;
 	db_submit(q);
 }
 
 static void
 schedule_claim(void)
 {
-	if (claim_sul_armed || claim_in_flight)
+	if (claim_sul_armed || claims_in_flight >= MAX_CLAIMS_IN_FLIGHT)
 		return;
 	claim_sul_armed = true;
 	timer_schedule(&claim_sul, claim_cb, 1);

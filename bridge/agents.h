@@ -34,6 +34,8 @@ struct agent
 	uint64_t	frames_in, bytes_in;	/* messages received, for the history */
 	/* agent_commands.c */
 	bool		claim_wanted;	/* commands to fetch for it */
+	bool		claiming;		/* in a claim in flight (one at a time: per-agent order) */
+	bool		claim_again;	/* wanted again while claiming */
 	/* ingest_batch.c */
 	int			held;			/* frames of it held un-committed */
 	size_t		held_bytes;		/* and their bytes, dashboard copies included (L2) */

@@ -547,7 +547,12 @@ dc_dispatch(struct db_conn *dc, int limit, bool shared)
 			q->phase = 1;
 			q->nres = 0;
 			q->xid[0] = '\0';
-			dc->held = true;
+			/* one trip: the COMMIT (a ROLLBACK if the query failed) right behind */
+			if (q->one_trip)
+				ok = ok && PQpipelineSync(dc->pg) &&
+					PQsendQueryParams(dc->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+			else
+				dc->held = true;
 		}
 		else
 			ok = PQsendQueryParams(dc->pg, q->sql, q->nparams, NULL, values,
@@ -796,6 +801,14 @@ dc_service(struct db_conn *dc)
 					!q->xid[0];
 
 				q->answered_at = now_us();
+				if (q->one_trip)
+				{
+					/* its COMMIT went with it: wait for that one's sync */
+					q->phase = 2;
+					if (!q->saved)
+						q->saved = PQmakeEmptyPGresult(dc->pg, PGRES_FATAL_ERROR);
+					continue;
+				}
 
 				if (!PQsendQueryParams(dc->pg, failed ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
 									   NULL, NULL, 0) || !PQpipelineSync(dc->pg))
@@ -1055,7 +1068,8 @@ dc_lost(struct db_conn *dc, const char *why)
 	{
 		struct db_query *q = *pp;
 
-		if (q->once && q->phase == 2)
+		/* (a one-trip query's COMMIT went with it: it may have committed) */
+		if (q->once && (q->phase == 2 || (q->phase == 1 && q->one_trip)))
 			q->phase = q->xid[0] ? 3 : 0;
 		if (q->phase != 3)
 			once_reset(q);

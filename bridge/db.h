@@ -42,6 +42,9 @@ struct db_query
 	int			shard;			/* which connection runs it: ingest, the shard (db_ingest_shards());
 								 * general, db_query_key()'s hash; -1: any */
 	bool		once;			/* not idempotent: never replayed without knowing it did not commit */
+	bool		one_trip;		/* once, its COMMIT pipelined behind it (one round trip, the
+								 * connection not held): lost before its xid came back, it is
+								 * sent again though it may have committed */
 
 	/* db.c's own */
 	int			attempts;		/* statement errors retried */
