@@ -194,7 +194,7 @@ agent_close(struct agent *a, int code, const char *reason)
  * agent's open before its close and before a newer connection's open; one
  * batch of each kind is in flight at a time, so the next grows meanwhile.
  * A batch that fails as a whole is recorded again one connection at a
- * time with the single-row functions.
+ * time, each in a batch of one through the same builder.
  */
 #define BATCH_MAX 1000
 #define CONN_KEY "pankha.connections"
@@ -214,6 +214,7 @@ struct conn_batch
 {
 	size_t		n;
 	struct agent **agents;
+	bool		single;			/* a failed batch's agent, recorded alone */
 };
 
 static struct pending opens, closes;
@@ -291,51 +292,67 @@ batch_finish(struct pending *p, struct conn_batch *c, sul_cb_t cb)
 }
 
 static void closes_cb(lws_sorted_usec_list_t *sul);
+static void opens_cb(lws_sorted_usec_list_t *sul);
+static struct db_query *opens_query(struct conn_batch *c);
+static struct db_query *closes_query(struct conn_batch *c);
 
+/*
+ * A failed batch's agent alone: a batch of one through the same builder
+ * (c->single: its outcome is final, and it is not p's batch in flight).
+ */
 static void
-closed_done(struct db_query *q, PGresult *res)
+record_one(struct agent *a, bool open)
 {
-	struct agent *a = q->arg;
+	struct conn_batch *c = calloc(1, sizeof(*c));
+	struct db_query *q = NULL;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		blog("warn", "connection_closed", "agent %s: %s", a->agent_id,
-			 PQresultErrorMessage(res));
-	agent_release(a);
+	if (c && (c->agents = malloc(sizeof(*c->agents))))
+	{
+		c->n = 1;
+		c->single = true;
+		c->agents[0] = a;
+		a->refs++;
+		q = open ? opens_query(c) : closes_query(c);
+		if (q)
+		{
+			db_submit(q);
+			return;
+		}
+		agent_release(a);
+	}
+	if (c)
+		free(c->agents);
+	free(c);
+	if (open)
+		opened(a, NULL, NULL, NULL);
+	else
+		blog("warn", "connections_closed", "agent %s: cannot record its close: no memory", a->agent_id);
 }
 
-/* Record the end of one connection with connection_closed (a failed batch's). */
+static void
+record_opened_one(struct agent *a)
+{
+	record_one(a, true);
+}
+
 static void
 record_closed_one(struct agent *a)
 {
-	struct db_query *q;
-	char		num[6][32];
+	record_one(a, false);
+}
 
-	q = db_query_new(LANE_GENERAL,
-					 "SELECT pankha.connection_closed($1::bigint, $2::integer, $3, "
-					 "$4::bigint, $5::bigint, $6::bigint, $7::bigint)",
-					 closed_done, a);
-	if (!q)
-		return;
-	db_query_key(q, CONN_KEY);
-	snprintf(num[0], sizeof(num[0]), "%lld", (long long) a->connection_id);
-	snprintf(num[1], sizeof(num[1]), "%d", a->ws.close_code ? a->ws.close_code : 1006);
-	snprintf(num[2], sizeof(num[2]), "%llu", (unsigned long long) a->frames_in);
-	snprintf(num[3], sizeof(num[3]), "%llu", (unsigned long long) a->bytes_in);
-	snprintf(num[4], sizeof(num[4]), "%llu", (unsigned long long) a->ws.frames_out);
-	snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long) a->ws.bytes_out);
-	if (db_query_param(q, num[0], strlen(num[0])) ||
-		db_query_param(q, num[1], strlen(num[1])) ||
-		db_query_param(q, a->ws.close_reason, strlen(a->ws.close_reason)) ||
-		db_query_param(q, num[2], strlen(num[2])) ||
-		db_query_param(q, num[3], strlen(num[3])) ||
-		db_query_param(q, num[4], strlen(num[4])) ||
-		db_query_param(q, num[5], strlen(num[5])))
+/* A batch of one is done with; a pending batch lets the next one go. */
+static void
+batch_end(struct pending *p, struct conn_batch *c, sul_cb_t cb)
+{
+	if (!c->single)
 	{
-		db_query_free(q);
+		batch_finish(p, c, cb);
 		return;
 	}
-	a->refs++;
-	db_submit(q);
+	agent_release(c->agents[0]);
+	free(c->agents);
+	free(c);
 }
 
 static void
@@ -343,14 +360,17 @@ closes_done(struct db_query *q, PGresult *res)
 {
 	struct conn_batch *c = q->arg;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && c->single)
+		blog("warn", "connection_closed", "agent %s: %s", c->agents[0]->agent_id,
+			 PQresultErrorMessage(res));
+	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		blog("warn", "connections_closed", "%zu connections, recorded one by one: %s",
 			 c->n, PQresultErrorMessage(res));
 		for (size_t i = 0; i < c->n; i++)
 			record_closed_one(c->agents[i]);
 	}
-	batch_finish(&closes, c, closes_cb);
+	batch_end(&closes, c, closes_cb);
 }
 
 /* Append "{a,b,...}" of one counter per agent of c to b. */
@@ -377,16 +397,14 @@ int_array(struct sbuf *b, struct conn_batch *c, int which)
 	sbuf_puts(b, "}");
 }
 
-static void
-closes_cb(lws_sorted_usec_list_t *sul)
+/* The connections_closed call recording c's closes; NULL: no memory. */
+static struct db_query *
+closes_query(struct conn_batch *c)
 {
-	struct conn_batch *c = pending_take(&closes);
 	struct sbuf arr[6] = {{0}}, reasons = {0};
 	struct db_query *q;
 	bool		failed;
 
-	if (!c)
-		return;
 	sbuf_text_array_begin(&reasons);
 	for (size_t i = 0; i < c->n; i++)
 		sbuf_text_array_elem(&reasons, c->agents[i]->ws.close_reason,
@@ -409,10 +427,21 @@ closes_cb(lws_sorted_usec_list_t *sul)
 	for (int k = 0; k < 6; k++)
 		sbuf_free(&arr[k]);
 	sbuf_free(&reasons);
-	if (failed)
+	if (failed && q)
+		db_query_free(q);
+	return failed ? NULL : q;
+}
+
+static void
+closes_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn_batch *c = pending_take(&closes);
+	struct db_query *q;
+
+	if (!c)
+		return;
+	if (!(q = closes_query(c)))
 	{
-		if (q)
-			db_query_free(q);
 		for (size_t i = 0; i < c->n; i++)
 			record_closed_one(c->agents[i]);
 		batch_finish(&closes, c, closes_cb);
@@ -428,8 +457,6 @@ record_closed(struct agent *a)
 {
 	pending_add(&closes, a, closes_cb);
 }
-
-static void opens_cb(lws_sorted_usec_list_t *sul);
 
 /* Recorded (id) or not (id NULL): tell the modules, or close it. */
 static void
@@ -458,48 +485,6 @@ opened(struct agent *a, const char *id, const char *group, const char *settings)
 }
 
 static void
-opened_one_done(struct db_query *q, PGresult *res)
-{
-	struct agent *a = q->arg;
-
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		opened(a, PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1), NULL);
-	else
-	{
-		blog("error", "connection_opened", "agent %s: %s", a->agent_id,
-			 PQresultErrorMessage(res));
-		opened(a, NULL, NULL, NULL);
-	}
-	agent_release(a);
-}
-
-/* Record one connection with connection_opened (a failed batch's). */
-static void
-record_opened_one(struct agent *a)
-{
-	struct db_query *q = db_query_new(LANE_GENERAL,
-									  "SELECT pankha.connection_opened($1, $2, $3), pankha.agent_group($1)",
-									  opened_one_done, a);
-
-	if (q)
-	{
-		q->once = true;			/* a second run would leave an open row behind */
-		db_query_key(q, CONN_KEY);
-	}
-	if (!q || db_query_param(q, a->agent_id, strlen(a->agent_id)) ||
-		db_query_param(q, srv.bridge_id, strlen(srv.bridge_id)) ||
-		db_query_param(q, a->remote, strlen(a->remote)))
-	{
-		if (q)
-			db_query_free(q);
-		opened(a, NULL, NULL, NULL);
-		return;
-	}
-	a->refs++;
-	db_submit(q);
-}
-
-static void
 opens_done(struct db_query *q, PGresult *res)
 {
 	struct conn_batch *c = q->arg;
@@ -522,6 +507,12 @@ opens_done(struct db_query *q, PGresult *res)
 				   PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3));
 		}
 	}
+	else if (c->single)
+	{
+		blog("error", "connection_opened", "agent %s: %s", c->agents[0]->agent_id,
+			 PQresultErrorMessage(res));
+		opened(c->agents[0], NULL, NULL, NULL);
+	}
 	else
 	{
 		blog("warn", "connections_opened", "%zu connections, recorded one by one: %s",
@@ -529,18 +520,16 @@ opens_done(struct db_query *q, PGresult *res)
 		for (size_t i = 0; i < c->n; i++)
 			record_opened_one(c->agents[i]);
 	}
-	batch_finish(&opens, c, opens_cb);
+	batch_end(&opens, c, opens_cb);
 }
 
-static void
-opens_cb(lws_sorted_usec_list_t *sul)
+/* The connections_opened call recording c's connections; NULL: no memory. */
+static struct db_query *
+opens_query(struct conn_batch *c)
 {
-	struct conn_batch *c = pending_take(&opens);
 	struct sbuf ids = {0}, addrs = {0};
 	struct db_query *q;
 
-	if (!c)
-		return;
 	sbuf_text_array_begin(&ids);
 	sbuf_text_array_begin(&addrs);
 	for (size_t i = 0; i < c->n; i++)
@@ -565,15 +554,28 @@ opens_cb(lws_sorted_usec_list_t *sul)
 	{
 		if (q)
 			db_query_free(q);
-		for (size_t i = 0; i < c->n; i++)
-			record_opened_one(c->agents[i]);
-		sbuf_free(&ids);
-		sbuf_free(&addrs);
-		batch_finish(&opens, c, opens_cb);
-		return;
+		q = NULL;
 	}
 	sbuf_free(&ids);
 	sbuf_free(&addrs);
+	return q;
+}
+
+static void
+opens_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn_batch *c = pending_take(&opens);
+	struct db_query *q;
+
+	if (!c)
+		return;
+	if (!(q = opens_query(c)))
+	{
+		for (size_t i = 0; i < c->n; i++)
+			record_opened_one(c->agents[i]);
+		batch_finish(&opens, c, opens_cb);
+		return;
+	}
 	opens.in_flight = true;
 	db_submit(q);
 }
