@@ -182,7 +182,7 @@ export function Fleet() {
 						<option value="offline">offline</option><option value="alerting">alerting</option>
 					</select></label>
 				<label class="field"><span>Group</span>
-					<select value=${group} onChange=${(e) => setGroup(e.currentTarget.value)}>
+					<select id="fleet-group" value=${group} onChange=${(e) => setGroup(e.currentTarget.value)}>
 						<option value="">all</option>
 						${groups.map((g) => html`<option value=${g}>${g}</option>`)}
 					</select></label>
