@@ -6,7 +6,9 @@
  * trickling bytes do not push back; refused credentials are counted per
  * address and past --auth-fail-limit-ip the address is answered 429
  * without a check; and the client address is the connection's peer, or
- * what X-Forwarded-For says when that peer is one of --trusted-proxy.
+ * what X-Forwarded-For says when that peer is one of --trusted-proxy;
+ * with --proxy-protocol, what the PROXY header of a trusted proxy's
+ * connection said comes first (proxy_listen.c).
  *
  * lws hands every connection to the vhost's first protocol (http.c's
  * callback) with LWS_CALLBACK_FILTER_NETWORK_CONNECTION (the accepted
@@ -49,6 +51,7 @@ struct conn
 	lws_usec_t	deadline;
 	bool		pending;		/* in the deadline list */
 	bool		upgraded;		/* a WebSocket now */
+	char		client[INET6_ADDRSTRLEN];	/* from a PROXY header ("": the peer's) */
 };
 
 /* An address or network of --trusted-proxy. */
@@ -58,6 +61,8 @@ struct net
 	unsigned char bytes[16];
 	int			prefix;
 };
+
+static struct conn *conn_find(struct lws *wsi);
 
 static struct addr_count *addrs[ADDR_BUCKETS];
 static struct conn *conns[CONN_BUCKETS];
@@ -69,6 +74,7 @@ static int	ntrusted;
 static bool just_admitted;		/* FILTER_NETWORK_CONNECTION said yes; WSI_CREATE next */
 static char admitted_addr[INET6_ADDRSTRLEN];
 static bool admitted_trusted;
+static char admitted_client[INET6_ADDRSTRLEN];	/* a PROXY header's address, or "" */
 static struct btimer sweep_timer;
 static lws_usec_t minute_started;
 
@@ -188,9 +194,13 @@ void
 limits_client_addr(struct lws *wsi, char *out, size_t len)
 {
 	char		xff[512];
+	struct conn *c = conn_find(wsi);
 	int			n;
 
-	lws_get_peer_simple(wsi, out, len);
+	if (c && c->client[0])
+		snprintf(out, len, "%s", c->client);	/* its PROXY header's (proxy_listen.c) */
+	else
+		lws_get_peer_simple(wsi, out, len);
 	if (!ntrusted || !is_trusted(out))
 		return;
 	n = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR);
@@ -321,23 +331,46 @@ limits_filter_network(void *in)
 {
 	const struct lws_filter_network_conn_args *f = in;
 	char		addr[INET6_ADDRSTRLEN] = "";
-	struct addr_count *a;
 
 	just_admitted = false;
 	if (!f)
 		return 0;
-	if (f->cli_addr.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *) &f->cli_addr)->sin_addr, addr, sizeof(addr));
-	else if (f->cli_addr.ss_family == AF_INET6)
-	{
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *) &f->cli_addr)->sin6_addr;
+	limits_sockaddr_str(&f->cli_addr, addr, sizeof(addr));
+	return limits_admit(addr, NULL);
+}
 
-		/* as lws_get_peer_simple says it */
+/* A socket address as lws_get_peer_simple says it ("" if neither IPv4 nor IPv6). */
+void
+limits_sockaddr_str(const struct sockaddr_storage *ss, char *addr, size_t len)
+{
+	addr[0] = '\0';
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *) ss)->sin_addr, addr, (socklen_t) len);
+	else if (ss->ss_family == AF_INET6)
+	{
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+
 		if (IN6_IS_ADDR_V4MAPPED(a6))
-			inet_ntop(AF_INET, &a6->s6_addr[12], addr, sizeof(addr));
+			inet_ntop(AF_INET, &a6->s6_addr[12], addr, (socklen_t) len);
 		else
-			inet_ntop(AF_INET6, a6, addr, sizeof(addr));
+			inet_ntop(AF_INET6, a6, addr, (socklen_t) len);
 	}
+}
+
+/*
+ * Admit a connection from addr (0) or not (1: close it).  client is the
+ * address its PROXY header named (NULL: none, the peer is the client):
+ * that is the address counted, limited and reported.  The next
+ * LWS_CALLBACK_WSI_CREATE takes the connection over; limits_admit_cancel()
+ * if no wsi came of it.
+ */
+int
+limits_admit(const char *peer, const char *client)
+{
+	const char *addr = client && client[0] ? client : peer;
+	struct addr_count *a;
+
+	just_admitted = false;
 	if (total >= srv.cfg.max_connections + LIMITS_HTTP_ROOM)
 	{
 		srv.m.connections_refused_total++;
@@ -354,8 +387,15 @@ limits_filter_network(void *in)
 		}
 	}
 	snprintf(admitted_addr, sizeof(admitted_addr), "%s", addr);
+	snprintf(admitted_client, sizeof(admitted_client), "%s", client ? client : "");
 	just_admitted = true;
 	return 0;
+}
+
+void
+limits_admit_cancel(void)
+{
+	just_admitted = false;
 }
 
 /* LWS_CALLBACK_WSI_CREATE: the wsi of the connection just admitted (if any). */
@@ -378,6 +418,7 @@ limits_wsi_create(struct lws *wsi)
 	if (c->addr)
 		c->addr->count++;
 	c->wsi = wsi;
+	snprintf(c->client, sizeof(c->client), "%s", admitted_client);
 	h = hash_wsi(wsi);
 	c->hash_next = conns[h];
 	conns[h] = c;
@@ -506,4 +547,11 @@ void
 limits_shutdown(void)
 {
 	timer_cancel(&sweep_timer);
+}
+
+/* Is addr one of --trusted-proxy? */
+bool
+limits_is_trusted(const char *addr)
+{
+	return is_trusted(addr);
 }

@@ -9,6 +9,8 @@
 
 #include "server.h"
 
+#include <sys/socket.h>
+
 /* accepted connections allowed past --max-connections, for probes and the API */
 #define LIMITS_HTTP_ROOM 128
 
@@ -17,6 +19,10 @@ void		limits_shutdown(void);
 int			limits_set_trusted(const char *list);
 void		limits_client_addr(struct lws *wsi, char *out, size_t len);
 int			limits_filter_network(void *in);
+int			limits_admit(const char *peer, const char *client);
+void		limits_admit_cancel(void);
+bool		limits_is_trusted(const char *addr);
+void		limits_sockaddr_str(const struct sockaddr_storage *ss, char *addr, size_t len);
 void		limits_wsi_create(struct lws *wsi);
 void		limits_wsi_destroy(struct lws *wsi);
 void		limits_upgraded(struct lws *wsi);

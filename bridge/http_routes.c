@@ -160,6 +160,16 @@ get_metrics(struct http_req *r, cJSON *body)
 	metric(&b, "pankha_bridge_connections_refused_total", "counter", "Accepted sockets closed at once: --max-connections reached.", NULL, m->connections_refused_total);
 	metric(&b, "pankha_bridge_connections_refused_ip_total", "counter", "Accepted sockets closed at once: --max-connections-ip reached for their address.", NULL, m->connections_refused_ip);
 	metric(&b, "pankha_bridge_request_timeouts_total", "counter", "Connections closed because their request or handshake outlasted --request-timeout.", NULL, m->request_timeouts);
+	metric(&b, "pankha_bridge_proxy_headers_total", "counter", "PROXY protocol headers read from --trusted-proxy connections (--proxy-protocol).", NULL, m->proxy_headers);
+	{
+		static const char *const reasons[] = {"missing", "malformed", "timeout", "closed"};
+
+		sbuf_printf(&b, "# HELP pankha_bridge_proxy_header_refused_total Connections from --trusted-proxy addresses closed for their PROXY header: none, malformed, late (--proxy-protocol-timeout) or cut short.\n"
+					"# TYPE pankha_bridge_proxy_header_refused_total counter\n");
+		for (int i = 0; i < 4; i++)
+			sbuf_printf(&b, "pankha_bridge_proxy_header_refused_total{reason=\"%s\"} %llu\n", reasons[i],
+						(unsigned long long) m->proxy_refused[i]);
+	}
 	metric(&b, "pankha_bridge_auth_fail_limited_total", "counter", "Handshakes and requests answered 429 after --auth-fail-limit-ip refused credentials from their address.", NULL, m->auth_fail_limited);
 	metric(&b, "pankha_bridge_frames_held_bytes", "gauge", "Bytes of data frames (and their dashboard copies) waiting for their commit.", NULL, ingest_held_bytes());
 	metric(&b, "pankha_bridge_closed_held_bytes_total", "counter", "Agents closed unacknowledged for holding more than twice --agent-held-bytes.", NULL, m->closed_held_bytes);

@@ -18,6 +18,7 @@
 #include "ingest_batch.h"
 #include "admission.h"
 #include "tls.h"
+#include "proxy.h"
 #include "ui_ws.h"
 #include "heartbeat.h"
 #include "ws.h"
@@ -85,6 +86,8 @@ static const struct option_doc docs[] = {
 	{"max-connections-ip", 1, "PANKHA_MAX_CONNECTIONS_IP", "64", "open connections (HTTP and WebSocket) per client address; trusted proxies are exempt (0: unlimited)"},
 	{"auth-fail-limit-ip", 1, "PANKHA_AUTH_FAIL_LIMIT_IP", "60", "refused credentials per minute per address before its handshakes and API requests get 429 (0: unlimited)"},
 	{"trusted-proxy", 1, "PANKHA_TRUSTED_PROXY", "", "addresses or CIDR networks of reverse proxies whose X-Forwarded-For names the client, comma-separated (empty: none)"},
+	{"proxy-protocol", 1, "PANKHA_PROXY_PROTOCOL", "off", "connections from --trusted-proxy addresses start with a PROXY protocol header (v1 or v2) naming the client; the bridge listens itself (on/off)"},
+	{"proxy-protocol-timeout", 1, "PANKHA_PROXY_PROTOCOL_TIMEOUT", "5000", "milliseconds a --trusted-proxy connection may take to send its whole PROXY header before it is closed"},
 	{"metrics-token-file", 1, "PANKHA_METRICS_TOKEN_FILE", "", "file holding a bearer token /metrics requires (empty: /metrics is open)"},
 	{"max-held-bytes", 1, "PANKHA_MAX_HELD_BYTES", "268435456", "bytes of frames held un-committed before all reading pauses"},
 	{"agent-held-bytes", 1, "PANKHA_AGENT_HELD_BYTES", "1048576", "bytes of one agent's frames held before its reading pauses; a frame arriving while twice this is held closes it (1008)"},
@@ -257,6 +260,10 @@ set_option(const char *name, const char *v)
 		if (limits_set_trusted(v))
 			exit(2);
 	}
+	else if (!strcmp(name, "proxy-protocol"))
+		c->proxy_protocol = bool_opt(name, v);
+	else if (!strcmp(name, "proxy-protocol-timeout"))
+		c->proxy_protocol_timeout_ms = (int) int_opt(name, v, 1, 600000);
 	else if (!strcmp(name, "metrics-token-file"))
 		c->metrics_token = v[0] ? read_secret(name, v) : NULL;
 	else if (!strcmp(name, "max-held-bytes"))
@@ -324,6 +331,11 @@ parse_options(int argc, char **argv)
 	if (optind < argc)
 	{
 		fprintf(stderr, "pankha-bridge: unexpected argument \"%s\"\n", argv[optind]);
+		exit(2);
+	}
+	if (srv.cfg.proxy_protocol && !srv.cfg.trusted_proxies)
+	{
+		fprintf(stderr, "pankha-bridge: --proxy-protocol needs --trusted-proxy: only those addresses may send a PROXY header\n");
 		exit(2);
 	}
 	if (!srv.cfg.tls_cert != !srv.cfg.tls_key)
@@ -535,8 +547,9 @@ main(int argc, char **argv)
 	http_init(http_routes, http_nroutes);
 
 	memset(&info, 0, sizeof(info));
-	info.port = port;
-	info.iface = host;
+	/* with --proxy-protocol, proxy_listen.c listens and hands connections over */
+	info.port = srv.cfg.proxy_protocol ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
+	info.iface = srv.cfg.proxy_protocol ? NULL : host;
 	info.protocols = protocols;
 	info.pvo = &pvo;
 	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
@@ -652,7 +665,8 @@ main(int argc, char **argv)
 	/* modules register their channels and subscriptions before db_init() */
 	if (!srv.vhost || timers_init(srv.context, srv.loop) || creds_init() || agents_init() ||
 		agent_commands_init() || ui_init() || metrics_init() || extversion_init() || limits_init() ||
-		db_init(srv.context, srv.vhost) || heartbeat_init())
+		db_init(srv.context, srv.vhost) || heartbeat_init() ||
+		(srv.cfg.proxy_protocol && proxy_listen_start(host, port)))
 	{
 		blog("error", "startup", "cannot start");
 		lws_context_destroy(srv.context);
@@ -679,6 +693,7 @@ main(int argc, char **argv)
 
 	blog("warn", "shutdown", "stopped: %llu frames committed",
 		 (unsigned long long) srv.m.frames_committed);
+	proxy_listen_stop();
 	heartbeat_shutdown();
 	db_shutdown();
 	creds_shutdown();

@@ -53,6 +53,8 @@ struct config
 	int			max_connections_ip; /* accepted connections per address (0: unlimited) */
 	int			auth_fail_limit_ip; /* refused credentials per minute per address */
 	const char *trusted_proxies;	/* --trusted-proxy list (NULL: none) */
+	bool		proxy_protocol; /* --proxy-protocol: trusted proxies send PROXY headers */
+	int			proxy_protocol_timeout_ms;	/* for a whole PROXY header */
 	const char *metrics_token;	/* bearer token /metrics requires (NULL: none) */
 	size_t		max_held_bytes; /* bytes of frames held before all reading pauses */
 	size_t		agent_held_bytes;	/* bytes of one agent's frames held before it is refused */
@@ -96,6 +98,8 @@ struct metrics
 	uint64_t	connections_refused_total;	/* accepted sockets closed: too many in all */
 	uint64_t	connections_refused_ip; /* accepted sockets closed: too many from the address */
 	uint64_t	request_timeouts;	/* connections closed at their request deadline */
+	uint64_t	proxy_headers;	/* PROXY headers read (proxy_listen.c) */
+	uint64_t	proxy_refused[4];	/* trusted connections closed, by PROXY_R_* */
 	uint64_t	auth_fail_limited;	/* requests and handshakes 429 for refused credentials */
 	uint64_t	closed_held_bytes;	/* agents closed for holding too many bytes of frames */
 	struct histogram batch_size;	/* frames per ingest call */

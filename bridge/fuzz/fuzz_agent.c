@@ -8,10 +8,15 @@
  * payload.  Between messages what the bridge queued is written (the
  * WRITEABLE callback), and queries and timers are run: the connection is
  * recorded, data frames are batched and committed, acks go out.  The
- * database answers every query with an error except connection_opened
- * (connection 42, group "g") and ingest_many (every frame stored; with the
- * flags' bit 0, every other frame rejected), so errors and acks
- * both flow.  At the end the socket closes and the bridge must have
+ * database answers connections_opened (connection 42, group "g" and
+ * settings), connection_opened, connections_closed, claim_commands (the
+ * first claim brings one command, command id 7001, whose type and
+ * parameters the flags choose; later claims none) and ingest_many (every
+ * frame stored; with the flags' bit 0, every other frame rejected); every
+ * other query fails.  The flags' bit 2 fails the connection batch and
+ * every claim instead (the one-by-one fallback, claims put back and
+ * retried), bit 3 answers the connection with an SQLSTATE of its own
+ * (the agent is closed), so errors, acks and commands all flow.  At the end the socket closes and the bridge must have
  * forgotten the agent and every frame it held: anything else aborts.
  * With the flags' bit 1, the upgrade fails after the handshake
  * filter accepted it, as lws reports that (the protocol dropped, then
@@ -34,7 +39,51 @@
 int			LLVMFuzzerInitialize(int *argc, char ***argv);
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static bool reject_odd;
+static bool reject_odd, db_fails, open_refused;
+static int	claims;
+static uint8_t command_kind;
+
+/* One row of text columns; NULL values stay NULL. */
+static PGresult *
+rows_of(int ncols, const char *const *names, const char *const *values)
+{
+	PGresult   *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	PGresAttDesc attrs[8] = {{0}};
+
+	if (!res || ncols > 8)
+		abort();
+	for (int i = 0; i < ncols; i++)
+	{
+		attrs[i].name = (char *) names[i];
+		attrs[i].typid = 25;
+		attrs[i].typlen = -1;
+		attrs[i].atttypmod = -1;
+	}
+	if (!PQsetResultAttrs(res, ncols, attrs))
+		abort();
+	for (int i = 0; i < ncols && values; i++)
+		if (!PQsetvalue(res, 0, i, (char *) values[i], values[i] ? (int) strlen(values[i]) : -1))
+			abort();
+	return res;
+}
+
+/* The claimed command: a type and parameters of the flags' choosing. */
+static PGresult *
+claimed(void)
+{
+	static const char *const names[] = {"command_id", "agent_id", "command_type",
+	"parameters", "priority", "attempts"};
+	static const char *const kinds[][2] = {
+		{"set_fan_speed", "{\"fan_id\":\"fan1\",\"speed\":40}"},
+		{"update_settings", "{\"update_interval\":5,\"command_id\":\"x\"}"},
+		{"emergency_stop", "{}"},
+		{"set_profile", NULL},
+	};
+	const char *const *k = kinds[command_kind % 4];
+	const char *v[] = {"7001", "fuzz-agent", k[0], k[1], command_kind & 4 ? NULL : "high", "1"};
+
+	return rows_of(6, names, v);
+}
 
 /* Frames in a binary text[] parameter (ndim, flags, type, then the dimension). */
 static int
@@ -51,6 +100,33 @@ array_count(struct db_query *q, int i)
 static PGresult *
 answer(struct db_query *q)
 {
+	if (strstr(q->sql, "pankha.connections_opened("))
+	{
+		static const char *const names[] = {"ord", "connection_id", "group_name",
+		"settings", "sqlstate", "message"};
+		const char *ok[] = {"1", "42", "g", "{\"update_interval\":3,\"fan_step\":5}", NULL, NULL};
+		const char *refused[] = {"1", NULL, NULL, NULL, "22023", "agent_id: fuzz"};
+
+		if (db_fails)
+			return NULL;
+		return rows_of(6, names, open_refused ? refused : ok);
+	}
+	if (strstr(q->sql, "pankha.connections_closed("))
+	{
+		static const char *const names[] = {"connections_closed"};
+		const char *v[] = {"1"};
+
+		return rows_of(1, names, v);
+	}
+	if (strstr(q->sql, "pankha.claim_commands("))
+	{
+		static const char *const names[] = {"command_id", "agent_id", "command_type",
+		"parameters", "priority", "attempts"};
+
+		if (db_fails)
+			return NULL;
+		return claims++ ? rows_of(6, names, NULL) : claimed();
+	}
 	if (strstr(q->sql, "pankha.connection_opened("))
 	{
 		const char *v[] = {"42", "g"};
@@ -122,6 +198,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t		pos = 0;
 
 	reject_odd = size && (data[0] & 1);
+	db_fails = size && (data[0] & 4);
+	open_refused = size && (data[0] & 8);
+	command_kind = size ? data[0] >> 4 : 0;
+	claims = 0;
 	w.user = &s;
 	a = agent_new("fuzz-agent", selector, "127.0.0.1");
 	if (!a)

@@ -99,10 +99,10 @@ function handleMessage(m) {
 			commandEvent({ kind: 'sent', request_id: d.request_id, command_id: d.command_id });
 			break;
 		case 'command_result':
-			commandEvent({ kind: 'result', command_id: d.command_id, status: d.status, error: d.error });
+			commandEvent({ kind: 'result', command_id: d.command_id, status: d.status, error: d.error, agent_id: d.agent_id });
 			break;
 		case 'command_status':
-			commandEvent({ kind: 'status', command_id: d.command_id, status: d.status, error: d.error });
+			commandEvent({ kind: 'status', command_id: d.command_id, status: d.status, error: d.error, agent_id: d.agent_id });
 			break;
 		case 'error':
 			if (d.request_id) commandEvent({ kind: 'refused', request_id: d.request_id, message: d.message });
@@ -133,7 +133,25 @@ export function applyAlert(d) {
 	if (d.state === 'firing' && !d.acknowledged_at) say(`Alert ${d.severity ?? ''}: ${d.rule ?? 'rule'} on ${d.agent_id ?? 'the fleet'}${d.target_id ? ` (${d.target_id})` : ''}`);
 }
 
+// The newest status of every command the socket told of lately, tracked
+// by the page or not: a group's emergency stop answers with its command
+// ids, whose statuses may have arrived before the answer did.
+export const statuses = new Map();	// command id -> { status, agentId }
+export const statusVersion = signal(0);
+let statusDirty = false;
+function noteStatus(id, status, agentId) {
+	if (!id || !status) return;
+	const old = statuses.get(id);
+	statuses.delete(id);
+	statuses.set(id, { status, agentId: agentId ?? old?.agentId ?? null });
+	for (const k of statuses.keys()) { if (statuses.size <= 5000) break; statuses.delete(k); }
+	if (statusDirty) return;
+	statusDirty = true;
+	requestAnimationFrame(() => { statusDirty = false; statusVersion.value++; });
+}
+
 function commandEvent(ev) {
+	if (ev.command_id && ev.status) noteStatus(ev.command_id, ev.status, ev.agent_id);
 	for (const cmd of commands.values()) {
 		const before = cmd.state;
 		if (reduce(cmd, ev) && cmd.state !== before) {

@@ -154,8 +154,9 @@ try {
 	await page.click(`.row[data-agent="${A1.id}"] a.agent-link`);
 	const sensorsShown = await until(async () => (await page.locator('[data-sensor]').count()) === 27, 8000);
 	ok(sensorsShown, 'the agent view lists the 27 sensors');
-	const groups = await page.locator('.sensor-group h3').allTextContents();
-	ok(groups.includes('cpu') && groups.length >= 3, 'sensors are grouped by type', groups);
+	// (types come with an agent's first frames and from the agent endpoint)
+	const groups = await until(async () => { const g = await page.locator('.sensor-group h3').allTextContents(); return g.includes('cpu') && g.length >= 3 && g; }, 5000);
+	ok(groups, 'sensors are grouped by type', await page.locator('.sensor-group h3').allTextContents());
 	const fanCount = await page.locator('.fan[data-fan]').count();
 	ok(fanCount === 6, 'the agent view lists the 6 fans', fanCount);
 	const rpm = await page.locator('.fan[data-fan="nct6798_fan1"] .rpm').textContent();
@@ -201,7 +202,9 @@ try {
 	psql(`SELECT pankha.set_fan_limits('${A1.id}', 'nct6798_fan1', 30, 100)`);
 	await page.reload();
 	await until(() => page.locator('#fan-nct6798_fan1-range').isVisible(), 8000);
-	const minAttr = await page.locator('#fan-nct6798_fan1-range').getAttribute('min');
+	// (the limits arrive with the agent's settings, after the first frame)
+	const minAttr = await until(() => page.locator('#fan-nct6798_fan1-range').getAttribute('min').then((m) => m === '30' && m), 5000)
+		|| await page.locator('#fan-nct6798_fan1-range').getAttribute('min');
 	ok(minAttr === '30', 'the slider starts at the fan\'s minimum', minAttr);
 	const n0 = psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A1.id}'`);
 	await page.fill('#fan-nct6798_fan1-num', '10');
@@ -237,6 +240,58 @@ try {
 	await page.click('button:has-text("Fleet automatic")');
 	await page.click('dialog[open] button[value=ok]');
 	ok(await until(() => [A1, A2].every((a) => readInt(join(nct(a), 'pwm1_enable')) === 2), 10000), 'fleet automatic gives every fan back to firmware');
+
+	// ---- a group's emergency stop, in the page against the real bridge and agents
+	{
+		psql(`SELECT pankha.create_group('e2e-rack')`);
+		for (const a of [A1, A2, A3]) psql(`SELECT pankha.set_agent_group('${a.id}', 'e2e-rack')`);
+		const t0 = psql('SELECT now()');
+		const queued = () => psql(`SELECT coalesce(string_agg(agent_id || '=' || status, ',' ORDER BY agent_id), '') FROM pankha.commands
+			WHERE command_type = 'emergency_stop' AND created_at > '${t0}'`);
+		await page.goto(`${E.base}/#/fleet`);
+		await page.reload();
+		await until(() => page.locator('#fleet-group option[value="e2e-rack"]').count().then((c) => c === 1), 8000);
+		await page.locator('#fleet-group').selectOption('e2e-rack');
+		const stop = page.locator('button[type=button].danger:has-text("Emergency stop group e2e-rack")');
+		ok(await until(() => stop.isVisible(), 3000), 'with a group chosen the fleet view offers that group\'s emergency stop');
+		await stop.click();
+		const dlg = await page.locator('dialog[open]').textContent();
+		ok(/group e2e-rack/.test(dlg), 'it asks for a confirmation naming the group', dlg);
+		await page.click('dialog[open] button[value=cancel]');
+		await sleep(500);
+		ok(queued() === '', 'cancelled, nothing is queued', queued());
+		await stop.click();
+		await page.click('dialog[open] button[value=ok]');
+		const rows = await until(() => { const q = queued(); return q.split(',').length === 3 && q; }, 5000);
+		ok(rows && rows.startsWith(`${A1.id}=`) && rows.includes(`${A2.id}=`) && rows.includes(`${A3.id}=`),
+			`confirmed, one emergency_stop per agent of the group is queued in SQL (${rows})`);
+		const driven = await until(() => [A1, A2].every((a) => [1, 2, 3, 4, 5].every((i) => readInt(join(nct(a), `pwm${i}`)) === 255)), 10000);
+		ok(driven, 'the online agents of the group drive every simulated fan to 100 %');
+		const after = await until(() => { const q = queued(); return q.includes(`${A1.id}=acked`) && q.includes(`${A2.id}=acked`) && q; }, 10000);
+		ok(after && after.includes(`${A3.id}=queued`), `the online agents acknowledge it; the stopped one keeps it queued (${after})`);
+		ok(/Emergency stop sent for group e2e-rack: 3 agents/.test(await page.locator('#fleet-action-msg').textContent()), 'the page says it was sent to the group\'s 3 agents');
+		const outcome = await until(() => page.locator('#fleet-action-outcome').textContent().then((t) => /2 acknowledged/.test(t) && t), 10000);
+		ok(outcome && /1 queued/.test(outcome) && outcome.includes(A3.id), `the page shows the outcome per agent (${outcome})`,
+			await page.locator('#fleet-action-outcome').textContent().catch(() => 'no outcome shown'));
+		await shot(page, 'fleet-group-stop-1280');
+		await page.click('button:has-text("Group e2e-rack automatic")');
+		await page.click('dialog[open] button[value=ok]');
+		ok(await until(() => [A1, A2].every((a) => readInt(join(nct(a), 'pwm1_enable')) === 2), 10000), 'the group\'s automatic gives its fans back to firmware');
+		// a viewer: no such control in the page, and the bridge refuses the same request
+		const vp = await newPage();
+		await vp.goto(`${E.base}/?token=${encodeURIComponent(E.tokens.viewer)}#/fleet`);
+		await until(() => vp.locator('#fleet-group option[value="e2e-rack"]').count().then((c) => c === 1), 8000);
+		await vp.locator('#fleet-group').selectOption('e2e-rack');
+		await sleep(300);
+		ok(await vp.locator('button:has-text("Emergency stop")').count() === 0, 'a viewer is offered no emergency stop for the group');
+		const n0 = queued();
+		const res = await fetch(`${E.base}/api/v1/emergency-stop`, { method: 'POST', headers: { Authorization: `Bearer ${E.tokens.viewer}`, 'Content-Type': 'application/json' },
+			body: JSON.stringify({ group: 'e2e-rack', confirm: 'e2e-rack' }) });
+		const body = await res.json().catch(() => ({}));
+		ok(res.status === 403 && /needs the operator role/.test(body.error?.message ?? ''), `the bridge refuses a viewer's group emergency stop (${res.status}: ${body.error?.message})`);
+		ok(queued() === n0, '... and queues nothing');
+		await vp.context().close();
+	}
 
 	// ---- viewer
 	const vpage = await newPage();
@@ -351,10 +406,27 @@ try {
 		await until(() => page.locator('svg.curve circle[data-point="3"]').isVisible(), 5000);
 		await shot(page, 'profiles-1280');
 
-		// assign it to nct6798_fan3 of sim-1, driven by the CPU package sensor
+		// assign it to nct6798_fan3 of sim-1, driven by the CPU package sensor;
+		// "Assign and apply" waits for a valid choice and says what is missing
+		const applyBtn = page.locator('#profile-apply'), why = page.locator('#profile-apply-why');
+		const state = async () => [await applyBtn.isDisabled(), (await why.textContent()) || ''];
+		let st = await state();
+		ok(st[0] && /Choose the agent/.test(st[1]), `before a choice "Assign and apply" is disabled, saying why (${st[1]})`);
 		await page.selectOption('#apply-agent', A1.id);
+		st = await state();
+		ok(st[0] && /Choose a fan of sim-1/.test(st[1]), `with only the agent chosen it stays disabled (${st[1]})`);
 		await page.selectOption('#apply-fan', 'nct6798_fan3');
+		st = await state();
+		ok(st[0] && /Choose the sensor/.test(st[1]), `without the driving sensor it stays disabled (${st[1]})`);
 		await page.selectOption('#apply-sensor', 'coretemp_package_id_0');
+		st = await state();
+		ok(!st[0] && /Ready/.test(st[1]), `agent, fan and sensor chosen: enabled (${st[1]})`);
+		const hyst = await page.inputValue('#profile-hysteresis');
+		await page.fill('#profile-hysteresis', '3');
+		st = await state();
+		ok(st[0] && /Save the profile first/.test(st[1]), `an unsaved edit disables it again: the fan would get the saved curve (${st[1]})`);
+		await page.fill('#profile-hysteresis', hyst);
+		ok(!(await applyBtn.isDisabled()), 'the edit undone, it is enabled again');
 		await page.click('#profile-apply');
 		const appliedOk = await until(() => page.locator('#profile-apply-state').getAttribute('data-state').then((s) => s === 'acknowledged'), 10000);
 		ok(appliedOk, 'assigning the profile to a fan is acknowledged by the agent', await page.locator('#profile-apply-state').textContent().catch(() => ''));
@@ -562,6 +634,34 @@ try {
 		const minor = r.filter((v) => !(v.impact === 'serious' || v.impact === 'critical'));
 		if (minor.length) diag(`axe ${what}, minor: ${minor.map((v) => `${v.id}(${v.impact})`).join(', ')}`);
 	}
+	// every table (and the fleet's role=table grid) fits the viewport, and
+	// neither it nor a box around it nor a cell hides overflow sideways;
+	// each cell shows or names its column's heading
+	async function tablesFit(p, what, width) {
+		const r = await p.evaluate(() => {
+			const bad = [];
+			const tables = [...document.querySelectorAll('main table, main [role=table]')].filter((t) => t.getClientRects().length);
+			for (const t of tables) {
+				const name = t.className || t.getAttribute('aria-label') || 'table';
+				const box = t.getBoundingClientRect();
+				if (box.right > innerWidth + 0.5 || box.left < -0.5) bad.push(`${name}: box ${box.left.toFixed(0)}–${box.right.toFixed(0)} outside 0–${innerWidth}`);
+				for (let el = t; el && el !== document.body; el = el.parentElement) {
+					if (el.scrollWidth > el.clientWidth + 1) { bad.push(`${name}: ${el.tagName.toLowerCase()}.${el.className} overflows sideways (${el.scrollWidth} > ${el.clientWidth})`); break; }
+				}
+				for (const c of t.querySelectorAll('td, [role=cell]')) {
+					if (c.getClientRects().length && c.scrollWidth > c.clientWidth + 1 && getComputedStyle(c).overflowX !== 'visible') { bad.push(`${name}: a cell clips "${c.textContent.slice(0, 30)}"`); break; }
+				}
+				const ths = [...t.querySelectorAll('thead th')].map((h) => h.textContent.trim());
+				const row = t.querySelector('tbody tr');
+				if (ths.length && row && t.classList.contains('stack')) {
+					const labels = [...row.children].map((c) => c.dataset.label);
+					if (labels.some((l, i) => l !== ths[i])) bad.push(`${name}: cells labelled ${labels} for headings ${ths}`);
+				}
+			}
+			return { n: tables.length, bad };
+		});
+		ok(r.bad.length === 0, `${what}: ${r.n} table${r.n === 1 ? '' : 's'} read at ${width} px, none wider than the page or scrolling sideways in a box`, r.bad.join('\n'));
+	}
 	for (const [width, height] of [[1280, 900], [390, 844]]) {
 		for (const scheme of ['light', 'dark']) {
 			const ctx = await browser.newContext({ viewport: { width, height }, colorScheme: scheme });
@@ -580,6 +680,7 @@ try {
 				await axe(p, `the fleet at ${width} px`);
 				const wide = await p.evaluate(() => document.documentElement.scrollWidth);
 				ok(wide <= width, `the fleet has no sideways scrolling at ${width} px`, wide);
+				await tablesFit(p, 'the fleet', width);
 			}
 			await p.goto(`${E.base}/#/agent/${A2.id}`);
 			await until(() => p.locator('[data-sensor]').count().then((c) => c > 0), 8000);
@@ -591,8 +692,12 @@ try {
 				await axe(p, `the agent view at ${width} px`);
 				const wide = await p.evaluate(() => document.documentElement.scrollWidth);
 				ok(wide <= width, `the agent view has no sideways scrolling at ${width} px`, wide);
+				await p.locator('details summary').first().click();
+				await tablesFit(p, 'the agent view (with the chart\'s table open)', width);
 				await p.goto(`${E.base}/#/settings`);
 				await until(() => p.locator('form.setting').count().then((c) => c > 0), 8000);
+				await until(() => p.locator('table.limits-table tbody tr').count().then((c) => c > 0), 5000);
+				await tablesFit(p, 'settings', width);
 				await shot(p, `settings-${tag}`);
 				await axe(p, `settings at ${width} px`);
 			}
@@ -606,6 +711,7 @@ try {
 					await axe(p, `${view} at ${width} px`);
 					const wide = await p.evaluate(() => document.documentElement.scrollWidth);
 					ok(wide <= width, `${view} has no sideways scrolling at ${width} px`, wide);
+					await tablesFit(p, view, width);
 					// a cell hidden without its heading shifts every heading after it
 					const cols = await p.evaluate(() => {
 						const t = document.querySelector('main table'), r = t && t.querySelector('tbody tr');

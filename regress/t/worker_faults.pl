@@ -75,7 +75,17 @@ $standby->start;
 $primary->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', q{SELECT count(*) > 0 FROM pankha.sensor_1m}), 't',
 	'the standby serves the rollups');
-sleep 3;
+# "No worker" is checked after the standby had its chance to start one,
+# not after a fixed sleep: the primary's worker makes two more passes
+# (naptime 1 s) and the standby replays them, all while in recovery.
+my $pass = $primary->safe_psql('postgres', 'SELECT last_pass FROM pankha.rollup_state');
+ok($primary->poll_query_until('postgres', "SELECT last_pass > '$pass' FROM pankha.rollup_state"),
+	'the primary\'s worker makes a pass after the standby started');
+$pass = $primary->safe_psql('postgres', 'SELECT last_pass FROM pankha.rollup_state');
+ok($primary->poll_query_until('postgres', "SELECT last_pass > '$pass' FROM pankha.rollup_state")
+	&& do { $primary->wait_for_catchup($standby); 1 }
+	&& $standby->poll_query_until('postgres', "SELECT last_pass > '$pass' FROM pankha.rollup_state"),
+	'and another, which the standby replays');
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pankha worker'}),
 	'0', 'no worker runs on the standby');
 unlike(slurp_file($standby->logfile), qr/pankha worker started|ERROR|FATAL/,

@@ -49,7 +49,18 @@ export function applyRow(rec, row) {
 }
 
 // A live data frame (the agent's own frame, as committed).
+// Agents send a sensor's type, max_temp and crit_temp only when they
+// change (and in a connection's first frames): the record keeps them and
+// puts them back on each frame's sensors.
+const META = ['type', 'max_temp', 'crit_temp'];
 export function applyFrame(rec, frame, receivedAt = Date.now()) {
+	rec.meta = rec.meta || new Map();
+	for (const s of Array.isArray(frame.sensors) ? frame.sensors : []) {
+		if (!s || typeof s.id !== 'string') continue;
+		let m = rec.meta.get(s.id);
+		if (s.type != null) rec.meta.set(s.id, (m = { ...m, ...Object.fromEntries(META.filter((k) => s[k] != null).map((k) => [k, s[k]])) }));
+		else if (m) for (const k of META) if (s[k] == null && m[k] != null) s[k] = m[k];
+	}
 	rec.frame = frame;
 	rec.lastSeen = Number.isFinite(frame.timestamp) ? Math.min(frame.timestamp, receivedAt) : receivedAt;
 	rec.status = 'online';

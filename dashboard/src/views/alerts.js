@@ -68,15 +68,15 @@ export function Alerts() {
 				</div>
 				${error && html`<p class="error" role="alert">${error}</p>`}
 				${msg && html`<p class=${msg.ok ? 'ok-text' : 'error'} role="status" id="alerts-msg">${msg.text}</p>`}
-				<div class="table-wrap" tabindex="0" role="region" aria-label="alert history, scrollable"><table class="alerts-table">
+				<div class="table-wrap stack-wrap" tabindex="0" role="region" aria-label="alert history, scrollable"><table class="alerts-table stack">
 					<thead><tr><th scope="col">fired</th><th scope="col">severity</th><th scope="col">rule</th><th scope="col">agent · target</th><th scope="col">value</th><th scope="col">state</th>${control && html`<th scope="col">actions</th>`}</tr></thead>
 					<tbody>${(rows || []).map((a) => html`<tr data-alert=${a.alert_id} data-state=${a.state} data-acked=${a.acknowledged_at ? 'yes' : 'no'}>
-						<td class="nowrap" title=${fmtTime(a.fired_at)}>${fmtWhen(a.fired_at)}</td><td><span class=${`badge ${sevClass(a.severity)}`}>${a.severity}</span></td><td>${a.rule}</td>
-						<td>${a.agent_id}${a.target_id ? ` · ${a.target_id}` : ''}</td>
-						<td>${a.value != null ? Number(a.value).toFixed(1) : '–'}${a.threshold != null ? html` <span class="muted small">/ ${a.threshold}</span>` : ''}</td>
-						<td class="state">${a.state}${a.resolved_at ? html` <span class="muted small">${fmtTime(a.resolved_at)}</span>` : ''}
+						<td class="nowrap" data-label="fired" title=${fmtTime(a.fired_at)}>${fmtWhen(a.fired_at)}</td><td data-label="severity"><span class=${`badge ${sevClass(a.severity)}`}>${a.severity}</span></td><td data-label="rule">${a.rule}</td>
+						<td data-label="agent · target">${a.agent_id}${a.target_id ? ` · ${a.target_id}` : ''}</td>
+						<td data-label="value">${a.value != null ? Number(a.value).toFixed(1) : '–'}${a.threshold != null ? html` <span class="muted small">/ ${a.threshold}</span>` : ''}</td>
+						<td class="state" data-label="state">${a.state}${a.resolved_at ? html` <span class="muted small">${fmtTime(a.resolved_at)}</span>` : ''}
 							${a.acknowledged_at && html`<div class="small muted acked">acknowledged by ${a.acknowledged_by}</div>`}</td>
-						${control && html`<td><${AlertActions} a=${a} act=${act} /></td>`}
+						${control && html`<td class="wide" data-label="actions"><${AlertActions} a=${a} act=${act} /></td>`}
 					</tr>`)}</tbody></table></div>
 				${rows && !rows.length && html`<p class="muted">No alerts.</p>`}
 				${more && html`<button type="button" onClick=${more}>More</button>`}
@@ -110,13 +110,13 @@ function Rules() {
 		<section class="card" style="margin-top:1rem" aria-labelledby="h-rules">
 			<h2 id="h-rules">Rules</h2>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="table-wrap" tabindex="0" role="region" aria-label="alert rules, scrollable"><table>
+			<div class="table-wrap stack-wrap" tabindex="0" role="region" aria-label="alert rules, scrollable"><table class="rules-table stack">
 				<thead><tr><th scope="col">name</th><th scope="col">condition</th><th scope="col">scope</th><th scope="col">for</th><th scope="col">severity</th><th scope="col"><span class="sr-only">actions</span></th></tr></thead>
-				<tbody>${(rows || []).map((r) => html`<tr data-rule=${r.rule_id}><td>${r.name}${!r.enabled ? html` <span class="badge">disabled</span>` : ''}</td>
-					<td><code>${r.condition}</code>${r.threshold != null ? ` ${r.threshold}` : ''}</td>
-					<td>${r.agent_id || (r.group ? `group ${r.group}` : 'every agent')}${r.sensor_type ? ` · ${r.sensor_type}` : ''}${r.target_id ? ` · ${r.target_id}` : ''}</td>
-					<td>${r.duration_seconds} s</td><td><span class=${`badge ${sevClass(r.severity)}`}>${r.severity}</span></td>
-					<td><button type="button" onClick=${async () => { try { await api.deleteAlertRule(r.rule_id); reload(); say(`Rule ${r.name} deleted`); } catch (err) { setMsg({ ok: false, text: err.message }); } }}>Delete<span class="sr-only"> rule ${r.name}</span></button></td></tr>`)}</tbody>
+				<tbody>${(rows || []).map((r) => html`<tr data-rule=${r.rule_id}><td data-label="name">${r.name}${!r.enabled ? html` <span class="badge">disabled</span>` : ''}</td>
+					<td data-label="condition"><code>${r.condition}</code>${r.threshold != null ? ` ${r.threshold}` : ''}</td>
+					<td data-label="scope">${r.agent_id || (r.group ? `group ${r.group}` : 'every agent')}${r.sensor_type ? ` · ${r.sensor_type}` : ''}${r.target_id ? ` · ${r.target_id}` : ''}</td>
+					<td data-label="for">${r.duration_seconds} s</td><td data-label="severity"><span class=${`badge ${sevClass(r.severity)}`}>${r.severity}</span></td>
+					<td class="wide" data-label="actions"><button type="button" onClick=${async () => { try { await api.deleteAlertRule(r.rule_id); reload(); say(`Rule ${r.name} deleted`); } catch (err) { setMsg({ ok: false, text: err.message }); } }}>Delete<span class="sr-only"> rule ${r.name}</span></button></td></tr>`)}</tbody>
 			</table></div>
 			<form class="form-grid rule-form" onSubmit=${add} style="margin-top:.75rem">
 				<label class="field"><span>Name</span><input required value=${form.name} onInput=${f('name')} /></label>

@@ -36,12 +36,12 @@ export function Audit() {
 					${active && html`<button type="button" onClick=${() => { setF(EMPTY); setApplied(EMPTY); }}>Clear</button>`}</div>
 			</form>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="audit log, scrollable"><table class="audit-table">
+			<div class="card table-wrap stack-wrap" style="max-height:none" tabindex="0" role="region" aria-label="audit log, scrollable"><table class="audit-table stack">
 				<thead><tr><th scope="col">when</th><th scope="col">actor</th><th scope="col">action</th><th scope="col">agent</th><th scope="col">details</th></tr></thead>
-				<tbody>${(rows || []).map((a) => html`<tr data-event=${a.event}><td class="nowrap" title=${fmtTime(a.logged_at)}>${fmtWhen(a.logged_at)}</td>
-					<td class="actor nowrap">${a.ui_user || a.db_role}${a.ui_user && a.db_role ? html` <span class="muted small">via ${a.db_role}</span>` : ''}</td>
-					<td><code>${a.event}</code></td><td>${a.agent_id ?? '–'}</td>
-					<td class="small details" title=${details(a.details)}>${clip(details(a.details), 220)}</td></tr>`)}</tbody></table>
+				<tbody>${(rows || []).map((a) => html`<tr data-event=${a.event}><td class="nowrap" data-label="when" title=${fmtTime(a.logged_at)}>${fmtWhen(a.logged_at)}</td>
+					<td class="actor nowrap" data-label="actor">${a.ui_user || a.db_role}${a.ui_user && a.db_role ? html` <span class="muted small">via ${a.db_role}</span>` : ''}</td>
+					<td data-label="action"><code>${a.event}</code></td><td data-label="agent">${a.agent_id ?? '–'}</td>
+					<td class="small details wide" data-label="details" title=${details(a.details)}>${clip(details(a.details), 220)}</td></tr>`)}</tbody></table>
 				${rows && !rows.length && html`<p class="muted">Nothing matches.</p>`}
 			</div>
 			${more && html`<button type="button" onClick=${more}>More</button>`}

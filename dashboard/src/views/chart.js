@@ -151,7 +151,7 @@ export function HistoryChart({ agentId, series, unit, label, pick }) {
 			<details>
 				<summary>Table of this chart</summary>
 				<div class="table-wrap">
-					<table>
+					<table class="compact">
 						<caption class="sr-only">${label} history</caption>
 						<thead><tr><th scope="col">time</th><th scope="col">min</th><th scope="col">avg</th><th scope="col">max</th><th scope="col">samples</th></tr></thead>
 						<tbody>${(rows || []).slice(-500).reverse().map((r) => html`<tr><td>${fmtTime(r.bucket)}</td><td>${r.min?.toFixed(1)}</td><td>${r.avg?.toFixed(1)}</td><td>${r.max?.toFixed(1)}</td><td>${r.samples}</td></tr>`)}</tbody>

@@ -51,16 +51,16 @@ export function Commands({ arg }) {
 					<option value="">all</option>${TYPES.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
 			</div>
 			${error && html`<p class="error" role="alert">${error}</p>`}
-			<div class="card table-wrap" style="max-height:none" tabindex="0" role="region" aria-label="commands, scrollable"><table class="commands-table">
+			<div class="card table-wrap stack-wrap" style="max-height:none" tabindex="0" role="region" aria-label="commands, scrollable"><table class="commands-table stack">
 				<thead><tr><th scope="col">issued</th><th scope="col">agent</th><th scope="col">who</th><th scope="col">what</th><th scope="col">outcome</th><th scope="col">latency</th><th scope="col">tries</th></tr></thead>
 				<tbody>${(rows || []).map((c) => {
 					const s = stateOf(c.status);
 					return html`<tr data-command=${c.command_id} data-type=${c.command_type} data-status=${c.status}>
-						<td class="nowrap" title=${fmtTime(c.created_at)}>${fmtWhen(c.created_at)}</td><td><a href=${`#/agent/${encodeURIComponent(c.agent_id)}`}>${c.agent_id}</a></td>
-						<td class="who nowrap">${c.issued_by ?? '–'}</td>
-						<td class="what"><code>${c.command_type}</code> <span class="small">${what(c)}</span></td>
-						<td class="outcome"><span class=${`cmd-state cmd-${s}`}>${c.status}</span>${c.error || c.status_reason ? html` <span class=${`small ${c.status === 'acked' ? 'muted' : 'error'}`}>${c.error || c.status_reason}</span>` : ''}</td>
-						<td class="latency nowrap">${fmtDuration(c.latency_ms)}</td><td>${c.attempts ?? '–'}</td></tr>`;
+						<td class="nowrap" data-label="issued" title=${fmtTime(c.created_at)}>${fmtWhen(c.created_at)}</td><td data-label="agent"><a href=${`#/agent/${encodeURIComponent(c.agent_id)}`}>${c.agent_id}</a></td>
+						<td class="who nowrap" data-label="who">${c.issued_by ?? '–'}</td>
+						<td class="what wide" data-label="what"><code>${c.command_type}</code> <span class="small">${what(c)}</span></td>
+						<td class="outcome" data-label="outcome"><span class=${`cmd-state cmd-${s}`}>${c.status}</span>${c.error || c.status_reason ? html` <span class=${`small ${c.status === 'acked' ? 'muted' : 'error'}`}>${c.error || c.status_reason}</span>` : ''}</td>
+						<td class="latency nowrap" data-label="latency">${fmtDuration(c.latency_ms)}</td><td data-label="tries">${c.attempts ?? '–'}</td></tr>`;
 				})}</tbody></table>
 				${rows && !rows.length && html`<p class="muted">No commands.</p>`}
 			</div>

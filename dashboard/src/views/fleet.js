@@ -2,7 +2,7 @@
 // on screen (fixed row height), so 10,000 agents scroll as smoothly as 10.
 import { useState, useEffect, useRef, useMemo } from 'preact/hooks';
 import { html } from '../html.js';
-import { fleet, fleetVersion, fleetLoaded, fleetError, liveAlerts, canControl, api, say } from '../store.js';
+import { fleet, fleetVersion, fleetLoaded, fleetError, liveAlerts, canControl, api, say, statuses, statusVersion } from '../store.js';
 import { ConfirmButton } from './confirm.js';
 import { select, totals, groupsOf, visibleRange } from '../lib/fleet.js';
 import { fmtTemp, fmtAgo, tempLevel } from '../lib/format.js';
@@ -81,19 +81,35 @@ function FleetActions({ group }) {
 	const target = group ? { group } : { fleet: true };
 	const what = group ? `group ${group}` : 'the whole fleet';
 	const run = async (fn, text) => {
+		setMsg(null);
 		try {
 			const r = await fn(target);
 			const n = r && (r.commands_queued ?? r.agents ?? (Array.isArray(r.command_ids) ? r.command_ids.length : null));
-			setMsg({ ok: true, text: `${text} for ${what}${n != null ? `: ${n} agent${n === 1 ? '' : 's'}` : ''}` });
+			setMsg({ ok: true, text: `${text} for ${what}${n != null ? `: ${n} agent${n === 1 ? '' : 's'}` : ''}`, ids: r?.command_ids || [] });
 			say(`${text} for ${what}`);
-		} catch (e) { setMsg({ ok: false, text: e.message }); }
+		} catch (e) { setMsg({ ok: false, text: `Refused: ${e.message}` }); say(`Refused: ${e.message}`); }
 	};
+	// how the queued commands went, as the socket tells of them
+	statusVersion.value;
+	let outcome = null;
+	if (msg?.ok && msg.ids.length) {
+		const by = {};
+		const waiting = [];
+		for (const id of msg.ids) {
+			const st = statuses.get(id);
+			const s = st?.status === 'acked' ? 'acknowledged' : st?.status === 'sent' ? 'sent' : ['failed', 'expired', 'dead'].includes(st?.status) ? st.status : 'queued';
+			by[s] = (by[s] || 0) + 1;
+			if (s !== 'acknowledged' && st?.agentId) waiting.push(st.agentId);
+		}
+		outcome = `${['acknowledged', 'sent', 'queued', 'failed', 'expired', 'dead'].filter((k) => by[k]).map((k) => `${by[k]} ${k}`).join(', ')}${waiting.length ? ` (not yet: ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ' …' : ''})` : ''}`;
+	}
 	return html`<div class="actions fleet-actions">
 		<${ConfirmButton} label=${group ? `Emergency stop group ${group}` : 'Emergency stop fleet'} cls="danger"
 			confirmText=${`Drive every fan of ${what} to 100 % until automatic control is restored?`} onConfirm=${() => run(api.emergencyStop, 'Emergency stop sent')} />
 		<${ConfirmButton} label=${group ? `Group ${group} automatic` : 'Fleet automatic'} confirmText=${`Give every fan of ${what} back to automatic control?`}
 			onConfirm=${() => run(api.restoreAuto, 'Automatic control sent')} />
 		${msg && html`<span class=${msg.ok ? 'ok-text small' : 'error small'} role="status" id="fleet-action-msg">${msg.text}</span>`}
+		${outcome && html`<span class="small" id="fleet-action-outcome" data-acked=${msg.ids.filter((id) => statuses.get(id)?.status === 'acked').length}>${outcome}</span>`}
 	</div>`;
 }
 
@@ -166,7 +182,7 @@ export function Fleet() {
 						<option value="offline">offline</option><option value="alerting">alerting</option>
 					</select></label>
 				<label class="field"><span>Group</span>
-					<select value=${group} onChange=${(e) => setGroup(e.currentTarget.value)}>
+					<select id="fleet-group" value=${group} onChange=${(e) => setGroup(e.currentTarget.value)}>
 						<option value="">all</option>
 						${groups.map((g) => html`<option value=${g}>${g}</option>`)}
 					</select></label>

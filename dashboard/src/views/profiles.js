@@ -63,13 +63,21 @@ export function Profiles() {
 		if (target.agent) api.agent(target.agent).then(setTDetail, () => setTDetail(null));
 	}, [target.agent, applied?.state === 'acknowledged']);
 	const apply = () => {
-		if (!target.agent || !target.fan || !target.sensor) return;
+		if (applyProblem) return;
 		// assigned through the API, which queues apply_profile to the agent
 		setApplied(trackCommand(target.agent, 'apply_profile', { fan_id: target.fan, sensor_id: target.sensor, profile: edit.name },
 			`Profile ${edit.name} on ${target.agent} ${target.fan}`, api.assignProfile(target.agent, target.fan, edit.name, target.sensor)));
 	};
 	const tRec = fleet.get(target.agent);
 	const using = (tDetail?.fans || []).filter((f) => f.profile);
+	// what still stands between the choices and a valid assignment (null: none)
+	const saved = edit && (list || []).find((p) => p.name === edit.name);
+	const same = (x, y) => JSON.stringify([x.points, x.hysteresis, x.step]) === JSON.stringify([y.points, y.hysteresis, y.step]);
+	const applyProblem = !target.agent ? 'Choose the agent, its fan and the sensor that drives it.'
+		: !(tRec?.frame?.fans || []).some((f) => f.id === target.fan) ? `Choose a fan of ${target.agent}.`
+		: !(tRec?.frame?.sensors || []).some((s) => s.id === target.sensor) ? `Choose the sensor that drives ${target.fan}.`
+		: problem || !saved || !same(edit, saved) ? 'Save the profile first: the fan would get the saved curve, not the one shown.'
+		: null;
 
 	return html`
 		<main id="main" class="view profiles" tabindex="-1">
@@ -130,9 +138,10 @@ export function Profiles() {
 						<option value="">choose…</option>${(tRec?.frame?.fans || []).map((f) => html`<option value=${f.id}>${f.id}</option>`)}</select></label>
 					<label class="field"><span>Driving sensor</span><select id="apply-sensor" value=${target.sensor} onChange=${(e) => setTarget({ ...target, sensor: e.currentTarget.value })}>
 						<option value="">choose…</option>${(tRec?.frame?.sensors || []).map((s) => html`<option value=${s.id}>${s.id}</option>`)}</select></label>
-					<button type="button" class="primary" id="profile-apply" onClick=${apply} disabled=${!target.agent || !target.fan || !target.sensor}>Assign and apply</button>
+					<button type="button" class="primary" id="profile-apply" onClick=${apply} disabled=${!!applyProblem} aria-describedby="profile-apply-why">Assign and apply</button>
 					${applied && html`<span class=${`cmd-state cmd-${applied.state}`} data-state=${applied.state} id="profile-apply-state">${describe(applied)}</span>`}
 				</div>
+				<p class="small muted" id="profile-apply-why">${applyProblem || `Ready: ${edit.name} on ${target.agent} ${target.fan}, driven by ${target.sensor}.`}</p>
 				${using.length > 0 && html`<p class="small" id="profile-using">On ${target.agent}: ${using.map((f, i) => html`${i ? ', ' : ''}<strong>${f.fan_id}</strong> runs ${f.profile.name} from ${f.profile.sensor_id}`)}.</p>`}
 			</section>`}`}
 		</main>`;

@@ -117,11 +117,11 @@ export function Settings({ arg }) {
 				${detail && !items.length && html`<p class="muted">No settings are defined.</p>`}
 			</section>
 			${fans.length > 0 && html`<section class="card" style="margin-top:1rem" aria-labelledby="h-limits"><h2 id="h-limits">Fan limits and profiles</h2>
-				<div class="table-wrap" tabindex="0" role="region" aria-label="fan limits, scrollable"><table>
+				<div class="table-wrap stack-wrap" tabindex="0" role="region" aria-label="fan limits, scrollable"><table class="limits-table stack">
 					<thead><tr><th scope="col">fan</th><th scope="col">limits</th><th scope="col">emergency</th><th scope="col">profile</th></tr></thead>
-					<tbody>${fans.map((f) => html`<tr data-fan=${f.fan_id}><td>${f.label || f.fan_id}</td><td>${f.min_speed ?? 0}–${f.max_speed ?? 100} %</td>
-						<td>${f.emergency_temp != null ? `${f.emergency_temp} °C` : '–'}</td>
-						<td class="profile">${f.profile ? html`<a href="#/profiles">${f.profile.name}</a> <span class="muted small">from ${f.profile.sensor_id}</span>` : html`<span class="muted">automatic</span>`}</td></tr>`)}</tbody>
+					<tbody>${fans.map((f) => html`<tr data-fan=${f.fan_id}><td data-label="fan">${f.label || f.fan_id}</td><td data-label="limits">${f.min_speed ?? 0}–${f.max_speed ?? 100} %</td>
+						<td data-label="emergency">${f.emergency_temp != null ? `${f.emergency_temp} °C` : '–'}</td>
+						<td class="profile" data-label="profile">${f.profile ? html`<a href="#/profiles">${f.profile.name}</a> <span class="muted small">from ${f.profile.sensor_id}</span>` : html`<span class="muted">automatic</span>`}</td></tr>`)}</tbody>
 				</table></div></section>`}
 		</main>`;
 }

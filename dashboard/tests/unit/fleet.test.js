@@ -88,3 +88,13 @@ test('select over 10,000 records finds its matches (the time is printed)', () =>
 	assert.ok(out.length > 0);
 	console.log(`# select of 10,000 records: ${ms.toFixed(1)} ms`);
 });
+
+test('a sensor\'s type and limits sent once are kept for the frames that leave them out', async () => {
+	const { newRecord, applyFrame } = await import('../../src/lib/fleet.js');
+	const r = newRecord('a');
+	applyFrame(r, { timestamp: 1, sensors: [{ id: 'cpu', temperature: 40, type: 'cpu', max_temp: 80, crit_temp: 95 }], fans: [] }, 2);
+	const f = { timestamp: 3, sensors: [{ id: 'cpu', temperature: 41 }, { id: 'new', temperature: 30 }], fans: [] };
+	applyFrame(r, f, 4);
+	assert.deepEqual(f.sensors[0], { id: 'cpu', temperature: 41, type: 'cpu', max_temp: 80, crit_temp: 95 });
+	assert.equal(f.sensors[1].type, undefined);
+});
