@@ -38,6 +38,16 @@ static bool claim_sul_armed;
 static int	claims_in_flight;
 
 /*
+ * After a claim fails, the next waits: 50 ms, doubling to 1 s while they
+ * keep failing (a revoked grant, a broken function), so a failing claim
+ * is not re-sent in a tight loop with an error line each time.  The first
+ * claim that succeeds puts it back to 0.
+ */
+#define CLAIM_RETRY_FIRST_US (50 * 1000)
+#define CLAIM_RETRY_MAX_US (1000 * 1000)
+static lws_usec_t claim_retry_us;
+
+/*
  * Claims in flight at once.  A claim is one round trip (its COMMIT is
  * pipelined behind it); more than one may run, each on the general
  * connection with least in flight, so a NOTIFY read while one runs is not
@@ -250,6 +260,7 @@ claim_done(struct db_query *q, PGresult *res)
 		c->agents[i]->claiming = false;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
+		claim_retry_us = 0;
 		for (int r = 0; r < PQntuples(res); r++)
 		{
 			struct agent *a = agent_find(PQgetvalue(res, r, 1));
@@ -271,6 +282,9 @@ claim_done(struct db_query *q, PGresult *res)
 	else
 	{
 		blog("error", "claim_commands", "%s", PQresultErrorMessage(res));
+		claim_retry_us = claim_retry_us ? claim_retry_us * 2 : CLAIM_RETRY_FIRST_US;
+		if (claim_retry_us > CLAIM_RETRY_MAX_US)
+			claim_retry_us = CLAIM_RETRY_MAX_US;
 		/* put them back for the next claim */
 		for (size_t i = 0; i < c->n; i++)
 		{
@@ -352,7 +366,7 @@ schedule_claim(void)
 	if (claim_sul_armed || claims_in_flight >= MAX_CLAIMS_IN_FLIGHT)
 		return;
 	claim_sul_armed = true;
-	timer_schedule(&claim_sul, claim_cb, 1);
+	timer_schedule(&claim_sul, claim_cb, claim_retry_us ? claim_retry_us : 1);
 }
 
 /* NOTIFY pankha_command: claim for the agent it names, if connected here. */
