@@ -40,7 +40,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -55,6 +54,7 @@
 #include "utils/timestamp.h"
 
 #include "json_fast.h"
+#include "json_pg.h"
 #include "validate.h"
 
 PG_FUNCTION_INFO_V1(pankha_ingest);
@@ -402,7 +402,8 @@ ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /* --------------------------------------------------------------------------
- * Parsing: PostgreSQL's JSON parser feeds the plain-C tree of validate.c
+ * Parsing: simdjson (json_fast.cpp) or PostgreSQL's parser (json_pg.c) feed
+ * the plain-C tree of validate.c
  * --------------------------------------------------------------------------
  */
 
@@ -411,98 +412,6 @@ static void *
 grow_nodes(void *ptr, size_t size)
 {
 	return ptr ? repalloc(ptr, size) : palloc(size);
-}
-
-static void
-on_object_start(void *state)
-{
-	pk_json_begin((PkJson *) state, PK_JSON_OBJECT);
-}
-
-static void
-on_array_start(void *state)
-{
-	pk_json_begin((PkJson *) state, PK_JSON_ARRAY);
-}
-
-static void
-on_end(void *state)
-{
-	pk_json_end((PkJson *) state);
-}
-
-static void
-on_field(void *state, char *fname, bool isnull)
-{
-	pk_json_key((PkJson *) state, fname, strlen(fname));
-}
-
-static void
-on_scalar(void *state, char *token, JsonTokenType type)
-{
-	PkJson	   *json = (PkJson *) state;
-
-	switch (type)
-	{
-		case JSON_TOKEN_STRING:
-			pk_json_scalar(json, PK_JSON_STRING, token, strlen(token), 0);
-			break;
-		case JSON_TOKEN_NUMBER:
-			/* the lexer checked the syntax; huge values become inf */
-			pk_json_scalar(json, PK_JSON_NUMBER, NULL, 0, pk_json_number(token));
-			break;
-		case JSON_TOKEN_TRUE:
-		case JSON_TOKEN_FALSE:
-			pk_json_scalar(json, PK_JSON_BOOL, NULL, 0, type == JSON_TOKEN_TRUE);
-			break;
-		default:
-			pk_json_scalar(json, PK_JSON_NULL, NULL, 0, 0);
-			break;
-	}
-}
-
-/*
- * How deeply brackets nest, outside strings.  The parser recurses per
- * level and would raise a stack-depth error, which must not take a whole
- * batch down, so too deep a document is refused before parsing.
- */
-static bool
-nesting_ok(const char *json_text, int len)
-{
-	int			depth = 0;
-	int			opening = 0;
-	bool		in_string = false;
-
-	/* cheap common case: too few brackets to nest too deeply at all */
-	for (const char *p = json_text; (p = memchr(p, '{', json_text + len - p)) != NULL; p++)
-		opening++;
-	for (const char *p = json_text; (p = memchr(p, '[', json_text + len - p)) != NULL; p++)
-		opening++;
-	if (opening <= PK_JSON_MAX_DEPTH)
-		return true;
-
-	for (int i = 0; i < len; i++)
-	{
-		char		c = json_text[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-		{
-			if (++depth > PK_JSON_MAX_DEPTH)
-				return false;
-		}
-		else if (c == '}' || c == ']')
-			depth--;
-	}
-	return true;
 }
 
 /*
@@ -527,10 +436,6 @@ no_grow(void *ptr, size_t size)
 static bool
 parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *what)
 {
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	JsonParseErrorType result;
-
 	/*
 	 * simdjson first (UTF-8 databases: it reads only UTF-8); whatever it
 	 * does not take, or yields what PostgreSQL's parser would refuse, goes
@@ -559,30 +464,7 @@ parse_json(char *json_text, int len, PkJson *json, PkError *err, const char *wha
 	}
 
 	pk_json_init(json, grow_nodes);
-	if (!nesting_ok(json_text, len))
-		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
-					   "Objects and arrays may nest at most %d levels deep.",
-					   PK_JSON_MAX_DEPTH);
-
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = json;
-	sem.object_start = on_object_start;
-	sem.object_end = on_end;
-	sem.array_start = on_array_start;
-	sem.array_end = on_end;
-	sem.object_field_start = on_field;
-	sem.scalar = on_scalar;
-
-	lex = makeJsonLexContextCstringLen(json_text, len, GetDatabaseEncoding(), true);
-	result = pg_parse_json(lex, &sem);
-	if (result != JSON_SUCCESS)
-		return pk_fail(err, "22P02", PK_PATH(what), "not valid JSON",
-					   "%s", json_errdetail(result, lex));
-	if (json->failed || json->count == 0)
-		return pk_fail(err, "54000", PK_PATH(what), "nested too deeply",
-					   "Objects and arrays may nest at most %d levels deep.",
-					   PK_JSON_MAX_DEPTH);
-	return true;
+	return pk_pg_parse(json_text, len, GetDatabaseEncoding(), json, err, what);
 }
 
 /* Parse one frame's JSON text, refusing frames over 1 MiB first. */
