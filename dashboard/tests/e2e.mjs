@@ -45,12 +45,36 @@ async function until(fn, timeout = 10000, interval = 100) {
 const readInt = (path) => parseInt(readFileSync(path, 'utf8'), 10);
 const nct = (a) => join(a.sim, 'class/hwmon/hwmon1');
 
+// Data messages each page's live connection received, per agent.  A check
+// that something does NOT happen in the page (no redraw, no update) first
+// waits for some of these, so that its window is known to have seen frames.
+const liveData = new WeakMap();
+const framesFor = (page, id) => liveData.get(page)?.get(id) ?? 0;
+async function framesArrive(page, id, count, timeout = 15000) {
+	const want = framesFor(page, id) + count;
+	const got = await until(() => framesFor(page, id) >= want, timeout);
+	ok(got, `${count} frames of ${id} reach the page (awaited for ${timeout / 1000} s)`, `${framesFor(page, id)} of ${want}`);
+	return got;
+}
+// Resolves after the page drew two more animation frames: what it had
+// scheduled (a redraw, an observer's callback) has run by then.
+const framesDrawn = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 0)))));
+
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 const pageErrors = [];
 async function newPage(width = 1280, height = 900) {
 	const ctx = await browser.newContext({ viewport: { width, height } });
 	const page = await ctx.newPage();
 	page.on('pageerror', (e) => pageErrors.push(String(e)));
+	const seen = new Map();
+	liveData.set(page, seen);
+	page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
+		if (typeof payload !== 'string' || !payload.startsWith('{"type":"data"')) return;
+		try {
+			const id = JSON.parse(payload).agent_id;
+			seen.set(id, (seen.get(id) ?? 0) + 1);
+		} catch { /* not JSON: not ours to count */ }
+	}));
 	// (the 404s of endpoints probed before they exist are expected)
 	page.on('console', (m) => { if (m.type() === 'error' && !/status of 404/.test(m.text())) diag(`console: ${m.text()}`); });
 	return page;
@@ -170,11 +194,13 @@ try {
 		const plotEl = page.locator('.chart-block [data-draws]').first();
 		const onScreen = () => plotEl.evaluate((el) => { const r = el.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; });
 		const draws = () => plotEl.getAttribute('data-draws').then(Number);
-		await sleep(500);
+		await until(async () => !(await onScreen()), 5000);
+		await framesDrawn(page);
 		const d0 = await draws();
-		await sleep(2500);
+		await framesArrive(page, A1.id, 3);
+		await framesDrawn(page);
 		const d1 = await draws();
-		ok(!(await onScreen()) && d1 === d0, `off screen, the live chart is not redrawn (${d0} → ${d1} redraws in 2.5 s)`);
+		ok(!(await onScreen()) && d1 === d0, `off screen, the live chart is not redrawn (${d0} → ${d1} redraws while 3 frames arrived)`);
 		await plotEl.scrollIntoViewIfNeeded();
 		ok(await until(async () => (await draws()) > d1, 5000), 'on screen it is redrawn as frames arrive');
 		await page.evaluate(() => window.scrollTo(0, 0));
@@ -206,13 +232,20 @@ try {
 	const minAttr = await until(() => page.locator('#fan-nct6798_fan1-range').getAttribute('min').then((m) => m === '30' && m), 5000)
 		|| await page.locator('#fan-nct6798_fan1-range').getAttribute('min');
 	ok(minAttr === '30', 'the slider starts at the fan\'s minimum', minAttr);
-	const n0 = psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A1.id}'`);
+	const since = psql('SELECT now()');
+	const sentSince = () => psql(`SELECT coalesce(string_agg((parameters->>'speed') || ' % ' || status, ', ' ORDER BY created_at), '')
+		FROM pankha.commands WHERE agent_id = '${A1.id}' AND created_at > '${since}'`);
 	await page.fill('#fan-nct6798_fan1-num', '10');
 	await page.click('.fan[data-fan="nct6798_fan1"] button[type=submit]');
 	const problem = await until(() => page.locator('#fan-nct6798_fan1-problem').textContent().then((t) => t && t), 3000);
 	ok(/minimum of 30/.test(problem || ''), 'a speed below the minimum is refused in the page', problem);
-	await sleep(300);
-	ok(psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A1.id}'`) === n0, '... and nothing is sent');
+	// "Nothing is sent" has no event of its own: a valid speed submitted next
+	// goes the same way (the form, the socket, the bridge), so once it is
+	// acknowledged a refused one sent before it would be in SQL as well.
+	await page.fill('#fan-nct6798_fan1-num', '60');
+	await page.click('.fan[data-fan="nct6798_fan1"] button[type=submit]');
+	const later = await until(() => { const q = sentSince(); return / acked$/.test(q) && q; }, 10000);
+	ok(later === '60 % acked', `... and nothing is sent: the only command since is the valid speed submitted after it (awaited for 10 s: ${later || sentSince()})`);
 	const res = await fetch(`${E.base}/api/v1/agents/${A1.id}/commands`, {
 		method: 'POST', headers: { Authorization: `Bearer ${E.tokens.operator}`, 'Content-Type': 'application/json' },
 		body: JSON.stringify({ command_type: 'set_fan_speed', parameters: { fan_id: 'nct6798_fan1', speed: 10 } }) });
@@ -328,13 +361,16 @@ try {
 		const def = psql(`SELECT min_value || ' ' || max_value FROM pankha.setting_definitions WHERE key = 'update_interval'`).split(' ').map(Number);
 		ok(Number(min) === def[0] && Number(max) === def[1], `the input is bounded by the definition's range (${min}–${max})`);
 		// out of range: refused in the page, nothing sent
-		const c0 = cmdCount();
+		const since = psql('SELECT now()');
+		const sentSince = () => psql(`SELECT coalesce(string_agg(parameters->>'update_interval', ', ' ORDER BY created_at), '') FROM pankha.commands
+			WHERE agent_id = '${A2.id}' AND command_type = 'update_settings' AND created_at > '${since}'`);
 		await input.fill('99');
 		await form.locator('button[type=submit]').click();
 		const refused = await until(() => form.locator('.error').textContent(), 3000);
 		ok(/at most 30/.test(refused || ''), 'a value above the range is refused in the page', refused);
-		await sleep(300);
-		ok(cmdCount() === c0, '... and nothing reaches the agents');
+		// "Nothing reaches the agents" has no event of its own: the value saved
+		// next goes the same way, so once the agent acknowledged it (below), the
+		// refused one, had it been sent before it, would be in SQL as well.
 		// saved at the agent's own scope: the source turns to agent, and the agent gets config_update
 		await input.fill('1.5');
 		await form.locator('select[id$=-scope]').selectOption(`agent:${A2.id}`);
@@ -346,6 +382,7 @@ try {
 		const acked = await until(() => psql(`SELECT count(*) FROM pankha.commands WHERE agent_id = '${A2.id}' AND command_type = 'update_settings' AND status = 'acked'
 			AND parameters::text LIKE '%1.5%'`) !== '0', 10000);
 		ok(acked, 'the agent acknowledges the config_update carrying the new value');
+		ok(sentSince() === '1.5', `the value refused in the page reached no agent: the only update_settings since is the saved one (${sentSince()})`);
 		await shot(page, 'settings-1280');
 		// cleared: inherited from global again, and the agent is told
 		const c1 = cmdCount();
@@ -597,11 +634,13 @@ try {
 	await page.goto(`${E.base}/#/fleet`);
 	await until(() => row(A1.id).isVisible(), 5000);
 	await page.click('button[aria-pressed]');
-	await sleep(300);
+	await until(() => page.locator('button[aria-pressed]').first().getAttribute('aria-pressed').then((p) => p === 'true'), 3000);
+	await framesDrawn(page);
 	const v0 = await page.locator('main.fleet').getAttribute('data-version');
-	await sleep(2500);
+	await framesArrive(page, A1.id, 3);
+	await framesDrawn(page);
 	const v1 = await page.locator('main.fleet').getAttribute('data-version');
-	ok(v0 === v1, 'paused: no live update reaches the view', `${v0} → ${v1}`);
+	ok(v0 === v1, 'paused: no live update reaches the view (while 3 frames arrived)', `${v0} → ${v1}`);
 	await page.click('button[aria-pressed]');
 	ok(await until(async () => (await page.locator('main.fleet').getAttribute('data-version')) !== v1, 3000), 'resumed: live updates again');
 
