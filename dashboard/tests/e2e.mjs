@@ -62,8 +62,8 @@ const framesDrawn = (page) => page.evaluate(() => new Promise((r) => requestAnim
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 const pageErrors = [];
-async function newPage(width = 1280, height = 900) {
-	const ctx = await browser.newContext({ viewport: { width, height } });
+async function newPage(width = 1280, height = 900, options = {}) {
+	const ctx = await browser.newContext({ viewport: { width, height }, ...options });
 	const page = await ctx.newPage();
 	page.on('pageerror', (e) => pageErrors.push(String(e)));
 	const seen = new Map();
@@ -78,6 +78,25 @@ async function newPage(width = 1280, height = 900) {
 	// (the 404s of endpoints probed before they exist are expected)
 	page.on('console', (m) => { if (m.type() === 'error' && !/status of 404/.test(m.text())) diag(`console: ${m.text()}`); });
 	return page;
+}
+// The header names the role once the socket's "connected" message (or,
+// without the socket, the HTTP probe) told the page: until then it offers
+// no controls to anyone, so a check of which controls a role gets (or does
+// not get) waits for this first.
+async function roleKnown(page, role, timeout = 10000) {
+	const who = page.locator('header .signed-in');
+	const got = await until(() => who.textContent().then((t) => new RegExp(`(^| )${role}$`).test(t)), timeout);
+	ok(got, `the page knows it is signed in as ${role} (awaited for ${timeout / 1000} s)`, await who.textContent().catch(() => 'no header'));
+	return got;
+}
+// Waits until every selector matches something in the page, then lets it
+// draw: the view has its data on screen.
+async function viewReady(page, what, selectors, timeout = 8000) {
+	const missing = () => Promise.all(selectors.map((s) => page.locator(s).count())).then((cs) => selectors.filter((s, i) => !cs[i]));
+	const got = await until(() => missing().then((m) => m.length === 0), timeout);
+	ok(got, `${what} shows its data (awaited for ${timeout / 1000} s: ${selectors.join('; ')})`, got || `missing: ${(await missing().catch(() => selectors)).join('; ')}`);
+	await framesDrawn(page);
+	return got;
 }
 async function shot(page, name) {
 	await page.screenshot({ path: join(E.out, `${name}.png`), fullPage: false });
@@ -279,8 +298,14 @@ try {
 		psql(`SELECT pankha.create_group('e2e-rack')`);
 		for (const a of [A1, A2, A3]) psql(`SELECT pankha.set_agent_group('${a.id}', 'e2e-rack')`);
 		const t0 = psql('SELECT now()');
-		const queued = () => psql(`SELECT coalesce(string_agg(agent_id || '=' || status, ',' ORDER BY agent_id), '') FROM pankha.commands
-			WHERE command_type = 'emergency_stop' AND created_at > '${t0}'`);
+		// (with ids: only those commands)
+		const queued = (ids) => psql(`SELECT coalesce(string_agg(agent_id || '=' || status, ',' ORDER BY agent_id), '') FROM pankha.commands
+			WHERE command_type = 'emergency_stop' AND created_at > '${t0}'${ids ? ` AND command_id::text = ANY (ARRAY[${ids.map((i) => `'${i}'`).join(',') || "''"}])` : ''}`);
+		// every emergency stop the page sends, to tell the cancelled one from the confirmed one
+		const isStop = (r) => r.method() === 'POST' && new URL(r.url()).pathname === '/api/v1/emergency-stop';
+		const stopPosts = [];
+		const onStop = (r) => { if (isStop(r)) stopPosts.push(r); };
+		page.on('request', onStop);
 		await page.goto(`${E.base}/#/fleet`);
 		await page.reload();
 		await until(() => page.locator('#fleet-group option[value="e2e-rack"]').count().then((c) => c === 1), 8000);
@@ -291,16 +316,34 @@ try {
 		const dlg = await page.locator('dialog[open]').textContent();
 		ok(/group e2e-rack/.test(dlg), 'it asks for a confirmation naming the group', dlg);
 		await page.click('dialog[open] button[value=cancel]');
-		await sleep(500);
-		ok(queued() === '', 'cancelled, nothing is queued', queued());
+		// "Cancelled, nothing is queued" has no event of its own.  The dialog
+		// closing shows the page handled the click (a stop it set off would
+		// have called fetch in that click).  Its rows could reach SQL later
+		// still, so the confirmed stop below is told apart by its command ids:
+		// once every stop the page sent is answered, the emergency_stop rows
+		// since t0 must be exactly the confirmed one's.
+		ok(await until(() => page.locator('dialog[open]').count().then((c) => c === 0), 3000), 'cancel closes the confirmation (awaited for 3 s)');
+		await framesDrawn(page);
+		ok(stopPosts.length === 0 && queued() === '', 'cancelled, nothing is sent or queued', `${stopPosts.length} requests; queued: ${queued()}`);
 		await stop.click();
+		const answered = page.waitForResponse((r) => isStop(r.request()), { timeout: 10000 }).catch(() => null);
 		await page.click('dialog[open] button[value=ok]');
-		const rows = await until(() => { const q = queued(); return q.split(',').length === 3 && q; }, 5000);
+		const answer = await answered;
+		const ids = (answer && (await answer.json().catch(() => ({}))).command_ids) || [];
+		ok(ids.length === 3, `confirmed, the bridge answers with one command id per agent of the group (awaited for 10 s: ${ids.join(', ') || (answer ? answer.status() : 'no answer')})`);
+		const rows = await until(() => { const q = queued(ids); return q.split(',').length === 3 && q; }, 5000);
 		ok(rows && rows.startsWith(`${A1.id}=`) && rows.includes(`${A2.id}=`) && rows.includes(`${A3.id}=`),
-			`confirmed, one emergency_stop per agent of the group is queued in SQL (${rows})`);
+			`confirmed, one emergency_stop per agent of the group is queued in SQL (awaited for 5 s: ${rows || queued(ids)})`);
+		const answeredAll = await Promise.all(stopPosts.map((r) => r.response().catch(() => null)));
+		const others = psql(`SELECT count(*) FROM pankha.commands WHERE command_type = 'emergency_stop' AND created_at > '${t0}'
+			AND command_id::text <> ALL (ARRAY[${ids.map((i) => `'${i}'`).join(',') || "''"}])`);
+		ok(stopPosts.length === 1 && answeredAll.every(Boolean) && others === '0',
+			'... and the cancelled one queued nothing: the page sent one stop, and no other emergency_stop row is in SQL',
+			`${stopPosts.length} stops sent; ${others} other rows: ${queued()}`);
+		page.off('request', onStop);
 		const driven = await until(() => [A1, A2].every((a) => [1, 2, 3, 4, 5].every((i) => readInt(join(nct(a), `pwm${i}`)) === 255)), 10000);
 		ok(driven, 'the online agents of the group drive every simulated fan to 100 %');
-		const after = await until(() => { const q = queued(); return q.includes(`${A1.id}=acked`) && q.includes(`${A2.id}=acked`) && q; }, 10000);
+		const after = await until(() => { const q = queued(ids); return q.includes(`${A1.id}=acked`) && q.includes(`${A2.id}=acked`) && q; }, 10000);
 		ok(after && after.includes(`${A3.id}=queued`), `the online agents acknowledge it; the stopped one keeps it queued (${after})`);
 		ok(/Emergency stop sent for group e2e-rack: 3 agents/.test(await page.locator('#fleet-action-msg').textContent()), 'the page says it was sent to the group\'s 3 agents');
 		const outcome = await until(() => page.locator('#fleet-action-outcome').textContent().then((t) => /2 acknowledged/.test(t) && t), 10000);
@@ -315,7 +358,12 @@ try {
 		await vp.goto(`${E.base}/?token=${encodeURIComponent(E.tokens.viewer)}#/fleet`);
 		await until(() => vp.locator('#fleet-group option[value="e2e-rack"]').count().then((c) => c === 1), 8000);
 		await vp.locator('#fleet-group').selectOption('e2e-rack');
-		await sleep(300);
+		// the absence means something once the page knows the role (before
+		// that nobody gets controls) and has drawn the group's rows after
+		// the choice
+		await roleKnown(vp, 'viewer');
+		ok(await until(() => vp.locator('#fleet-group').inputValue().then((v) => v === 'e2e-rack'), 3000), 'the viewer\'s fleet view shows group e2e-rack (awaited for 3 s)');
+		await viewReady(vp, 'the viewer\'s fleet view of group e2e-rack', [`.vlist .row[data-agent="${A1.id}"] .c-group:text-is("e2e-rack")`]);
 		ok(await vp.locator('button:has-text("Emergency stop")').count() === 0, 'a viewer is offered no emergency stop for the group');
 		const n0 = queued();
 		const res = await fetch(`${E.base}/api/v1/emergency-stop`, { method: 'POST', headers: { Authorization: `Bearer ${E.tokens.viewer}`, 'Content-Type': 'application/json' },
@@ -331,12 +379,19 @@ try {
 	await vpage.goto(`${E.base}/?token=${encodeURIComponent(E.tokens.viewer)}#/agent/${A1.id}`);
 	await until(() => vpage.locator('[data-sensor]').count().then((c) => c > 0), 8000);
 	await until(() => vpage.locator('#conn-state').getAttribute('data-state').then((s) => s === 'live'), 5000);
+	await roleKnown(vpage, 'viewer');
+	await framesDrawn(vpage);
 	ok(await vpage.locator('input[type=range]').count() === 0 && await vpage.locator('button.danger').count() === 0, 'a viewer sees no slider and no emergency stop');
 	// nor any other control: every button left is the header's (pause, sign out)
-	for (const [view, ready] of [['fleet', '.vlist .row'], ['settings', 'form.setting'], ['alerts', 'h1'], ['profiles', 'h1'], ['commands', 'h1']]) {
+	// (each view once the page knows the role and shows the view's data: the
+	// controls an operator would get come with that data)
+	for (const [view, ready] of [['fleet', ['.vlist .row .c-hot:has-text("°C")']], ['settings', ['form.setting', 'table.limits-table tbody tr']],
+		['alerts', ['table.alerts-table tbody tr, main p.muted:text-is("No alerts.")']],
+		['profiles', ['svg.curve, main p.empty']],
+		['commands', ['table.commands-table tbody tr']]]) {
 		await vpage.goto(`${E.base}/#/${view}`);
-		await until(() => vpage.locator(ready).count().then((c) => c > 0), 8000);
-		await sleep(300);
+		await roleKnown(vpage, 'viewer');
+		await viewReady(vpage, `the viewer's ${view} view`, ready);
 		const buttons = await vpage.locator('main button').allTextContents();
 		const enabled = await vpage.locator('main form.setting input:enabled, main form.setting select:enabled').count();
 		ok(buttons.filter((b) => !/^More$/.test(b)).length === 0 && enabled === 0, `a viewer has no controls on ${view}`, buttons.join(', '));
@@ -703,9 +758,8 @@ try {
 	}
 	for (const [width, height] of [[1280, 900], [390, 844]]) {
 		for (const scheme of ['light', 'dark']) {
-			const ctx = await browser.newContext({ viewport: { width, height }, colorScheme: scheme });
-			const p = await ctx.newPage();
-			p.on('pageerror', (e) => pageErrors.push(String(e)));
+			const p = await newPage(width, height, { colorScheme: scheme });
+			const ctx = p.context();
 			const tag = `${width}${scheme === 'dark' ? '-dark' : ''}`;
 			await p.goto(E.base + '/');
 			await p.locator('#token').waitFor();
@@ -713,7 +767,13 @@ try {
 			await p.goto(`${E.base}/?token=${encodeURIComponent(E.tokens.admin)}#/fleet`);
 			await until(() => p.locator('.vlist .row').count().then((c) => c >= 3), 8000);
 			await until(() => p.locator('#conn-state').getAttribute('data-state').then((st) => st === 'live'), 5000);
-			await sleep(1500);
+			// what axe and the widths read: the admin's actions (with the
+			// role) and rows with live values and trends (with frames)
+			await roleKnown(p, 'admin');
+			await framesArrive(p, A1.id, 1);
+			await framesArrive(p, A2.id, 1);
+			await viewReady(p, `the fleet at ${width} px (${scheme})`, ['.fleet-actions button.danger', `.vlist .row[data-agent="${A2.id}"] .c-hot:has-text("°C")`,
+				`.vlist .row[data-agent="${A1.id}"] .c-trend path`, `.vlist .row[data-agent="${A2.id}"] .c-trend path`]);
 			await shot(p, `fleet-${tag}`);
 			if (scheme === 'light') {
 				await axe(p, `the fleet at ${width} px`);
@@ -724,7 +784,12 @@ try {
 			await p.goto(`${E.base}/#/agent/${A2.id}`);
 			await until(() => p.locator('[data-sensor]').count().then((c) => c > 0), 8000);
 			await until(() => p.locator('.chart-block .uplot').count().then((c) => c > 0), 8000);
-			await sleep(500);
+			// every chart with its history, and the admin's fan controls
+			await roleKnown(p, 'admin');
+			ok(await until(() => p.locator('.chart-block').evaluateAll((bs) => bs.length > 0 && bs.every((b) => b.dataset.points !== '')), 8000),
+				`the agent view's charts have their history at ${width} px (${scheme}) (awaited for 8 s)`,
+				await p.locator('.chart-block').evaluateAll((bs) => bs.map((b) => `${b.dataset.series}: ${b.dataset.points || 'loading'}`).join(', ')).catch(() => 'no charts'));
+			await viewReady(p, `the agent view at ${width} px (${scheme})`, ['.chart-block .uplot', '.fan input[type=range]']);
 			await shot(p, `agent-${tag}`);
 			if (scheme === 'light') {
 				await p.screenshot({ path: join(E.out, `agent-full-${tag}.png`), fullPage: true });
@@ -741,10 +806,13 @@ try {
 				await axe(p, `settings at ${width} px`);
 			}
 			// every other view, in both themes; axe and the width check in light
-			for (const [view, ready] of [['profiles', 'svg.curve'], ['alerts', 'table.alerts-table tbody tr'], ['commands', 'table.commands-table tbody tr'], ['audit', 'table.audit-table tbody tr']]) {
+			// (each with its data, and with what the admin's role adds)
+			for (const [view, ready] of [['profiles', ['svg.curve', 'button:has-text("New profile")', '#profile-apply']],
+				['alerts', ['table.alerts-table tbody tr td[data-label="actions"]', 'table.rules-table tr[data-rule]', 'ul.silences li']],
+				['commands', ['table.commands-table tbody tr']], ['audit', ['table.audit-table tbody tr']]]) {
 				await p.goto(`${E.base}/#/${view}`);
-				await until(() => p.locator(ready).count().then((c) => c > 0), 8000);
-				await sleep(300);
+				await roleKnown(p, 'admin');
+				await viewReady(p, `${view} at ${width} px (${scheme})`, ready);
 				await shot(p, `${view}-${tag}`);
 				if (scheme === 'light') {
 					await axe(p, `${view} at ${width} px`);
@@ -784,7 +852,11 @@ try {
 		process.kill(E.bridgePid, 'SIGTERM');
 		const lost = await until(() => page.locator('#conn-state').getAttribute('data-state').then((st) => st === 'reconnecting' || st === 'offline'), 15000);
 		ok(lost, 'with the bridge gone the page says it is reconnecting');
-		await sleep(1000);
+		// the old bridge has exited (gone, or a zombie test_browser has not
+		// reaped yet): its port is free for the new one, and nothing is left
+		// that could tell the page of the rename below
+		const exited = () => { try { return /^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${E.bridgePid}/stat`, 'utf8')); } catch { return true; } };
+		ok(await until(exited, 10000), `the stopped bridge (pid ${E.bridgePid}) has exited (awaited for 10 s)`);
 		// changed while the page could not hear of it: the resync after the reconnect brings it
 		const gapName = `Renamed during the outage ${Date.now() % 100000}`;
 		psql(`UPDATE pankha.agents SET name = '${gapName}' WHERE agent_id = '${A1.id}'`);
@@ -846,9 +918,9 @@ try {
 			ok(paint < 1000, `1,000 agents paint in under a second (${paint.toFixed(0)} ms from navigation)`);
 		}
 		await p.locator('.vlist').evaluate((el) => { el.scrollTop = el.scrollHeight; });
-		await sleep(300);
-		const lastIds = await p.locator('.vlist .row').evaluateAll((rs) => rs.map((r) => r.dataset.agent));
-		ok(lastIds.includes('sim-3'), 'scrolling to the end renders the last rows', lastIds.slice(-3).join(','));
+		const rowIds = () => p.locator('.vlist .row').evaluateAll((rs) => rs.map((r) => r.dataset.agent));
+		const lastIds = await until(() => rowIds().then((ids) => ids.includes('sim-3') && ids), 5000) || await rowIds();
+		ok(lastIds.includes('sim-3'), 'scrolling to the end renders the last rows (awaited for 5 s)', lastIds.slice(-3).join(','));
 		await shot(p, 'fleet-1000-1280');
 		await ctx.close();
 	}
