@@ -340,7 +340,6 @@ try {
 		ok(stopPosts.length === 1 && answeredAll.every(Boolean) && others === '0',
 			'... and the cancelled one queued nothing: the page sent one stop, and no other emergency_stop row is in SQL',
 			`${stopPosts.length} stops sent; ${others} other rows: ${queued()}`);
-		page.off('request', onStop);
 		const driven = await until(() => [A1, A2].every((a) => [1, 2, 3, 4, 5].every((i) => readInt(join(nct(a), `pwm${i}`)) === 255)), 10000);
 		ok(driven, 'the online agents of the group drive every simulated fan to 100 %');
 		const after = await until(() => { const q = queued(ids); return q.includes(`${A1.id}=acked`) && q.includes(`${A2.id}=acked`) && q; }, 10000);
@@ -371,6 +370,12 @@ try {
 		const body = await res.json().catch(() => ({}));
 		ok(res.status === 403 && /needs the operator role/.test(body.error?.message ?? ''), `the bridge refuses a viewer's group emergency stop (${res.status}: ${body.error?.message})`);
 		ok(queued() === n0, '... and queues nothing');
+		// (and a stop the cancel set off late would show by now, seconds on)
+		const othersEnd = psql(`SELECT count(*) FROM pankha.commands WHERE command_type = 'emergency_stop' AND created_at > '${t0}'
+			AND command_id::text <> ALL (ARRAY[${ids.map((i) => `'${i}'`).join(',') || "''"}])`);
+		ok(stopPosts.length === 1 && othersEnd === '0', 'by the end of the group\'s checks the page still sent only the confirmed emergency stop, and SQL holds no other',
+			`${stopPosts.length} stops sent; ${othersEnd} other rows: ${queued()}`);
+		page.off('request', onStop);
 		await vp.context().close();
 	}
 
