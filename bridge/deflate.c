@@ -33,11 +33,9 @@
  * (7,160 bytes, whatever the window) plus a window of 2^bits bytes.  The
  * deflater (5,952 bytes of state plus four times the window at memLevel 1)
  * is made and freed by lws for each message the bridge sends, since acks
- * and pongs are small.  lws would keep the 1 KB buffer it deflates into
- * for the life of the connection; on lws 4.1 the bridge frees it once a
- * message is written (deflate_written), and lws makes a new one for the
- * next.  At 11 window bits a held inflater alone would be 9.2 KB, most of
- * a 10 KB budget per connection.
+ * and pongs are small; lws keeps a 1 KB output buffer for them.  At 11
+ * window bits a held inflater alone would be 9.2 KB, most of a 10 KB
+ * budget per connection.
  *
  * So between two messages of a client that keeps its context, the bridge
  * keeps only the window: once a message has been inflated (or when zlib
@@ -78,19 +76,6 @@ struct rx_buffers
 {
 	struct lws_tokens in;		/* payload as received; all of it is used */
 	struct lws_tokens out;		/* what it inflated to */
-};
-
-/*
- * The head of lws 4.1's struct lws_ext_pm_deflate_priv, the extension's
- * state for one connection (the "user" of its callback): the buffer it
- * deflates into is freed between messages (deflate_written).
- */
-struct lws_pmd_head
-{
-	z_stream	rx;
-	z_stream	tx;
-	unsigned char *buf_rx_inflated;
-	unsigned char *buf_tx_deflated;	/* made by lws when NULL, at each payload it deflates */
 };
 
 /* lws 4.1's enum pmd_return, the codes used here */
@@ -356,26 +341,6 @@ unpark(struct deflate_state *s)
 static deflate_state_fn state_of;
 static deflate_refuse_fn refuse;
 
-/*
- * After a lws_write() on wsi returned: free the buffer lws deflated the
- * message into.  By then lws has written the frame, or copied what the
- * socket did not take into its own list of buffered output, so nothing
- * refers to the buffer; the deflater's state (a message lws still drains
- * in pieces) is in its z_stream, not here, and lws makes the buffer anew
- * at the next payload it deflates.
- */
-void
-deflate_written(struct lws *wsi)
-{
-	struct deflate_state *s;
-	struct lws_pmd_head *p;
-
-	if (!OWN_INFLATE || !state_of || !(s = state_of(wsi)) || !(p = s->lws_pmd))
-		return;
-	lws_realloc(p->buf_tx_deflated, 0, "pmd tx deflate buf");
-	p->buf_tx_deflated = NULL;
-}
-
 /* How to find a connection's state from its wsi, and how to close it. */
 void
 deflate_set_hooks(deflate_state_fn state_fn, deflate_refuse_fn refuse_fn)
@@ -487,11 +452,7 @@ deflate_extension(struct lws_context *context, const struct lws_extension *ext,
 	struct deflate_state *s;
 	struct rx_buffers *b = in;
 
-	if (!OWN_INFLATE || !state_of || !(s = state_of(wsi)))
-		return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
-	if (reason == LWS_EXT_CB_PAYLOAD_TX)
-		s->lws_pmd = user;		/* lws' state, whose buffer deflate_written frees */
-	if (reason != LWS_EXT_CB_PAYLOAD_RX)
+	if (!OWN_INFLATE || reason != LWS_EXT_CB_PAYLOAD_RX || !state_of || !(s = state_of(wsi)))
 		return lws_extension_callback_pm_deflate(context, ext, wsi, reason, user, in, len);
 
 	if (!s->in_message)

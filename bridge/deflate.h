@@ -22,7 +22,6 @@ struct deflate_state
 	struct z_stream_s *inflater;	/* the inflater while in use, or NULL */
 	unsigned int dict_len;		/* bytes of window in dict */
 	unsigned char *dict;		/* the parked window (2^window bytes), or NULL */
-	void	   *lws_pmd;		/* lws' own state of the extension (lws 4.1), once it sent */
 };
 
 /* The state of a connection's wsi (NULL: not one to inflate for). */
@@ -35,7 +34,6 @@ void		deflate_answer(struct lws *wsi, struct deflate_state *s,
 						   struct lws_process_html_args *args);
 void		deflate_established(struct lws *wsi, struct deflate_state *s);
 void		deflate_session_end(struct deflate_state *s);
-void		deflate_written(struct lws *wsi);
 int			deflate_extension(struct lws_context *context, const struct lws_extension *ext,
 							  struct lws *wsi, enum lws_extension_callback_reasons reason,
 							  void *user, void *in, size_t len);

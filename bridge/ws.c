@@ -115,7 +115,6 @@ outq_write_one(struct lws *wsi, struct outq *q, uint64_t *frames_out,
 		free(m);
 		return -1;
 	}
-	deflate_written(wsi);
 	if (m->is_command)
 	{
 		lws_usec_t	now = now_us();

@@ -109,24 +109,9 @@ int			ws_count(void);
 int			ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						void *user, void *in, size_t len);
 
-/*
- * lws keeps a receive buffer of WS_RX_BUFFER bytes (plus LWS_PRE + 4) for
- * every connection, for the life of the connection.  Only control frames
- * and the odd frame whose payload lws does not take in bulk pass through
- * it: compressed payload goes from the read buffer all connections share
- * to deflate.c, and uncompressed payload in pieces of this size to ws.c,
- * which reassembles messages anyway.  So it is the smallest lws accepts
- * with permessage-deflate (128, which a control frame's 125 bytes fit),
- * not 1 KB (7% of a connection's memory).  lws 4.1 also caps each write
- * to the socket at the receive buffer unless a tx_packet_size is given:
- * WS_TX_PACKET keeps writes at 1 KB, as before.
- */
-#define WS_RX_BUFFER 128
-#define WS_TX_PACKET 1024
-
 /* Both subprotocols go to the same callback; the path picks the endpoint. */
 #define WS_PROTOCOLS \
-	{"pankha", ws_callback, sizeof(struct ws_session), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET}, \
-	{"pankha-ui", ws_callback, sizeof(struct ws_session), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET}
+	{"pankha", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0}, \
+	{"pankha-ui", ws_callback, sizeof(struct ws_session), 1024, 0, NULL, 0}
 
 #endif							/* PANKHA_WS_H */
